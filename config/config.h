@@ -1,0 +1,88 @@
+// config: hookd's configuration, read from an INI file and HOOKD_<SECTION>_<KEY>
+// environment overrides, validated, then handed out read-only.
+//
+// Every key is one row of a table in config.c (section, key, type, field, default,
+// bounds, reloadable). Load order: defaults, then the file, then the environment;
+// the last one wins. Validation errors name the line (or the variable) and the
+// allowed range. A loaded config is immutable; reload builds a new one and swaps.
+#ifndef HK_CONFIG_H
+#define HK_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+// A name/value pair: `[kafka] rdkafka.<property>` pass-through, per-tenant secrets.
+typedef struct hk_kv {
+    char *key;
+    char *value;
+} hk_kv_t;
+
+typedef struct hk_config {
+    // [kafka]
+    char *kafka_brokers;       // "mock" starts an in-process mock cluster
+    char *kafka_topic;         // jobs topic
+    char *kafka_group;         // consumer group id
+    char *kafka_dlq_topic;     // default "<topic>.dlq"
+    char *kafka_retry_topic;   // default "<topic>.retry"
+    int kafka_mock_partitions; // partitions of each topic in the mock cluster
+    hk_kv_t *kafka_props;      // rdkafka.<prop> = value, passed to librdkafka as is
+    size_t kafka_props_cnt;
+
+    // [delivery]
+    int delivery_threads;
+    int delivery_max_transfers_per_thread;
+    int delivery_timeout_ms; // per attempt, unless the job sets timeout_ms
+    int delivery_connect_timeout_ms;
+    int64_t delivery_max_response_bytes; // response body bytes kept (rest discarded)
+    char *delivery_allow_cidrs;          // comma/space separated CIDRs the guard lets through
+
+    // [signing]
+    char *signing_secret;    // default whsec_ secret(s), space separated during rotation
+    hk_kv_t *tenant_secrets; // from [tenant "<name>"] secret = ...
+    size_t tenant_secrets_cnt;
+
+    // [limits]
+    int64_t limits_max_job_bytes;
+    int limits_max_inflight_jobs;
+    int64_t limits_max_inflight_bytes;
+    int limits_max_partition_span;
+
+    // [retry]
+    int retry_max_attempts;
+
+    // [log]
+    char *log_level;    // debug, info, warn, error
+    int log_summary_ms; // periodic summary line; 0 = off
+
+    // [shutdown]
+    int shutdown_grace_ms;
+
+    // [admin]
+    char *admin_listen; // host:port, "" = off
+} hk_config_t;
+
+// Loads defaults, then `path` (NULL: no file), then overrides from `envp`
+// (NULL-terminated "NAME=value" strings, usually `environ`; NULL: none).
+// Returns a new config, or NULL with a sentence in errstr such as
+// `config line 12: delivery.threads must be between 1 and 256, got "abc"`.
+// Variables that name no key (HOOKD_FOO_BAR) are ignored. No global state: the
+// caller owns the result; any thread may read it, none may change it.
+hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, size_t errstr_size);
+
+void hk_config_destroy(hk_config_t *cfg);
+
+// Prints the effective config as INI, every secret replaced by "<redacted>".
+void hk_config_dump(const hk_config_t *cfg, FILE *out);
+
+// The signing secret(s) for `tenant`: its own if configured, else the default.
+// NULL or "" when signing is off for that tenant.
+const char *hk_config_tenant_secret(const hk_config_t *cfg, const char *tenant);
+
+// Reload check (SIGHUP): 0 when `new` differs from `old` only in reloadable keys
+// (limits.*, log.*, retry.*, shutdown.grace_ms); -1 with a sentence naming the first
+// other key that changed, e.g. `kafka.brokers cannot be changed by a reload; restart
+// hookd to apply it`. Secrets are named, never shown.
+int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, char *errstr,
+                              size_t errstr_size);
+
+#endif
