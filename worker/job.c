@@ -1,0 +1,895 @@
+// job: parses and validates one Kafka message value into an hk_job_t (DESIGN §4).
+//
+// The same fill code runs twice over the jansson tree: a measuring pass that validates
+// everything and adds up the bytes the job needs, then a copying pass into one malloc'd
+// block laid out as [hk_job_t][items][header arrays, strings, bodies]. One code path for
+// both passes keeps the measured size and the copy in step; the arena still refuses to
+// write past its end, so a mismatch becomes an error, never an overflow. Enum-like values
+// ("POST", "default", "application/json") point at static strings, not into the block.
+#include "worker/job.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+    JOB_MAX_DEPTH = 64, // containers open at once, the top-level object included
+    JOB_ID_MAX = 255,
+    JOB_TENANT_MAX = 128,
+    JOB_URL_MAX = 8192,
+    JOB_HEADERS_MAX = 64,
+    JOB_HEADER_NAME_MAX = 256,
+    JOB_HEADER_VALUE_MAX = 8192,
+    JOB_CTYPE_MAX = 255,
+    JOB_ORDERING_KEY_MAX = 255,
+    JOB_ITEMS_MAX = 100000,
+    JOB_EXPIRES_AT_MAX = 64,
+    JOB_ATTEMPTS_MIN = 1,
+    JOB_ATTEMPTS_MAX = 100,
+    JOB_TIMEOUT_MIN = 100,
+    JOB_TIMEOUT_MAX = 120000,
+};
+
+#define JOB_DEFAULT_MAX_BYTES ((size_t)1024 * 1024)
+#define JOB_BODY_DUMP_FLAGS   (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+
+// Bump allocator over the job's block. While measuring `base` is NULL: takes only count.
+typedef struct arena {
+    char *base;
+    size_t cap;
+    size_t used;
+    bool overflow; // a take did not fit (copying) or the size wrapped (measuring)
+} arena_t;
+
+// Stands in for copied strings while measuring, so "is it set" checks work in both passes.
+static const char k_measured[] = "";
+static const char k_json_ctype[] = "application/json";
+
+typedef struct ctx {
+    arena_t a;
+    bool measuring; // first pass: also runs the checks that cost (URL parsing)
+    char *errstr;
+    size_t errstr_size;
+    char where[32]; // JSON path of the object being filled: "$" or "$.items[12]"
+    const hk_job_src_t *src;
+    const hk_job_defaults_t *defs;
+    // Real bytes in both passes (they size the item ids and content types).
+    const char *batch_id;
+    size_t batch_id_len;
+    const char *batch_ctype; // Content-Type from the batch's headers, for items inheriting them
+    size_t batch_ctype_len;
+    char derived_id[JOB_ID_MAX + 1];
+} ctx_t;
+
+__attribute__((format(printf, 2, 3))) static int fail(ctx_t *c, const char *fmt, ...)
+{
+    if (!c->errstr || c->errstr_size == 0)
+        return -1;
+    int n = snprintf(c->errstr, c->errstr_size, "%s", c->where);
+    if (n >= 0 && (size_t)n < c->errstr_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->errstr + n, c->errstr_size - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+// Reasons travel in DLQ headers and log lines: keep them printable ASCII whatever the
+// input echoed into them (jansson's "near '...'", header names).
+static void sanitize_reason(char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+static void *arena_take(arena_t *a, size_t n, size_t align)
+{
+    size_t off = a->used;
+    if (off % align)
+        off += align - off % align;
+    if (off < a->used || off + n < off || (a->base && off + n > a->cap)) {
+        a->overflow = true;
+        return NULL;
+    }
+    a->used = off + n;
+    return a->base ? a->base + off : NULL;
+}
+
+static const char *arena_str(arena_t *a, const char *s, size_t n)
+{
+    char *p = arena_take(a, n + 1, 1);
+    if (!p)
+        return k_measured; // measuring, or an overflow caught after the copy
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+// Present and not JSON null: a null field counts as absent.
+static json_t *get(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+static bool is_alnum(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+}
+
+static bool is_id_char(unsigned char ch)
+{
+    return is_alnum(ch) || ch == '_' || ch == ':' || ch == '-';
+}
+
+// RFC 7230 tchar.
+static bool is_token_char(unsigned char ch)
+{
+    return is_alnum(ch) || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static bool has_cr_lf(const char *s, size_t n)
+{
+    return memchr(s, '\r', n) || memchr(s, '\n', n);
+}
+
+// Control characters other than HTAB (NUL, DEL included).
+static bool has_ctl(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+// Valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) without NUL.
+static bool is_utf8_text(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c0 = s[i];
+        size_t len;
+        uint32_t cp, min;
+        if (c0 == 0)
+            return false;
+        if (c0 < 0x80) {
+            i++;
+            continue;
+        }
+        if (c0 >= 0xc2 && c0 <= 0xdf) {
+            len = 2, cp = c0 & 0x1fu, min = 0x80;
+        } else if (c0 >= 0xe0 && c0 <= 0xef) {
+            len = 3, cp = c0 & 0x0fu, min = 0x800;
+        } else if (c0 >= 0xf0 && c0 <= 0xf4) {
+            len = 4, cp = c0 & 0x07u, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+// Finds the first container opened deeper than JOB_MAX_DEPTH, before jansson recurses
+// (its own limit is 2048). Exact for valid JSON; for invalid JSON either answer is fine,
+// the job is rejected anyway.
+static bool too_deep(const unsigned char *p, size_t n, size_t *at)
+{
+    size_t depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = p[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > JOB_MAX_DEPTH) {
+                *at = i;
+                return true;
+            }
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return false;
+}
+
+static int b64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == '/')
+        return 63;
+    return -1;
+}
+
+// Standard base64 with padding, no whitespace. Returns the decoded length, or -1.
+// With `out` it also decodes.
+static long b64_decode(const char *s, size_t n, unsigned char *out)
+{
+    if (n % 4)
+        return -1;
+    size_t pad = 0;
+    if (n >= 1 && s[n - 1] == '=')
+        pad++;
+    if (n >= 2 && s[n - 2] == '=')
+        pad++;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t acc = 0;
+        size_t last = i + 4 == n;
+        for (size_t k = 0; k < 4; k++) {
+            int v = b64_value((unsigned char)s[i + k]);
+            if (v < 0) {
+                if (!(last && s[i + k] == '=' && k >= 4 - pad))
+                    return -1;
+                v = 0;
+            }
+            acc = acc << 6 | (uint32_t)v;
+        }
+        size_t bytes = last ? 3 - pad : 3;
+        if (out) {
+            out[o] = (unsigned char)(acc >> 16);
+            if (bytes > 1)
+                out[o + 1] = (unsigned char)(acc >> 8);
+            if (bytes > 2)
+                out[o + 2] = (unsigned char)acc;
+        }
+        o += bytes;
+    }
+    return (long)o;
+}
+
+// Exactly `n` ASCII digits.
+static bool digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+// RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 'T'/'Z' in either
+// case. Fractions below a millisecond are truncated; a leap second 60 is accepted.
+static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int year, mon, day, hh, mi, ss, ms = 0;
+    if (n < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) || s[7] != '-' ||
+        !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hh) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &ss))
+        return false;
+    size_t i = 19;
+    if (s[i] == '.') {
+        size_t start = ++i;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (i - start < 3)
+                ms = ms * 10 + (s[i] - '0');
+        if (i == start)
+            return false;
+        for (size_t k = i - start; k < 3; k++)
+            ms *= 10;
+    }
+    int off_min = 0;
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+        int oh, om;
+        if (n - i < 6 || !digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
+            !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        off_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
+        i += 6;
+    } else {
+        return false;
+    }
+    if (i != n)
+        return false;
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] + (mon == 2 && leap) || hh > 23 ||
+        mi > 59 || ss > 60)
+        return false;
+    int64_t secs =
+        days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss - (int64_t)off_min * 60;
+    *out_ms = secs * 1000 + ms;
+    return true;
+}
+
+static int check_url(ctx_t *c, const char *s, size_t n)
+{
+    if (n == 0 || n > JOB_URL_MAX)
+        return fail(c, ".url: must be an absolute http(s) URL of at most %d bytes", JOB_URL_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7f)
+            return fail(c, ".url: contains a space or control character");
+        if (ch >= 0x80)
+            return fail(c, ".url: contains non-ASCII bytes (percent-encode them)");
+        if (ch == '\\') // not allowed by RFC 3986; browsers and curl disagree on it
+            return fail(c, ".url: contains a backslash");
+    }
+    // Insist on "scheme://" and a non-empty authority: curl also takes "http:/host" and
+    // reads "http:///path" as host "path".
+    size_t auth = strncasecmp(s, "http://", 7) == 0    ? 7
+                  : strncasecmp(s, "https://", 8) == 0 ? 8
+                                                       : 0;
+    if (!auth || auth == n || strchr("/?#", s[auth]))
+        return fail(c, ".url: not an absolute http(s) URL");
+    if (!c->measuring)
+        return 0; // checked in the first pass already
+
+    CURLU *u = curl_url();
+    if (!u)
+        return fail(c, ".url: out of memory while checking it");
+    char *host = NULL, *user = NULL, *password = NULL;
+    int rc = 0;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, s, 0);
+    if (uc != CURLUE_OK)
+        rc = fail(c, ".url: not an absolute http(s) URL (%s)", curl_url_strerror(uc));
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host)
+        rc = fail(c, ".url: not an absolute http(s) URL (no host)");
+    else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+             curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK)
+        rc = fail(c, ".url: must not contain credentials (user:password@); use headers");
+    curl_free(host);
+    curl_free(user);
+    curl_free(password);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+// Why a header a job may not set is refused, or NULL when it may.
+static const char *header_refusal(const char *name)
+{
+    static const struct {
+        const char *name;
+        const char *why;
+    } refused[] = {
+        {"Host", "set by hookd"},
+        {"Content-Length", "set by hookd"},
+        {"Transfer-Encoding", "set by hookd"},
+        {"Idempotency-Key", "set by hookd"},
+        {"Connection", "hop-by-hop"},
+        {"Keep-Alive", "hop-by-hop"},
+        {"Proxy-Connection", "hop-by-hop"},
+        {"TE", "hop-by-hop"},
+        {"Trailer", "hop-by-hop"},
+        {"Upgrade", "hop-by-hop"},
+        {"Proxy-Authorization", "proxy credentials"},
+    };
+    if (strncasecmp(name, "webhook-", 8) == 0)
+        return "webhook-* headers are set by hookd";
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (strcasecmp(name, refused[i].name) == 0)
+            return refused[i].why;
+    return NULL;
+}
+
+static int check_ctype(ctx_t *c, const char *path, const char *s, size_t n)
+{
+    if (n == 0 || n > JOB_CTYPE_MAX)
+        return fail(c, "%s: must be 1-%d bytes", path, JOB_CTYPE_MAX);
+    if (has_cr_lf(s, n))
+        return fail(c, "%s: contains CR/LF", path);
+    if (has_ctl(s, n))
+        return fail(c, "%s: contains a control character", path);
+    return 0;
+}
+
+// Own headers go into the block; "Content-Type" is taken out of them and returned in
+// *ctype so that job->content_type is the only place a content type lives.
+static int fill_headers(ctx_t *c, const json_t *hv, hk_job_t *job, const char **ctype,
+                        size_t *ctype_len)
+{
+    if (!json_is_object(hv))
+        return fail(c, ".headers: must be an object of header name to string value");
+    if (json_object_size(hv) > JOB_HEADERS_MAX)
+        return fail(c, ".headers: at most %d headers, got %zu", JOB_HEADERS_MAX,
+                    json_object_size(hv));
+    const char *name;
+    json_t *v;
+    size_t cnt = 0;
+    json_object_foreach((json_t *)hv, name, v)
+    {
+        size_t nlen = strlen(name);
+        if (has_cr_lf(name, nlen))
+            return fail(c, ".headers.%.64s: name contains CR/LF", name);
+        bool token = nlen >= 1 && nlen <= JOB_HEADER_NAME_MAX;
+        for (size_t i = 0; token && i < nlen; i++)
+            token = is_token_char((unsigned char)name[i]);
+        if (!token)
+            return fail(c, ".headers.%.64s: name must be an HTTP token of 1-%d characters", name,
+                        JOB_HEADER_NAME_MAX);
+        const char *why = header_refusal(name);
+        if (why)
+            return fail(c, ".headers.%s: header not allowed (%s)", name, why);
+        if (!json_is_string(v))
+            return fail(c, ".headers.%s: value must be a string", name);
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (n > JOB_HEADER_VALUE_MAX)
+            return fail(c, ".headers.%s: value longer than %d bytes", name, JOB_HEADER_VALUE_MAX);
+        if (has_cr_lf(s, n))
+            return fail(c, ".headers.%s: value contains CR/LF", name);
+        if (memchr(s, '\0', n))
+            return fail(c, ".headers.%s: value contains NUL", name);
+        if (has_ctl(s, n))
+            return fail(c, ".headers.%s: value contains a control character", name);
+        if (strcasecmp(name, "Content-Type") == 0) {
+            char path[64];
+            snprintf(path, sizeof path, ".headers.%s", name);
+            if (check_ctype(c, path, s, n) < 0)
+                return -1;
+            *ctype = s;
+            *ctype_len = n;
+        } else {
+            cnt++;
+        }
+    }
+
+    hk_job_header_t *hdrs =
+        cnt ? arena_take(&c->a, cnt * sizeof *hdrs, _Alignof(hk_job_header_t)) : NULL;
+    size_t i = 0;
+    json_object_foreach((json_t *)hv, name, v)
+    {
+        if (strcasecmp(name, "Content-Type") == 0)
+            continue;
+        const char *n = arena_str(&c->a, name, strlen(name));
+        const char *val = arena_str(&c->a, json_string_value(v), json_string_length(v));
+        if (hdrs && i < cnt)
+            hdrs[i] = (hk_job_header_t){.name = n, .value = val};
+        i++;
+    }
+    job->headers = hdrs; // NULL while measuring: only the count matters then
+    job->headers_cnt = cnt;
+    return 0;
+}
+
+static int fill_body(ctx_t *c, const json_t *obj, hk_job_t *job, const char *hdr_ctype,
+                     size_t hdr_ctype_len)
+{
+    json_t *body = get(obj, "body");
+    json_t *b64 = get(obj, "body_base64");
+    json_t *ct = get(obj, "content_type");
+    const char *ctype = hdr_ctype;
+    size_t ctype_len = hdr_ctype_len;
+
+    if (ct) {
+        if (!json_is_string(ct))
+            return fail(c, ".content_type: must be a string");
+        if (check_ctype(c, ".content_type", json_string_value(ct), json_string_length(ct)) < 0)
+            return -1;
+        ctype = json_string_value(ct);
+        ctype_len = json_string_length(ct);
+    }
+    if (body && b64)
+        return fail(c, ": body and body_base64 are mutually exclusive");
+
+    if (body) {
+        size_t n = json_dumpb(body, NULL, 0, JOB_BODY_DUMP_FLAGS);
+        if (n == 0)
+            return fail(c, ".body: cannot be encoded as JSON");
+        char *p = arena_take(&c->a, n + 1, 1);
+        if (p) {
+            if (json_dumpb(body, p, n, JOB_BODY_DUMP_FLAGS) != n)
+                c->a.overflow = true; // cannot happen: the tree is the same
+            p[n] = '\0';
+        }
+        job->body = p ? p : k_measured;
+        job->body_len = n;
+        if (!ctype) {
+            ctype = k_json_ctype;
+            ctype_len = sizeof k_json_ctype - 1;
+        }
+    } else if (b64) {
+        if (!json_is_string(b64))
+            return fail(c, ".body_base64: must be a string of standard base64");
+        const char *s = json_string_value(b64);
+        size_t n = json_string_length(b64);
+        long dn = b64_decode(s, n, NULL);
+        if (dn < 0)
+            return fail(c, ".body_base64: not valid standard base64 (A-Z a-z 0-9 + /, padded "
+                           "with =, no whitespace)");
+        if (!ctype)
+            return fail(c, ".content_type: required with body_base64");
+        char *p = arena_take(&c->a, (size_t)dn + 1, 1);
+        if (p) {
+            b64_decode(s, n, (unsigned char *)p);
+            p[dn] = '\0';
+        }
+        job->body = p ? p : k_measured;
+        job->body_len = (size_t)dn;
+    } else {
+        job->body = NULL;
+        job->body_len = 0;
+        job->content_type = NULL;
+        return 0;
+    }
+    if (ctype == k_json_ctype)
+        job->content_type = k_json_ctype;
+    else
+        job->content_type = arena_str(&c->a, ctype, ctype_len);
+    return 0;
+}
+
+static int fill_int(ctx_t *c, const json_t *obj, const char *key, int min, int max, int dflt,
+                    int *out)
+{
+    json_t *v = get(obj, key);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    json_int_t i = json_is_integer(v) ? json_integer_value(v) : (json_int_t)min - 1;
+    if (i < min || i > max)
+        return fail(c, ".%s: must be an integer between %d and %d", key, min, max);
+    *out = (int)i;
+    return 0;
+}
+
+// The fields webhooks and batch items share (a batch's own fields too, minus the body).
+// `parent` is the batch when filling one of its items: missing fields inherit from it.
+static int fill_common(ctx_t *c, const json_t *obj, hk_job_t *job, const hk_job_t *parent,
+                       bool with_body)
+{
+    json_t *v;
+
+    if ((v = get(obj, "tenant"))) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        bool ok = json_is_string(v) && n >= 1 && n <= JOB_TENANT_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = s[i] > 0x20 && s[i] < 0x7f;
+        if (!ok)
+            return fail(c, ".tenant: must be 1-%d printable ASCII characters without spaces",
+                        JOB_TENANT_MAX);
+        job->tenant = arena_str(&c->a, s, n);
+    } else {
+        job->tenant = parent ? parent->tenant : "default";
+    }
+
+    if ((v = get(obj, "url"))) {
+        if (!json_is_string(v))
+            return fail(c, ".url: must be a string holding an absolute http(s) URL");
+        if (check_url(c, json_string_value(v), json_string_length(v)) < 0)
+            return -1;
+        job->url = arena_str(&c->a, json_string_value(v), json_string_length(v));
+    } else {
+        job->url = parent ? parent->url : NULL;
+    }
+
+    if ((v = get(obj, "method"))) {
+        static const char *const methods[] = {"POST", "PUT", "PATCH", "DELETE", "GET"};
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
+        job->method = NULL;
+        for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+            if (strcmp(s, methods[i]) == 0)
+                job->method = methods[i];
+        if (!job->method)
+            return fail(c, ".method: must be one of POST, PUT, PATCH, DELETE, GET");
+    } else {
+        job->method = parent ? parent->method : "POST";
+    }
+
+    const char *hdr_ctype = NULL;
+    size_t hdr_ctype_len = 0;
+    if ((v = get(obj, "headers"))) {
+        if (fill_headers(c, v, job, &hdr_ctype, &hdr_ctype_len) < 0)
+            return -1;
+    } else if (parent) {
+        job->headers = parent->headers;
+        job->headers_cnt = parent->headers_cnt;
+        hdr_ctype = c->batch_ctype;
+        hdr_ctype_len = c->batch_ctype_len;
+    } else {
+        job->headers = NULL;
+        job->headers_cnt = 0;
+    }
+    if (!parent) {
+        c->batch_ctype = hdr_ctype;
+        c->batch_ctype_len = hdr_ctype_len;
+    }
+
+    if (with_body && fill_body(c, obj, job, hdr_ctype, hdr_ctype_len) < 0)
+        return -1;
+
+    if (fill_int(c, obj, "max_attempts", JOB_ATTEMPTS_MIN, JOB_ATTEMPTS_MAX,
+                 parent ? parent->max_attempts : c->defs->max_attempts, &job->max_attempts) < 0)
+        return -1;
+    if (fill_int(c, obj, "timeout_ms", JOB_TIMEOUT_MIN, JOB_TIMEOUT_MAX,
+                 parent ? parent->timeout_ms : c->defs->timeout_ms, &job->timeout_ms) < 0)
+        return -1;
+
+    if ((v = get(obj, "expires_at"))) {
+        int64_t ms = 0;
+        if (!json_is_string(v) || json_string_length(v) > JOB_EXPIRES_AT_MAX ||
+            !parse_rfc3339(json_string_value(v), json_string_length(v), &ms))
+            return fail(c, ".expires_at: must be an RFC 3339 time such as 2026-11-21T10:00:00Z");
+        if (ms <= 0)
+            return fail(c, ".expires_at: must be after 1970-01-01T00:00:00Z");
+        job->expires_at_ms = ms;
+    } else {
+        job->expires_at_ms = parent ? parent->expires_at_ms : 0;
+    }
+
+    if ((v = get(obj, "ordering_key"))) {
+        size_t n = json_string_length(v);
+        if (!json_is_string(v) || n < 1 || n > JOB_ORDERING_KEY_MAX)
+            return fail(c, ".ordering_key: must be a string of 1-%d bytes", JOB_ORDERING_KEY_MAX);
+        job->ordering_key = arena_str(&c->a, json_string_value(v), n);
+    } else {
+        job->ordering_key = NULL;
+    }
+    return 0;
+}
+
+static int derive_id(ctx_t *c)
+{
+    if (!c->src)
+        return fail(c, ".id: required when the job has no Kafka source to derive it from");
+    char tail[48];
+    int tn =
+        snprintf(tail, sizeof tail, "-%" PRId32 "-%" PRId64, c->src->partition, c->src->offset);
+    if (tn < 0 || (size_t)tn >= sizeof tail)
+        return fail(c, ".id: cannot derive one from the Kafka source");
+    const char *topic = c->src->topic ? c->src->topic : "";
+    size_t tl = strnlen(topic, JOB_ID_MAX);
+    if (tl > JOB_ID_MAX - (size_t)tn)
+        tl = JOB_ID_MAX - (size_t)tn;
+    for (size_t i = 0; i < tl; i++)
+        c->derived_id[i] = is_id_char((unsigned char)topic[i]) ? topic[i] : '_';
+    memcpy(c->derived_id + tl, tail, (size_t)tn + 1);
+    c->batch_id = c->derived_id;
+    c->batch_id_len = tl + (size_t)tn;
+    return 0;
+}
+
+static int fill_items(ctx_t *c, const json_t *items, hk_job_t *job)
+{
+    size_t cnt = json_array_size(items);
+    hk_job_t *arr = arena_take(&c->a, cnt * sizeof *arr, _Alignof(hk_job_t));
+    hk_job_t scratch;
+    for (size_t i = 0; i < cnt; i++) {
+        snprintf(c->where, sizeof c->where, "$.items[%zu]", i);
+        const json_t *obj = json_array_get(items, i);
+        hk_job_t *it = arr ? &arr[i] : &scratch;
+        memset(it, 0, sizeof *it);
+        if (!json_is_object(obj))
+            return fail(c, ": must be a JSON object");
+        json_t *t = get(obj, "type");
+        if (t && !(json_is_string(t) && strcmp(json_string_value(t), "webhook") == 0))
+            return fail(c, ".type: batch items are webhooks: leave type out or set \"webhook\"");
+
+        char id[JOB_ID_MAX + 32];
+        int n = snprintf(id, sizeof id, "%.*s:%zu", (int)c->batch_id_len, c->batch_id, i);
+        it->type = HK_JOB_WEBHOOK;
+        it->id = arena_str(&c->a, id, (size_t)n);
+        if (fill_common(c, obj, it, job, true) < 0)
+            return -1;
+        if (!it->url)
+            return fail(c, ".url: required (neither the item nor the batch has one)");
+        it->max_failure_ratio = 1.0;
+    }
+    job->items = arr; // NULL while measuring
+    job->items_cnt = cnt;
+    snprintf(c->where, sizeof c->where, "$");
+    return 0;
+}
+
+static int fill_top(ctx_t *c, const json_t *root, hk_job_t *job)
+{
+    json_t *v;
+
+    job->type = HK_JOB_WEBHOOK;
+    if ((v = get(root, "type"))) {
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(s, "batch") == 0)
+            job->type = HK_JOB_BATCH;
+        else if (strcmp(s, "webhook") != 0)
+            return fail(c, ".type: must be \"webhook\" or \"batch\"");
+    }
+
+    if ((v = get(root, "id"))) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        bool ok = json_is_string(v) && n >= 1 && n <= JOB_ID_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = is_id_char((unsigned char)s[i]);
+        if (!ok)
+            return fail(c, ".id: must be 1-%d characters of [A-Za-z0-9_:-]", JOB_ID_MAX);
+        c->batch_id = s;
+        c->batch_id_len = n;
+    } else if (derive_id(c) < 0) {
+        return -1;
+    }
+    job->id = arena_str(&c->a, c->batch_id, c->batch_id_len);
+
+    bool batch = job->type == HK_JOB_BATCH;
+    if (fill_common(c, root, job, NULL, !batch) < 0)
+        return -1;
+
+    if (!job->ordering_key && c->src && c->src->key && c->src->key_len > 0 &&
+        is_utf8_text(c->src->key, c->src->key_len))
+        job->ordering_key = arena_str(&c->a, c->src->key, c->src->key_len);
+
+    job->max_failure_ratio = 1.0;
+    if (!batch) {
+        if (!job->url)
+            return fail(c, get(root, "items") ? ".url: required for a webhook job (a job with "
+                                                "items needs \"type\": \"batch\")"
+                                              : ".url: required for a webhook job");
+        return 0;
+    }
+
+    if ((v = get(root, "max_failure_ratio"))) {
+        double r = json_is_number(v) ? json_number_value(v) : -1.0;
+        if (!(r >= 0.0 && r <= 1.0))
+            return fail(c, ".max_failure_ratio: must be a number between 0 and 1");
+        job->max_failure_ratio = r;
+    }
+    v = get(root, "items");
+    if (!v)
+        return fail(c, ".items: required for a batch job");
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > JOB_ITEMS_MAX)
+        return fail(c, ".items: must be an array of 1-%d job objects", JOB_ITEMS_MAX);
+    return fill_items(c, v, job);
+}
+
+static void json_failure(ctx_t *c, const json_error_t *err)
+{
+    const char *text = err->text;
+    const char *note = "";
+    switch (json_error_code(err)) {
+    case json_error_invalid_utf8:
+        note = "invalid UTF-8: ";
+        break;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        text = "strings and keys must not contain \\u0000 (NUL)";
+        break;
+    default:
+        if (strncmp(text, "invalid Unicode", 15) == 0)
+            note = "unpaired UTF-16 surrogate: ";
+        break;
+    }
+    fail(c, ": invalid JSON at line %d column %d: %s%s", err->line, err->column, note, text);
+}
+
+// Checks the raw bytes, then parses them. NULL with the reason set when they are no job.
+static json_t *load(ctx_t *c, const void *value, size_t len)
+{
+    size_t max_bytes = c->defs->max_job_bytes ? c->defs->max_job_bytes : JOB_DEFAULT_MAX_BYTES;
+    size_t at = 0;
+    if (!value || len == 0) {
+        fail(c, ": empty job");
+        return NULL;
+    }
+    if (len > max_bytes) {
+        fail(c, ": job is %zu bytes, more than limits.max_job_bytes (%zu)", len, max_bytes);
+        return NULL;
+    }
+    if (too_deep(value, len, &at)) {
+        fail(c, ": nested deeper than %d levels (at byte %zu)", JOB_MAX_DEPTH, at);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(value, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root) {
+        json_failure(c, &jerr);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        fail(c, ": must be a JSON object");
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+// Pass 1 validates and measures, pass 2 copies into one block.
+static hk_job_t *build(ctx_t *c, const json_t *root)
+{
+    hk_job_t scratch = {0};
+    c->measuring = true;
+    arena_take(&c->a, sizeof(hk_job_t), _Alignof(hk_job_t));
+    if (fill_top(c, root, &scratch) < 0)
+        return NULL;
+    if (c->a.overflow) {
+        fail(c, ": job too large to hold in memory");
+        return NULL;
+    }
+
+    size_t size = c->a.used;
+    char *mem = malloc(size);
+    if (!mem) {
+        fail(c, ": out of memory (%zu bytes)", size);
+        return NULL;
+    }
+    c->a = (arena_t){.base = mem, .cap = size};
+    c->measuring = false;
+    c->batch_ctype = NULL;
+    c->batch_ctype_len = 0;
+    hk_job_t *job = arena_take(&c->a, sizeof *job, _Alignof(hk_job_t)); // offset 0: job == mem
+    if (job)
+        memset(job, 0, sizeof *job);
+    if (!job || fill_top(c, root, job) < 0 || c->a.overflow || c->a.used != size) {
+        snprintf(c->where, sizeof c->where, "$");
+        fail(c, ": internal error: job size changed between passes");
+        free(mem);
+        return NULL;
+    }
+    job->mem_bytes = size;
+    return job;
+}
+
+hk_job_t *hk_job_parse(const void *value, size_t len, const hk_job_src_t *src,
+                       const hk_job_defaults_t *defs, char *errstr, size_t errstr_size)
+{
+    static const hk_job_defaults_t builtin = {
+        .max_attempts = 10, .timeout_ms = 10000, .max_job_bytes = JOB_DEFAULT_MAX_BYTES};
+    ctx_t c = {.errstr = errstr, .errstr_size = errstr_size, .where = "$", .src = src};
+    c.defs = defs ? defs : &builtin;
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+
+    json_t *root = load(&c, value, len);
+    hk_job_t *job = root ? build(&c, root) : NULL;
+    json_decref(root);
+    if (!job && errstr && errstr_size) {
+        if (!errstr[0])
+            snprintf(errstr, errstr_size, "$: invalid job");
+        sanitize_reason(errstr);
+    }
+    return job;
+}
+
+void hk_job_destroy(hk_job_t *job)
+{
+    free(job);
+}
