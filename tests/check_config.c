@@ -1,0 +1,972 @@
+// Unit tests of config/: defaults, the sample files, every kind of bad value with
+// its message, environment precedence, pass-through lists, the redacted dump and
+// the reload check.
+#include "config/config.h"
+
+#include <check.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef HK_SOURCE_DIR
+#define HK_SOURCE_DIR "."
+#endif
+
+// whsec_ secrets of 16, 32 and 64 bytes, and of 15 and 65 bytes (both too short/long).
+#define SECRET16 "whsec_MDEyMzQ1Njc4OWFiY2RlZg=="
+#define SECRET32 "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define SECRET64                                                                                   \
+    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2Rl"   \
+    "Zg=="
+#define SECRET15 "whsec_MDEyMzQ1Njc4OWFiY2Rl"
+#define SECRET65                                                                                   \
+    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2Rl"   \
+    "Zng="
+#define SECRET_ACME "whsec_dGVuYW50LWFjbWUtc2VjcmV0LWJ5dGVz"
+
+// Per-test state, reset and released by the checked fixture.
+static hk_config_t *cfg;
+static char path[64];
+static char err[512];
+
+static void setup(void)
+{
+    cfg = NULL;
+    path[0] = '\0';
+    err[0] = '\0';
+}
+
+static void reset_cfg(void)
+{
+    hk_config_destroy(cfg);
+    cfg = NULL;
+}
+
+static void teardown(void)
+{
+    reset_cfg();
+    if (path[0])
+        unlink(path);
+    path[0] = '\0';
+}
+
+// Writes text to a new temporary file, named in `path`, and returns the name.
+static const char *write_conf(const char *text)
+{
+    if (path[0])
+        unlink(path);
+    snprintf(path, sizeof(path), "/tmp/hk-check-config-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+// Loads `text` as a config file into `cfg`, failing the test on an error.
+static hk_config_t *load_ok(const char *text, char *const *envp)
+{
+    cfg = hk_config_load(write_conf(text), envp, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "load failed: %s", err);
+    return cfg;
+}
+
+// Loads `text` expecting a failure with exactly the message `want`.
+static void assert_load_fails(const char *text, char *const *envp, const char *want)
+{
+    cfg = hk_config_load(write_conf(text), envp, err, sizeof(err));
+    ck_assert_msg(cfg == NULL, "loaded although expected: %s", want);
+    ck_assert_str_eq(err, want);
+}
+
+// Loads `text` expecting a failure whose message contains `want`.
+static void assert_load_fails_with(const char *text, const char *want)
+{
+    cfg = hk_config_load(write_conf(text), NULL, err, sizeof(err));
+    ck_assert_msg(cfg == NULL, "loaded although expected: %s", want);
+    ck_assert_msg(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err, want);
+}
+
+// hk_config_dump() into a malloc'ed string.
+static char *dump_str(const hk_config_t *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    hk_config_dump(c, f);
+    ck_assert_int_eq(fclose(f), 0);
+    return buf;
+}
+
+START_TEST(test_defaults_without_file)
+{
+    cfg = hk_config_load(NULL, NULL, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->kafka_brokers, "mock");
+    ck_assert_str_eq(cfg->kafka_topic, "jobs");
+    ck_assert_str_eq(cfg->kafka_group, "hookd");
+    ck_assert_str_eq(cfg->kafka_dlq_topic, "jobs.dlq");
+    ck_assert_str_eq(cfg->kafka_retry_topic, "jobs.retry");
+    ck_assert_int_eq(cfg->kafka_mock_partitions, 8);
+    ck_assert_uint_eq(cfg->kafka_props_cnt, 0);
+    ck_assert_int_eq(cfg->delivery_threads, 2);
+    ck_assert_int_eq(cfg->delivery_max_transfers_per_thread, 64);
+    ck_assert_int_eq(cfg->delivery_timeout_ms, 10000);
+    ck_assert_int_eq(cfg->delivery_connect_timeout_ms, 5000);
+    ck_assert_int_eq(cfg->delivery_max_response_bytes, 65536);
+    ck_assert_str_eq(cfg->delivery_allow_cidrs, "");
+    ck_assert_str_eq(cfg->signing_secret, "");
+    ck_assert_uint_eq(cfg->tenant_secrets_cnt, 0);
+    ck_assert_int_eq(cfg->limits_max_job_bytes, 1048576);
+    ck_assert_int_eq(cfg->limits_max_inflight_jobs, 10000);
+    ck_assert_int_eq(cfg->limits_max_inflight_bytes, 268435456);
+    ck_assert_int_eq(cfg->limits_max_partition_span, 20000);
+    ck_assert_int_eq(cfg->retry_max_attempts, 10);
+    ck_assert_str_eq(cfg->log_level, "info");
+    ck_assert_int_eq(cfg->log_summary_ms, 5000);
+    ck_assert_int_eq(cfg->shutdown_grace_ms, 10000);
+    ck_assert_str_eq(cfg->admin_listen, "127.0.0.1:9464");
+}
+END_TEST
+
+START_TEST(test_empty_file_gives_defaults)
+{
+    load_ok("", NULL);
+    ck_assert_str_eq(cfg->kafka_topic, "jobs");
+    ck_assert_int_eq(cfg->delivery_threads, 2);
+}
+END_TEST
+
+// Collects "\n<section>.<key>" of every pair inih reads into a string.
+static int collect_keys(void *user, const char *section, const char *name, const char *value)
+{
+    (void)value;
+    char *keys = user;
+    size_t len = strlen(keys);
+    snprintf(keys + len, 8192 - len, "\n%s.%s", section, name);
+    return 1;
+}
+
+START_TEST(test_sample_hookd_conf_sets_every_key_to_its_default)
+{
+    char *defaults_dump;
+    {
+        hk_config_t *defaults = hk_config_load(NULL, NULL, err, sizeof(err));
+        ck_assert_ptr_nonnull(defaults);
+        defaults_dump = dump_str(defaults);
+        hk_config_destroy(defaults);
+    }
+    cfg = hk_config_load(HK_SOURCE_DIR "/config/hookd.conf", NULL, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    char *sample_dump = dump_str(cfg);
+    ck_assert_str_eq(sample_dump, defaults_dump);
+
+    // Every key the dump shows is written out (and so documented) in the sample.
+    static char sample_keys[8192], dump_keys[8192];
+    sample_keys[0] = dump_keys[0] = '\0';
+    ck_assert_int_eq(ini_parse(HK_SOURCE_DIR "/config/hookd.conf", collect_keys, sample_keys), 0);
+    ck_assert_int_eq(ini_parse_string(defaults_dump, collect_keys, dump_keys), 0);
+    strcat(sample_keys, "\n");
+    for (char *k = strtok(dump_keys, "\n"); k; k = strtok(NULL, "\n")) {
+        char needle[128];
+        snprintf(needle, sizeof(needle), "\n%s\n", k);
+        ck_assert_msg(strstr(sample_keys, needle) != NULL, "hookd.conf lacks %s", k);
+    }
+    free(sample_dump);
+    free(defaults_dump);
+}
+END_TEST
+
+START_TEST(test_dev_conf_loads)
+{
+    cfg = hk_config_load(HK_SOURCE_DIR "/config/dev.conf", NULL, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->kafka_brokers, "mock");
+    ck_assert_str_eq(cfg->delivery_allow_cidrs, "127.0.0.0/8,::1/128");
+    ck_assert_int_eq(strncmp(cfg->signing_secret, "whsec_", 6), 0);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "default"), cfg->signing_secret);
+}
+END_TEST
+
+START_TEST(test_file_overrides_defaults)
+{
+    load_ok("[kafka]\n"
+            "brokers = k1:9092,k2:9092\n"
+            "topic = orders\n"
+            "group = g1\n"
+            "dlq_topic = dead\n"
+            "retry_topic = later\n"
+            "[delivery]\n"
+            "threads = 16\n"
+            "allow_cidrs = 10.0.0.0/8\n"
+            "[retry]\n"
+            "max_attempts = 3\n"
+            "[admin]\n"
+            "listen = 0.0.0.0:9000\n",
+            NULL);
+    ck_assert_str_eq(cfg->kafka_brokers, "k1:9092,k2:9092");
+    ck_assert_str_eq(cfg->kafka_topic, "orders");
+    ck_assert_str_eq(cfg->kafka_group, "g1");
+    ck_assert_str_eq(cfg->kafka_dlq_topic, "dead");
+    ck_assert_str_eq(cfg->kafka_retry_topic, "later");
+    ck_assert_int_eq(cfg->delivery_threads, 16);
+    ck_assert_str_eq(cfg->delivery_allow_cidrs, "10.0.0.0/8");
+    ck_assert_int_eq(cfg->retry_max_attempts, 3);
+    ck_assert_str_eq(cfg->admin_listen, "0.0.0.0:9000");
+    ck_assert_int_eq(cfg->delivery_timeout_ms, 10000);
+}
+END_TEST
+
+START_TEST(test_derived_topics_follow_topic)
+{
+    load_ok("[kafka]\ntopic = orders\n", NULL);
+    ck_assert_str_eq(cfg->kafka_dlq_topic, "orders.dlq");
+    ck_assert_str_eq(cfg->kafka_retry_topic, "orders.retry");
+}
+END_TEST
+
+START_TEST(test_quoted_values_are_unquoted)
+{
+    load_ok("[kafka]\ntopic = \"orders\"\ndlq_topic = \"\"\n[delivery]\nthreads = \"4\"\n", NULL);
+    ck_assert_str_eq(cfg->kafka_topic, "orders");
+    ck_assert_str_eq(cfg->kafka_dlq_topic, "orders.dlq");
+    ck_assert_int_eq(cfg->delivery_threads, 4);
+}
+END_TEST
+
+START_TEST(test_later_duplicate_key_wins)
+{
+    load_ok("[delivery]\nthreads = 4\nthreads = 6\n[delivery]\nthreads = 8\n", NULL);
+    ck_assert_int_eq(cfg->delivery_threads, 8);
+}
+END_TEST
+
+START_TEST(test_crlf_line_endings_are_accepted)
+{
+    load_ok("[delivery]\r\nthreads = 4\r\n[log]\r\nlevel = warn\r\n", NULL);
+    ck_assert_int_eq(cfg->delivery_threads, 4);
+    ck_assert_str_eq(cfg->log_level, "warn");
+}
+END_TEST
+
+START_TEST(test_env_overrides_file)
+{
+    char *envp[] = {"HOOKD_DELIVERY_THREADS=8", "HOOKD_KAFKA_GROUP=from-env", NULL};
+    load_ok("[delivery]\nthreads = 4\ntimeout_ms = 2000\n[kafka]\ngroup = from-file\n", envp);
+    ck_assert_int_eq(cfg->delivery_threads, 8);       // env over file
+    ck_assert_str_eq(cfg->kafka_group, "from-env");   // env over file
+    ck_assert_int_eq(cfg->delivery_timeout_ms, 2000); // file over default
+    ck_assert_int_eq(cfg->retry_max_attempts, 10);    // default
+}
+END_TEST
+
+START_TEST(test_env_overrides_defaults_without_file)
+{
+    char *envp[] = {"PATH=/usr/bin", "HOOKD_RETRY_MAX_ATTEMPTS=5", NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_int_eq(cfg->retry_max_attempts, 5);
+}
+END_TEST
+
+START_TEST(test_env_names_are_upper_section_and_key)
+{
+    char *envp[] = {"HOOKD_KAFKA_BROKERS=b1:9092",
+                    "HOOKD_DELIVERY_ALLOW_CIDRS=10.0.0.0/8, fd00::/8",
+                    "HOOKD_SIGNING_SECRET=" SECRET32,
+                    "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=123",
+                    "HOOKD_LIMITS_MAX_INFLIGHT_BYTES=2G",
+                    "HOOKD_LOG_LEVEL=error",
+                    "HOOKD_SHUTDOWN_GRACE_MS=1m",
+                    "HOOKD_ADMIN_LISTEN=",
+                    NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->kafka_brokers, "b1:9092");
+    ck_assert_str_eq(cfg->delivery_allow_cidrs, "10.0.0.0/8, fd00::/8");
+    ck_assert_str_eq(cfg->signing_secret, SECRET32);
+    ck_assert_int_eq(cfg->limits_max_inflight_jobs, 123);
+    ck_assert_int_eq(cfg->limits_max_inflight_bytes, 2147483648LL);
+    ck_assert_str_eq(cfg->log_level, "error");
+    ck_assert_int_eq(cfg->shutdown_grace_ms, 60000);
+    ck_assert_str_eq(cfg->admin_listen, "");
+}
+END_TEST
+
+START_TEST(test_env_lookalike_names_are_ignored)
+{
+    char *envp[] = {"HOOKD_DELIVERY_THREADSX=9", "XHOOKD_DELIVERY_THREADS=9",
+                    "HOOKD_DELIVERY_THREADS", "hookd_delivery_threads=9", NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_int_eq(cfg->delivery_threads, 2);
+}
+END_TEST
+
+START_TEST(test_env_topic_feeds_derived_topics)
+{
+    char *envp[] = {"HOOKD_KAFKA_TOPIC=orders", NULL};
+    load_ok("[kafka]\ntopic = ignored\n", envp);
+    ck_assert_str_eq(cfg->kafka_dlq_topic, "orders.dlq");
+    ck_assert_str_eq(cfg->kafka_retry_topic, "orders.retry");
+}
+END_TEST
+
+START_TEST(test_env_bad_value_names_the_variable)
+{
+    char *envp[] = {"HOOKD_DELIVERY_THREADS=abc", NULL};
+    assert_load_fails("", envp,
+                      "env HOOKD_DELIVERY_THREADS: delivery.threads must be between 1 and 256, "
+                      "got \"abc\"");
+}
+END_TEST
+
+START_TEST(test_env_value_is_not_trimmed)
+{
+    char *envp[] = {"HOOKD_RETRY_MAX_ATTEMPTS=5 ", NULL};
+    assert_load_fails("", envp,
+                      "env HOOKD_RETRY_MAX_ATTEMPTS: retry.max_attempts must be between 1 and 100, "
+                      "got \"5 \"");
+}
+END_TEST
+
+START_TEST(test_non_number_is_rejected_with_its_line)
+{
+    assert_load_fails(
+        "[kafka]\n# comment\n\n[delivery]\ntimeout_ms = 100\n; another\nthreads = abc\n", NULL,
+        "config line 7: delivery.threads must be between 1 and 256, got \"abc\"");
+}
+END_TEST
+
+START_TEST(test_value_below_min_is_rejected)
+{
+    assert_load_fails("[delivery]\nthreads = 0\n", NULL,
+                      "config line 2: delivery.threads must be between 1 and 256, got \"0\"");
+}
+END_TEST
+
+START_TEST(test_value_above_max_is_rejected)
+{
+    assert_load_fails("[limits]\nmax_inflight_bytes = 68719476737\n", NULL,
+                      "config line 2: limits.max_inflight_bytes must be between 1048576 and "
+                      "68719476736, got \"68719476737\"");
+}
+END_TEST
+
+START_TEST(test_overflow_is_rejected)
+{
+    assert_load_fails("[limits]\nmax_inflight_bytes = 99999999999999999999999\n", NULL,
+                      "config line 2: limits.max_inflight_bytes must be between 1048576 and "
+                      "68719476736, got \"99999999999999999999999\"");
+    reset_cfg();
+    assert_load_fails_with("[limits]\nmax_inflight_bytes = 9223372036854775808\n",
+                           "got \"9223372036854775808\"");
+    reset_cfg();
+    // The digits fit in int64_t, the product with the suffix does not.
+    assert_load_fails_with("[limits]\nmax_inflight_bytes = 9007199254740993G\n",
+                           "got \"9007199254740993G\"");
+    reset_cfg();
+    assert_load_fails_with("[delivery]\nthreads = 4294967298\n", "got \"4294967298\"");
+}
+END_TEST
+
+START_TEST(test_negative_is_rejected)
+{
+    assert_load_fails("[shutdown]\ngrace_ms = -1\n", NULL,
+                      "config line 2: shutdown.grace_ms must be between 0 and 600000, got \"-1\"");
+    reset_cfg();
+    assert_load_fails_with("[shutdown]\ngrace_ms = +5\n", "got \"+5\"");
+}
+END_TEST
+
+START_TEST(test_trailing_junk_is_rejected)
+{
+    const char *bad[] = {"12abc", "1.5", "12 34", "0x10", "1e3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[64], want[128];
+        snprintf(text, sizeof(text), "[retry]\nmax_attempts = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 2: retry.max_attempts must be between 1 and 100, got \"%s\"", bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_empty_integer_is_rejected)
+{
+    assert_load_fails("[delivery]\nthreads =\n", NULL,
+                      "config line 2: delivery.threads must be between 1 and 256, got \"\"");
+}
+END_TEST
+
+START_TEST(test_byte_suffixes_are_kib_based)
+{
+    load_ok("[delivery]\nmax_response_bytes = 1M\n"
+            "[limits]\nmax_job_bytes = 64k\nmax_inflight_bytes = 2G\n",
+            NULL);
+    ck_assert_int_eq(cfg->delivery_max_response_bytes, 1048576);
+    ck_assert_int_eq(cfg->limits_max_job_bytes, 65536);
+    ck_assert_int_eq(cfg->limits_max_inflight_bytes, 2147483648LL);
+    reset_cfg();
+    load_ok("[limits]\nmax_job_bytes = 2K\nmax_inflight_bytes = 64G\n", NULL);
+    ck_assert_int_eq(cfg->limits_max_job_bytes, 2048);
+    ck_assert_int_eq(cfg->limits_max_inflight_bytes, 68719476736LL);
+}
+END_TEST
+
+START_TEST(test_ms_suffixes_convert_to_ms)
+{
+    load_ok("[delivery]\ntimeout_ms = 30s\nconnect_timeout_ms = 250ms\n"
+            "[log]\nsummary_ms = 1h\n[shutdown]\ngrace_ms = 2m\n",
+            NULL);
+    ck_assert_int_eq(cfg->delivery_timeout_ms, 30000);
+    ck_assert_int_eq(cfg->delivery_connect_timeout_ms, 250);
+    ck_assert_int_eq(cfg->log_summary_ms, 3600000);
+    ck_assert_int_eq(cfg->shutdown_grace_ms, 120000);
+}
+END_TEST
+
+START_TEST(test_wrong_suffix_is_rejected)
+{
+    const char *bad[] = {
+        "[delivery]\ntimeout_ms = 10k\n",  // a size suffix on a duration
+        "[limits]\nmax_job_bytes = 10s\n", // a duration suffix on a size
+        "[delivery]\nthreads = 2k\n",      // no suffix on a plain count
+        "[limits]\nmax_job_bytes = 1KB\n", // only k, K, M, G
+        "[log]\nsummary_ms = 5S\n",        // suffixes are case sensitive
+        "[shutdown]\ngrace_ms = 5 s\n",    // no space before the suffix
+        "[limits]\nmax_job_bytes = k\n",   // digits first
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg = hk_config_load(write_conf(bad[i]), NULL, err, sizeof(err));
+        ck_assert_msg(cfg == NULL, "accepted %s", bad[i]);
+        ck_assert_msg(strstr(err, "config line 2: ") == err && strstr(err, " must be between "),
+                      "%s", err);
+    }
+}
+END_TEST
+
+START_TEST(test_suffixed_value_out_of_range_is_rejected)
+{
+    assert_load_fails("[delivery]\ntimeout_ms = 3m\n", NULL,
+                      "config line 2: delivery.timeout_ms must be between 100 and 120000, got "
+                      "\"3m\"");
+}
+END_TEST
+
+START_TEST(test_every_log_level_is_accepted)
+{
+    const char *levels[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < 4; i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "[log]\nlevel = %s\n", levels[i]);
+        load_ok(text, NULL);
+        ck_assert_str_eq(cfg->log_level, levels[i]);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_bad_log_level_is_rejected)
+{
+    assert_load_fails("[log]\nlevel = verbose\n", NULL,
+                      "config line 2: log.level must be one of debug, info, warn, error, got "
+                      "\"verbose\"");
+    reset_cfg();
+    assert_load_fails_with("[log]\nlevel = INFO\n", "got \"INFO\"");
+}
+END_TEST
+
+START_TEST(test_signing_secret_rotation_list_is_accepted)
+{
+    load_ok("[signing]\nsecret = " SECRET16 "  " SECRET64 "\n", NULL);
+    ck_assert_str_eq(cfg->signing_secret, SECRET16 "  " SECRET64);
+}
+END_TEST
+
+START_TEST(test_bad_signing_secret_is_rejected_without_echo)
+{
+    static const struct {
+        const char *secret;
+        const char *problem;
+    } cases[] = {
+        {"abcdefghijklmnopqrstuvwx", "secret 1 of 1 does not start with whsec_"},
+        {"whsec_", "secret 1 of 1 is not canonical padded base64 after whsec_"},
+        {"whsec_!!!!MDEyMzQ1Njc4OWFiY2RlZg==", "secret 1 of 1 is not canonical padded base64"},
+        {"whsec_MDEyMzQ1Njc4OWFiY2RlZg",
+         "secret 1 of 1 is not canonical padded base64"}, // unpadded
+        {"whsec_MDEy=zQ1Njc4OWFiY2RlZg==", "secret 1 of 1 is not canonical padded base64"},
+        {"whsec_MDEyMzQ1Njc4OWFiY2RlZh==", "secret 1 of 1 is not canonical padded base64"},
+        {SECRET15, "secret 1 of 1 decodes to 15 bytes"},
+        {SECRET65, "secret 1 of 1 decodes to 65 bytes"},
+        {SECRET32 " " SECRET15, "secret 2 of 2 decodes to 15 bytes"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), "[signing]\nsecret = %s\n", cases[i].secret);
+        cfg = hk_config_load(write_conf(text), NULL, err, sizeof(err));
+        ck_assert_msg(cfg == NULL, "accepted %s", cases[i].secret);
+        ck_assert_msg(strstr(err, "config line 2: signing.secret must be whsec_") == err, "%s",
+                      err);
+        ck_assert_msg(strstr(err, cases[i].problem), "\"%s\" lacks \"%s\"", err, cases[i].problem);
+        const char *body = cases[i].secret + 6; // what follows whsec_, if anything
+        ck_assert_msg(body[0] == '\0' || strstr(err, body) == NULL, "secret echoed: %s", err);
+    }
+    char *envp[] = {"HOOKD_SIGNING_SECRET=" SECRET15, NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(err, "env HOOKD_SIGNING_SECRET: signing.secret must be whsec_<base64 of 16 "
+                          "to 64 bytes>, several separated by spaces; secret 1 of 1 decodes to 15 "
+                          "bytes (secrets are not shown)");
+}
+END_TEST
+
+START_TEST(test_unknown_key_names_line_and_section)
+{
+    assert_load_fails("# hookd\n[kafka]\nbrokers = mock\n\ntopic = jobs\n\nfoo = 1\n", NULL,
+                      "config line 7: unknown key \"foo\" in [kafka]");
+}
+END_TEST
+
+START_TEST(test_unknown_section_is_rejected)
+{
+    assert_load_fails("[kafka]\n[foo]\nbar = 1\n", NULL, "config line 3: unknown section [foo]");
+}
+END_TEST
+
+START_TEST(test_key_outside_a_section_is_rejected)
+{
+    assert_load_fails("threads = 2\n", NULL,
+                      "config line 1: key \"threads\" must be inside a [section]");
+}
+END_TEST
+
+START_TEST(test_missing_file_names_path_and_reason)
+{
+    cfg = hk_config_load("/nonexistent/hookd.conf", NULL, err, sizeof(err));
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(err,
+                     "cannot open config file /nonexistent/hookd.conf: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_syntax_error_names_its_line)
+{
+    assert_load_fails("[kafka]\nbrokers = mock\nthis line has no equals sign\n", NULL,
+                      "config line 3: expected [section], key = value or a # comment");
+    reset_cfg();
+    assert_load_fails("[kafka\nbrokers = mock\n", NULL,
+                      "config line 1: expected [section], key = value or a # comment");
+}
+END_TEST
+
+START_TEST(test_first_error_is_the_one_reported)
+{
+    assert_load_fails("[delivery]\nthreads = 0\nnope\n[log]\nlevel = loud\n", NULL,
+                      "config line 2: delivery.threads must be between 1 and 256, got \"0\"");
+    reset_cfg();
+    assert_load_fails("[delivery]\nnope\nthreads = 0\n", NULL,
+                      "config line 2: expected [section], key = value or a # comment");
+}
+END_TEST
+
+START_TEST(test_indented_continuation_line_is_rejected)
+{
+    assert_load_fails("[kafka]\nbrokers = a:9092\n  b:9092\n", NULL,
+                      "config line 3: indented line continues \"brokers\"; write each key on one "
+                      "unindented line");
+}
+END_TEST
+
+START_TEST(test_long_lines_are_read_whole)
+{
+    // Longer than inih's 200-byte line buffer: a comment, a secret list with an
+    // inline comment, then an error whose line number must still be right.
+    char text[2048] = "[signing]\n# ";
+    for (int i = 0; i < 300; i++)
+        strcat(text, "c");
+    strcat(text, "\nsecret = " SECRET64 " " SECRET64 "   " SECRET64 " ; three of them\n");
+    load_ok(text, NULL);
+    ck_assert_str_eq(cfg->signing_secret, SECRET64 " " SECRET64 "   " SECRET64);
+    reset_cfg();
+    strcat(text, "[kafka]\nbad = 1\n");
+    assert_load_fails(text, NULL, "config line 5: unknown key \"bad\" in [kafka]");
+}
+END_TEST
+
+START_TEST(test_long_bad_value_names_its_line)
+{
+    char text[1024] = "[kafka]\nbrokers = mock\ntopic = ";
+    for (int i = 0; i < 250; i++)
+        strcat(text, "t");
+    strcat(text, "\n");
+    assert_load_fails_with(text, "config line 3: kafka.topic must be a Kafka topic name");
+}
+END_TEST
+
+START_TEST(test_rdkafka_props_pass_through_in_file_order)
+{
+    load_ok("[kafka]\n"
+            "rdkafka.security.protocol = sasl_ssl\n"
+            "brokers = b:9092\n"
+            "rdkafka.sasl.username = hookd\n"
+            "rdkafka.fetch.wait.max.ms = 50\n"
+            "rdkafka.security.protocol = ssl\n",
+            NULL);
+    ck_assert_uint_eq(cfg->kafka_props_cnt, 3);
+    ck_assert_str_eq(cfg->kafka_props[0].key, "security.protocol");
+    ck_assert_str_eq(cfg->kafka_props[0].value, "ssl"); // a repeat replaces in place
+    ck_assert_str_eq(cfg->kafka_props[1].key, "sasl.username");
+    ck_assert_str_eq(cfg->kafka_props[1].value, "hookd");
+    ck_assert_str_eq(cfg->kafka_props[2].key, "fetch.wait.max.ms");
+    ck_assert_str_eq(cfg->kafka_props[2].value, "50");
+}
+END_TEST
+
+START_TEST(test_rdkafka_prop_needs_a_name_and_the_kafka_section)
+{
+    assert_load_fails("[kafka]\nrdkafka. = 1\n", NULL,
+                      "config line 2: rdkafka. needs a librdkafka property name after it");
+    reset_cfg();
+    assert_load_fails("[delivery]\nrdkafka.debug = all\n", NULL,
+                      "config line 2: unknown key \"rdkafka.debug\" in [delivery]");
+}
+END_TEST
+
+START_TEST(test_tenant_secrets_and_fallback_to_default)
+{
+    load_ok("[signing]\nsecret = " SECRET32 "\n"
+            "[tenant \"acme\"]\nsecret = " SECRET_ACME "\n"
+            "[tenant \"quiet\"]\nsecret = \"\"\n"
+            "[tenant \"beta\"]\nsecret = " SECRET16 " " SECRET64 "\n",
+            NULL);
+    ck_assert_uint_eq(cfg->tenant_secrets_cnt, 3);
+    ck_assert_str_eq(cfg->tenant_secrets[0].key, "acme");
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "acme"), SECRET_ACME);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "beta"), SECRET16 " " SECRET64);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "quiet"), ""); // signing off for it
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "other"), SECRET32);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "default"), SECRET32);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, NULL), SECRET32);
+}
+END_TEST
+
+START_TEST(test_tenant_without_own_secret_and_no_default_is_unsigned)
+{
+    load_ok("[tenant \"acme\"]\nsecret = " SECRET_ACME "\n", NULL);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, "other"), "");
+}
+END_TEST
+
+START_TEST(test_bad_tenant_sections_are_rejected)
+{
+    assert_load_fails_with("[tenant \"acme\"]\nsecret = " SECRET15 "\n",
+                           "config line 2: [tenant \"acme\"] secret must be whsec_");
+    reset_cfg();
+    assert_load_fails("[tenant \"acme\"]\nkey = x\n", NULL,
+                      "config line 2: unknown key \"key\" in [tenant \"acme\"]");
+    reset_cfg();
+    assert_load_fails("[tenant]\nsecret = " SECRET16 "\n", NULL,
+                      "config line 2: section [tenant] must be written [tenant \"<name>\"]");
+    reset_cfg();
+    assert_load_fails("[tenant acme]\nsecret = " SECRET16 "\n", NULL,
+                      "config line 2: section [tenant acme] must be written [tenant \"<name>\"]");
+    reset_cfg();
+    assert_load_fails_with("[tenant \"\"]\nsecret = " SECRET16 "\n", "must be written");
+}
+END_TEST
+
+START_TEST(test_bad_allow_cidrs_are_rejected)
+{
+    const char *bad[] = {"10.0.0.0/33", "10.0.0.1/8", "nonsense/8",    "::1/129",    "10.0.0.0/",
+                         "10.0.0.0/8x", "fd00::1/8",  "10.0.0.0/0008", "10.0.0.0/-8"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128], want[256];
+        snprintf(text, sizeof(text), "[delivery]\nallow_cidrs = 127.0.0.0/8, %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 2: delivery.allow_cidrs must be CIDRs such as 10.0.0.0/8 or "
+                 "::1/128 (host bits zero), separated by commas or spaces, got \"127.0.0.0/8, %s\"",
+                 bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+    // A bare address is one host.
+    load_ok("[delivery]\nallow_cidrs = 10.0.0.0/8 fd00::/8,127.0.0.1/32,, ::ffff:10.0.0.0/104 "
+            "192.168.1.7 ::1 0.0.0.0/0\n",
+            NULL);
+}
+END_TEST
+
+START_TEST(test_admin_listen_must_be_host_port_or_empty)
+{
+    const char *good[] = {"0.0.0.0:9464", "[::1]:9464", "localhost:1", "\"\""};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", good[i]);
+        load_ok(text, NULL);
+        reset_cfg();
+    }
+    const char *bad[] = {"9464",     "localhost", "host:0", "host:70000",
+                         "::1:9464", "[::1]9464", ":9464",  "[]:9464"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128], want[256];
+        snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 2: admin.listen must be host:port (port 1 to 65535), or empty to "
+                 "turn it off, got \"%s\"",
+                 bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_bad_topic_names_are_rejected)
+{
+    assert_load_fails("[kafka]\ntopic = jobs/1\n", NULL,
+                      "config line 2: kafka.topic must be a Kafka topic name (1 to 249 of A-Z "
+                      "a-z 0-9 . _ -), got \"jobs/1\"");
+    reset_cfg();
+    assert_load_fails_with("[kafka]\ntopic = \"\"\n", "kafka.topic must be a Kafka topic name");
+    reset_cfg();
+    assert_load_fails_with("[kafka]\nbrokers = \"\"\n", "kafka.brokers must not be empty");
+}
+END_TEST
+
+START_TEST(test_topics_must_differ)
+{
+    assert_load_fails("[kafka]\ntopic = jobs\ndlq_topic = jobs\n", NULL,
+                      "config: kafka.dlq_topic must differ from kafka.topic (\"jobs\")");
+    reset_cfg();
+    assert_load_fails("[kafka]\nretry_topic = jobs\n", NULL,
+                      "config: kafka.retry_topic must differ from kafka.topic (\"jobs\")");
+    reset_cfg();
+    assert_load_fails("[kafka]\nretry_topic = x\ndlq_topic = x\n", NULL,
+                      "config: kafka.dlq_topic and kafka.retry_topic must differ (both \"x\")");
+}
+END_TEST
+
+START_TEST(test_job_bytes_must_fit_inflight_bytes)
+{
+    assert_load_fails("[limits]\nmax_job_bytes = 2M\nmax_inflight_bytes = 1M\n", NULL,
+                      "config: limits.max_job_bytes (2097152) must not exceed "
+                      "limits.max_inflight_bytes (1048576)");
+}
+END_TEST
+
+START_TEST(test_dump_redacts_secrets)
+{
+    load_ok("[kafka]\n"
+            "rdkafka.security.protocol = sasl_ssl\n"
+            "rdkafka.sasl.password = hunter2-kafka\n"
+            "rdkafka.ssl.key.password = hunter3-key\n"
+            "rdkafka.sasl.oauthbearer.client.secret = hunter4-oauth\n"
+            "[signing]\nsecret = " SECRET32 "\n"
+            "[tenant \"acme\"]\nsecret = " SECRET_ACME "\n",
+            NULL);
+    char *out = dump_str(cfg);
+    const char *hidden[] = {&SECRET32[6], &SECRET_ACME[6], "hunter2", "hunter3", "hunter4"};
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+        ck_assert_msg(strstr(out, hidden[i]) == NULL, "dump shows %s:\n%s", hidden[i], out);
+    ck_assert_ptr_nonnull(strstr(out, "[signing]\nsecret = <redacted>\n"));
+    ck_assert_ptr_nonnull(strstr(out, "[tenant \"acme\"]\nsecret = <redacted>\n"));
+    ck_assert_ptr_nonnull(strstr(out, "rdkafka.sasl.password = <redacted>\n"));
+    ck_assert_ptr_nonnull(strstr(out, "rdkafka.security.protocol = sasl_ssl\n"));
+    ck_assert_ptr_nonnull(strstr(out, "[delivery]\nthreads = 2\n"));
+    ck_assert_ptr_nonnull(strstr(out, "dlq_topic = jobs.dlq\n"));
+    free(out);
+}
+END_TEST
+
+START_TEST(test_dump_reads_back_as_the_same_config)
+{
+    load_ok("[kafka]\ntopic = orders\nrdkafka.client.rack = r1\n"
+            "[delivery]\nallow_cidrs = 10.0.0.0/8, fd00::/8\ntimeout_ms = 30s\n"
+            "[limits]\nmax_job_bytes = 64k\n[admin]\nlisten = \"\"\n",
+            NULL);
+    char *first = dump_str(cfg);
+    hk_config_t *again = hk_config_load(write_conf(first), NULL, err, sizeof(err));
+    ck_assert_msg(again != NULL, "%s\n%s", err, first);
+    char *second = dump_str(again);
+    ck_assert_str_eq(second, first);
+    ck_assert_int_eq(hk_config_reloadable_diff(cfg, again, err, sizeof(err)), 0);
+    ck_assert_int_eq(again->delivery_timeout_ms, 30000);
+    ck_assert_str_eq(again->admin_listen, "");
+    free(second);
+    free(first);
+    hk_config_destroy(again);
+}
+END_TEST
+
+START_TEST(test_reload_accepts_changes_to_reloadable_keys)
+{
+    hk_config_t *old = hk_config_load(NULL, NULL, err, sizeof(err));
+    ck_assert_ptr_nonnull(old);
+    load_ok("[limits]\nmax_job_bytes = 2M\nmax_inflight_jobs = 5\nmax_inflight_bytes = 1G\n"
+            "max_partition_span = 7\n[retry]\nmax_attempts = 3\n"
+            "[log]\nlevel = debug\nsummary_ms = 0\n[shutdown]\ngrace_ms = 1s\n",
+            NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, old, err, sizeof(err)), 0);
+    hk_config_destroy(old);
+}
+END_TEST
+
+START_TEST(test_reload_names_first_fixed_key_that_changed)
+{
+    hk_config_t *old = hk_config_load(NULL, NULL, err, sizeof(err));
+    ck_assert_ptr_nonnull(old);
+    load_ok("[delivery]\nthreads = 3\ntimeout_ms = 1s\n[log]\nlevel = warn\n", NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err,
+                     "delivery.threads cannot be changed by a reload; restart hookd to apply it");
+    reset_cfg();
+
+    load_ok("[signing]\nsecret = " SECRET32 "\n", NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err,
+                     "signing.secret cannot be changed by a reload; restart hookd to apply it");
+    reset_cfg();
+
+    load_ok("[kafka]\ntopic = orders\n", NULL); // the derived topics change with it
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "kafka.topic cannot be changed by a reload; restart hookd to apply it");
+    hk_config_destroy(old);
+}
+END_TEST
+
+START_TEST(test_reload_detects_prop_and_tenant_changes)
+{
+    hk_config_t *old = hk_config_load(
+        write_conf("[kafka]\nrdkafka.a = 1\n[tenant \"acme\"]\nsecret = " SECRET_ACME "\n"), NULL,
+        err, sizeof(err));
+    ck_assert_msg(old != NULL, "%s", err);
+
+    load_ok("[kafka]\nrdkafka.a = 2\n[tenant \"acme\"]\nsecret = " SECRET_ACME "\n", NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err,
+                     "kafka.rdkafka.a cannot be changed by a reload; restart hookd to apply it");
+    reset_cfg();
+
+    load_ok("[kafka]\nrdkafka.a = 1\nrdkafka.b = 1\n[tenant \"acme\"]\nsecret = " SECRET_ACME "\n",
+            NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err,
+                     "kafka.rdkafka.b cannot be changed by a reload; restart hookd to apply it");
+    reset_cfg();
+
+    load_ok("[kafka]\nrdkafka.a = 1\n[tenant \"acme\"]\nsecret = " SECRET16 "\n", NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err,
+                     "[tenant \"acme\"] secret cannot be changed by a reload; restart hookd to "
+                     "apply it");
+    reset_cfg();
+
+    load_ok("[kafka]\nrdkafka.a = 1\n", NULL); // tenant removed
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "[tenant \"acme\"] secret"));
+    hk_config_destroy(old);
+}
+END_TEST
+
+START_TEST(test_destroy_null_is_a_no_op)
+{
+    hk_config_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_load_without_errstr_still_fails_cleanly)
+{
+    char *envp[] = {"HOOKD_DELIVERY_THREADS=0", NULL};
+    ck_assert_ptr_null(hk_config_load(NULL, envp, NULL, 0));
+    ck_assert_ptr_null(hk_config_load("/nonexistent/hookd.conf", NULL, NULL, 0));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_checked_fixture(tc, setup, teardown);
+
+    tcase_add_test(tc, test_defaults_without_file);
+    tcase_add_test(tc, test_empty_file_gives_defaults);
+    tcase_add_test(tc, test_sample_hookd_conf_sets_every_key_to_its_default);
+    tcase_add_test(tc, test_dev_conf_loads);
+    tcase_add_test(tc, test_file_overrides_defaults);
+    tcase_add_test(tc, test_derived_topics_follow_topic);
+    tcase_add_test(tc, test_quoted_values_are_unquoted);
+    tcase_add_test(tc, test_later_duplicate_key_wins);
+    tcase_add_test(tc, test_crlf_line_endings_are_accepted);
+
+    tcase_add_test(tc, test_env_overrides_file);
+    tcase_add_test(tc, test_env_overrides_defaults_without_file);
+    tcase_add_test(tc, test_env_names_are_upper_section_and_key);
+    tcase_add_test(tc, test_env_lookalike_names_are_ignored);
+    tcase_add_test(tc, test_env_topic_feeds_derived_topics);
+    tcase_add_test(tc, test_env_bad_value_names_the_variable);
+    tcase_add_test(tc, test_env_value_is_not_trimmed);
+
+    tcase_add_test(tc, test_non_number_is_rejected_with_its_line);
+    tcase_add_test(tc, test_value_below_min_is_rejected);
+    tcase_add_test(tc, test_value_above_max_is_rejected);
+    tcase_add_test(tc, test_overflow_is_rejected);
+    tcase_add_test(tc, test_negative_is_rejected);
+    tcase_add_test(tc, test_trailing_junk_is_rejected);
+    tcase_add_test(tc, test_empty_integer_is_rejected);
+    tcase_add_test(tc, test_byte_suffixes_are_kib_based);
+    tcase_add_test(tc, test_ms_suffixes_convert_to_ms);
+    tcase_add_test(tc, test_wrong_suffix_is_rejected);
+    tcase_add_test(tc, test_suffixed_value_out_of_range_is_rejected);
+    tcase_add_test(tc, test_every_log_level_is_accepted);
+    tcase_add_test(tc, test_bad_log_level_is_rejected);
+    tcase_add_test(tc, test_signing_secret_rotation_list_is_accepted);
+    tcase_add_test(tc, test_bad_signing_secret_is_rejected_without_echo);
+
+    tcase_add_test(tc, test_unknown_key_names_line_and_section);
+    tcase_add_test(tc, test_unknown_section_is_rejected);
+    tcase_add_test(tc, test_key_outside_a_section_is_rejected);
+    tcase_add_test(tc, test_missing_file_names_path_and_reason);
+    tcase_add_test(tc, test_syntax_error_names_its_line);
+    tcase_add_test(tc, test_first_error_is_the_one_reported);
+    tcase_add_test(tc, test_indented_continuation_line_is_rejected);
+    tcase_add_test(tc, test_long_lines_are_read_whole);
+    tcase_add_test(tc, test_long_bad_value_names_its_line);
+
+    tcase_add_test(tc, test_rdkafka_props_pass_through_in_file_order);
+    tcase_add_test(tc, test_rdkafka_prop_needs_a_name_and_the_kafka_section);
+    tcase_add_test(tc, test_tenant_secrets_and_fallback_to_default);
+    tcase_add_test(tc, test_tenant_without_own_secret_and_no_default_is_unsigned);
+    tcase_add_test(tc, test_bad_tenant_sections_are_rejected);
+    tcase_add_test(tc, test_bad_allow_cidrs_are_rejected);
+    tcase_add_test(tc, test_admin_listen_must_be_host_port_or_empty);
+    tcase_add_test(tc, test_bad_topic_names_are_rejected);
+    tcase_add_test(tc, test_topics_must_differ);
+    tcase_add_test(tc, test_job_bytes_must_fit_inflight_bytes);
+
+    tcase_add_test(tc, test_dump_redacts_secrets);
+    tcase_add_test(tc, test_dump_reads_back_as_the_same_config);
+    tcase_add_test(tc, test_reload_accepts_changes_to_reloadable_keys);
+    tcase_add_test(tc, test_reload_names_first_fixed_key_that_changed);
+    tcase_add_test(tc, test_reload_detects_prop_and_tenant_changes);
+    tcase_add_test(tc, test_destroy_null_is_a_no_op);
+    tcase_add_test(tc, test_load_without_errstr_still_fails_cleanly);
+
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
