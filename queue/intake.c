@@ -1,0 +1,517 @@
+// intake: one thread, one consumer. Per partition it keeps an offset tracker and an
+// assignment generation; completions from other threads arrive on a locked list
+// and are applied here, so the trackers need no lock. A completion whose
+// generation is stale (the partition was revoked meanwhile) is dropped.
+#include "queue/intake.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue/kconf.h"
+#include "queue/offsets.h"
+#include "worker/log.h"
+#include "worker/metrics.h"
+
+#define STORE_INTERVAL_MS  50
+#define REVOKE_WAIT_MAX_MS 5000
+
+typedef struct part {
+    hk_offsets_t *ot; // NULL when not assigned to us
+    uint64_t gen;     // generation of the current assignment
+    int64_t stored;   // last offset handed to rd_kafka_offsets_store
+    int dirty;        // finished offsets since the last store
+    int span_over;    // span past limits.max_partition_span (hysteresis at 80%)
+    int paused;       // paused at the broker (by us)
+} part_t;
+
+struct hk_intake_s {
+    const hk_config_t *in_cfg;
+    rd_kafka_t *in_rk;
+    hk_dispatch_t *in_dispatch;
+    hk_producer_t *in_producer;
+
+    part_t *in_parts;
+    int in_parts_cnt;
+    uint64_t in_gen_seq;
+    int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
+    int in_fc_dirty; // pause state may need to change
+    int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
+    int64_t in_last_store_ms;
+
+    atomic_int in_stop;
+    atomic_long in_inflight;
+
+    pthread_mutex_t in_lock; // guards the done list
+    hk_task_t *in_done;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static part_t *part_get(hk_intake_t *in, int32_t partition)
+{
+    if (partition < 0)
+        return NULL;
+    if (partition >= in->in_parts_cnt) {
+        int cnt = partition + 1;
+        part_t *parts = realloc(in->in_parts, (size_t)cnt * sizeof(*parts));
+        if (!parts)
+            return NULL;
+        memset(parts + in->in_parts_cnt, 0, (size_t)(cnt - in->in_parts_cnt) * sizeof(*parts));
+        in->in_parts = parts;
+        in->in_parts_cnt = cnt;
+    }
+    return &in->in_parts[partition];
+}
+
+// A task leaves the pipeline: forget its memory.
+static void release(hk_intake_t *in, hk_task_t *task)
+{
+    atomic_fetch_sub(&in->in_inflight, 1);
+    hk_metric_add(inflight_jobs, -1);
+    hk_metric_add(inflight_bytes, -(int64_t)task->mem_bytes);
+    hk_task_destroy(task);
+}
+
+static void update_span(hk_intake_t *in, part_t *p)
+{
+    size_t span = hk_offsets_span(p->ot);
+    size_t max = (size_t)in->in_cfg->limits_max_partition_span;
+    int over = p->span_over ? span * 10 >= max * 8 : span >= max;
+    if (over != p->span_over) {
+        p->span_over = over;
+        in->in_fc_dirty = 1;
+    }
+}
+
+void hk_intake_done(hk_task_t *task, void *arg)
+{
+    hk_intake_t *in = arg;
+    pthread_mutex_lock(&in->in_lock);
+    task->next = in->in_done;
+    in->in_done = task;
+    pthread_mutex_unlock(&in->in_lock);
+}
+
+static void drain_done(hk_intake_t *in)
+{
+    pthread_mutex_lock(&in->in_lock);
+    hk_task_t *list = in->in_done;
+    in->in_done = NULL;
+    pthread_mutex_unlock(&in->in_lock);
+
+    while (list) {
+        hk_task_t *task = list;
+        list = task->next;
+        if (task->outcome == HK_OUTCOME_DELIVERED) {
+            hk_metric_add(delivered, 1);
+        } else {
+            hk_metric_add(dead_lettered, 1);
+            hk_metric_add(dlq_by_class[task->outcome], 1);
+            hk_log(HK_LOG_INFO, "dead_lettered", "{s:s,s:s,s:s,s:i,s:i,s:i,s:I}", "id",
+                   task->job ? task->job->id : "", "class", hk_outcome_name(task->outcome), "error",
+                   task->error, "http_status", task->http_status, "attempts", task->attempts,
+                   "partition", (int)task->partition, "offset", (json_int_t)task->offset);
+        }
+        part_t *p = part_get(in, task->partition);
+        if (p && p->ot && p->gen == task->generation) {
+            if (hk_offsets_finish(p->ot, task->offset) == 0) {
+                p->dirty = 1;
+                update_span(in, p);
+            }
+        }
+        release(in, task);
+    }
+}
+
+// Hands every partition's highest contiguous finished offset to librdkafka, which
+// commits it on its auto-commit timer (and on revoke / close).
+static void store_offsets(hk_intake_t *in)
+{
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (int i = 0; i < in->in_parts_cnt; i++) {
+        part_t *p = &in->in_parts[i];
+        if (!p->ot || !p->dirty)
+            continue;
+        p->dirty = 0;
+        int64_t c = hk_offsets_committable(p->ot);
+        if (c <= p->stored)
+            continue;
+        if (!list)
+            list = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(list, in->in_cfg->kafka_topic, i)->offset = c;
+        p->stored = c;
+    }
+    if (!list)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->in_rk, list);
+    if (err)
+        hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s}", "error", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void apply_pause(hk_intake_t *in)
+{
+    long jobs = atomic_load(&in->in_inflight);
+    long long bytes = (long long)hk_metric_get(inflight_bytes);
+    long max_jobs = in->in_cfg->limits_max_inflight_jobs;
+    long long max_bytes = in->in_cfg->limits_max_inflight_bytes;
+    int over = in->in_over ? (jobs * 10 >= max_jobs * 8 || bytes * 10 >= max_bytes * 8)
+                           : (jobs >= max_jobs || bytes >= max_bytes);
+    if (over != in->in_over) {
+        in->in_over = over;
+        in->in_fc_dirty = 1;
+        hk_metric_add(paused, over ? 1 : -1);
+        hk_log(HK_LOG_INFO, over ? "intake_paused" : "intake_resumed", "{s:i,s:I}", "inflight_jobs",
+               (int)jobs, "inflight_bytes", (json_int_t)bytes);
+    }
+    if (!in->in_fc_dirty)
+        return;
+    in->in_fc_dirty = 0;
+
+    rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(4);
+    rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(4);
+    for (int i = 0; i < in->in_parts_cnt; i++) {
+        part_t *p = &in->in_parts[i];
+        if (!p->ot)
+            continue;
+        int want = in->in_over || p->span_over || atomic_load(&in->in_stop);
+        if (want == p->paused)
+            continue;
+        p->paused = want;
+        rd_kafka_topic_partition_list_add(want ? pause : resume, in->in_cfg->kafka_topic, i);
+        if (p->span_over && !in->in_over)
+            hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed", "{s:i,s:i}",
+                   "partition", i, "span", (int)hk_offsets_span(p->ot));
+    }
+    if (pause->cnt)
+        rd_kafka_pause_partitions(in->in_rk, pause);
+    if (resume->cnt)
+        rd_kafka_resume_partitions(in->in_rk, resume);
+    rd_kafka_topic_partition_list_destroy(pause);
+    rd_kafka_topic_partition_list_destroy(resume);
+}
+
+static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        part_t *p = part_get(in, parts->elems[i].partition);
+        if (!p)
+            continue;
+        hk_offsets_destroy(p->ot);
+        *p = (part_t){.ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1};
+    }
+    in->in_fc_dirty = 1; // new partitions start paused if we are over a limit
+}
+
+static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
+{
+    long n = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        part_t *p = part_get(in, parts->elems[i].partition);
+        if (p && p->ot)
+            n += (long)hk_offsets_unfinished(p->ot);
+    }
+    return n;
+}
+
+// Revoked partitions: drop their queued tasks, give in-flight ones a bounded time to
+// finish, commit what finished (unless the assignment was lost), forget the rest.
+static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        hk_task_t *list = hk_dispatch_remove_partition(in->in_dispatch, parts->elems[i].partition);
+        while (list) {
+            hk_task_t *task = list;
+            list = task->next;
+            release(in, task);
+        }
+    }
+    if (!lost && !in->in_closing) {
+        int wait = in->in_cfg->shutdown_grace_ms < REVOKE_WAIT_MAX_MS
+                       ? in->in_cfg->shutdown_grace_ms
+                       : REVOKE_WAIT_MAX_MS;
+        int64_t deadline = mono_ms() + wait;
+        while (unfinished(in, parts) > 0 && mono_ms() < deadline) {
+            sleep_ms(5);
+            drain_done(in);
+        }
+    }
+    drain_done(in);
+
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        part_t *p = part_get(in, parts->elems[i].partition);
+        if (!p || !p->ot)
+            continue;
+        int64_t c = hk_offsets_committable(p->ot);
+        if (c >= 0 && c > p->stored)
+            rd_kafka_topic_partition_list_add(commit, in->in_cfg->kafka_topic,
+                                              parts->elems[i].partition)
+                ->offset = c;
+        hk_log(HK_LOG_INFO, "partition_revoked", "{s:i,s:I,s:i,s:b}", "partition",
+               parts->elems[i].partition, "committed", (json_int_t)(c > p->stored ? c : p->stored),
+               "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
+        hk_offsets_destroy(p->ot);
+        *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1};
+    }
+    if (!lost && commit->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, commit, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "revoke", "error",
+                   rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(commit);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    hk_intake_t *in = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        assign(in, parts);
+        hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
+               rd_kafka_rebalance_protocol(rk));
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+    } else {
+        int lost = rd_kafka_assignment_lost(rk);
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            revoke(in, parts, lost);
+        else
+            hk_log(HK_LOG_ERROR, "rebalance_error", "{s:s}", "error", rd_kafka_err2str(err));
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        hk_log(HK_LOG_ERROR, "rebalance_failed", "{s:s}", "error", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        hk_metric_add(committed, 1);
+    else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "auto", "error",
+               rd_kafka_err2str(err));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    hk_log(HK_LOG_WARN, "kafka_error", "{s:s,s:s}", "error",
+           rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
+}
+
+hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
+                           char *errstr, size_t errstr_size)
+{
+    const char *defaults[] = {
+        "group.id",
+        cfg->kafka_group,
+        "enable.auto.commit",
+        "true",
+        "auto.commit.interval.ms",
+        "1000",
+        "enable.auto.offset.store",
+        "false",
+        "auto.offset.reset",
+        "earliest",
+        "partition.assignment.strategy",
+        "cooperative-sticky",
+        "session.timeout.ms",
+        "10000",
+        "heartbeat.interval.ms",
+        "1000",
+        "queued.max.messages.kbytes",
+        "16384",
+        NULL,
+    };
+    rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+
+    hk_intake_t *in = calloc(1, sizeof(*in));
+    in->in_cfg = cfg;
+    in->in_dispatch = dispatch;
+    pthread_mutex_init(&in->in_lock, NULL);
+    rd_kafka_conf_set_opaque(conf, in);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+
+    char kerr[256];
+    in->in_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (!in->in_rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "kafka consumer: %s", kerr);
+        hk_intake_destroy(in);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(in->in_rk);
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(in->in_rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        snprintf(errstr, errstr_size, "kafka subscribe %s: %s", cfg->kafka_topic,
+                 rd_kafka_err2str(err));
+        hk_intake_destroy(in);
+        return NULL;
+    }
+    return in;
+}
+
+static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
+{
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            hk_log(HK_LOG_WARN, "consume_error", "{s:s}", "error", rd_kafka_message_errstr(msg));
+        return;
+    }
+    part_t *p = part_get(in, msg->partition);
+    if (!p || !p->ot) {
+        // Not (or no longer) ours: leave it uncommitted for the owner.
+        hk_log(HK_LOG_WARN, "message_unassigned", "{s:i,s:I}", "partition", (int)msg->partition,
+               "offset", (json_int_t)msg->offset);
+        return;
+    }
+    const hk_config_t *cfg = in->in_cfg;
+    hk_task_t *task = hk_task_new(cfg->kafka_topic, msg->partition, msg->offset, p->gen, msg->key,
+                                  msg->key_len, msg->payload, msg->len);
+    if (!task || hk_offsets_add(p->ot, msg->offset) != 0) {
+        hk_log(HK_LOG_ERROR, "message_not_tracked", "{s:i,s:I,s:s}", "partition",
+               (int)msg->partition, "offset", (json_int_t)msg->offset, "error",
+               task ? "offset not increasing" : "out of memory");
+        hk_task_destroy(task);
+        return;
+    }
+    hk_metric_add(consumed, 1);
+
+    hk_job_src_t src = {.topic = cfg->kafka_topic,
+                        .partition = msg->partition,
+                        .offset = msg->offset,
+                        .key = msg->key,
+                        .key_len = msg->key_len};
+    hk_job_defaults_t defs = {.max_attempts = cfg->retry_max_attempts,
+                              .timeout_ms = cfg->delivery_timeout_ms,
+                              .max_job_bytes = (size_t)cfg->limits_max_job_bytes};
+    char reason[512];
+    hk_job_t *job = hk_job_parse(msg->payload, msg->len, &src, &defs, reason, sizeof(reason));
+    if (job && job->type == HK_JOB_BATCH) {
+        snprintf(reason, sizeof(reason), "$.type: batch jobs are not supported by this version");
+        hk_job_destroy(job);
+        job = NULL;
+    }
+    if (job)
+        hk_task_set_job(task, job);
+
+    atomic_fetch_add(&in->in_inflight, 1);
+    hk_metric_add(inflight_jobs, 1);
+    hk_metric_add(inflight_bytes, (int64_t)task->mem_bytes);
+    update_span(in, p);
+
+    if (!job) {
+        hk_metric_add(invalid, 1);
+        hk_task_fail(task, HK_OUTCOME_INVALID, 0, "%s", reason);
+        hk_producer_dead_letter(in->in_producer, task);
+        return;
+    }
+    hk_dispatch_submit(in->in_dispatch, task);
+}
+
+void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
+{
+    in->in_producer = producer;
+    while (!atomic_load(&in->in_stop)) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
+        if (msg) {
+            handle(in, msg);
+            rd_kafka_message_destroy(msg);
+        }
+        drain_done(in);
+        apply_pause(in);
+        int64_t now = mono_ms();
+        if (now - in->in_last_store_ms >= STORE_INTERVAL_MS) {
+            store_offsets(in);
+            in->in_last_store_ms = now;
+        }
+    }
+
+    // Drain: stop fetching, let in-flight work finish within the grace period.
+    in->in_fc_dirty = 1;
+    apply_pause(in);
+    int64_t t0 = mono_ms();
+    int64_t deadline = t0 + in->in_cfg->shutdown_grace_ms;
+    while (atomic_load(&in->in_inflight) > 0 && mono_ms() < deadline) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 10);
+        if (msg)
+            rd_kafka_message_destroy(msg); // fetched before the pause: left uncommitted
+        drain_done(in);
+        store_offsets(in);
+    }
+    drain_done(in);
+    store_offsets(in);
+    rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "shutdown", "error",
+               rd_kafka_err2str(err));
+    hk_log(HK_LOG_INFO, "intake_drained", "{s:I,s:i}", "unfinished",
+           (json_int_t)atomic_load(&in->in_inflight), "drain_ms", (int)(mono_ms() - t0));
+    in->in_closing = 1;
+    rd_kafka_consumer_close(in->in_rk); // revokes (committing) and leaves the group
+}
+
+void hk_intake_stop(hk_intake_t *in)
+{
+    atomic_store(&in->in_stop, 1);
+}
+
+long hk_intake_inflight(hk_intake_t *in)
+{
+    return atomic_load(&in->in_inflight);
+}
+
+void hk_intake_destroy(hk_intake_t *in)
+{
+    if (!in)
+        return;
+    if (in->in_rk)
+        rd_kafka_destroy(in->in_rk);
+    drain_done(in);
+    for (int i = 0; i < in->in_parts_cnt; i++)
+        hk_offsets_destroy(in->in_parts[i].ot);
+    free(in->in_parts);
+    pthread_mutex_destroy(&in->in_lock);
+    free(in);
+}

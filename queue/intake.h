@@ -1,0 +1,44 @@
+// intake: the consumer thread. It alone owns the rd_kafka consumer (poll, pause,
+// resume, commit). It turns each message into a task, records its offset in the
+// partition's tracker, and routes it: valid jobs to the dispatcher, invalid ones to
+// the dead-letter producer. Finished tasks come back through hk_intake_done() from
+// any thread; intake marks their offsets finished and stores the highest
+// contiguous one, which librdkafka commits (enable.auto.offset.store=false).
+//
+// Flow control: past limits.max_inflight_jobs / max_inflight_bytes every assigned
+// partition is paused, past limits.max_partition_span that partition; each resumes
+// below 80%. Nothing is dropped.
+#ifndef HK_INTAKE_H
+#define HK_INTAKE_H
+
+#include "config/config.h"
+#include "queue/producer.h"
+#include "worker/dispatch.h"
+#include "worker/task.h"
+
+typedef struct hk_intake_s hk_intake_t;
+
+// Creates the consumer and subscribes to cfg->kafka_topic. Nothing is fetched
+// until hk_intake_run().
+hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
+                           char *errstr, size_t errstr_size);
+
+// The consumer loop; returns after hk_intake_stop() once in-flight work finished
+// (or shutdown.grace_ms passed), offsets were committed and the group was left.
+// `producer` receives invalid jobs.
+void hk_intake_run(hk_intake_t *in, hk_producer_t *producer);
+
+// Any thread: ask the loop to drain and return. Async-signal-unsafe: call from a
+// normal thread (main turns signals into a flag first).
+void hk_intake_stop(hk_intake_t *in);
+
+// Any thread: a task reached its terminal state (delivered, or its DLQ record was
+// acknowledged). Intake takes ownership. Signature fits hk_producer_done_cb.
+void hk_intake_done(hk_task_t *task, void *in);
+
+// Unfinished tasks owned by the pipeline (consumed, not yet returned).
+long hk_intake_inflight(hk_intake_t *in);
+
+void hk_intake_destroy(hk_intake_t *in);
+
+#endif

@@ -1,0 +1,211 @@
+// producer: one rd_kafka producer plus a poll thread that serves delivery reports
+// and re-produces records the broker did not acknowledge.
+#include "queue/producer.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "queue/kconf.h"
+#include "worker/log.h"
+
+#define REPRODUCE_DELAY_MS 1000
+
+struct hk_producer_s {
+    rd_kafka_t *p_rk;
+    rd_kafka_topic_t *p_dlq;
+    hk_producer_done_cb *p_on_done;
+    void *p_arg;
+    pthread_t p_thread;
+    atomic_int p_run;
+    atomic_int p_closing; // set at destroy: failed records are dropped, not re-sent
+    atomic_size_t p_outstanding;
+
+    pthread_mutex_t p_lock; // guards p_again
+    hk_task_t *p_again;     // records to produce again, oldest first
+    hk_task_t **p_again_tail;
+    int64_t p_again_due_ms;
+    size_t p_abandoned;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int produce(hk_producer_t *p, hk_task_t *task, int block)
+{
+    char partition[16], offset[24], status[8], attempts[8];
+    snprintf(partition, sizeof(partition), "%d", (int)task->partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)task->offset);
+    snprintf(status, sizeof(status), "%d", task->http_status);
+    snprintf(attempts, sizeof(attempts), "%d", task->attempts);
+    const char *cls = hk_outcome_name(task->outcome);
+
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
+    rd_kafka_header_add(hdrs, "hookd-error-class", -1, cls, -1);
+    rd_kafka_header_add(hdrs, "hookd-error", -1, task->error, -1);
+    rd_kafka_header_add(hdrs, "hookd-http-status", -1, status, -1);
+    rd_kafka_header_add(hdrs, "hookd-attempts", -1, attempts, -1);
+    rd_kafka_header_add(hdrs, "hookd-original-topic", -1, task->topic, -1);
+    rd_kafka_header_add(hdrs, "hookd-original-partition", -1, partition, -1);
+    rd_kafka_header_add(hdrs, "hookd-original-offset", -1, offset, -1);
+    if (task->job)
+        rd_kafka_header_add(hdrs, "hookd-job-id", -1, task->job->id, -1);
+
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        p->p_rk, RD_KAFKA_V_RKT(p->p_dlq), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | (block ? RD_KAFKA_MSG_F_BLOCK : 0)),
+        RD_KAFKA_V_KEY(task->key, task->key_len), RD_KAFKA_V_VALUE(task->value, task->value_len),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(task), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(hdrs); // not taken over on failure
+        return -1;
+    }
+    return 0;
+}
+
+static void again(hk_producer_t *p, hk_task_t *task)
+{
+    pthread_mutex_lock(&p->p_lock);
+    task->next = NULL;
+    if (!p->p_again)
+        p->p_again_due_ms = now_ms() + REPRODUCE_DELAY_MS;
+    *p->p_again_tail = task;
+    p->p_again_tail = &task->next;
+    pthread_mutex_unlock(&p->p_lock);
+}
+
+void hk_producer_dead_letter(hk_producer_t *p, hk_task_t *task)
+{
+    atomic_fetch_add(&p->p_outstanding, 1);
+    if (produce(p, task, 1) != 0) {
+        hk_log(HK_LOG_WARN, "dlq_produce_failed", "{s:s,s:i,s:I,s:s}", "topic", task->topic,
+               "partition", (int)task->partition, "offset", (json_int_t)task->offset, "error",
+               rd_kafka_err2str(rd_kafka_last_error()));
+        again(p, task);
+    }
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    hk_producer_t *p = opaque;
+    hk_task_t *task = msg->_private;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        atomic_fetch_sub(&p->p_outstanding, 1);
+        p->p_on_done(task, p->p_arg);
+        return;
+    }
+    if (atomic_load(&p->p_closing)) {
+        atomic_fetch_sub(&p->p_outstanding, 1);
+        p->p_abandoned++;
+        hk_task_destroy(task);
+        return;
+    }
+    hk_log(HK_LOG_WARN, "dlq_not_acknowledged", "{s:s,s:i,s:I,s:s}", "topic", task->topic,
+           "partition", (int)task->partition, "offset", (json_int_t)task->offset, "error",
+           rd_kafka_err2str(msg->err));
+    again(p, task);
+}
+
+static void *poll_main(void *arg)
+{
+    hk_producer_t *p = arg;
+    while (atomic_load(&p->p_run)) {
+        rd_kafka_poll(p->p_rk, 100);
+
+        pthread_mutex_lock(&p->p_lock);
+        hk_task_t *list = NULL;
+        if (p->p_again && now_ms() >= p->p_again_due_ms) {
+            list = p->p_again;
+            p->p_again = NULL;
+            p->p_again_tail = &p->p_again;
+        }
+        pthread_mutex_unlock(&p->p_lock);
+
+        while (list) {
+            hk_task_t *task = list;
+            list = task->next;
+            if (produce(p, task, 0) != 0)
+                again(p, task); // queue full or broker trouble: next round
+        }
+    }
+    return NULL;
+}
+
+hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
+                               hk_producer_done_cb *on_done, void *arg, char *errstr,
+                               size_t errstr_size)
+{
+    static const char *const defaults[] = {
+        "acks",  "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
+        "false", NULL,
+    };
+    rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+
+    hk_producer_t *p = calloc(1, sizeof(*p));
+    p->p_on_done = on_done;
+    p->p_arg = arg;
+    p->p_again_tail = &p->p_again;
+    pthread_mutex_init(&p->p_lock, NULL);
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+
+    char kerr[256];
+    p->p_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (!p->p_rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "kafka producer: %s", kerr);
+        pthread_mutex_destroy(&p->p_lock);
+        free(p);
+        return NULL;
+    }
+    p->p_dlq = rd_kafka_topic_new(p->p_rk, cfg->kafka_dlq_topic, NULL);
+    atomic_store(&p->p_run, 1);
+    pthread_create(&p->p_thread, NULL, poll_main, p);
+    return p;
+}
+
+size_t hk_producer_outstanding(hk_producer_t *p)
+{
+    return atomic_load(&p->p_outstanding);
+}
+
+size_t hk_producer_destroy(hk_producer_t *p, int timeout_ms)
+{
+    if (!p)
+        return 0;
+    // Let the poll thread serve delivery reports while we wait.
+    int64_t deadline = now_ms() + timeout_ms;
+    while (atomic_load(&p->p_outstanding) > 0 && now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&p->p_closing, 1);
+    atomic_store(&p->p_run, 0);
+    pthread_join(p->p_thread, NULL);
+
+    rd_kafka_purge(p->p_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(p->p_rk, 1000); // serves the purged records' reports
+    while (p->p_again) {
+        hk_task_t *task = p->p_again;
+        p->p_again = task->next;
+        p->p_abandoned++;
+        hk_task_destroy(task);
+    }
+    size_t abandoned = p->p_abandoned;
+    rd_kafka_topic_destroy(p->p_dlq);
+    rd_kafka_destroy(p->p_rk);
+    pthread_mutex_destroy(&p->p_lock);
+    free(p);
+    return abandoned;
+}

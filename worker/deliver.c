@@ -1,0 +1,351 @@
+// deliver: N threads × (one curl multi + M reusable easy handles).
+#include "worker/deliver.h"
+
+#include <curl/curl.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker/log.h"
+#include "worker/metrics.h"
+#include "worker/sign.h"
+
+typedef struct dl_thread dl_thread_t;
+
+typedef struct dl_slot {
+    CURL *easy;
+    hk_task_t *task;
+    struct curl_slist *hdrs;
+    dl_thread_t *th;
+    size_t resp_bytes;
+    int blocked;
+    char blocked_addr[64];
+    const char *blocked_why;
+    char errbuf[CURL_ERROR_SIZE];
+} dl_slot_t;
+
+struct dl_thread {
+    hk_deliver_t *dl;
+    pthread_t tid;
+    CURLM *multi;
+    int index;        // dispatcher slot
+    dl_slot_t *slots; // max_transfers_per_thread of them
+    dl_slot_t **free; // stack of free slots
+    int free_cnt;
+    int slots_cnt;
+    atomic_int active;
+};
+
+struct hk_deliver_s {
+    hk_deliver_opts_t dl_opts;
+    dl_thread_t *dl_threads;
+    int dl_threads_cnt;
+    atomic_int dl_run;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void format_addr(const struct sockaddr *sa, char *out, size_t size)
+{
+    const void *a = sa->sa_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (!inet_ntop(sa->sa_family, a, out, (socklen_t)size))
+        snprintf(out, size, "?");
+}
+
+// curl calls this for every address it is about to connect to: the guard judges the
+// address actually used, after DNS, so a name that resolves to 127.0.0.1 is caught.
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    dl_slot_t *slot = clientp;
+    if (purpose == CURLSOCKTYPE_IPCXN) {
+        const char *why = NULL;
+        if (!hk_netguard_check(slot->th->dl->dl_opts.guard, &addr->addr, addr->addrlen, &why)) {
+            slot->blocked = 1;
+            slot->blocked_why = why;
+            format_addr(&addr->addr, slot->blocked_addr, sizeof(slot->blocked_addr));
+            return CURL_SOCKET_BAD;
+        }
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+// Response bodies are not needed: count them, and stop a transfer that sends more
+// than the cap (the status line is already in hand by then).
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr;
+    dl_slot_t *slot = userdata;
+    size_t n = size * nmemb;
+    slot->resp_bytes += n;
+    if ((int64_t)slot->resp_bytes > slot->th->dl->dl_opts.cfg->delivery_max_response_bytes)
+        return CURL_WRITEFUNC_ERROR;
+    return n;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, const char *name, const char *value)
+{
+    char line[8448];
+    snprintf(line, sizeof(line), "%s: %s", name, value);
+    struct curl_slist *l = curl_slist_append(list, line);
+    return l ? l : list;
+}
+
+static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code);
+
+static void start(dl_thread_t *th, hk_task_t *task)
+{
+    const hk_config_t *cfg = th->dl->dl_opts.cfg;
+    const hk_job_t *job = task->job;
+    dl_slot_t *slot = th->free[--th->free_cnt];
+    CURL *e = slot->easy;
+
+    slot->task = task;
+    slot->resp_bytes = 0;
+    slot->blocked = 0;
+    slot->blocked_why = NULL;
+    slot->errbuf[0] = '\0';
+
+    int64_t now = wall_ms();
+    if (job->expires_at_ms && now >= job->expires_at_ms) {
+        hk_task_fail(task, HK_OUTCOME_EXPIRED, 0, "expired before attempt %d", task->attempts + 1);
+        slot->task = NULL;
+        th->free[th->free_cnt++] = slot;
+        th->dl->dl_opts.on_done(task, th->dl->dl_opts.arg);
+        return;
+    }
+    task->attempts++;
+    if (task->attempts == 1)
+        task->first_attempt_ms = now;
+    hk_metric_add(attempts, 1);
+
+    // Headers: the job's own first, then the ones hookd owns (the parser rejected
+    // job headers that would collide with them).
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; i < job->headers_cnt; i++)
+        h = add_header(h, job->headers[i].name, job->headers[i].value);
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)(now / 1000));
+    h = add_header(h, "webhook-id", job->id);
+    h = add_header(h, "webhook-timestamp", ts);
+    const char *secrets = hk_config_tenant_secret(cfg, job->tenant);
+    if (secrets && *secrets) {
+        char sig[HK_SIGN_HEADER_MAX];
+        if (hk_sign_header(secrets, job->id, now / 1000, job->body, job->body_len, sig,
+                           sizeof(sig)) > 0)
+            h = add_header(h, "webhook-signature", sig);
+    }
+    h = add_header(h, "Idempotency-Key", job->id);
+    if (job->content_type)
+        h = add_header(h, "Content-Type", job->content_type);
+    h = curl_slist_append(h, "Expect:"); // no 100-continue round trip
+    slot->hdrs = h;
+
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, job->url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); // never an environment proxy: the guard checks peers
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)job->timeout_ms);
+    long connect_ms = cfg->delivery_connect_timeout_ms < job->timeout_ms
+                          ? cfg->delivery_connect_timeout_ms
+                          : job->timeout_ms;
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, slot);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, slot->errbuf);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, slot);
+
+    int has_body = job->body != NULL;
+    if (strcmp(job->method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(job->method, "POST") == 0 || has_body || strcmp(job->method, "DELETE") != 0) {
+        // POST, PUT, PATCH, and DELETE with a body: send the bytes as they are.
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, has_body ? job->body : "");
+        if (strcmp(job->method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, job->method);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    }
+
+    CURLMcode mc = curl_multi_add_handle(th->multi, e);
+    if (mc != CURLM_OK) {
+        snprintf(slot->errbuf, sizeof(slot->errbuf), "curl_multi_add_handle: %s",
+                 curl_multi_strerror(mc));
+        finish(th, slot, CURLE_FAILED_INIT);
+        return;
+    }
+    atomic_fetch_add(&th->active, 1);
+}
+
+static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
+{
+    hk_task_t *task = slot->task;
+    long status = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (code == CURLE_WRITE_ERROR && status > 0)
+        code = CURLE_OK; // we cut an oversized body short; the status is what counts
+
+    hk_attempt_result_t res = {.http_status = (int)status,
+                               .curl_code = (int)code,
+                               .blocked = slot->blocked && status == 0};
+    hk_outcome_t outcome = hk_classify(&res);
+    if (outcome == HK_OUTCOME_DELIVERED)
+        hk_task_fail(task, outcome, (int)status, "%s", "");
+    else if (res.blocked)
+        hk_task_fail(task, outcome, 0, "blocked: %s address %s", slot->blocked_why,
+                     slot->blocked_addr);
+    else if (status > 0)
+        hk_task_fail(task, outcome, (int)status, "HTTP %ld", status);
+    else
+        hk_task_fail(task, outcome, 0, "%s",
+                     slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(code));
+
+    curl_slist_free_all(slot->hdrs);
+    slot->hdrs = NULL;
+    slot->task = NULL;
+    th->free[th->free_cnt++] = slot;
+    th->dl->dl_opts.on_done(task, th->dl->dl_opts.arg);
+}
+
+static void wake(void *arg)
+{
+    dl_thread_t *th = arg;
+    curl_multi_wakeup(th->multi);
+}
+
+static void *thread_main(void *arg)
+{
+    dl_thread_t *th = arg;
+    hk_deliver_t *dl = th->dl;
+    hk_task_t **batch = calloc((size_t)th->slots_cnt, sizeof(*batch));
+
+    while (atomic_load(&dl->dl_run)) {
+        if (th->free_cnt > 0) {
+            size_t n =
+                hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch, (size_t)th->free_cnt);
+            for (size_t i = 0; i < n; i++)
+                start(th, batch[i]);
+        }
+        int running = 0;
+        curl_multi_perform(th->multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(th->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            dl_slot_t *slot = NULL;
+            CURL *easy = msg->easy_handle;
+            CURLcode code = msg->data.result;
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&slot);
+            curl_multi_remove_handle(th->multi, easy);
+            atomic_fetch_sub(&th->active, 1);
+            finish(th, slot, code);
+        }
+        // Wait for socket activity, a timeout, or a wakeup from the dispatcher.
+        if (th->free_cnt == 0 || hk_dispatch_queued(dl->dl_opts.dispatch) == 0)
+            curl_multi_poll(th->multi, NULL, 0, 1000, NULL);
+    }
+
+    // Abort what is still running: those tasks stay uncommitted and come back.
+    for (int i = 0; i < th->slots_cnt; i++) {
+        dl_slot_t *slot = &th->slots[i];
+        if (!slot->task)
+            continue;
+        curl_multi_remove_handle(th->multi, slot->easy);
+        curl_slist_free_all(slot->hdrs);
+        hk_task_destroy(slot->task);
+        slot->task = NULL;
+    }
+    free(batch);
+    return NULL;
+}
+
+hk_deliver_t *hk_deliver_start(const hk_deliver_opts_t *opts, char *errstr, size_t errstr_size)
+{
+    const hk_config_t *cfg = opts->cfg;
+    hk_deliver_t *dl = calloc(1, sizeof(*dl));
+    dl->dl_opts = *opts;
+    dl->dl_threads_cnt = cfg->delivery_threads;
+    dl->dl_threads = calloc((size_t)dl->dl_threads_cnt, sizeof(*dl->dl_threads));
+    atomic_store(&dl->dl_run, 1);
+
+    for (int t = 0; t < dl->dl_threads_cnt; t++) {
+        dl_thread_t *th = &dl->dl_threads[t];
+        th->dl = dl;
+        th->multi = curl_multi_init();
+        th->slots_cnt = cfg->delivery_max_transfers_per_thread;
+        th->slots = calloc((size_t)th->slots_cnt, sizeof(*th->slots));
+        th->free = calloc((size_t)th->slots_cnt, sizeof(*th->free));
+        if (!th->multi || !th->slots || !th->free) {
+            snprintf(errstr, errstr_size, "delivery thread %d: out of memory", t);
+            dl->dl_threads_cnt = t + 1;
+            hk_deliver_stop(dl);
+            return NULL;
+        }
+        // Keep a warm connection per concurrent transfer, to every endpoint in use.
+        curl_multi_setopt(th->multi, CURLMOPT_MAXCONNECTS, (long)th->slots_cnt * 4);
+        for (int i = 0; i < th->slots_cnt; i++) {
+            th->slots[i].easy = curl_easy_init();
+            th->slots[i].th = th;
+            th->free[th->free_cnt++] = &th->slots[i];
+        }
+        th->index = hk_dispatch_register(opts->dispatch, wake, th);
+    }
+    for (int t = 0; t < dl->dl_threads_cnt; t++)
+        pthread_create(&dl->dl_threads[t].tid, NULL, thread_main, &dl->dl_threads[t]);
+    return dl;
+}
+
+size_t hk_deliver_active(hk_deliver_t *dl)
+{
+    size_t n = 0;
+    for (int t = 0; t < dl->dl_threads_cnt; t++)
+        n += (size_t)atomic_load(&dl->dl_threads[t].active);
+    return n;
+}
+
+size_t hk_deliver_stop(hk_deliver_t *dl)
+{
+    if (!dl)
+        return 0;
+    size_t aborted = hk_deliver_active(dl);
+    atomic_store(&dl->dl_run, 0);
+    for (int t = 0; t < dl->dl_threads_cnt; t++)
+        if (dl->dl_threads[t].multi)
+            curl_multi_wakeup(dl->dl_threads[t].multi);
+    for (int t = 0; t < dl->dl_threads_cnt; t++) {
+        dl_thread_t *th = &dl->dl_threads[t];
+        if (th->tid)
+            pthread_join(th->tid, NULL);
+        for (int i = 0; th->slots && i < th->slots_cnt; i++)
+            if (th->slots[i].easy)
+                curl_easy_cleanup(th->slots[i].easy);
+        if (th->multi)
+            curl_multi_cleanup(th->multi);
+        free(th->slots);
+        free(th->free);
+    }
+    free(dl->dl_threads);
+    free(dl);
+    return aborted;
+}

@@ -1,0 +1,82 @@
+// log: JSON lines on stderr. Each line is built in memory and written with one
+// write(2), so lines from different threads never interleave.
+#include "worker/log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_level = HK_LOG_INFO;
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int hk_log_set_level_name(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            atomic_store(&log_level, i);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void hk_log_set_level(hk_log_level_t level)
+{
+    atomic_store(&log_level, (int)level);
+}
+
+int hk_log_enabled(hk_log_level_t level)
+{
+    return (int)level >= atomic_load(&log_level);
+}
+
+void hk_log(hk_log_level_t level, const char *event, const char *fmt, ...)
+{
+    if (!hk_log_enabled(level))
+        return;
+
+    json_t *fields = NULL;
+    if (fmt) {
+        json_error_t jerr;
+        va_list ap;
+        va_start(ap, fmt);
+        fields = json_vpack_ex(&jerr, 0, fmt, ap);
+        va_end(ap);
+        if (!fields)
+            fields = json_pack("{s:s}", "log_error", jerr.text);
+    }
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+
+    json_t *line =
+        json_pack("{s:s,s:s,s:s}", "ts", ts, "level", level_names[level], "event", event);
+    if (fields && json_is_object(fields))
+        json_object_update(line, fields);
+    json_decref(fields);
+
+    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    text[len] = '\n'; // the buffer holds len + 1 bytes: the NUL becomes the newline
+    ssize_t off = 0;
+    while ((size_t)off < len + 1) {
+        ssize_t w = write(STDERR_FILENO, text + off, len + 1 - (size_t)off);
+        if (w <= 0)
+            break;
+        off += w;
+    }
+    free(text);
+}

@@ -1,0 +1,231 @@
+// hookd: consumes jobs from Kafka and delivers them as signed webhooks.
+//
+// Threads: main (signals, summary line), intake (the consumer), N delivery threads,
+// the producer's poll thread. main wires them together and owns shutdown:
+// first SIGTERM/SIGINT drains, a second one exits at once.
+#include <curl/curl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "queue/intake.h"
+#include "queue/mockkafka.h"
+#include "queue/producer.h"
+#include "worker/deliver.h"
+#include "worker/dispatch.h"
+#include "worker/log.h"
+#include "worker/metrics.h"
+#include "worker/netguard.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_signals = 0;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    if (++stop_signals > 1) {
+        static const char msg[] = "{\"level\":\"warn\",\"event\":\"exit_now\"}\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(1);
+    }
+}
+
+typedef struct app {
+    const hk_config_t *cfg;
+    hk_intake_t *intake;
+    hk_producer_t *producer;
+} app_t;
+
+// A delivery attempt ended. Delivered: done. Anything else: dead-letter it (retries
+// and breakers plug in here).
+static void on_delivery_done(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    if (task->outcome == HK_OUTCOME_DELIVERED) {
+        hk_intake_done(task, app->intake);
+        return;
+    }
+    hk_producer_dead_letter(app->producer, task);
+}
+
+static void *intake_main(void *arg)
+{
+    app_t *app = arg;
+    hk_intake_run(app->intake, app->producer);
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hookd [-c FILE] [--check-config] [--version]\n"
+            "  -c, --config FILE   read FILE (INI); HOOKD_<SECTION>_<KEY> env vars override it\n"
+            "      --check-config  validate, print the effective config (secrets redacted), exit\n"
+            "  -V, --version       print the version and exit\n");
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void summary(int64_t *last_ms, uint64_t *last_done)
+{
+    int64_t now = mono_ms();
+    uint64_t done = hk_metric_get(delivered) + hk_metric_get(dead_lettered);
+    double secs = (double)(now - *last_ms) / 1000.0;
+    double rate = secs > 0 ? (double)(done - *last_done) / secs : 0;
+    json_t *by_class = json_object();
+    for (int c = 0; c < HK_OUTCOME__CNT; c++) {
+        uint64_t n = hk_metric_get(dlq_by_class[c]);
+        if (n)
+            json_object_set_new(by_class, hk_outcome_name((hk_outcome_t)c), json_integer((json_int_t)n));
+    }
+    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:f}", "consumed",
+           (json_int_t)hk_metric_get(consumed), "delivered", (json_int_t)hk_metric_get(delivered),
+           "dead_lettered", (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class",
+           by_class, "invalid", (json_int_t)hk_metric_get(invalid), "inflight",
+           (json_int_t)hk_metric_get(inflight_jobs), "inflight_bytes",
+           (json_int_t)hk_metric_get(inflight_bytes), "rate", rate);
+    *last_ms = now;
+    *last_done = done;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int check_only = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check_only = 1;
+            break;
+        case 'V':
+            printf("hookd %s\n", HOOKD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    char err[512];
+    hk_config_t *cfg = hk_config_load(path, environ, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "hookd: %s\n", err);
+        return 2;
+    }
+    if (check_only) {
+        hk_config_dump(cfg, stdout);
+        hk_config_destroy(cfg);
+        return 0;
+    }
+    hk_log_set_level_name(cfg->log_level);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = 1;
+    hk_mockkafka_t *mock = NULL;
+    hk_netguard_t *guard = NULL;
+    hk_dispatch_t *dispatch = NULL;
+    hk_deliver_t *deliver = NULL;
+    app_t app = {.cfg = cfg};
+
+    const char *brokers = cfg->kafka_brokers;
+    if (strcmp(brokers, "mock") == 0) {
+        const char *topics[] = {cfg->kafka_topic, cfg->kafka_dlq_topic, cfg->kafka_retry_topic};
+        int parts[] = {cfg->kafka_mock_partitions, cfg->kafka_mock_partitions,
+                       cfg->kafka_mock_partitions};
+        mock = hk_mockkafka_new(1, topics, parts, 3, err, sizeof(err));
+        if (!mock)
+            goto out;
+        brokers = hk_mockkafka_bootstraps(mock);
+        hk_log(HK_LOG_INFO, "mock_cluster", "{s:s,s:i}", "bootstraps", brokers, "partitions",
+               cfg->kafka_mock_partitions);
+    }
+    if (!(guard = hk_netguard_new(cfg->delivery_allow_cidrs, err, sizeof(err))))
+        goto out;
+    dispatch = hk_dispatch_new();
+    if (!(app.intake = hk_intake_new(cfg, brokers, dispatch, err, sizeof(err))))
+        goto out;
+    if (!(app.producer =
+              hk_producer_new(cfg, brokers, hk_intake_done, app.intake, err, sizeof(err))))
+        goto out;
+    hk_deliver_opts_t dopts = {
+        .cfg = cfg, .dispatch = dispatch, .guard = guard, .on_done = on_delivery_done, .arg = &app};
+    if (!(deliver = hk_deliver_start(&dopts, err, sizeof(err))))
+        goto out;
+
+    hk_log(HK_LOG_INFO, "started", "{s:s,s:s,s:s,s:i,s:i}", "version", HOOKD_VERSION, "topic",
+           cfg->kafka_topic, "group", cfg->kafka_group, "threads", cfg->delivery_threads,
+           "transfers_per_thread", cfg->delivery_max_transfers_per_thread);
+
+    pthread_t intake_tid;
+    pthread_create(&intake_tid, NULL, intake_main, &app);
+
+    int64_t last_ms = mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
+    uint64_t last_done = 0;
+    while (!stop_signals) {
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+        if (cfg->log_summary_ms > 0 && mono_ms() >= next_summary) {
+            summary(&last_ms, &last_done);
+            next_summary += cfg->log_summary_ms;
+        }
+    }
+    hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cfg->shutdown_grace_ms);
+    int64_t t0 = mono_ms();
+    hk_intake_stop(app.intake);
+    pthread_join(intake_tid, NULL);
+    size_t aborted = hk_deliver_stop(deliver);
+    deliver = NULL;
+    size_t abandoned = hk_producer_destroy(app.producer, 1000);
+    app.producer = NULL;
+    summary(&last_ms, &last_done);
+    hk_log(HK_LOG_INFO, "stopped", "{s:i,s:i,s:i}", "aborted_transfers", (int)aborted,
+           "unacked_dead_letters", (int)abandoned, "shutdown_ms", (int)(mono_ms() - t0));
+    rc = 0;
+
+out:
+    if (rc != 0)
+        hk_log(HK_LOG_ERROR, "startup_failed", "{s:s}", "error", err);
+    hk_deliver_stop(deliver);
+    hk_producer_destroy(app.producer, 0);
+    hk_intake_destroy(app.intake);
+    hk_dispatch_destroy(dispatch);
+    hk_netguard_destroy(guard);
+    hk_mockkafka_destroy(mock);
+    hk_config_destroy(cfg);
+    curl_global_cleanup();
+    return rc;
+}

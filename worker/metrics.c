@@ -1,0 +1,3 @@
+#include "worker/metrics.h"
+
+hk_metrics_t hk_metrics;

@@ -1,0 +1,30 @@
+// metrics: process-wide counters and gauges, updated lock-free from any thread,
+// read by the periodic summary line and (later) the admin /metrics endpoint.
+#ifndef HK_METRICS_H
+#define HK_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "retry/classify.h"
+
+typedef struct hk_metrics {
+    atomic_uint_fast64_t consumed;      // messages read from the jobs topic
+    atomic_uint_fast64_t invalid;       // of which rejected by the parser
+    atomic_uint_fast64_t attempts;      // HTTP attempts started
+    atomic_uint_fast64_t delivered;     // jobs delivered (2xx)
+    atomic_uint_fast64_t dead_lettered; // jobs whose DLQ record was acknowledged
+    atomic_uint_fast64_t dlq_by_class[HK_OUTCOME__CNT];
+    atomic_uint_fast64_t committed;     // offset commits that succeeded
+    atomic_int_fast64_t inflight_jobs;  // consumed, not yet finished
+    atomic_int_fast64_t inflight_bytes; // memory those jobs hold
+    atomic_int_fast64_t paused;         // 1 while intake is paused for flow control
+} hk_metrics_t;
+
+extern hk_metrics_t hk_metrics;
+
+#define hk_metric_add(name, n)                                                                     \
+    atomic_fetch_add_explicit(&hk_metrics.name, (n), memory_order_relaxed)
+#define hk_metric_get(name) atomic_load_explicit(&hk_metrics.name, memory_order_relaxed)
+
+#endif

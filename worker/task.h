@@ -1,0 +1,56 @@
+// task: one consumed message in flight, from intake until its offset may be
+// committed. Holds the source position, a copy of the original key and value (the
+// DLQ record needs them verbatim), the parsed job, and the attempt state.
+//
+// Ownership moves with the task: intake creates it, hands it to the dispatcher or
+// the producer, and it comes back to intake (hk_task_done) once terminal, where it
+// is destroyed. Exactly one thread touches a task at a time.
+#ifndef HK_TASK_H
+#define HK_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "retry/classify.h"
+#include "worker/job.h"
+
+typedef struct hk_task hk_task_t;
+struct hk_task {
+    hk_task_t *next; // intrusive link for whichever queue holds the task
+
+    const char *topic; // source topic (points into the config)
+    int32_t partition;
+    int64_t offset;
+    uint64_t generation; // assignment generation the offset belongs to
+
+    void *key; // original key/value, NULL/0 when absent
+    size_t key_len;
+    void *value;
+    size_t value_len;
+
+    hk_job_t *job; // NULL when the message is not a valid job
+
+    // Attempt state.
+    int attempts;
+    int64_t first_attempt_ms;
+    hk_outcome_t outcome; // final outcome once terminal
+    int http_status;      // last HTTP status, 0 when none
+    char error[256];      // last error in words (never a body or a secret)
+
+    size_t mem_bytes; // memory held by the task and its job
+};
+
+// Copies key and value into one allocation with the task. NULL on ENOMEM.
+hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uint64_t generation,
+                       const void *key, size_t key_len, const void *value, size_t value_len);
+
+// Attaches the parsed job (ownership passes to the task).
+void hk_task_set_job(hk_task_t *task, hk_job_t *job);
+
+// Records the terminal outcome and a printf-style error.
+void hk_task_fail(hk_task_t *task, hk_outcome_t outcome, int http_status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+void hk_task_destroy(hk_task_t *task);
+
+#endif
