@@ -1,0 +1,1046 @@
+// check_sink: the test/demo HTTP sink, driven over real HTTP with libcurl.
+#include "tests/support/sink.h"
+
+#include "worker/sign.h"
+
+#include <check.h>
+#include <curl/curl.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define SECRET_A "whsec_AAsWISw3Qk1YY255hI+apbC7xtHc5/L9"
+#define SECRET_B "whsec_JTA7RlFcZ3J9iJOeqbS/ytXg6/YBDBci"
+#define SECRET_C "whsec_SlVga3aBjJeirbjDztnk7/oFEBsmMTxH"
+#define UA       "User-Agent: hookd/0.1.0"
+#define MIB      (1024 * 1024)
+
+static hk_sink_t *sink;
+static char base[64];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void sink_up(const hk_sink_opts_t *opts)
+{
+    char err[256] = "";
+    sink = hk_sink_start(opts, err, sizeof err);
+    ck_assert_msg(sink != NULL, "hk_sink_start: %s", err);
+    ck_assert_int_gt(hk_sink_port(sink), 0);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", hk_sink_port(sink));
+}
+
+static void sink_restart(const hk_sink_opts_t *opts)
+{
+    hk_sink_stop(sink);
+    sink = NULL;
+    sink_up(opts);
+}
+
+static void setup(void)
+{
+    hk_sink_opts_t opts = {.threads = 4};
+    sink_up(&opts);
+}
+
+static void teardown(void)
+{
+    hk_sink_stop(sink);
+    sink = NULL;
+}
+
+// Waits up to 2 s for hk_sink_pending() to reach n.
+static bool pending_reaches(unsigned n)
+{
+    for (int i = 0; i < 200; i++) {
+        if (hk_sink_pending(sink) == n)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+// ---- HTTP client ----
+
+typedef struct http_res {
+    CURLcode rc;
+    long status;
+    char retry_after[64];
+    char body[8192];
+    size_t body_len;
+    double elapsed_s;
+    long connects;
+} http_res_t;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    http_res_t *res = arg;
+    size_t n = size * nmemb;
+    size_t room = sizeof res->body - 1 - res->body_len;
+    size_t take = n < room ? n : room;
+    memcpy(res->body + res->body_len, data, take);
+    res->body_len += take;
+    res->body[res->body_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    http_res_t *res = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "Retry-After:";
+    if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        const char *v = data + sizeof name - 1;
+        size_t len = n - (sizeof name - 1);
+        while (len > 0 && *v == ' ')
+            v++, len--;
+        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n'))
+            len--;
+        snprintf(res->retry_after, sizeof res->retry_after, "%.*s", (int)len, v);
+    }
+    return n;
+}
+
+// One request on handle h (a fresh one when NULL). body NULL = GET unless
+// method says otherwise.
+static void http_do(CURL *h, const char *method, const char *path, const char *body,
+                    size_t body_len, const struct curl_slist *hdrs, long timeout_ms,
+                    http_res_t *res)
+{
+    memset(res, 0, sizeof *res);
+    CURL *own = h ? NULL : curl_easy_init();
+    CURL *c = h ? h : own;
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 10000L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, res);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, res);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    double t0 = now_s();
+    res->rc = curl_easy_perform(c);
+    res->elapsed_s = now_s() - t0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &res->connects);
+    if (own)
+        curl_easy_cleanup(own);
+}
+
+// The headers hookd sends for (id, ts, body), signed with `secrets` when not NULL.
+static struct curl_slist *hookd_headers(const char *id, int64_t ts, const char *body,
+                                        const char *secrets)
+{
+    char line[HK_SIGN_HEADER_MAX + 64];
+    struct curl_slist *h = NULL;
+    snprintf(line, sizeof line, "webhook-id: %s", id);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof line, "webhook-timestamp: %" PRId64, ts);
+    h = curl_slist_append(h, line);
+    if (secrets != NULL) {
+        char sig[HK_SIGN_HEADER_MAX];
+        ck_assert_int_gt(hk_sign_header(secrets, id, ts, body, strlen(body), sig, sizeof sig), 0);
+        snprintf(line, sizeof line, "webhook-signature: %s", sig);
+        h = curl_slist_append(h, line);
+    }
+    snprintf(line, sizeof line, "Idempotency-Key: %s", id);
+    h = curl_slist_append(h, line);
+    h = curl_slist_append(h, UA);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    return h;
+}
+
+// POSTs body to path as hookd would, with a fresh connection.
+static void hookd_post(const char *path, const char *id, const char *body, const char *secrets,
+                       http_res_t *res)
+{
+    struct curl_slist *h = hookd_headers(id, (int64_t)time(NULL), body, secrets);
+    http_do(NULL, "POST", path, body, strlen(body), h, 0, res);
+    curl_slist_free_all(h);
+    ck_assert_msg(res->rc == CURLE_OK, "POST %s: %s", path, curl_easy_strerror(res->rc));
+}
+
+static long post_status(const char *path)
+{
+    http_res_t res;
+    hookd_post(path, "evt_1", "{}", NULL, &res);
+    return res.status;
+}
+
+static hk_sink_stats_t stats(void)
+{
+    hk_sink_stats_t st;
+    hk_sink_stats(sink, &st);
+    return st;
+}
+
+// ---- fault modes ----
+
+START_TEST(test_ok_answers_200_and_records_every_header)
+{
+    int64_t ts = (int64_t)time(NULL);
+    struct curl_slist *h = hookd_headers("evt_ok", ts, "{\"a\":1}", NULL);
+    http_res_t res;
+    http_do(NULL, "POST", "/ok", "{\"a\":1}", 7, h, 0, &res);
+    curl_slist_free_all(h);
+    ck_assert_int_eq(res.rc, CURLE_OK);
+    ck_assert_int_eq(res.status, 200);
+
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 1);
+    ck_assert_str_eq(reqs[0].path, "/ok");
+    ck_assert_str_eq(reqs[0].method, "POST");
+    ck_assert_str_eq(reqs[0].webhook_id, "evt_ok");
+    ck_assert_int_eq(reqs[0].webhook_ts, ts);
+    ck_assert_int_eq(reqs[0].sig, -2);
+    ck_assert_int_eq(reqs[0].idem_ok, 1);
+    ck_assert_int_eq(reqs[0].ua_ok, 1);
+    ck_assert_str_eq(reqs[0].content_type, "application/json");
+    ck_assert_uint_eq(reqs[0].body_len, 7);
+    ck_assert_str_eq(reqs[0].body, "{\"a\":1}");
+    ck_assert_int_eq(reqs[0].status, 200);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    ck_assert(reqs[0].at_ms > now_ms - 5000 && reqs[0].at_ms < now_ms + 5000);
+    hk_sink_reqs_free(reqs, 1);
+
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, 1);
+    ck_assert_uint_eq(st.ok, 1);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_uint_eq(st.unique_ok, 1);
+    ck_assert_uint_eq(st.bad_headers, 0);
+    ck_assert_uint_eq(st.bad_signature, 0);
+}
+END_TEST
+
+START_TEST(test_other_paths_answer_200)
+{
+    ck_assert_int_eq(post_status("/"), 200);
+    ck_assert_int_eq(post_status("/hooks/tenant-a/orders"), 200);
+    ck_assert_int_eq(post_status("/ok/below"), 200);
+    ck_assert_int_eq(post_status("/okay"), 200);
+}
+END_TEST
+
+START_TEST(test_status_path_answers_its_code)
+{
+    ck_assert_int_eq(post_status("/status/503"), 503);
+    ck_assert_int_eq(post_status("/status/410"), 410);
+    ck_assert_int_eq(post_status("/status/201"), 201);
+    ck_assert_int_eq(post_status("/status/204"), 204);
+    ck_assert_int_eq(post_status("/status/302"), 302);
+    ck_assert_int_eq(post_status("/status/599"), 599);
+    ck_assert_int_eq(post_status("/status/404/below"), 404);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, 7);
+    ck_assert_uint_eq(st.ok, 2);
+    ck_assert_uint_eq(st.failed, 5);
+}
+END_TEST
+
+START_TEST(test_status_path_rejects_codes_outside_100_599)
+{
+    ck_assert_int_eq(post_status("/status/99"), 400);
+    ck_assert_int_eq(post_status("/status/600"), 400);
+    ck_assert_int_eq(post_status("/status/0503"), 503); // leading zero is still 503
+    ck_assert_int_eq(post_status("/status/99999999999999999999"), 400);
+    ck_assert_int_eq(post_status("/status/abc"), 400);
+    ck_assert_int_eq(post_status("/status/5x3"), 400);
+    ck_assert_int_eq(post_status("/status/"), 400);
+    ck_assert_int_eq(post_status("/status"), 400);
+}
+END_TEST
+
+START_TEST(test_slow_answers_after_its_delay)
+{
+    http_res_t res;
+    hookd_post("/slow/250", "evt_slow", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_msg(res.elapsed_s >= 0.24, "answered after %.3f s", res.elapsed_s);
+    ck_assert_msg(res.elapsed_s < 2.0, "answered after %.3f s", res.elapsed_s);
+    ck_assert_int_eq(post_status("/slow/0"), 200);
+    ck_assert_int_eq(post_status("/slow/abc"), 400);
+    ck_assert_int_eq(post_status("/slow/"), 400);
+    ck_assert_int_eq(post_status("/slow/99999999"), 400); // over an hour
+    ck_assert_uint_eq(hk_sink_pending(sink), 0);
+}
+END_TEST
+
+START_TEST(test_hang_never_answers_within_client_timeout)
+{
+    struct curl_slist *h = hookd_headers("evt_hang", (int64_t)time(NULL), "{}", NULL);
+    http_res_t res;
+    http_do(NULL, "POST", "/hang", "{}", 2, h, 300, &res);
+    curl_slist_free_all(h);
+    ck_assert_int_eq(res.rc, CURLE_OPERATION_TIMEDOUT);
+    ck_assert_int_eq(res.status, 0);
+    ck_assert_msg(res.elapsed_s >= 0.29 && res.elapsed_s < 2.0, "gave up after %.3f s",
+                  res.elapsed_s);
+
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 1);
+    ck_assert_str_eq(reqs[0].webhook_id, "evt_hang");
+    ck_assert_int_eq(reqs[0].status, 0);
+    hk_sink_reqs_free(reqs, 1);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, 1);
+    ck_assert_uint_eq(st.ok, 0);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_hang"), 0);
+}
+END_TEST
+
+START_TEST(test_waiting_request_is_let_go_when_client_leaves)
+{
+    http_res_t res;
+    http_do(NULL, "POST", "/hang", "{}", 2, NULL, 200, &res);
+    ck_assert_int_eq(res.rc, CURLE_OPERATION_TIMEDOUT);
+    http_do(NULL, "POST", "/slow/60000", "{}", 2, NULL, 200, &res);
+    ck_assert_int_eq(res.rc, CURLE_OPERATION_TIMEDOUT);
+    ck_assert_msg(pending_reaches(0), "still waiting: %u", hk_sink_pending(sink));
+    ck_assert_int_eq(post_status("/ok"), 200);
+}
+END_TEST
+
+START_TEST(test_flap_alternates_500_then_200)
+{
+    ck_assert_int_eq(post_status("/flap"), 500);
+    ck_assert_int_eq(post_status("/flap"), 200);
+    ck_assert_int_eq(post_status("/flap/x"), 500);
+    ck_assert_int_eq(post_status("/flap"), 200);
+    ck_assert_int_eq(post_status("/ok"), 200); // other paths do not move the phase
+    ck_assert_int_eq(post_status("/flap"), 500);
+}
+END_TEST
+
+START_TEST(test_retry_after_path_answers_429_with_header)
+{
+    http_res_t res;
+    hookd_post("/retry-after/7", "evt_ra", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 429);
+    ck_assert_str_eq(res.retry_after, "7");
+    hookd_post("/retry-after/Wed,%2021%20Oct%202015%2007:28:00%20GMT", "evt_ra", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 429);
+    ck_assert_str_eq(res.retry_after, "Wed, 21 Oct 2015 07:28:00 GMT");
+    hookd_post("/retry-after/", "evt_ra", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 400);
+    ck_assert_str_eq(res.retry_after, "");
+    hookd_post("/ok", "evt_ra", "{}", NULL, &res);
+    ck_assert_str_eq(res.retry_after, "");
+}
+END_TEST
+
+// Many delayed requests in flight on one answering thread must not hold up others.
+START_TEST(test_delays_do_not_block_answering_threads)
+{
+    hk_sink_opts_t opts = {.threads = 1};
+    sink_restart(&opts);
+    enum { N = 24 };
+    CURLM *m = curl_multi_init();
+    CURL *easy[N];
+    char url[N][128];
+    for (int i = 0; i < N; i++) {
+        easy[i] = curl_easy_init();
+        snprintf(url[i], sizeof url[i], "%s%s", base, i % 2 ? "/slow/400" : "/hang");
+        curl_easy_setopt(easy[i], CURLOPT_URL, url[i]);
+        curl_easy_setopt(easy[i], CURLOPT_PROXY, "");
+        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, on_body);
+        http_res_t *discard = calloc(1, sizeof *discard);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, discard);
+        curl_easy_setopt(easy[i], CURLOPT_PRIVATE, discard);
+        curl_multi_add_handle(m, easy[i]);
+    }
+    // Drive the multi handle until every request is in the sink.
+    int running = N;
+    double t0 = now_s();
+    while (hk_sink_pending(sink) < N && now_s() - t0 < 5.0) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 10, NULL);
+    }
+    ck_assert_uint_eq(hk_sink_pending(sink), N);
+
+    http_res_t res;
+    http_do(NULL, "POST", "/ok", "{}", 2, NULL, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_msg(res.elapsed_s < 1.0, "/ok took %.3f s", res.elapsed_s);
+
+    // The slow half completes together, about 400 ms after it arrived.
+    int slow_done = 0;
+    while (slow_done < N / 2 && now_s() - t0 < 5.0) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            long code = 0;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+            ck_assert_int_eq(msg->data.result, CURLE_OK);
+            ck_assert_int_eq(code, 200);
+            slow_done++;
+        }
+        curl_multi_poll(m, NULL, 0, 10, NULL);
+    }
+    ck_assert_int_eq(slow_done, N / 2);
+    ck_assert_msg(now_s() - t0 < 3.0, "slow requests took %.3f s", now_s() - t0);
+    ck_assert_uint_eq(hk_sink_pending(sink), N / 2);
+
+    for (int i = 0; i < N; i++) {
+        void *p;
+        curl_easy_getinfo(easy[i], CURLINFO_PRIVATE, (char **)&p);
+        free(p);
+        curl_multi_remove_handle(m, easy[i]);
+        curl_easy_cleanup(easy[i]);
+    }
+    curl_multi_cleanup(m);
+    ck_assert_msg(pending_reaches(0), "still waiting: %u", hk_sink_pending(sink));
+}
+END_TEST
+
+// ---- rules ----
+
+START_TEST(test_rule_overrides_builtin_mode_with_retry_after)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/ok/tenant-a", 503, 0, "2"), 0);
+    http_res_t res;
+    hookd_post("/ok/tenant-a/x", "evt_r", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(res.retry_after, "2");
+    hookd_post("/ok/tenant-b", "evt_r", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.retry_after, "");
+
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/hang", 202, 0, NULL), 0);
+    hookd_post("/hang", "evt_r", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 202);
+    ck_assert_str_eq(res.retry_after, "");
+}
+END_TEST
+
+START_TEST(test_rule_longest_prefix_wins)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/a", 500, 0, NULL), 0);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/a/b/c", 410, 0, NULL), 0);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/a/b", 429, 0, "1"), 0);
+    ck_assert_int_eq(post_status("/a/b/c/d"), 410);
+    ck_assert_int_eq(post_status("/a/b/x"), 429);
+    ck_assert_int_eq(post_status("/a/x"), 500);
+    ck_assert_int_eq(post_status("/ab"), 500); // a prefix, not a path segment
+    ck_assert_int_eq(post_status("/b"), 200);
+}
+END_TEST
+
+START_TEST(test_rule_status_zero_removes_it_and_same_prefix_replaces)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 500, 0, NULL), 0);
+    ck_assert_int_eq(post_status("/x"), 500);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 418, 0, NULL), 0);
+    ck_assert_int_eq(post_status("/x"), 418);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 0, 0, NULL), 0);
+    ck_assert_int_eq(post_status("/x"), 200);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/never-set", 0, 0, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_rule_delay_delays_the_answer)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/d", 503, 200, "3"), 0);
+    http_res_t res;
+    hookd_post("/d", "evt_d", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(res.retry_after, "3");
+    ck_assert_msg(res.elapsed_s >= 0.19 && res.elapsed_s < 2.0, "answered after %.3f s",
+                  res.elapsed_s);
+}
+END_TEST
+
+START_TEST(test_rule_rejects_bad_arguments)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 99, 0, NULL), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 600, 0, NULL), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 200, -1, NULL), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "", 200, 0, NULL), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, NULL, 200, 0, NULL), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 429, 0, "1\r\nX-Evil: 1"), -1);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/x", 429, 0, ""), -1);
+    ck_assert_int_eq(post_status("/x"), 200);
+}
+END_TEST
+
+// ---- signatures ----
+
+static void sig_sink(void)
+{
+    hk_sink_opts_t opts = {.secrets = SECRET_A " " SECRET_B, .threads = 2};
+    sink_restart(&opts);
+}
+
+START_TEST(test_signature_valid_with_any_configured_secret)
+{
+    sig_sink();
+    http_res_t res;
+    hookd_post("/ok", "evt_a", "{\"n\":1}", SECRET_A, &res);
+    hookd_post("/ok", "evt_b", "{\"n\":2}", SECRET_B, &res);
+    hookd_post("/ok", "evt_rot", "{\"n\":3}", SECRET_C " " SECRET_B, &res); // rotation
+    hookd_post("/ok", "evt_empty", "", SECRET_A, &res);
+    hk_sink_req_t *reqs;
+    size_t n = hk_sink_reqs(sink, &reqs);
+    ck_assert_uint_eq(n, 4);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(reqs[i].sig == 1, "%s: sig %d", reqs[i].webhook_id, reqs[i].sig);
+    hk_sink_reqs_free(reqs, n);
+    ck_assert_uint_eq(stats().bad_signature, 0);
+    ck_assert_uint_eq(stats().bad_headers, 0);
+}
+END_TEST
+
+START_TEST(test_signature_invalid_is_counted)
+{
+    sig_sink();
+    int64_t ts = (int64_t)time(NULL);
+    http_res_t res;
+    hookd_post("/ok", "evt_c", "{}", SECRET_C, &res); // unknown secret
+    ck_assert_int_eq(res.status, 200);                // recorded, still answered as the path says
+
+    // Signed for another body, another timestamp, another id.
+    struct curl_slist *h = hookd_headers("evt_t", ts, "{\"n\":1}", SECRET_A);
+    http_do(NULL, "POST", "/ok", "{\"n\":2}", 7, h, 0, &res);
+    curl_slist_free_all(h);
+    char sig[HK_SIGN_HEADER_MAX], line[HK_SIGN_HEADER_MAX + 32];
+    ck_assert_int_gt(hk_sign_header(SECRET_A, "evt_t", ts - 1, "{}", 2, sig, sizeof sig), 0);
+    snprintf(line, sizeof line, "webhook-signature: %s", sig);
+    h = hookd_headers("evt_t", ts, "{}", NULL);
+    h = curl_slist_append(h, line);
+    http_do(NULL, "POST", "/ok", "{}", 2, h, 0, &res);
+    curl_slist_free_all(h);
+    ck_assert_int_gt(hk_sign_header(SECRET_A, "evt_other", ts, "{}", 2, sig, sizeof sig), 0);
+    snprintf(line, sizeof line, "webhook-signature: %s", sig);
+    h = hookd_headers("evt_t", ts, "{}", NULL);
+    h = curl_slist_append(h, line);
+    http_do(NULL, "POST", "/ok", "{}", 2, h, 0, &res);
+    curl_slist_free_all(h);
+    h = hookd_headers("evt_t", ts, "{}", NULL);
+    h = curl_slist_append(h, "webhook-signature: v1,garbage");
+    http_do(NULL, "POST", "/ok", "{}", 2, h, 0, &res);
+    curl_slist_free_all(h);
+
+    hk_sink_req_t *reqs;
+    size_t n = hk_sink_reqs(sink, &reqs);
+    ck_assert_uint_eq(n, 5);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(reqs[i].sig == 0, "request %zu: sig %d", i, reqs[i].sig);
+    hk_sink_reqs_free(reqs, n);
+    ck_assert_uint_eq(stats().bad_signature, 5);
+}
+END_TEST
+
+START_TEST(test_signature_missing_is_counted_when_secrets_are_set)
+{
+    sig_sink();
+    http_res_t res;
+    hookd_post("/ok", "evt_m", "{}", NULL, &res);
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 1);
+    ck_assert_int_eq(reqs[0].sig, -1);
+    hk_sink_reqs_free(reqs, 1);
+    ck_assert_uint_eq(stats().bad_signature, 1);
+    ck_assert_uint_eq(stats().bad_headers, 0);
+}
+END_TEST
+
+START_TEST(test_signature_not_checked_without_secrets)
+{
+    http_res_t res;
+    hookd_post("/ok", "evt_n", "{}", NULL, &res);
+    hookd_post("/ok", "evt_n2", "{}", SECRET_A, &res);
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 2);
+    ck_assert_int_eq(reqs[0].sig, -2);
+    ck_assert_int_eq(reqs[1].sig, -2);
+    hk_sink_reqs_free(reqs, 2);
+    ck_assert_uint_eq(stats().bad_signature, 0);
+}
+END_TEST
+
+START_TEST(test_start_rejects_malformed_secret)
+{
+    char err[256] = "";
+    hk_sink_opts_t opts = {.secrets = SECRET_A " whsec_short"};
+    ck_assert_ptr_null(hk_sink_start(&opts, err, sizeof err));
+    ck_assert_msg(strstr(err, "secret 2") != NULL, "errstr: %s", err);
+    ck_assert_msg(strstr(err, "whsec_short") == NULL, "secret leaked: %s", err);
+    opts.secrets = "nope";
+    ck_assert_ptr_null(hk_sink_start(&opts, err, sizeof err));
+    opts.secrets = "";
+    hk_sink_t *s = hk_sink_start(&opts, err, sizeof err); // no secrets: no check
+    ck_assert_ptr_nonnull(s);
+    hk_sink_stop(s);
+}
+END_TEST
+
+START_TEST(test_start_fails_on_a_busy_port)
+{
+    char err[256] = "";
+    hk_sink_opts_t opts = {.port = hk_sink_port(sink)};
+    ck_assert_ptr_null(hk_sink_start(&opts, err, sizeof err));
+    ck_assert_msg(strstr(err, "127.0.0.1") != NULL, "errstr: %s", err);
+    opts.port = 70000;
+    ck_assert_ptr_null(hk_sink_start(&opts, err, sizeof err));
+}
+END_TEST
+
+// ---- headers and bodies ----
+
+START_TEST(test_bad_headers_are_counted)
+{
+    const char *const cases[][4] = {
+        // id, ts, idem, ua: NULL = header left out
+        {"webhook-id: e1", "webhook-timestamp: 1700000000", "Idempotency-Key: e1", UA},
+        {NULL, "webhook-timestamp: 1700000000", "Idempotency-Key: e2", UA},
+        {"webhook-id: e3", NULL, "Idempotency-Key: e3", UA},
+        {"webhook-id: e4", "webhook-timestamp: 17e8", "Idempotency-Key: e4", UA},
+        {"webhook-id: e5", "webhook-timestamp: 1700000000", NULL, UA},
+        {"webhook-id: e6", "webhook-timestamp: 1700000000", "Idempotency-Key: other", UA},
+        {"webhook-id: e7", "webhook-timestamp: 1700000000", "Idempotency-Key: e7",
+         "User-Agent: curl/8"},
+        {"webhook-id: e8", "webhook-timestamp: 1700000000", "Idempotency-Key: e8", NULL},
+    };
+    size_t ncases = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < ncases; i++) {
+        struct curl_slist *h = NULL;
+        for (int j = 0; j < 4; j++)
+            h = curl_slist_append(h, cases[i][j] ? cases[i][j] : "X-Nothing: 1");
+        if (cases[i][3] == NULL)
+            h = curl_slist_append(h, "User-Agent:"); // curl's own would be sent otherwise
+        http_res_t res;
+        http_do(NULL, "POST", "/ok", "{}", 2, h, 0, &res);
+        curl_slist_free_all(h);
+        ck_assert_int_eq(res.status, 200);
+    }
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), ncases);
+    ck_assert_int_eq(reqs[0].webhook_ts, 1700000000);
+    ck_assert_int_eq(reqs[0].idem_ok && reqs[0].ua_ok, 1);
+    ck_assert_str_eq(reqs[1].webhook_id, "");
+    ck_assert_int_eq(reqs[1].idem_ok, 0);
+    ck_assert_int_eq(reqs[2].webhook_ts, -1);
+    ck_assert_int_eq(reqs[3].webhook_ts, -1);
+    ck_assert_int_eq(reqs[4].idem_ok, 0);
+    ck_assert_int_eq(reqs[5].idem_ok, 0);
+    ck_assert_int_eq(reqs[6].ua_ok, 0);
+    ck_assert_int_eq(reqs[6].idem_ok, 1);
+    ck_assert_int_eq(reqs[7].ua_ok, 0);
+    hk_sink_reqs_free(reqs, ncases);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.bad_headers, ncases - 1);
+    ck_assert_uint_eq(st.ok, ncases);
+    ck_assert_uint_eq(st.unique_ok, ncases - 1); // the one without webhook-id is not an id
+}
+END_TEST
+
+START_TEST(test_methods_content_type_and_empty_body_recorded)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: text/plain; charset=utf-8");
+    http_res_t res;
+    http_do(NULL, "PUT", "/ok", "hello", 5, h, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    http_do(NULL, "DELETE", "/ok", NULL, 0, NULL, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    http_do(NULL, NULL, "/ok?x=1", NULL, 0, NULL, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    curl_slist_free_all(h);
+
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 3);
+    ck_assert_str_eq(reqs[0].method, "PUT");
+    ck_assert_str_eq(reqs[0].content_type, "text/plain; charset=utf-8");
+    ck_assert_str_eq(reqs[0].body, "hello");
+    ck_assert_str_eq(reqs[1].method, "DELETE");
+    ck_assert_str_eq(reqs[1].content_type, "");
+    ck_assert_uint_eq(reqs[1].body_len, 0);
+    ck_assert_str_eq(reqs[1].body, "");
+    ck_assert_str_eq(reqs[2].method, "GET");
+    ck_assert_str_eq(reqs[2].path, "/ok"); // the query string is not part of the path
+    hk_sink_reqs_free(reqs, 3);
+}
+END_TEST
+
+START_TEST(test_body_up_to_8mib_is_kept_and_larger_answers_413)
+{
+    char *big = malloc(8 * MIB + 1);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < 8 * MIB + 1; i++)
+        big[i] = (char)('a' + i % 26);
+    http_res_t res;
+    http_do(NULL, "POST", "/ok", big, 8 * MIB, NULL, 30000, &res);
+    ck_assert_int_eq(res.rc, CURLE_OK);
+    ck_assert_int_eq(res.status, 200);
+    http_do(NULL, "POST", "/ok", big, 8 * MIB + 1, NULL, 30000, &res);
+    ck_assert_int_eq(res.rc, CURLE_OK);
+    ck_assert_int_eq(res.status, 413);
+
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 2);
+    ck_assert_uint_eq(reqs[0].body_len, 8 * MIB);
+    ck_assert_int_eq(memcmp(reqs[0].body, big, 8 * MIB), 0);
+    ck_assert_int_eq(reqs[0].body[8 * MIB], '\0');
+    ck_assert_int_eq(reqs[1].status, 413);
+    ck_assert_uint_eq(reqs[1].body_len, 0);
+    hk_sink_reqs_free(reqs, 2);
+    free(big);
+}
+END_TEST
+
+// ---- counters ----
+
+START_TEST(test_duplicates_and_ok_count_per_webhook_id)
+{
+    http_res_t res;
+    hookd_post("/ok", "evt_dup", "{}", NULL, &res);
+    hookd_post("/ok", "evt_dup", "{}", NULL, &res);
+    hookd_post("/status/503", "evt_retry", "{}", NULL, &res);
+    hookd_post("/ok", "evt_retry", "{}", NULL, &res);
+    hookd_post("/status/410", "evt_gone", "{}", NULL, &res);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_dup"), 2);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_retry"), 1);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_gone"), 0);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "never-seen"), 0);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, 5);
+    ck_assert_uint_eq(st.ok, 3);
+    ck_assert_uint_eq(st.failed, 2);
+    ck_assert_uint_eq(st.unique_ok, 2);
+    ck_assert_uint_eq(st.duplicate_ok, 1);
+}
+END_TEST
+
+START_TEST(test_stats_endpoint_serves_json_and_is_not_counted)
+{
+    http_res_t res;
+    hookd_post("/ok", "evt_s1", "{}", NULL, &res);
+    hookd_post("/ok", "evt_s1", "{}", NULL, &res);
+    hookd_post("/status/503", "evt_s2", "{}", NULL, &res);
+    http_do(NULL, NULL, "/hang", NULL, 0, NULL, 100, &res);
+    http_do(NULL, NULL, "/_stats", NULL, 0, NULL, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.body, "{\"requests\":4,\"ok\":2,\"failed\":2,\"unique_ok\":1,"
+                               "\"duplicate_ok\":1,\"bad_signature\":0,\"bad_headers\":1,"
+                               "\"by_status\":{\"0\":1,\"200\":2,\"503\":1}}");
+    ck_assert_uint_eq(stats().requests, 4);
+
+    char *json = hk_sink_stats_json(sink);
+    ck_assert_str_eq(json, res.body);
+    free(json);
+}
+END_TEST
+
+START_TEST(test_reset_forgets_records_and_counters_but_keeps_rules)
+{
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/r", 503, 0, NULL), 0);
+    http_res_t res;
+    hookd_post("/ok", "evt_x", "{}", NULL, &res);
+    hookd_post("/flap", "evt_x", "{}", NULL, &res);
+    hookd_post("/r", "evt_x", "{}", NULL, &res);
+    hk_sink_reset(sink);
+
+    hk_sink_stats_t st = stats();
+    hk_sink_stats_t zero = {0};
+    ck_assert_int_eq(memcmp(&st, &zero, sizeof st), 0);
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 0);
+    ck_assert_ptr_null(reqs);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_x"), 0);
+    char *json = hk_sink_stats_json(sink);
+    ck_assert_str_eq(json, "{\"requests\":0,\"ok\":0,\"failed\":0,\"unique_ok\":0,"
+                           "\"duplicate_ok\":0,\"bad_signature\":0,\"bad_headers\":0,"
+                           "\"by_status\":{}}");
+    free(json);
+
+    ck_assert_int_eq(post_status("/r"), 503);
+    ck_assert_int_eq(post_status("/flap"), 500);
+    hookd_post("/ok", "evt_x", "{}", NULL, &res);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_x"), 1);
+    ck_assert_uint_eq(stats().unique_ok, 1);
+}
+END_TEST
+
+START_TEST(test_keepalive_connection_is_reused)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = hookd_headers("evt_ka", (int64_t)time(NULL), "{}", NULL);
+    long connects = 0;
+    const char *paths[] = {"/ok", "/status/503", "/slow/20", "/retry-after/1", "/status/410"};
+    for (int i = 0; i < 50; i++) {
+        http_res_t res;
+        http_do(c, "POST", paths[i % 5], "{}", 2, h, 0, &res);
+        ck_assert_int_eq(res.rc, CURLE_OK);
+        connects += res.connects;
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    ck_assert_int_eq(connects, 1);
+    ck_assert_uint_eq(stats().requests, 50);
+}
+END_TEST
+
+typedef struct load_arg {
+    int worker;
+    int n;
+    int failures;
+} load_arg_t;
+
+static void *load_main(void *p)
+{
+    load_arg_t *arg = p;
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < arg->n; i++) {
+        char id[64], body[96];
+        snprintf(id, sizeof id, "load-%d-%d", arg->worker, i);
+        snprintf(body, sizeof body, "{\"worker\":%d,\"i\":%d}", arg->worker, i);
+        char idh[96], idem[96];
+        snprintf(idh, sizeof idh, "webhook-id: %s", id);
+        snprintf(idem, sizeof idem, "Idempotency-Key: %s", id);
+        struct curl_slist *h = curl_slist_append(NULL, idh);
+        h = curl_slist_append(h, idem);
+        h = curl_slist_append(h, "webhook-timestamp: 1700000000");
+        h = curl_slist_append(h, UA);
+        http_res_t res;
+        http_do(c, "POST", "/ok", body, strlen(body), h, 0, &res);
+        curl_slist_free_all(h);
+        if (res.rc != CURLE_OK || res.status != 200)
+            arg->failures++;
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+START_TEST(test_many_clients_and_ids_are_all_counted)
+{
+    enum { WORKERS = 4, PER = 2500 };
+    pthread_t th[WORKERS];
+    load_arg_t args[WORKERS];
+    double t0 = now_s();
+    for (int i = 0; i < WORKERS; i++) {
+        args[i] = (load_arg_t){.worker = i, .n = PER};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, load_main, &args[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].failures, 0);
+    }
+    double took = now_s() - t0;
+    fprintf(stderr, "check_sink: %d requests in %.2f s (%.0f/s)\n", WORKERS * PER, took,
+            WORKERS * PER / took);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, WORKERS * PER);
+    ck_assert_uint_eq(st.ok, WORKERS * PER);
+    ck_assert_uint_eq(st.unique_ok, WORKERS * PER);
+    ck_assert_uint_eq(st.duplicate_ok, 0);
+    ck_assert_uint_eq(st.bad_headers, 0);
+    for (int w = 0; w < WORKERS; w++) {
+        for (int i = 0; i < PER; i++) {
+            char id[64];
+            snprintf(id, sizeof id, "load-%d-%d", w, i);
+            ck_assert_uint_eq(hk_sink_ok_count(sink, id), 1);
+        }
+    }
+    hk_sink_req_t *reqs;
+    size_t n = hk_sink_reqs(sink, &reqs);
+    ck_assert_uint_eq(n, WORKERS * PER);
+    hk_sink_reqs_free(reqs, n);
+}
+END_TEST
+
+// ---- stopping ----
+
+typedef struct client_arg {
+    const char *path;
+    CURLcode rc;
+    double elapsed_s;
+} client_arg_t;
+
+static void *client_main(void *p)
+{
+    client_arg_t *arg = p;
+    http_res_t res;
+    http_do(NULL, "POST", arg->path, "{}", 2, NULL, 30000, &res);
+    arg->rc = res.rc;
+    arg->elapsed_s = res.elapsed_s;
+    return NULL;
+}
+
+static void stop_with_open_request(const char *path)
+{
+    client_arg_t arg = {.path = path};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, client_main, &arg), 0);
+    ck_assert_msg(pending_reaches(1), "the request did not arrive");
+
+    double t0 = now_s();
+    hk_sink_stop(sink);
+    sink = NULL;
+    double took = now_s() - t0;
+    pthread_join(th, NULL);
+    ck_assert_msg(took < 1.0, "hk_sink_stop took %.3f s", took);
+    ck_assert_msg(arg.rc != CURLE_OK, "the client got an answer");
+    ck_assert_msg(arg.elapsed_s < 5.0, "the client waited %.3f s", arg.elapsed_s);
+}
+
+START_TEST(test_stop_returns_promptly_while_hang_is_open)
+{
+    stop_with_open_request("/hang");
+}
+END_TEST
+
+START_TEST(test_stop_returns_promptly_while_slow_is_open)
+{
+    stop_with_open_request("/slow/60000");
+}
+END_TEST
+
+START_TEST(test_stop_closes_idle_keepalive_connections)
+{
+    CURL *c = curl_easy_init();
+    http_res_t res;
+    http_do(c, "POST", "/ok", "{}", 2, NULL, 0, &res);
+    ck_assert_int_eq(res.status, 200);
+    double t0 = now_s();
+    hk_sink_stop(sink);
+    sink = NULL;
+    ck_assert_msg(now_s() - t0 < 1.0, "hk_sink_stop took %.3f s", now_s() - t0);
+    http_do(c, "POST", "/ok", "{}", 2, NULL, 1000, &res);
+    ck_assert_int_ne(res.rc, CURLE_OK);
+    curl_easy_cleanup(c);
+}
+END_TEST
+
+typedef struct busy_arg {
+    atomic_bool *quit;
+    int worker;
+    int answered;
+} busy_arg_t;
+
+static void *busy_main(void *p)
+{
+    busy_arg_t *arg = p;
+    const char *paths[] = {"/ok", "/slow/1", "/slow/5", "/flap", "/hang"};
+    CURL *c = curl_easy_init();
+    for (int i = arg->worker; !atomic_load(arg->quit); i++) {
+        http_res_t res;
+        http_do(c, "POST", paths[i % 5], "{}", 2, NULL, 30, &res);
+        arg->answered += res.rc == CURLE_OK;
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+START_TEST(test_stop_returns_promptly_under_load)
+{
+    enum { WORKERS = 6 };
+    atomic_bool quit = false;
+    pthread_t th[WORKERS];
+    busy_arg_t args[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        args[i] = (busy_arg_t){.quit = &quit, .worker = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, busy_main, &args[i]), 0);
+    }
+    sleep_ms(300);
+    double t0 = now_s();
+    hk_sink_stop(sink);
+    sink = NULL;
+    double took = now_s() - t0;
+    atomic_store(&quit, true);
+    int answered = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], NULL);
+        answered += args[i].answered;
+    }
+    ck_assert_msg(took < 1.0, "hk_sink_stop took %.3f s", took);
+    ck_assert_int_gt(answered, 0);
+}
+END_TEST
+
+static Suite *sink_suite(void)
+{
+    Suite *s = suite_create("sink");
+    struct {
+        const char *name;
+        const TTest *tests[16];
+    } cases[] = {
+        {"modes",
+         {test_ok_answers_200_and_records_every_header, test_other_paths_answer_200,
+          test_status_path_answers_its_code, test_status_path_rejects_codes_outside_100_599,
+          test_slow_answers_after_its_delay, test_hang_never_answers_within_client_timeout,
+          test_waiting_request_is_let_go_when_client_leaves, test_flap_alternates_500_then_200,
+          test_retry_after_path_answers_429_with_header,
+          test_delays_do_not_block_answering_threads}},
+        {"rules",
+         {test_rule_overrides_builtin_mode_with_retry_after, test_rule_longest_prefix_wins,
+          test_rule_status_zero_removes_it_and_same_prefix_replaces,
+          test_rule_delay_delays_the_answer, test_rule_rejects_bad_arguments}},
+        {"signatures",
+         {test_signature_valid_with_any_configured_secret, test_signature_invalid_is_counted,
+          test_signature_missing_is_counted_when_secrets_are_set,
+          test_signature_not_checked_without_secrets, test_start_rejects_malformed_secret,
+          test_start_fails_on_a_busy_port}},
+        {"requests",
+         {test_bad_headers_are_counted, test_methods_content_type_and_empty_body_recorded,
+          test_body_up_to_8mib_is_kept_and_larger_answers_413}},
+        {"counters",
+         {test_duplicates_and_ok_count_per_webhook_id,
+          test_stats_endpoint_serves_json_and_is_not_counted,
+          test_reset_forgets_records_and_counters_but_keeps_rules,
+          test_keepalive_connection_is_reused, test_many_clients_and_ids_are_all_counted}},
+        {"stop",
+         {test_stop_returns_promptly_while_hang_is_open,
+          test_stop_returns_promptly_while_slow_is_open,
+          test_stop_closes_idle_keepalive_connections, test_stop_returns_promptly_under_load}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        for (size_t j = 0; j < 16 && cases[i].tests[j] != NULL; j++)
+            tcase_add_test(tc, cases[i].tests[j]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(sink_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,405 @@
+#include "tests/support/harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int64_t hk_th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hk_th_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = hk_th_now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(arg))
+            return 1;
+        if (hk_th_now_ms() >= deadline)
+            return 0;
+        hk_th_sleep_ms(50);
+    }
+}
+
+static int spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const char *log,
+                 int *stdout_pipe)
+{
+    int in[2];
+    if (pipe(in) != 0)
+        return -1;
+    int out[2] = {-1, -1};
+    if (stdout_pipe && pipe(out) != 0)
+        return -1;
+
+    size_t n_env = 0, n_extra = 0;
+    while (environ[n_env])
+        n_env++;
+    while (env && env[n_extra])
+        n_extra++;
+    char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++) {
+        // Drop inherited HOOKD_* so a developer's shell cannot change a test.
+        if (strncmp(environ[i], "HOOKD_", 6) != 0)
+            envp[k++] = environ[i];
+    }
+    for (size_t i = 0; i < n_extra; i++)
+        envp[k++] = env[i];
+    envp[k] = NULL;
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(envp);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        close(in[1]);
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (stdout_pipe) {
+            dup2(out[1], STDOUT_FILENO);
+            close(out[0]);
+        } else {
+            dup2(fd, STDOUT_FILENO);
+        }
+        dup2(fd, STDERR_FILENO);
+        execve(argv[0], argv, envp);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    free(envp);
+    close(in[0]);
+    p->pid = pid;
+    p->stdin_fd = in[1];
+    fcntl(p->stdin_fd, F_SETFD, FD_CLOEXEC);
+    snprintf(p->log, sizeof(p->log), "%s", log ? log : "/dev/null");
+    if (stdout_pipe) {
+        close(out[1]);
+        *stdout_pipe = out[0];
+    }
+    return 0;
+}
+
+int hk_th_spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const char *log)
+{
+    return spawn(p, argv, env, log, NULL);
+}
+
+int hk_th_wait(hk_th_proc_t *p, int timeout_ms)
+{
+    int64_t deadline = hk_th_now_ms() + timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            if (p->stdin_fd >= 0)
+                close(p->stdin_fd);
+            p->stdin_fd = -1;
+            return status;
+        }
+        if (r < 0 || hk_th_now_ms() >= deadline)
+            return -1;
+        hk_th_sleep_ms(10);
+    }
+}
+
+void hk_th_kill(hk_th_proc_t *p, int sig)
+{
+    if (p->pid > 0)
+        kill(p->pid, sig);
+}
+
+int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps, size_t size)
+{
+    char *argv[72];
+    int n = 0;
+    argv[n++] = HK_BUILD_DIR "/hk-mockkafka";
+    argv[n++] = "--stdin";
+    for (int i = 0; topics[i] && n < 70; i++)
+        argv[n++] = (char *)topics[i];
+    argv[n] = NULL;
+    int out;
+    if (spawn(p, argv, NULL, "/dev/null", &out) != 0)
+        return -1;
+    FILE *f = fdopen(out, "r");
+    char line[1024];
+    int rc = -1;
+    if (fgets(line, sizeof(line), f) && strncmp(line, "BOOTSTRAP ", 10) == 0) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(bootstraps, size, "%s", line + 10);
+        rc = 0;
+    }
+    fclose(f);
+    return rc;
+}
+
+void hk_th_kafka_stop(hk_th_proc_t *p)
+{
+    hk_th_kill(p, SIGTERM);
+    if (hk_th_wait(p, 5000) == -1) {
+        hk_th_kill(p, SIGKILL);
+        hk_th_wait(p, 5000);
+    }
+}
+
+// 1 when `env` sets the variable named by `entry` ("NAME=value").
+static int overridden(char *const env[], const char *entry)
+{
+    size_t len = strcspn(entry, "=");
+    for (int i = 0; env && env[i]; i++)
+        if (strncmp(env[i], entry, len) == 0 && env[i][len] == '=')
+            return 1;
+    return 0;
+}
+
+int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], const char *config,
+                      const char *log)
+{
+    char b[512];
+    snprintf(b, sizeof(b), "HOOKD_KAFKA_BROKERS=%s", brokers);
+    char *base[] = {
+        b,
+        "HOOKD_DELIVERY_ALLOW_CIDRS=127.0.0.0/8,::1/128",
+        "HOOKD_SIGNING_SECRET=" HK_TH_SECRET,
+        "HOOKD_LOG_SUMMARY_MS=1000",
+        NULL,
+    };
+    char *all[64];
+    int n = 0;
+    for (int i = 0; base[i]; i++)
+        if (!overridden(env, base[i]))
+            all[n++] = base[i];
+    for (int i = 0; env && env[i] && n < 63; i++)
+        all[n++] = env[i];
+    all[n] = NULL;
+    char *argv[] = {HK_BUILD_DIR "/hookd", config ? "-c" : NULL, (char *)config, NULL};
+    return hk_th_spawn(p, argv, all, log);
+}
+
+static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char *group)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    if (group)
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    if (type == RD_KAFKA_PRODUCER)
+        rd_kafka_conf_set(conf, "linger.ms", "10", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "kafka client: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+static void count_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (!msg->err)
+        (*(size_t *)msg->_private)++;
+}
+
+size_t hk_th_produce(const char *brokers, const char *topic, char *const *values, char *const *keys,
+                     size_t n)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "10", err, sizeof(err));
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rd_kafka_conf_set_dr_msg_cb(conf, count_dr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk)
+        return 0;
+    size_t acked = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = keys ? keys[i] : NULL;
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                    RD_KAFKA_V_VALUE(values[i], strlen(values[i])), RD_KAFKA_V_OPAQUE(&acked),
+                    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 50);
+        if (e)
+            fprintf(stderr, "produce: %s\n", rd_kafka_err2str(e));
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 30000);
+    rd_kafka_destroy(rk);
+    return acked;
+}
+
+static int partitions_of(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int n = -1;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && !md->topics[0].err)
+            n = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+static char *dup_n(const void *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    char *s = malloc(n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t **out)
+{
+    *out = NULL;
+    rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, "hk-test-reader");
+    if (!rk)
+        return 0;
+    int parts = partitions_of(rk, topic);
+    size_t cnt = 0, cap = 0, want = 0;
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
+    for (int i = 0; i < parts; i++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 5000) == 0 && hi > lo) {
+            rd_kafka_topic_partition_list_add(list, topic, i)->offset = lo;
+            want += (size_t)(hi - lo);
+        }
+    }
+    if (list->cnt)
+        rd_kafka_assign(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    hk_th_record_t *recs = NULL;
+    int64_t deadline = hk_th_now_ms() + 30000;
+    while (cnt < want && hk_th_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 64;
+                recs = realloc(recs, cap * sizeof(*recs));
+            }
+            hk_th_record_t *r = &recs[cnt++];
+            memset(r, 0, sizeof(*r));
+            r->partition = m->partition;
+            r->offset = m->offset;
+            r->key = dup_n(m->key, m->key_len);
+            r->value = dup_n(m->payload, m->len);
+            r->value_len = m->len;
+            rd_kafka_headers_t *h = NULL;
+            if (rd_kafka_message_headers(m, &h) == 0 && h) {
+                size_t hn = rd_kafka_header_cnt(h);
+                r->header_names = calloc(hn, sizeof(char *));
+                r->header_values = calloc(hn, sizeof(char *));
+                for (size_t j = 0; j < hn; j++) {
+                    const char *name;
+                    const void *val;
+                    size_t len;
+                    if (rd_kafka_header_get_all(h, j, &name, &val, &len) == 0) {
+                        r->header_names[r->headers_cnt] = strdup(name);
+                        r->header_values[r->headers_cnt++] = dup_n(val ? val : "", val ? len : 0);
+                    }
+                }
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    *out = recs;
+    return cnt;
+}
+
+void hk_th_records_free(hk_th_record_t *recs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(recs[i].key);
+        free(recs[i].value);
+        for (size_t j = 0; j < recs[i].headers_cnt; j++) {
+            free(recs[i].header_names[j]);
+            free(recs[i].header_values[j]);
+        }
+        free(recs[i].header_names);
+        free(recs[i].header_values);
+    }
+    free(recs);
+}
+
+const char *hk_th_header(const hk_th_record_t *rec, const char *name)
+{
+    for (size_t j = 0; j < rec->headers_cnt; j++)
+        if (strcmp(rec->header_names[j], name) == 0)
+            return rec->header_values[j];
+    return NULL;
+}
+
+int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, group);
+    if (!rk)
+        return -1;
+    int parts = partitions_of(rk, topic);
+    int64_t lag = parts > 0 ? 0 : -1;
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(list, topic, i);
+    if (parts > 0 && rd_kafka_committed(rk, list, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        lag = -1;
+    for (int i = 0; lag >= 0 && i < list->cnt; i++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 5000) != 0) {
+            lag = -1;
+            break;
+        }
+        int64_t c = list->elems[i].offset;
+        lag += hi - (c >= 0 ? c : lo);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_destroy(rk);
+    return lag;
+}
+
+int hk_th_log_count(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) >= 0)
+        if (strstr(line, needle))
+            n++;
+    free(line);
+    fclose(f);
+    return n;
+}

@@ -1,0 +1,71 @@
+// harness: what integration tests need around hookd: child processes (hookd, the
+// out-of-process mock Kafka cluster), and a Kafka client to produce jobs, read
+// topics back and check committed offsets. Prefix hk_th_.
+#ifndef HK_HARNESS_H
+#define HK_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct hk_th_proc {
+    pid_t pid;
+    int stdin_fd;  // write end of the child's stdin pipe, -1 if none
+    char log[256]; // file receiving the child's stdout and stderr
+} hk_th_proc_t;
+
+// Starts argv[0] with the current environment plus `env` ("NAME=value", NULL
+// terminated; may be NULL), stdout+stderr appended to `log`.
+int hk_th_spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const char *log);
+// Waits up to timeout_ms; returns the wait status, or -1 on timeout.
+int hk_th_wait(hk_th_proc_t *p, int timeout_ms);
+void hk_th_kill(hk_th_proc_t *p, int sig);
+
+// Out-of-process mock cluster. `topics` like {"jobs:8", "jobs.dlq:2", NULL}.
+// Writes the bootstrap servers into `bootstraps`. 0 ok.
+int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps, size_t size);
+void hk_th_kafka_stop(hk_th_proc_t *p);
+
+// Starts build/hookd against `brokers` with the test defaults (allow loopback,
+// signing secret HK_TH_SECRET, summary every second); `env` entries replace
+// defaults of the same name; `config` is passed as -c when not NULL.
+int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], const char *config,
+                      const char *log);
+
+#define HK_TH_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// Produces values[i] with keys[i] (keys may be NULL or hold NULLs); waits for all
+// acknowledgements. Returns how many were acknowledged.
+size_t hk_th_produce(const char *brokers, const char *topic, char *const *values, char *const *keys,
+                     size_t n);
+
+typedef struct hk_th_record {
+    int32_t partition;
+    int64_t offset;
+    char *key; // NUL-terminated copies, NULL when absent
+    char *value;
+    size_t value_len;
+    size_t headers_cnt;
+    char **header_names;
+    char **header_values;
+} hk_th_record_t;
+
+// Reads every record of `topic` from the beginning up to the current end.
+size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t **out);
+void hk_th_records_free(hk_th_record_t *recs, size_t n);
+const char *hk_th_header(const hk_th_record_t *rec, const char *name);
+
+// Sum over partitions of (high watermark - committed offset of `group`), i.e. the
+// group's lag; -1 on error. Partitions with no commit count their whole length.
+int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic);
+
+int64_t hk_th_now_ms(void);
+void hk_th_sleep_ms(int ms);
+
+// Polls `cond(arg)` every 50 ms until true or timeout; returns 1 if it became true.
+int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms);
+
+// Counts lines of file `path` containing `needle`.
+int hk_th_log_count(const char *path, const char *needle);
+
+#endif

@@ -1,0 +1,96 @@
+// sink: a real HTTP webhook receiver for tests and the demo (libmicrohttpd).
+// Verifies every Standard Webhooks signature, records every request, and answers
+// according to fault modes chosen by path or set at run time.
+//
+// Paths (the built-in fault modes; anything else answers 200):
+//   /ok                 200
+//   /status/<code>      <code>, 100..599 (e.g. /status/503, /status/410; a 1xx is sent as
+//                       is, so the client keeps waiting for a final answer)
+//   /slow/<ms>          200 after <ms> milliseconds
+//   /hang               never answers (until the sink stops or the client leaves)
+//   /flap               alternates 500, 200, 500, ... (per sink)
+//   /retry-after/<s>    429 with "Retry-After: <s>"
+// A mode matches its path and anything below it (/ok/x, /status/503/x). Malformed
+// numbers (/status/99, /slow/abc) answer 400; bodies over 8 MiB answer 413.
+// A rule set with hk_sink_set_rule() overrides the built-in mode for its path prefix.
+// A request is recorded and counted when it has fully arrived, before any delay.
+// GET /_stats returns the counters as JSON (used by scripts/demo).
+//
+// Thread-safe: the sink answers on its own threads; query it from any thread.
+#ifndef HK_SINK_H
+#define HK_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hk_sink_s hk_sink_t;
+
+typedef struct hk_sink_opts {
+    int port;            // 0 = ephemeral, read it back with hk_sink_port()
+    const char *secrets; // whsec_ secrets (space separated) to verify with; NULL = no check
+    int threads;         // answering threads; 0 = 8
+    int log_errors;      // 1 = libmicrohttpd error messages on stderr
+} hk_sink_opts_t;
+
+// One received request, as the sink saw it.
+typedef struct hk_sink_req {
+    int64_t at_ms; // wall clock ms since epoch when the request was complete
+    char path[128];
+    char method[8];
+    char webhook_id[256]; // "" when the header was missing (longer ids are cut here only)
+    int64_t webhook_ts;   // webhook-timestamp, -1 when missing or not a number
+    int sig;              // 1 valid, 0 invalid, -1 header missing, -2 not checked (no secrets)
+    int idem_ok;          // Idempotency-Key present and equal to webhook-id
+    int ua_ok;            // User-Agent starts with "hookd/"
+    char content_type[64];
+    char signature[512]; // webhook-signature as received ("" when missing)
+    char *body;          // NUL-terminated copy of the body (owned by the record)
+    size_t body_len;
+    int status; // what the sink answers (0: never, /hang)
+} hk_sink_req_t;
+
+typedef struct hk_sink_stats {
+    uint64_t requests;      // every webhook request (not /_stats)
+    uint64_t ok;            // answered 2xx
+    uint64_t failed;        // answered anything else, or never (/hang)
+    uint64_t unique_ok;     // distinct webhook-ids answered 2xx (requests without one: ok only)
+    uint64_t duplicate_ok;  // 2xx answers for a webhook-id already answered 2xx
+    uint64_t bad_signature; // sig == 0 or (secrets set and sig == -1)
+    uint64_t bad_headers;   // missing webhook-id/timestamp, idem_ok == 0 or ua_ok == 0
+} hk_sink_stats_t;
+
+// Starts the sink on 127.0.0.1. NULL with errstr on failure.
+hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr_size);
+void hk_sink_stop(hk_sink_t *sink); // stops answering, frees everything
+int hk_sink_port(const hk_sink_t *sink);
+
+// Runtime fault rule: requests whose path starts with `prefix` are answered with
+// `status` (plus "Retry-After: <retry_after>" when not NULL) after `delay_ms`.
+// status 0 removes the rule. Rules are matched longest prefix first.
+// 0 ok; -1 on a bad argument (status not 0 or 100..599, delay not 0..3600000,
+// retry_after empty or with control characters) or out of memory.
+int hk_sink_set_rule(hk_sink_t *sink, const char *prefix, int status, int delay_ms,
+                     const char *retry_after);
+
+void hk_sink_stats(hk_sink_t *sink, hk_sink_stats_t *out);
+
+// Copies every record so far (in arrival order). Free with hk_sink_reqs_free().
+size_t hk_sink_reqs(hk_sink_t *sink, hk_sink_req_t **out);
+void hk_sink_reqs_free(hk_sink_req_t *reqs, size_t n);
+
+// Number of 2xx answers seen for `webhook_id` (0 if never delivered).
+unsigned hk_sink_ok_count(hk_sink_t *sink, const char *webhook_id);
+
+// Forgets every record and counter, the /flap phase included (rules stay).
+void hk_sink_reset(hk_sink_t *sink);
+
+// Requests received whose answer is still being delayed (/slow, /hang, rule delay).
+// A waiting request is let go as soon as its client disconnects.
+unsigned hk_sink_pending(hk_sink_t *sink);
+
+// The counters as one JSON object, as served at GET /_stats: the hk_sink_stats_t
+// fields plus "by_status" ({"<code>": count}, "0" = never answered). Caller frees;
+// NULL when out of memory.
+char *hk_sink_stats_json(hk_sink_t *sink);
+
+#endif

@@ -1,0 +1,126 @@
+// hk-sink: the test sink as a process, for scripts/demo and manual runs.
+//   hk-sink [--port P] [--secret S] [--threads N] [--quiet]
+// Prints {"event":"sink_listening","port":P} once listening, serves until
+// SIGTERM/SIGINT, then prints {"event":"sink_stats",...counters} and exits 0.
+// --secret may be repeated (or hold several space-separated secrets); --quiet
+// silences libmicrohttpd's error messages. Counters are also at GET /_stats.
+#include "tests/support/sink.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static volatile sig_atomic_t run = 1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: hk-sink [--port P] [--secret whsec_...] [--threads N] [--quiet]\n");
+}
+
+// Parses a whole decimal number within [min, max]. 0 ok, -1 not.
+static int parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"port", required_argument, NULL, 'p'},    {"secret", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    hk_sink_opts_t opts = {.log_errors = 1};
+    char *secrets = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:s:t:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (parse_int(optarg, 0, 65535, &opts.port) != 0) {
+                fprintf(stderr, "hk-sink: --port must be 0..65535, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            if (parse_int(optarg, 1, 1024, &opts.threads) != 0) {
+                fprintf(stderr, "hk-sink: --threads must be 1..1024, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 's': {
+            size_t old = secrets ? strlen(secrets) : 0;
+            char *p = realloc(secrets, old + strlen(optarg) + 2);
+            if (p == NULL) {
+                fprintf(stderr, "hk-sink: out of memory\n");
+                free(secrets);
+                return 1;
+            }
+            secrets = p;
+            sprintf(secrets + old, "%s%s", old ? " " : "", optarg);
+            break;
+        }
+        case 'q':
+            opts.log_errors = 0;
+            break;
+        case 'h':
+            usage(stdout);
+            free(secrets);
+            return 0;
+        default:
+            usage(stderr);
+            free(secrets);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        free(secrets);
+        return 2;
+    }
+    opts.secrets = secrets;
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    hk_sink_t *sink = hk_sink_start(&opts, err, sizeof err);
+    if (sink == NULL) {
+        fprintf(stderr, "hk-sink: cannot start: %s\n", err);
+        free(secrets);
+        return 1;
+    }
+    printf("{\"event\":\"sink_listening\",\"port\":%d}\n", hk_sink_port(sink));
+    fflush(stdout);
+
+    while (run) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+
+    char *json = hk_sink_stats_json(sink);
+    hk_sink_stop(sink);
+    if (json != NULL)
+        printf("{\"event\":\"sink_stats\",%s\n", json + 1); // json starts with '{'
+    fflush(stdout);
+    free(json);
+    free(secrets);
+    return 0;
+}
