@@ -4,6 +4,7 @@
 #include "worker/job.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -297,11 +298,14 @@ START_TEST(test_body_is_compact_json_of_any_value)
         {"{ \"a\" : [ 1 , 2 ] , \"z\" : { } }", "{\"a\":[1,2],\"z\":{}}"},
         {"\"hi\\n\"", "\"hi\\n\""},
         {"\"\"", "\"\""},
-        {"0.1", "0.10000000000000001"},
+        {"0.1", "0.1"},
         {"-12", "-12"},
         {"true", "true"},
         {"[]", "[]"},
-        {"\"caf\\u00e9 \\ud83d\\ude00\"", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\""},
+        {"\t[\r\n]\n", "[]"},
+        // Escapes stay as written, raw UTF-8 too.
+        {"\"caf\\u00e9 \\ud83d\\ude00\"", "\"caf\\u00e9 \\ud83d\\ude00\""},
+        {"\"caf\xc3\xa9 \\/\"", "\"caf\xc3\xa9 \\/\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char json[256];
@@ -312,6 +316,163 @@ START_TEST(test_body_is_compact_json_of_any_value)
         ck_assert_str_eq(job->content_type, "application/json");
         hk_job_destroy(job);
     }
+}
+END_TEST
+
+START_TEST(test_body_is_the_producers_bytes_compacted)
+{
+    hk_job_t *job = parse_ok("\n {\"url\":\"https://e.com/\",\n \"body\" :\t{\"amount\": 19.90, "
+                             "\"x\": 0.1, \"e\": 1e2,\n  \"s\": \"caf\\u00e9\", \"n\": [1, 2 , "
+                             "{\"a\" : null}]\r\n }\n}\n");
+    static const char want[] =
+        "{\"amount\":19.90,\"x\":0.1,\"e\":1e2,\"s\":\"caf\\u00e9\",\"n\":[1,2,{\"a\":null}]}";
+    ck_assert_str_eq(job->body, want);
+    ck_assert_uint_eq(job->body_len, sizeof want - 1);
+    ck_assert_str_eq(job->content_type, "application/json");
+    ck_assert(in_block(job, job->body));
+    hk_job_destroy(job);
+
+    // Key order, duplicate-looking text inside strings and numbers in every form survive.
+    job = parse_ok("{\"body\":{\"z\":-0, \"a\":1E+2, \"m\":[ 2.50e-3 , 100000000000000000000.0 ],"
+                   "\"k\":\"{\\\"z\\\": 1,  \\\"a\\\" : 2}\"}, \"url\":\"https://e.com/\"}");
+    ck_assert_str_eq(job->body, "{\"z\":-0,\"a\":1E+2,\"m\":[2.50e-3,100000000000000000000.0],"
+                                "\"k\":\"{\\\"z\\\": 1,  \\\"a\\\" : 2}\"}");
+    hk_job_destroy(job);
+}
+END_TEST
+
+START_TEST(test_scalar_body_keeps_its_bytes)
+{
+    static const struct {
+        const char *body;
+        const char *sent; // NULL: no body
+    } cases[] = {
+        {" \"a b\" ", "\"a b\""},
+        {"\"  \"", "\"  \""},
+        {"\"x\\\" y\\\\ \"", "\"x\\\" y\\\\ \""}, // escaped quote and backslash before spaces
+        {"\"\\\\\"", "\"\\\\\""},
+        {"-0.0", "-0.0"},
+        {"\n-0.0\n", "-0.0"},
+        {"0", "0"},
+        {"true", "true"},
+        {"false", "false"},
+        {"null", NULL},
+        {" null ", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"url\":\"https://e.com/\",\"body\":%s}", cases[i].body);
+        hk_job_t *job = parse_ok(json);
+        if (cases[i].sent) {
+            ck_assert_str_eq(job->body, cases[i].sent);
+            ck_assert_uint_eq(job->body_len, strlen(cases[i].sent));
+            ck_assert_str_eq(job->content_type, "application/json");
+        } else {
+            ck_assert_msg(job->body == NULL, "case %zu: body %s", i, job->body);
+            ck_assert_uint_eq(job->body_len, 0);
+            ck_assert_ptr_null(job->content_type);
+        }
+        hk_job_destroy(job);
+    }
+}
+END_TEST
+
+START_TEST(test_body_key_written_with_escapes_is_found)
+{
+    hk_job_t *job = parse_ok("{\"url\":\"https://e.com/\",\"b\\u006fdy\":[1.50]}");
+    ck_assert_str_eq(job->body, "[1.50]");
+    hk_job_destroy(job);
+    job = parse_ok("{\"url\":\"https://e.com/\",\"\\u0062\\u006F\\u0064\\u0079\" : 2.0}");
+    ck_assert_str_eq(job->body, "2.0");
+    hk_job_destroy(job);
+
+    // Keys that only look like it are other fields.
+    job = parse_ok("{\"url\":\"https://e.com/\",\"bodyx\":1,\"bod\":2,\"b\\u006fdy\\u0020\":3,"
+                   "\"Body\":4,\"b\\\\ody\":5,\"\\u00e9body\":6}");
+    ck_assert_ptr_null(job->body);
+    hk_job_destroy(job);
+}
+END_TEST
+
+START_TEST(test_nested_body_key_is_not_the_body)
+{
+    hk_job_t *job = parse_ok("{\"meta\":{\"body\":1},\"headers\":{\"body\":\"2\"},"
+                             "\"note\":\"\\\"body\\\":3\",\"list\":[{\"body\":4}],"
+                             "\"url\":\"https://e.com/\"}");
+    ck_assert_ptr_null(job->body);
+    ck_assert_uint_eq(job->headers_cnt, 1);
+    ck_assert_str_eq(job->headers[0].name, "body");
+    hk_job_destroy(job);
+
+    job =
+        parse_ok("{\"meta\":{\"body\":1},\"headers\":{\"body\":\"2\"},\"note\":\"\\\"body\\\":3\","
+                 "\"list\":[{\"body\":4}],\"url\":\"https://e.com/\",\"body\":{\"body\":5}}");
+    ck_assert_str_eq(job->body, "{\"body\":5}");
+    hk_job_destroy(job);
+}
+END_TEST
+
+START_TEST(test_batch_item_bodies_are_the_producers_bytes)
+{
+    hk_job_t *job = parse_ok(
+        "{\"type\":\"batch\",\"id\":\"b2\",\"url\":\"https://e.com/\",\"body\" : {\"batch\": 1.0},"
+        "\"meta\":{\"items\":[{\"body\":0}]},\"items\" : [ {\"body\": {\"amount\": 19.90}} ,\n"
+        "{\"note\":{\"body\":0}, \"b\\u006fdy\" : [ 1e2 ]},{\"url\":\"https://f.example/\"},"
+        "{\"body\":\"{\\\"body\\\": 1}\",\"headers\":{\"Content-Type\":\"text/x-a\"}},"
+        "{\"body\":null,\"body_base64\":\"YQ==\",\"content_type\":\"a/b\"}, {\"body\" : 0.10}]}");
+    ck_assert_ptr_null(job->body); // a batch sends no body of its own
+    ck_assert_uint_eq(job->items_cnt, 6);
+
+    static const char *const want[] = {
+        "{\"amount\":19.90}", "[1e2]", NULL, "\"{\\\"body\\\": 1}\"", "a", "0.10",
+    };
+    static const char *const ctype[] = {
+        "application/json", "application/json", NULL, "text/x-a", "a/b", "application/json",
+    };
+    for (size_t i = 0; i < 6; i++) {
+        const hk_job_t *it = &job->items[i];
+        if (!want[i]) {
+            // Items inherit missing fields from the batch, but not its body: "body" is
+            // not a batch-level field (the batch's own is ignored).
+            ck_assert_msg(it->body == NULL, "item %zu: body %s", i, it->body);
+            ck_assert_ptr_null(it->content_type);
+            continue;
+        }
+        ck_assert_str_eq(it->body, want[i]);
+        ck_assert_uint_eq(it->body_len, strlen(want[i]));
+        ck_assert_str_eq(it->content_type, ctype[i]);
+        ck_assert(in_block(job, it->body));
+    }
+    hk_job_destroy(job);
+}
+END_TEST
+
+START_TEST(test_body_keeps_integers_beyond_int64)
+{
+    hk_job_t *job = parse_ok(
+        "{\"url\":\"https://e.com/\",\"max_attempts\":3,\"body\":{\"big\": "
+        "123456789012345678901234567890, \"neg\": -9223372036854775809, \"max\": "
+        "9223372036854775807, \"min\": -9223372036854775808, \"over\": 9223372036854775808,"
+        " \"r\": 99999999999999999999.5, \"s\": \"99999999999999999999\", \"l\": "
+        "[18446744073709551616,-18446744073709551616]}}");
+    ck_assert_str_eq(job->body, "{\"big\":123456789012345678901234567890,"
+                                "\"neg\":-9223372036854775809,\"max\":9223372036854775807,"
+                                "\"min\":-9223372036854775808,\"over\":9223372036854775808,"
+                                "\"r\":99999999999999999999.5,\"s\":\"99999999999999999999\","
+                                "\"l\":[18446744073709551616,-18446744073709551616]}");
+    ck_assert_int_eq(job->max_attempts, 3);
+    hk_job_destroy(job);
+
+    job = parse_ok("{\"b\\u006fdy\":99999999999999999999,\"url\":\"https://e.com/\"}");
+    ck_assert_str_eq(job->body, "99999999999999999999");
+    hk_job_destroy(job);
+
+    job = parse_ok("{\"type\":\"batch\",\"url\":\"https://e.com/\",\"items\":[{\"body\":1},"
+                   "{\"body\": [ 99999999999999999999 ] ,\"timeout_ms\":200}]}");
+    ck_assert_str_eq(job->items[0].body, "1");
+    ck_assert_str_eq(job->items[1].body, "[99999999999999999999]");
+    ck_assert_int_eq(job->items[1].timeout_ms, 200);
+    hk_job_destroy(job);
 }
 END_TEST
 
@@ -557,6 +718,18 @@ static const bad_case_t k_bad[] = {
     {"{" U ",\"body\":\"a\x01\"}", 0, "control character"},
     {"{" U ",\"max_attempts\":99999999999999999999}", 0, "too big integer"},
     {"{" U ",\"body\":1e999}", 0, "real number overflow"},
+    // Integers beyond int64 pass only inside a body, where they are sent as written.
+    {"{" U ",\"meta\":{\"body\":99999999999999999999}}", 0, "too big integer"},
+    {"{" U ",\"body\":1,\"extra\":-99999999999999999999}", 0, "too big negative integer"},
+    {"{" U ",\"body\":[99999999999999999999],\"timeout_ms\":99999999999999999999}", 0,
+     "line 1 column 87: too big integer"},
+    {"{" U ",\"body\":[99999999999999999999],\"x\":}", 0, "line 1 column 59: unexpected token"},
+    {"{" U ",\"body\":{\"a\":99999999999999999999,\"a\":1}}", 0, "duplicate object key"},
+    {"{" U ",\"body\":[1e999,99999999999999999999]}", 0, "real number overflow"},
+    {"{\"type\":\"batch\"," U ",\"items\":[{\"body\":1,\"x\":99999999999999999999}]}", 0,
+     "too big integer"},
+    {"{\"type\":\"batch\"," U ",\"items\":[{\"meta\":{\"body\":99999999999999999999}}]}", 0,
+     "too big integer"},
     // id, type, tenant.
     {"{" U ",\"id\":42}", 0, "$.id: must be 1-255 characters of [A-Za-z0-9_:-]"},
     {"{" U ",\"id\":\"\"}", 0, "$.id: must be 1-255 characters"},
@@ -852,6 +1025,36 @@ static uint64_t rnd(void)
     return g_rng;
 }
 
+// Integers as doubles, so messages with integers beyond int64 compare too.
+#define JOB_CMP_FLAGS (JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL)
+
+// A JSON body read back equals what jansson reads from the message.
+static void assert_body_matches(const hk_job_t *job, const json_t *obj)
+{
+    json_t *want = json_object_get(obj, "body");
+    if (!want || json_is_null(want))
+        return;
+    json_error_t err;
+    json_t *got = json_loadb(job->body, job->body_len, JOB_CMP_FLAGS, &err);
+    ck_assert_msg(got != NULL, "sent body %s: %s", job->body, err.text);
+    ck_assert_msg(json_equal(got, want), "sent body %s", job->body);
+    ck_assert_uint_eq(strlen(job->body), job->body_len);
+    json_decref(got);
+}
+
+static void assert_bodies_match(const hk_job_t *job, const char *in, size_t len)
+{
+    json_t *root = json_loadb(in, len, JOB_CMP_FLAGS, NULL);
+    if (!root)
+        return;
+    if (job->type == HK_JOB_WEBHOOK)
+        assert_body_matches(job, root);
+    json_t *items = json_object_get(root, "items");
+    for (size_t i = 0; i < job->items_cnt; i++)
+        assert_body_matches(&job->items[i], json_array_get(items, i));
+    json_decref(root);
+}
+
 START_TEST(test_random_mutations_never_crash)
 {
     static const char *const seeds[] = {
@@ -863,11 +1066,15 @@ START_TEST(test_random_mutations_never_crash)
         "{\"type\":\"batch\",\"id\":\"b-9\",\"url\":\"http://e.com:8080/\",\"headers\":"
         "{\"Content-Type\":\"text/plain\"},\"max_failure_ratio\":0.5,\"items\":[{\"body\":\"x\"},"
         "{\"url\":\"https://f.example/\",\"body_base64\":\"aGk=\"},{\"method\":\"GET\"}]}",
+        "{\"type\":\"batch\",\"url\":\"https://e.com/\",\"meta\":{\"body\":[1]},\"body\":2,"
+        "\"items\":[{\"b\\u006fdy\": {\"a\": 19.90, \"s\": \"x\\\" \\\\\"}},"
+        "{\"body\":[ 1e2 , -0.0, 99999999999999999999 ]},{\"note\":{\"body\":0},\"body\":\"a "
+        "b\"}]}",
     };
     static const char tokens[] = "{}[]\",:\\0123456789.eE+-tfnu \xff\xc0";
     size_t accepted = 0, rejected = 0;
     for (int iter = 0; iter < 20000; iter++) {
-        const char *seed = seeds[iter % 2];
+        const char *seed = seeds[iter % 3];
         size_t len = strlen(seed);
         char buf[1024];
         memcpy(buf, seed, len);
@@ -908,10 +1115,12 @@ START_TEST(test_random_mutations_never_crash)
             ck_assert(job->type == HK_JOB_BATCH || job->url != NULL);
             for (size_t i = 0; i < job->items_cnt; i++)
                 ck_assert_ptr_nonnull(job->items[i].url);
+            assert_bodies_match(job, buf, len);
             hk_job_destroy(job);
         } else {
             rejected++;
             assert_reason_printable();
+            ck_assert_msg(strstr(g_err, "internal error") == NULL, "%s", g_err);
         }
     }
     ck_assert_uint_gt(accepted, 0);
@@ -934,6 +1143,12 @@ static Suite *job_suite(void)
     tcase_add_test(tc, test_base64_body_is_decoded);
     tcase_add_test(tc, test_content_type_header_moves_to_content_type);
     tcase_add_test(tc, test_body_is_compact_json_of_any_value);
+    tcase_add_test(tc, test_body_is_the_producers_bytes_compacted);
+    tcase_add_test(tc, test_scalar_body_keeps_its_bytes);
+    tcase_add_test(tc, test_body_key_written_with_escapes_is_found);
+    tcase_add_test(tc, test_nested_body_key_is_not_the_body);
+    tcase_add_test(tc, test_batch_item_bodies_are_the_producers_bytes);
+    tcase_add_test(tc, test_body_keeps_integers_beyond_int64);
     tcase_add_test(tc, test_batch_items_inherit_and_get_ids);
     tcase_add_test(tc, test_batch_without_top_url_and_derived_id);
     tcase_add_test(tc, test_batch_of_100000_items_is_one_block);

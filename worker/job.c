@@ -6,6 +6,10 @@
 // both passes keeps the measured size and the copy in step; the arena still refuses to
 // write past its end, so a mismatch becomes an error, never an overflow. Enum-like values
 // ("POST", "default", "application/json") point at static strings, not into the block.
+//
+// A JSON body is sent as the producer wrote it, minus whitespace outside strings: jansson
+// validates the message, then a small scanner finds the body's bytes in it (raw_*), so
+// numbers (19.90, 1e2, integers past int64), escapes and key order reach the receiver as is.
 #include "worker/job.h"
 
 #include <curl/curl.h>
@@ -37,7 +41,7 @@ enum {
 };
 
 #define JOB_DEFAULT_MAX_BYTES ((size_t)1024 * 1024)
-#define JOB_BODY_DUMP_FLAGS   (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+#define JOB_LOAD_FLAGS        (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
 
 // Bump allocator over the job's block. While measuring `base` is NULL: takes only count.
 typedef struct arena {
@@ -59,6 +63,8 @@ typedef struct ctx {
     char where[32]; // JSON path of the object being filled: "$" or "$.items[12]"
     const hk_job_src_t *src;
     const hk_job_defaults_t *defs;
+    const unsigned char *raw; // the message value as received: JSON bodies are copied from it
+    size_t raw_len;
     // Real bytes in both passes (they size the item ids and content types).
     const char *batch_id;
     size_t batch_id_len;
@@ -217,6 +223,366 @@ static bool too_deep(const unsigned char *p, size_t n, size_t *at)
         }
     }
     return false;
+}
+
+// ---- raw JSON: where a value sits in the message bytes ----
+//
+// Strict and bounds-checked, so it also runs over bytes jansson refused (patch_big_ints()).
+// Functions returning an index return the one just past what they scanned, 0 when the bytes
+// are malformed (a scanned token is never empty, so 0 is never a real end).
+
+// A value in the message: p[off .. off+len), inside `depth` containers (the top level is 0).
+typedef struct raw {
+    size_t off;
+    size_t len;
+    int depth;
+} raw_t;
+
+static bool is_ws(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+static bool is_digit(unsigned char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static int hex_value(unsigned char ch)
+{
+    if (is_digit(ch))
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+static size_t skip_ws(const unsigned char *p, size_t n, size_t i)
+{
+    while (i < n && is_ws(p[i]))
+        i++;
+    return i;
+}
+
+// The string starting at p[i] == '"'. UTF-8 is left to jansson.
+static size_t skip_string(const unsigned char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        unsigned char ch = p[i];
+        if (ch == '"')
+            return i + 1;
+        if (ch < 0x20)
+            return 0;
+        if (ch != '\\')
+            continue;
+        if (++i >= n)
+            return 0;
+        if (p[i] == 'u') {
+            if (n - i < 5)
+                return 0;
+            for (size_t k = 1; k <= 4; k++)
+                if (hex_value(p[i + k]) < 0)
+                    return 0;
+            i += 4;
+        } else if (p[i] == '\0' || !strchr("\"\\/bfnrt", p[i])) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; *is_int when it has neither of the last two.
+static size_t skip_number(const unsigned char *p, size_t n, size_t i, bool *is_int)
+{
+    if (i < n && p[i] == '-')
+        i++;
+    if (i >= n || !is_digit(p[i]))
+        return 0;
+    if (p[i++] != '0')
+        while (i < n && is_digit(p[i]))
+            i++;
+    *is_int = true;
+    if (i < n && p[i] == '.') {
+        if (++i >= n || !is_digit(p[i]))
+            return 0;
+        while (i < n && is_digit(p[i]))
+            i++;
+        *is_int = false;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        if (++i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        if (i >= n || !is_digit(p[i]))
+            return 0;
+        while (i < n && is_digit(p[i]))
+            i++;
+        *is_int = false;
+    }
+    return i;
+}
+
+static size_t skip_value(const unsigned char *p, size_t n, size_t i, int depth);
+
+// Moves to the next entry of the container `ct` ('{' or '[' at ct.off); *cur is 0 before
+// the first. Returns 1 with the entry's index in *at, 0 at the closing bracket (then *cur is
+// just past it), -1 when malformed.
+static int raw_step(const unsigned char *p, raw_t ct, size_t *cur, size_t *at)
+{
+    size_t n = ct.off + ct.len;
+    size_t i = skip_ws(p, n, *cur ? *cur : ct.off + 1);
+    if (i < n && p[i] == (p[ct.off] == '{' ? '}' : ']')) {
+        *cur = i + 1;
+        return 0;
+    }
+    if (*cur) { // past the previous entry: a comma and the next one must follow
+        if (i >= n || p[i] != ',')
+            return -1;
+        i = skip_ws(p, n, i + 1);
+    }
+    *at = i;
+    return 1;
+}
+
+// Steps through an object's members; *cur starts at 0. Returns 1 with the key (quotes
+// included) and the value, 0 after the last member (*cur is then past the '}'), -1 when
+// malformed.
+static int raw_next_member(const unsigned char *p, raw_t obj, size_t *cur, raw_t *key, raw_t *val)
+{
+    size_t n = obj.off + obj.len, i = 0;
+    if (obj.len == 0 || p[obj.off] != '{')
+        return -1;
+    int rc = raw_step(p, obj, cur, &i);
+    if (rc <= 0)
+        return rc;
+    if (i >= n || p[i] != '"')
+        return -1;
+    size_t end = skip_string(p, n, i);
+    if (!end)
+        return -1;
+    *key = (raw_t){i, end - i, obj.depth + 1};
+    i = skip_ws(p, n, end);
+    if (i >= n || p[i] != ':')
+        return -1;
+    i = skip_ws(p, n, i + 1);
+    if (!(end = skip_value(p, n, i, obj.depth + 1)))
+        return -1;
+    *val = (raw_t){i, end - i, obj.depth + 1};
+    *cur = end;
+    return 1;
+}
+
+// Steps through an array's elements; *cur starts at 0. Returns 1 with the element, 0 after
+// the last one (*cur is then past the ']'), -1 when malformed.
+static int raw_next_element(const unsigned char *p, raw_t arr, size_t *cur, raw_t *el)
+{
+    size_t n = arr.off + arr.len, i = 0;
+    if (arr.len == 0 || p[arr.off] != '[')
+        return -1;
+    int rc = raw_step(p, arr, cur, &i);
+    if (rc <= 0)
+        return rc;
+    size_t end = skip_value(p, n, i, arr.depth + 1);
+    if (!end)
+        return -1;
+    *el = (raw_t){i, end - i, arr.depth + 1};
+    *cur = end;
+    return 1;
+}
+
+static size_t skip_word(const unsigned char *p, size_t n, size_t i, const char *w)
+{
+    size_t wl = strlen(w);
+    return n - i >= wl && memcmp(p + i, w, wl) == 0 ? i + wl : 0;
+}
+
+// The value starting at p[i], nested in `depth` containers.
+static size_t skip_value(const unsigned char *p, size_t n, size_t i, int depth)
+{
+    if (i >= n)
+        return 0;
+    switch (p[i]) {
+    case '"':
+        return skip_string(p, n, i);
+    case 't':
+        return skip_word(p, n, i, "true");
+    case 'f':
+        return skip_word(p, n, i, "false");
+    case 'n':
+        return skip_word(p, n, i, "null");
+    case '{':
+    case '[': {
+        if (depth >= JOB_MAX_DEPTH) // the same limit too_deep() applies
+            return 0;
+        raw_t ct = {i, n - i, depth}, key, val;
+        size_t cur = 0;
+        int rc;
+        while ((rc = p[i] == '{' ? raw_next_member(p, ct, &cur, &key, &val)
+                                 : raw_next_element(p, ct, &cur, &val)) > 0)
+            ;
+        return rc == 0 ? cur : 0;
+    }
+    default: {
+        bool is_int;
+        return skip_number(p, n, i, &is_int);
+    }
+    }
+}
+
+// Whether the key p[key] (a scanned string, quotes included) decodes to the ASCII `name`.
+// Producers may escape any character: "b\u006fdy" is "body".
+static bool raw_key_is(const unsigned char *p, raw_t key, const char *name)
+{
+    size_t k = 0, end = key.off + key.len - 1;
+    for (size_t i = key.off + 1; i < end; k++) {
+        unsigned cp = p[i++];
+        if (cp == '\\') {
+            unsigned char e = p[i++];
+            if (e == 'u') {
+                cp = 0;
+                for (size_t d = 0; d < 4; d++)
+                    cp = cp << 4 | (unsigned)hex_value(p[i++]);
+            } else { // '"', '\\' and '/' stand for themselves
+                static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+                const char *at = strchr(from, e);
+                cp = at ? (unsigned char)to[at - from] : e;
+            }
+        }
+        // Stops at the NUL ending `name`: cp is never 0 when compared.
+        if (cp == 0 || cp >= 0x80 || (unsigned char)name[k] != cp)
+            return false;
+    }
+    return name[k] == '\0';
+}
+
+// The top-level value: from the first non-blank byte to the end of the message.
+static raw_t raw_root(const unsigned char *p, size_t n)
+{
+    size_t i = skip_ws(p, n, 0);
+    return (raw_t){i, n - i, 0};
+}
+
+// Member `name` of the object `obj`: 1 with its value, 0 when absent, -1 when malformed.
+static int raw_member(const unsigned char *p, raw_t obj, const char *name, raw_t *val)
+{
+    size_t cur = 0;
+    raw_t key;
+    int rc;
+    while ((rc = raw_next_member(p, obj, &cur, &key, val)) > 0)
+        if (raw_key_is(p, key, name))
+            return 1;
+    return rc;
+}
+
+// Copies the scanned value p[v] to `out` (when not NULL) without the whitespace outside its
+// strings. Returns the length of the copy.
+static size_t raw_compact(const unsigned char *p, raw_t v, char *out)
+{
+    size_t o = 0, end = v.off + v.len;
+    bool in_str = false;
+    for (size_t i = v.off; i < end; i++) {
+        unsigned char ch = p[i];
+        if (in_str) {
+            if (ch == '"') {
+                in_str = false;
+            } else if (ch == '\\' && i + 1 < end) { // the escaped byte, '"' or '\\' included
+                if (out)
+                    out[o] = (char)ch;
+                o++;
+                ch = p[++i];
+            }
+        } else if (is_ws(ch)) {
+            continue;
+        } else if (ch == '"') {
+            in_str = true;
+        }
+        if (out)
+            out[o] = (char)ch;
+        o++;
+    }
+    return o;
+}
+
+// An integer token (optional '-', digits without leading zeros) outside int64.
+static bool beyond_int64(const unsigned char *s, size_t n)
+{
+    size_t neg = s[0] == '-';
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    return n - neg > 19 || (n - neg == 19 && memcmp(s + neg, lim, 19) > 0);
+}
+
+// Writes a zero of the same length ("0e000...", "-0e00...") over each integer in p[v] that
+// is beyond int64, into *copy (made from p on first use). False when out of memory.
+static bool patch_value(const unsigned char *p, size_t n, raw_t v, unsigned char **copy)
+{
+    size_t end = v.off + v.len;
+    bool in_str = false;
+    for (size_t i = v.off; i < end; i++) {
+        unsigned char ch = p[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+            continue;
+        }
+        if (ch != '-' && !is_digit(ch))
+            continue;
+        bool is_int = false;
+        size_t stop = skip_number(p, end, i, &is_int);
+        if (!stop)
+            break; // cannot happen: the value was scanned
+        if (is_int && beyond_int64(p + i, stop - i)) {
+            if (!*copy) {
+                if (!(*copy = malloc(n)))
+                    return false;
+                memcpy(*copy, p, n);
+            }
+            size_t k = i + (ch == '-');
+            (*copy)[k] = '0';
+            (*copy)[k + 1] = 'e';
+            memset(*copy + k + 2, '0', stop - k - 2);
+        }
+        i = stop - 1;
+    }
+    return true;
+}
+
+// jansson refuses integers beyond int64 (JSON_DECODE_INT_AS_REAL would round them), yet a
+// body passes through as written, so there they are fine. Returns a copy of the message in
+// which those inside the top-level body and the items' bodies are zeros of the same length,
+// for jansson to validate everything else at unchanged lines and columns; NULL when there is
+// nothing to patch. Other big integers, and anything after bytes that do not scan, are left
+// for jansson to refuse.
+static unsigned char *patch_big_ints(const unsigned char *p, size_t n)
+{
+    unsigned char *copy = NULL;
+    raw_t root = raw_root(p, n), key, val, item, ikey, ival;
+    size_t cur = 0;
+    bool ok = true;
+    while (ok && raw_next_member(p, root, &cur, &key, &val) > 0) {
+        if (raw_key_is(p, key, "body")) {
+            ok = patch_value(p, n, val, &copy);
+        } else if (raw_key_is(p, key, "items")) {
+            size_t icur = 0;
+            while (ok && raw_next_element(p, val, &icur, &item) > 0) {
+                size_t mcur = 0;
+                while (ok && raw_next_member(p, item, &mcur, &ikey, &ival) > 0)
+                    if (raw_key_is(p, ikey, "body"))
+                        ok = patch_value(p, n, ival, &copy);
+            }
+        }
+    }
+    if (!ok) {
+        free(copy);
+        return NULL;
+    }
+    return copy;
 }
 
 static int b64_value(unsigned char ch)
@@ -491,7 +857,8 @@ static int fill_headers(ctx_t *c, const json_t *hv, hk_job_t *job, const char **
     return 0;
 }
 
-static int fill_body(ctx_t *c, const json_t *obj, hk_job_t *job, const char *hdr_ctype,
+// `raw` is where `obj` sits in the message: a JSON body is copied from there.
+static int fill_body(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job, const char *hdr_ctype,
                      size_t hdr_ctype_len)
 {
     json_t *body = get(obj, "body");
@@ -512,13 +879,13 @@ static int fill_body(ctx_t *c, const json_t *obj, hk_job_t *job, const char *hdr
         return fail(c, ": body and body_base64 are mutually exclusive");
 
     if (body) {
-        size_t n = json_dumpb(body, NULL, 0, JOB_BODY_DUMP_FLAGS);
-        if (n == 0)
-            return fail(c, ".body: cannot be encoded as JSON");
+        raw_t v;
+        if (raw_member(c->raw, raw, "body", &v) != 1) // jansson has it, so cannot happen
+            return fail(c, ".body: internal error: not found in the message");
+        size_t n = raw_compact(c->raw, v, NULL);
         char *p = arena_take(&c->a, n + 1, 1);
         if (p) {
-            if (json_dumpb(body, p, n, JOB_BODY_DUMP_FLAGS) != n)
-                c->a.overflow = true; // cannot happen: the tree is the same
+            raw_compact(c->raw, v, p);
             p[n] = '\0';
         }
         job->body = p ? p : k_measured;
@@ -575,8 +942,8 @@ static int fill_int(ctx_t *c, const json_t *obj, const char *key, int min, int m
 
 // The fields webhooks and batch items share (a batch's own fields too, minus the body).
 // `parent` is the batch when filling one of its items: missing fields inherit from it.
-static int fill_common(ctx_t *c, const json_t *obj, hk_job_t *job, const hk_job_t *parent,
-                       bool with_body)
+static int fill_common(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job,
+                       const hk_job_t *parent, bool with_body)
 {
     json_t *v;
 
@@ -636,7 +1003,7 @@ static int fill_common(ctx_t *c, const json_t *obj, hk_job_t *job, const hk_job_
         c->batch_ctype_len = hdr_ctype_len;
     }
 
-    if (with_body && fill_body(c, obj, job, hdr_ctype, hdr_ctype_len) < 0)
+    if (with_body && fill_body(c, obj, raw, job, hdr_ctype, hdr_ctype_len) < 0)
         return -1;
 
     if (fill_int(c, obj, "max_attempts", JOB_ATTEMPTS_MIN, JOB_ATTEMPTS_MAX,
@@ -690,11 +1057,13 @@ static int derive_id(ctx_t *c)
     return 0;
 }
 
-static int fill_items(ctx_t *c, const json_t *items, hk_job_t *job)
+// `raw` is where the items array sits in the message; the items are walked in step with it.
+static int fill_items(ctx_t *c, const json_t *items, raw_t raw, hk_job_t *job)
 {
     size_t cnt = json_array_size(items);
     hk_job_t *arr = arena_take(&c->a, cnt * sizeof *arr, _Alignof(hk_job_t));
     hk_job_t scratch;
+    size_t cur = 0;
     for (size_t i = 0; i < cnt; i++) {
         snprintf(c->where, sizeof c->where, "$.items[%zu]", i);
         const json_t *obj = json_array_get(items, i);
@@ -702,6 +1071,9 @@ static int fill_items(ctx_t *c, const json_t *items, hk_job_t *job)
         memset(it, 0, sizeof *it);
         if (!json_is_object(obj))
             return fail(c, ": must be a JSON object");
+        raw_t it_raw;
+        if (raw_next_element(c->raw, raw, &cur, &it_raw) != 1)
+            return fail(c, ": internal error: not found in the message");
         json_t *t = get(obj, "type");
         if (t && !(json_is_string(t) && strcmp(json_string_value(t), "webhook") == 0))
             return fail(c, ".type: batch items are webhooks: leave type out or set \"webhook\"");
@@ -710,7 +1082,7 @@ static int fill_items(ctx_t *c, const json_t *items, hk_job_t *job)
         int n = snprintf(id, sizeof id, "%.*s:%zu", (int)c->batch_id_len, c->batch_id, i);
         it->type = HK_JOB_WEBHOOK;
         it->id = arena_str(&c->a, id, (size_t)n);
-        if (fill_common(c, obj, it, job, true) < 0)
+        if (fill_common(c, obj, it_raw, it, job, true) < 0)
             return -1;
         if (!it->url)
             return fail(c, ".url: required (neither the item nor the batch has one)");
@@ -724,6 +1096,7 @@ static int fill_items(ctx_t *c, const json_t *items, hk_job_t *job)
 
 static int fill_top(ctx_t *c, const json_t *root, hk_job_t *job)
 {
+    raw_t raw = raw_root(c->raw, c->raw_len);
     json_t *v;
 
     job->type = HK_JOB_WEBHOOK;
@@ -751,7 +1124,7 @@ static int fill_top(ctx_t *c, const json_t *root, hk_job_t *job)
     job->id = arena_str(&c->a, c->batch_id, c->batch_id_len);
 
     bool batch = job->type == HK_JOB_BATCH;
-    if (fill_common(c, root, job, NULL, !batch) < 0)
+    if (fill_common(c, root, raw, job, NULL, !batch) < 0)
         return -1;
 
     if (!job->ordering_key && c->src && c->src->key && c->src->key_len > 0 &&
@@ -778,7 +1151,10 @@ static int fill_top(ctx_t *c, const json_t *root, hk_job_t *job)
         return fail(c, ".items: required for a batch job");
     if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > JOB_ITEMS_MAX)
         return fail(c, ".items: must be an array of 1-%d job objects", JOB_ITEMS_MAX);
-    return fill_items(c, v, job);
+    raw_t items_raw;
+    if (raw_member(c->raw, raw, "items", &items_raw) != 1) // jansson has it, so cannot happen
+        return fail(c, ".items: internal error: not found in the message");
+    return fill_items(c, v, items_raw, job);
 }
 
 static void json_failure(ctx_t *c, const json_error_t *err)
@@ -819,7 +1195,14 @@ static json_t *load(ctx_t *c, const void *value, size_t len)
         return NULL;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(value, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *root = json_loadb(value, len, JOB_LOAD_FLAGS, &jerr);
+    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
+        unsigned char *patched = patch_big_ints(value, len);
+        if (patched) { // bodies are copied from `value`, the tree only validates
+            root = json_loadb((const char *)patched, len, JOB_LOAD_FLAGS, &jerr);
+            free(patched);
+        }
+    }
     if (!root) {
         json_failure(c, &jerr);
         return NULL;
@@ -873,7 +1256,12 @@ hk_job_t *hk_job_parse(const void *value, size_t len, const hk_job_src_t *src,
 {
     static const hk_job_defaults_t builtin = {
         .max_attempts = 10, .timeout_ms = 10000, .max_job_bytes = JOB_DEFAULT_MAX_BYTES};
-    ctx_t c = {.errstr = errstr, .errstr_size = errstr_size, .where = "$", .src = src};
+    ctx_t c = {.errstr = errstr,
+               .errstr_size = errstr_size,
+               .where = "$",
+               .src = src,
+               .raw = value,
+               .raw_len = len};
     c.defs = defs ? defs : &builtin;
     if (errstr && errstr_size)
         errstr[0] = '\0';

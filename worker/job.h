@@ -41,7 +41,8 @@ struct hk_job {
     const char *method; // POST, PUT, PATCH, DELETE or GET
     const hk_job_header_t *headers; // the job's own headers, validated
     size_t headers_cnt;
-    const char *body; // bytes to send: compact JSON, or decoded body_base64; NULL = empty
+    const char *body; // bytes to send: the producer's own bytes of `body`, compacted (numbers,
+                      // escapes, key order as written), or decoded body_base64; NULL = empty
     size_t body_len;
     const char *content_type; // "application/json" for JSON bodies, the given one for base64, NULL
                               // if no body
