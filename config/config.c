@@ -1,29 +1,42 @@
 // config: every key hookd reads is one row of cf_rows below. Defaults, the file, the
 // environment, the dump and the reload check all walk that table, so adding a key
-// means one field in hk_config_t and one row here. Besides the table, [kafka]
-// rdkafka.<prop> keys and [tenant "<name>"] sections are free-form lists.
+// means one field in hk_config_t and one row here. [endpoint "<scheme://host:port>"]
+// sections work the same way with cf_endpoint_rows and hk_endpoint_conf_t. Besides
+// the tables, [kafka] rdkafka.<prop> keys and [tenant "<name>"] sections are
+// free-form lists.
 //
 // inih reads the file through cf_read_line, which counts lines (inih's handler does
-// not get them in Debian's build) and lets values longer than inih's line buffer
-// through, so a signing secret list of any length fits on one line.
+// not get them in Debian's build), lets values longer than inih's line buffer
+// through, so a signing secret list of any length fits on one line, and reads
+// section headers itself: inih cuts a section name at 49 characters and at its
+// first ']', which [endpoint "https://[::1]:8443"] contains.
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <ini.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
+#include "retry/backoff.h"
+
 typedef enum cf_type {
-    CF_INT,    // int field
-    CF_INT64,  // int64_t field
-    CF_STR,    // char * field
-    CF_SECRET, // char * field, never printed
+    CF_INT,     // int field
+    CF_INT64,   // int64_t field
+    CF_DOUBLE,  // double field: a finite decimal number
+    CF_BOOL,    // int field, 0 or 1: true/false, yes/no, on/off, 1/0
+    CF_STR,     // char * field
+    CF_SECRET,  // char * field, never printed
+    CF_MS_LIST, // char * field as written, plus its delays parsed by
+                // hk_backoff_parse_schedule into an int64_t * and a size_t count
 } cf_type_t;
 
 // The suffixes an integer key accepts after its digits.
@@ -47,15 +60,20 @@ typedef struct cf_row {
     const char *key;
     cf_type_t type;
     cf_unit_t unit;
-    size_t offset; // of the field in hk_config_t
+    size_t offset; // of the field in the struct the table describes
     const char *def;
-    int64_t min; // integers only
+    int64_t min; // CF_INT, CF_INT64
     int64_t max;
+    double dmin; // CF_DOUBLE
+    double dmax;
     cf_reload_t reload;
-    cf_check_fn check; // strings only; NULL: any value
+    cf_check_fn check;  // CF_STR, CF_SECRET; NULL: any value
+    size_t list_offset; // CF_MS_LIST: the parsed delays (int64_t *) and their count (size_t)
+    size_t cnt_offset;
 } cf_row_t;
 
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size);
+static bool cf_check_token(const char *value, char *why, size_t why_size);
 static bool cf_check_topic(const char *value, char *why, size_t why_size);
 static bool cf_check_topic_or_empty(const char *value, char *why, size_t why_size);
 static bool cf_check_cidrs(const char *value, char *why, size_t why_size);
@@ -63,27 +81,57 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 
-// offsetof(hk_config_t, field), refusing to compile unless the field has type T, so a
-// row cannot point an int parser at an int64_t field.
-#define CF_FIELD(field, T)                                                                         \
-    (offsetof(hk_config_t, field) + 0 * sizeof(_Generic(((hk_config_t *)0)->field, T : 1)))
+// offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
+// cannot point an int parser at an int64_t field.
+#define CF_FIELD_OF(S, FIELD, T) (offsetof(S, FIELD) + 0 * sizeof(_Generic(((S *)0)->FIELD, T : 1)))
 
-#define CF_INT_ROW(sec, key, field, unit, def, min, max, reload)                                   \
+// One row per key type, for a table describing struct S.
+#define CF_INT_ROW_OF(S, SEC, KEY, FIELD, UNIT, DEF, MIN, MAX, RELOAD)                             \
     {                                                                                              \
-        sec, key, CF_INT, unit, CF_FIELD(field, int), def, min, max, reload, NULL                  \
+        .section = SEC, .key = KEY, .type = CF_INT, .unit = UNIT,                                  \
+        .offset = CF_FIELD_OF(S, FIELD, int), .def = DEF, .min = MIN, .max = MAX, .reload = RELOAD \
     }
-#define CF_INT64_ROW(sec, key, field, unit, def, min, max, reload)                                 \
+#define CF_INT64_ROW_OF(S, SEC, KEY, FIELD, UNIT, DEF, MIN, MAX, RELOAD)                           \
     {                                                                                              \
-        sec, key, CF_INT64, unit, CF_FIELD(field, int64_t), def, min, max, reload, NULL            \
+        .section = SEC, .key = KEY, .type = CF_INT64, .unit = UNIT,                                \
+        .offset = CF_FIELD_OF(S, FIELD, int64_t), .def = DEF, .min = MIN, .max = MAX,              \
+        .reload = RELOAD                                                                           \
     }
-#define CF_STR_ROW(sec, key, field, def, reload, check)                                            \
+#define CF_DOUBLE_ROW_OF(S, SEC, KEY, FIELD, DEF, MIN, MAX, RELOAD)                                \
     {                                                                                              \
-        sec, key, CF_STR, CF_PLAIN, CF_FIELD(field, char *), def, 0, 0, reload, check              \
+        .section = SEC, .key = KEY, .type = CF_DOUBLE, .offset = CF_FIELD_OF(S, FIELD, double),    \
+        .def = DEF, .dmin = MIN, .dmax = MAX, .reload = RELOAD                                     \
     }
-#define CF_SECRET_ROW(sec, key, field, def, reload, check)                                         \
+#define CF_BOOL_ROW_OF(S, SEC, KEY, FIELD, DEF, RELOAD)                                            \
     {                                                                                              \
-        sec, key, CF_SECRET, CF_PLAIN, CF_FIELD(field, char *), def, 0, 0, reload, check           \
+        .section = SEC, .key = KEY, .type = CF_BOOL, .offset = CF_FIELD_OF(S, FIELD, int),         \
+        .def = DEF, .reload = RELOAD                                                               \
     }
+#define CF_STR_ROW_OF(S, SEC, KEY, FIELD, DEF, RELOAD, CHECK)                                      \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_STR, .offset = CF_FIELD_OF(S, FIELD, char *),       \
+        .def = DEF, .reload = RELOAD, .check = CHECK                                               \
+    }
+#define CF_SECRET_ROW_OF(S, SEC, KEY, FIELD, DEF, RELOAD, CHECK)                                   \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_SECRET, .offset = CF_FIELD_OF(S, FIELD, char *),    \
+        .def = DEF, .reload = RELOAD, .check = CHECK                                               \
+    }
+// FIELD (char *) keeps the text, FIELD##_ms (int64_t *) and FIELD##_cnt (size_t) the
+// delays; "" leaves them NULL and 0.
+#define CF_MS_LIST_ROW_OF(S, SEC, KEY, FIELD, DEF, RELOAD)                                         \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_MS_LIST, .offset = CF_FIELD_OF(S, FIELD, char *),   \
+        .def = DEF, .reload = RELOAD, .list_offset = CF_FIELD_OF(S, FIELD##_ms, int64_t *),        \
+        .cnt_offset = CF_FIELD_OF(S, FIELD##_cnt, size_t)                                          \
+    }
+
+#define CF_INT_ROW(...)     CF_INT_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_INT64_ROW(...)   CF_INT64_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_DOUBLE_ROW(...)  CF_DOUBLE_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_STR_ROW(...)     CF_STR_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_SECRET_ROW(...)  CF_SECRET_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_MS_LIST_ROW(...) CF_MS_LIST_ROW_OF(hk_config_t, __VA_ARGS__)
 
 // The order here is the order of hk_config_dump() and of the sample hookd.conf.
 static const cf_row_t cf_rows[] = {
@@ -119,6 +167,26 @@ static const cf_row_t cf_rows[] = {
                10000000, CF_RELOAD),
 
     CF_INT_ROW("retry", "max_attempts", retry_max_attempts, CF_PLAIN, "10", 1, 100, CF_RELOAD),
+    CF_MS_LIST_ROW("retry", "schedule", retry_schedule, "", CF_RELOAD),
+    CF_INT_ROW("retry", "base_ms", retry_base_ms, CF_MS, "1000", 1, 3600000, CF_RELOAD),
+    CF_DOUBLE_ROW("retry", "multiplier", retry_multiplier, "2.0", 1.0, 10.0, CF_RELOAD),
+    CF_INT64_ROW("retry", "max_delay_ms", retry_max_delay_ms, CF_MS, "3600000", 0, 604800000,
+                 CF_RELOAD),
+    CF_INT_ROW("retry", "inline_max_ms", retry_inline_max_ms, CF_MS, "30000", 0, 600000, CF_RELOAD),
+
+    CF_INT_ROW("breaker", "window", breaker_window, CF_PLAIN, "20", 1, 1000, CF_RELOAD),
+    CF_INT_ROW("breaker", "min_calls", breaker_min_calls, CF_PLAIN, "10", 1, 1000, CF_RELOAD),
+    CF_DOUBLE_ROW("breaker", "failure_rate", breaker_failure_rate, "0.5", 0.01, 1.0, CF_RELOAD),
+    CF_INT_ROW("breaker", "consecutive_failures", breaker_consecutive_failures, CF_PLAIN, "5", 1,
+               10000, CF_RELOAD),
+    CF_INT64_ROW("breaker", "open_ms", breaker_open_ms, CF_MS, "30000", 100, 3600000, CF_RELOAD),
+    CF_INT64_ROW("breaker", "max_open_ms", breaker_max_open_ms, CF_MS, "600000", 100, 86400000,
+                 CF_RELOAD),
+    CF_INT_ROW("breaker", "probes", breaker_probes, CF_PLAIN, "3", 1, 100, CF_RELOAD),
+
+    CF_INT_ROW("lanes", "initial_limit", lanes_initial_limit, CF_PLAIN, "32", 1, 4096, CF_RELOAD),
+    CF_INT_ROW("lanes", "min_limit", lanes_min_limit, CF_PLAIN, "1", 1, 4096, CF_RELOAD),
+    CF_INT_ROW("lanes", "max_limit", lanes_max_limit, CF_PLAIN, "256", 1, 4096, CF_RELOAD),
 
     CF_STR_ROW("log", "level", log_level, "info", CF_RELOAD, cf_check_log_level),
     CF_INT_ROW("log", "summary_ms", log_summary_ms, CF_MS, "5000", 0, 3600000, CF_RELOAD),
@@ -126,9 +194,35 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("shutdown", "grace_ms", shutdown_grace_ms, CF_MS, "10000", 0, 600000, CF_RELOAD),
 
     CF_STR_ROW("admin", "listen", admin_listen, "127.0.0.1:9464", CF_NO_RELOAD, cf_check_listen),
+    CF_SECRET_ROW("admin", "token", admin_token, "", CF_NO_RELOAD, cf_check_token),
 };
 
 #define CF_ROWS_CNT (sizeof(cf_rows) / sizeof(cf_rows[0]))
+
+// The keys of an [endpoint "<scheme://host:port>"] section, fields of
+// hk_endpoint_conf_t; a section sets some, the rest keep these defaults. Not
+// settable from the environment.
+static const cf_row_t cf_endpoint_rows[] = {
+    CF_BOOL_ROW_OF(hk_endpoint_conf_t, "endpoint", "disabled", disabled, "false", CF_RELOAD),
+};
+
+#define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
+
+// Integer keys that must not exceed another key, checked once the file and the
+// environment are both applied.
+static const struct {
+    const char *lo; // section.key
+    const char *hi;
+} cf_order_rules[] = {
+    // A job as large as max_job_bytes must fit under the in-flight cap, or intake
+    // would pause forever on it.
+    {"limits.max_job_bytes", "limits.max_inflight_bytes"},
+    // A window that can never hold min_calls calls never opens on the failure rate.
+    {"breaker.min_calls", "breaker.window"},
+    {"breaker.open_ms", "breaker.max_open_ms"},
+    {"lanes.min_limit", "lanes.initial_limit"},
+    {"lanes.initial_limit", "lanes.max_limit"},
+};
 
 static const struct {
     cf_unit_t unit;
@@ -145,13 +239,21 @@ static const struct {
     {CF_MS, "h", 60 * 60 * 1000},
 };
 
+static const struct {
+    const char *word; // compared without regard to case
+    int value;
+} cf_bool_words[] = {
+    {"true", 1}, {"false", 0}, {"yes", 1}, {"no", 0}, {"on", 1}, {"off", 0}, {"1", 1}, {"0", 0},
+};
+
 static const char *const cf_log_levels[] = {"debug", "info", "warn", "error"};
 
 // rdkafka.<prop> names whose values are credentials: the dump hides them.
 static const char *const cf_secret_prop_words[] = {"password", "secret", "key.pem",
                                                    "oauthbearer.config"};
 
-#define CF_TENANT_PREFIX "tenant \""
+// Longest section name, quotes and all, between the brackets of a header line.
+#define CF_SECTION_MAX 512
 
 // A value from a file line too long for inih is handed to inih as this marker and
 // read back from cf_parse_t.long_value.
@@ -168,42 +270,61 @@ __attribute__((format(printf, 3, 4))) static void cf_errf(char *errstr, size_t e
     va_end(ap);
 }
 
-static int *cf_int(hk_config_t *cfg, const cf_row_t *row)
+// Fields of `base`, the struct a row's table describes (hk_config_t, hk_endpoint_conf_t).
+static void *cf_field(void *base, size_t offset)
 {
-    return (int *)((char *)cfg + row->offset);
+    return (char *)base + offset;
 }
 
-static int64_t *cf_int64(hk_config_t *cfg, const cf_row_t *row)
+static const void *cf_cfield(const void *base, size_t offset)
 {
-    return (int64_t *)((char *)cfg + row->offset);
+    return (const char *)base + offset;
 }
 
-static char **cf_str(hk_config_t *cfg, const cf_row_t *row)
+static int cf_get_int(const void *base, const cf_row_t *row)
 {
-    return (char **)((char *)cfg + row->offset);
+    return *(const int *)cf_cfield(base, row->offset);
 }
 
-static int cf_get_int(const hk_config_t *cfg, const cf_row_t *row)
+static int64_t cf_get_int64(const void *base, const cf_row_t *row)
 {
-    return *(const int *)((const char *)cfg + row->offset);
+    return *(const int64_t *)cf_cfield(base, row->offset);
 }
 
-static int64_t cf_get_int64(const hk_config_t *cfg, const cf_row_t *row)
+static double cf_get_double(const void *base, const cf_row_t *row)
 {
-    return *(const int64_t *)((const char *)cfg + row->offset);
+    return *(const double *)cf_cfield(base, row->offset);
 }
 
-static const char *cf_get_str(const hk_config_t *cfg, const cf_row_t *row)
+static const char *cf_get_str(const void *base, const cf_row_t *row)
 {
-    const char *s = *(char *const *)((const char *)cfg + row->offset);
+    const char *s = *(char *const *)cf_cfield(base, row->offset);
     return s ? s : "";
+}
+
+static const cf_row_t *cf_find_in(const cf_row_t *rows, size_t cnt, const char *section,
+                                  const char *key)
+{
+    for (size_t i = 0; i < cnt; i++)
+        if (strcmp(rows[i].section, section) == 0 && strcmp(rows[i].key, key) == 0)
+            return &rows[i];
+    return NULL;
 }
 
 static const cf_row_t *cf_find(const char *section, const char *key)
 {
-    for (size_t i = 0; i < CF_ROWS_CNT; i++)
-        if (strcmp(cf_rows[i].section, section) == 0 && strcmp(cf_rows[i].key, key) == 0)
+    return cf_find_in(cf_rows, CF_ROWS_CNT, section, key);
+}
+
+// "limits.max_job_bytes" -> its row.
+static const cf_row_t *cf_find_dotted(const char *name)
+{
+    for (size_t i = 0; i < CF_ROWS_CNT; i++) {
+        size_t slen = strlen(cf_rows[i].section);
+        if (strncmp(name, cf_rows[i].section, slen) == 0 && name[slen] == '.' &&
+            strcmp(name + slen + 1, cf_rows[i].key) == 0)
             return &cf_rows[i];
+    }
     return NULL;
 }
 
@@ -258,6 +379,45 @@ static bool cf_parse_integer(const char *s, cf_unit_t unit, int64_t *out)
     }
     *out = v * mult;
     return true;
+}
+
+// A decimal number as strtod reads it ("0.5", "2", ".25", "1e-3", "1e+06"): no
+// spaces, no leading '+', no hex, nan or inf, nothing strtod leaves over, nothing
+// out of double's range. (strtod follows LC_NUMERIC, which hookd leaves at "C"; in
+// another locale "0.5" fails here rather than reading as 0.)
+static bool cf_parse_double(const char *s, double *out)
+{
+    if (s[0] == '\0' || s[0] == '+' || s[strspn(s, "0123456789.eE+-")] != '\0')
+        return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+// %g (0.5, 2, 10, 1e-05), with more digits only when %g's six would not read back as
+// v: a dump loaded again gives the same config.
+static void cf_format_double(char *buf, size_t size, double v)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static bool cf_parse_bool(const char *s, int *out)
+{
+    for (size_t i = 0; i < sizeof(cf_bool_words) / sizeof(cf_bool_words[0]); i++) {
+        if (strcasecmp(s, cf_bool_words[i].word) == 0) {
+            *out = cf_bool_words[i].value;
+            return true;
+        }
+    }
+    return false;
 }
 
 static int cf_base64_value(char c)
@@ -399,6 +559,18 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size)
     return false;
 }
 
+// "" (no token) or 16 to 256 visible ASCII characters.
+static bool cf_check_token(const char *value, char *why, size_t why_size)
+{
+    size_t len = strlen(value);
+    bool ok = len == 0 || (len >= 16 && len <= 256);
+    for (size_t i = 0; ok && i < len; i++)
+        ok = value[i] > 0x20 && value[i] < 0x7f;
+    if (!ok)
+        cf_errf(why, why_size, "must be 16 to 256 visible ASCII characters, or empty for none");
+    return ok;
+}
+
 // "" (admin server off), host:port or [v6 address]:port.
 static bool cf_check_listen(const char *value, char *why, size_t why_size)
 {
@@ -411,53 +583,197 @@ static bool cf_check_listen(const char *value, char *why, size_t why_size)
     else if (ok)
         ok = memchr(value, ':', (size_t)(colon - value)) == NULL;
     int64_t port;
-    if (!ok || !cf_parse_integer(colon + 1, CF_PLAIN, &port) || port < 1 || port > 65535) {
-        cf_errf(why, why_size, "must be host:port (port 1 to 65535), or empty to turn it off");
+    if (!ok || !cf_parse_integer(colon + 1, CF_PLAIN, &port) || port < 0 || port > 65535) {
+        cf_errf(why, why_size,
+                "must be host:port (port 0 to 65535, 0 = any free port), or empty to turn it off");
         return false;
     }
     return true;
 }
 
-// Parses `value` for `row` and stores it in cfg. `where` starts the error message:
-// "config line 12", "env HOOKD_DELIVERY_THREADS".
-static int cf_set(hk_config_t *cfg, const cf_row_t *row, const char *value, const char *where,
-                  char *errstr, size_t errstr_size)
+// An [endpoint "..."] name: scheme://host:port with scheme http or https, host a
+// name or IPv4 address (letters, digits, '.', '-') or a bracketed IPv6 address, port
+// 1 to 65535, nothing else. Writes the canonical form to out: scheme and host in
+// lower case, IPv6 as inet_ntop writes it, the port without leading zeros, so one
+// endpoint written two ways is one endpoint.
+static bool cf_endpoint_canon(const char *name, char *out, size_t out_size)
 {
-    if (row->type == CF_INT || row->type == CF_INT64) {
+    const char *scheme = strncasecmp(name, "https://", 8) == 0  ? "https"
+                         : strncasecmp(name, "http://", 7) == 0 ? "http"
+                                                                : NULL;
+    if (!scheme)
+        return false;
+    const char *host = name + strlen(scheme) + 3;
+    char canon_host[256];
+    const char *colon;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        char v6[INET6_ADDRSTRLEN], v6_canon[INET6_ADDRSTRLEN];
+        struct in6_addr addr;
+        if (!close || (size_t)(close - host - 1) >= sizeof(v6))
+            return false;
+        memcpy(v6, host + 1, (size_t)(close - host - 1));
+        v6[close - host - 1] = '\0';
+        if (inet_pton(AF_INET6, v6, &addr) != 1 ||
+            !inet_ntop(AF_INET6, &addr, v6_canon, sizeof(v6_canon)))
+            return false;
+        snprintf(canon_host, sizeof(canon_host), "[%s]", v6_canon);
+        colon = close + 1;
+    } else {
+        size_t len =
+            strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+        if (len == 0 || len >= sizeof(canon_host) || host[0] == '.' || host[0] == '-')
+            return false;
+        for (size_t i = 0; i < len; i++)
+            canon_host[i] =
+                (host[i] >= 'A' && host[i] <= 'Z') ? (char)(host[i] - 'A' + 'a') : host[i];
+        canon_host[len] = '\0';
+        colon = host + len;
+    }
+    int64_t port;
+    if (colon[0] != ':' || strlen(colon + 1) > 5 || !cf_parse_integer(colon + 1, CF_PLAIN, &port) ||
+        port < 1 || port > 65535)
+        return false;
+    int n = snprintf(out, out_size, "%s://%s:%d", scheme, canon_host, (int)port);
+    return n > 0 && (size_t)n < out_size;
+}
+
+// Parses `value` for `row` and stores it in the struct at `base`. `where` starts the
+// error message ("config line 12", "env HOOKD_DELIVERY_THREADS"); the key is named
+// section.key, or "<prefix> key" when prefix is set (`[endpoint "..."] disabled`).
+static int cf_set(void *base, const cf_row_t *row, const char *prefix, const char *value,
+                  const char *where, char *errstr, size_t errstr_size)
+{
+    char name[CF_SECTION_MAX + 64];
+    if (prefix)
+        snprintf(name, sizeof(name), "%s %s", prefix, row->key);
+    else
+        snprintf(name, sizeof(name), "%s.%s", row->section, row->key);
+    void *field = cf_field(base, row->offset);
+
+    switch (row->type) {
+    case CF_INT:
+    case CF_INT64: {
         int64_t v;
         if (!cf_parse_integer(value, row->unit, &v) || v < row->min || v > row->max) {
-            cf_errf(errstr, errstr_size, "%s: %s.%s must be between %lld and %lld, got \"%s\"",
-                    where, row->section, row->key, (long long)row->min, (long long)row->max, value);
+            cf_errf(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"", where,
+                    name, (long long)row->min, (long long)row->max, value);
             return -1;
         }
         if (row->type == CF_INT)
-            *cf_int(cfg, row) = (int)v;
+            *(int *)field = (int)v;
         else
-            *cf_int64(cfg, row) = v;
+            *(int64_t *)field = v;
         return 0;
+    }
+    case CF_DOUBLE: {
+        double v;
+        if (!cf_parse_double(value, &v) || v < row->dmin || v > row->dmax) {
+            char lo[32], hi[32];
+            cf_format_double(lo, sizeof(lo), row->dmin);
+            cf_format_double(hi, sizeof(hi), row->dmax);
+            cf_errf(errstr, errstr_size, "%s: %s must be between %s and %s, got \"%s\"", where,
+                    name, lo, hi, value);
+            return -1;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    case CF_BOOL:
+        if (!cf_parse_bool(value, (int *)field)) {
+            cf_errf(errstr, errstr_size,
+                    "%s: %s must be true or false (or yes/no, on/off, 1/0), got \"%s\"", where,
+                    name, value);
+            return -1;
+        }
+        return 0;
+    case CF_MS_LIST:
+    case CF_STR:
+    case CF_SECRET:
+        break;
     }
 
     char why[256];
+    int64_t *list = NULL;
+    size_t list_cnt = 0;
+    if (row->type == CF_MS_LIST && value[0] != '\0' &&
+        hk_backoff_parse_schedule(value, &list, &list_cnt, why, sizeof(why)) != 0) {
+        cf_errf(errstr, errstr_size, "%s: %s: %s", where, name, why);
+        return -1;
+    }
     if (row->check && !row->check(value, why, sizeof(why))) {
         if (row->type == CF_SECRET)
-            cf_errf(errstr, errstr_size, "%s: %s.%s %s", where, row->section, row->key, why);
+            cf_errf(errstr, errstr_size, "%s: %s %s", where, name, why);
         else
-            cf_errf(errstr, errstr_size, "%s: %s.%s %s, got \"%s\"", where, row->section, row->key,
-                    why, value);
+            cf_errf(errstr, errstr_size, "%s: %s %s, got \"%s\"", where, name, why, value);
         return -1;
     }
     char *copy = strdup(value);
     if (!copy) {
+        free(list);
         cf_errf(errstr, errstr_size, "%s: out of memory", where);
         return -1;
     }
-    char **field = cf_str(cfg, row);
+    char **str = field;
     if (row->type == CF_SECRET)
-        cf_free_secret(*field);
+        cf_free_secret(*str);
     else
-        free(*field);
-    *field = copy;
+        free(*str);
+    *str = copy;
+    if (row->type == CF_MS_LIST) {
+        int64_t **list_field = cf_field(base, row->list_offset);
+        free(*list_field);
+        *list_field = list;
+        *(size_t *)cf_field(base, row->cnt_offset) = list_cnt;
+    }
     return 0;
+}
+
+// Sets every row of a table to its default. Fails only when out of memory.
+static int cf_set_defaults(void *base, const cf_row_t *rows, size_t cnt, char *errstr,
+                           size_t errstr_size)
+{
+    for (size_t i = 0; i < cnt; i++)
+        if (cf_set(base, &rows[i], NULL, rows[i].def, "default", errstr, errstr_size) != 0)
+            return -1;
+    return 0;
+}
+
+static void cf_free_fields(void *base, const cf_row_t *rows, size_t cnt)
+{
+    for (size_t i = 0; i < cnt; i++) {
+        char **str = cf_field(base, rows[i].offset);
+        if (rows[i].type == CF_SECRET)
+            cf_free_secret(*str);
+        else if (rows[i].type == CF_STR || rows[i].type == CF_MS_LIST)
+            free(*str);
+        if (rows[i].type == CF_MS_LIST)
+            free(*(int64_t **)cf_field(base, rows[i].list_offset));
+    }
+}
+
+static bool cf_row_equal(const void *a, const void *b, const cf_row_t *row)
+{
+    switch (row->type) {
+    case CF_INT:
+    case CF_BOOL:
+        return cf_get_int(a, row) == cf_get_int(b, row);
+    case CF_INT64:
+        return cf_get_int64(a, row) == cf_get_int64(b, row);
+    case CF_DOUBLE:
+        return cf_get_double(a, row) == cf_get_double(b, row);
+    case CF_STR:
+    case CF_SECRET:
+    case CF_MS_LIST:
+        break;
+    }
+    return strcmp(cf_get_str(a, row), cf_get_str(b, row)) == 0;
+}
+
+// An integer row's value, whichever of int and int64_t it is.
+static int64_t cf_get_integer(const void *base, const cf_row_t *row)
+{
+    return row->type == CF_INT64 ? cf_get_int64(base, row) : cf_get_int(base, row);
 }
 
 // Sets key to value in a name/value list: replaces an existing key in place (a key
@@ -496,6 +812,26 @@ static void cf_kv_free(hk_kv_t *list, size_t cnt)
     free(list);
 }
 
+// The [endpoint "<name>"] entry of `canon`, added with the defaults if it is new.
+// Returns its index, or -1 when out of memory.
+static long cf_endpoint_get(hk_config_t *cfg, const char *canon, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
+        if (strcmp(cfg->endpoints[i].endpoint, canon) == 0)
+            return (long)i;
+    hk_endpoint_conf_t *grown =
+        realloc(cfg->endpoints, (cfg->endpoints_cnt + 1) * sizeof(*cfg->endpoints));
+    if (!grown)
+        return -1;
+    cfg->endpoints = grown;
+    hk_endpoint_conf_t *ep = &grown[cfg->endpoints_cnt++];
+    *ep = (hk_endpoint_conf_t){.endpoint = strdup(canon)};
+    if (!ep->endpoint ||
+        cf_set_defaults(ep, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT, errstr, errstr_size) != 0)
+        return -1;
+    return (long)(cfg->endpoints_cnt - 1);
+}
+
 // ---- the file ----
 
 typedef struct cf_parse {
@@ -504,8 +840,10 @@ typedef struct cf_parse {
     int lineno; // of the line last handed to inih
     char *line; // that line as read (getline buffer)
     size_t line_cap;
-    char *long_value;       // value of that line when it was too long for inih, else NULL
-    char prev_section[256]; // section and key of the previous handler call
+    char *long_value;             // value of that line when it was too long for inih, else NULL
+    char section[CF_SECTION_MAX]; // current section, as written between the brackets
+    long endpoint;                // its index in cfg->endpoints if it is an [endpoint "..."]
+    char prev_section[CF_SECTION_MAX]; // section and key of the previous handler call
     char prev_key[256];
     int err_line; // line of the first error; 0: none yet
     char *errstr;
@@ -537,6 +875,71 @@ static char *cf_rstrip(char *start, char *end)
     return start;
 }
 
+// `<word> "<name>"` -> name; false if section is not of that form.
+static bool cf_quoted_name(const char *section, const char *word, char *name, size_t name_size)
+{
+    size_t wlen = strlen(word);
+    if (strncmp(section, word, wlen) != 0 || strncmp(section + wlen, " \"", 2) != 0)
+        return false;
+    const char *start = section + wlen + 2;
+    size_t len = strlen(start);
+    if (len < 2 || start[len - 1] != '"' || memchr(start, '"', len - 1) || len > name_size)
+        return false;
+    memcpy(name, start, len - 1);
+    name[len - 1] = '\0';
+    return true;
+}
+
+// Whether section is `word` or starts with `word `: [tenant], [tenant acme].
+static bool cf_section_is(const char *section, const char *word)
+{
+    size_t wlen = strlen(word);
+    return strncmp(section, word, wlen) == 0 && (section[wlen] == '\0' || section[wlen] == ' ');
+}
+
+// A new section begins. An [endpoint "..."] is checked and registered here, so its
+// errors name the header line and a section without keys still counts; other
+// sections are checked at their first key.
+static void cf_on_section(cf_parse_t *ps)
+{
+    ps->endpoint = -1;
+    if (ps->err_line || !cf_section_is(ps->section, "endpoint"))
+        return;
+    char name[CF_SECTION_MAX], canon[CF_SECTION_MAX];
+    if (!cf_quoted_name(ps->section, "endpoint", name, sizeof(name))) {
+        cf_parse_fail(ps, "section [%s] must be written [endpoint \"<scheme://host:port>\"]",
+                      ps->section);
+    } else if (!cf_endpoint_canon(name, canon, sizeof(canon))) {
+        cf_parse_fail(ps, "[%s]: must be scheme://host:port, e.g. https://api.example.com:443",
+                      ps->section);
+    } else {
+        ps->endpoint = cf_endpoint_get(ps->cfg, canon, ps->errstr, ps->errstr_size);
+        if (ps->endpoint < 0)
+            cf_parse_fail(ps, "out of memory");
+    }
+}
+
+// A `[name]` line, p at its '['. After the ']' only spaces and a # or ; comment may
+// follow. A ']' inside double quotes is part of the name.
+static void cf_read_section(cf_parse_t *ps, const char *p)
+{
+    const char *start = p + 1, *end = start;
+    bool quoted = false;
+    for (; *end && *end != '\n' && *end != '\r' && (quoted || *end != ']'); end++)
+        if (*end == '"')
+            quoted = !quoted;
+    const char *rest = *end == ']' ? end + 1 + strspn(end + 1, " \t\r\n") : NULL;
+    if (!rest || (*rest != '\0' && *rest != '#' && *rest != ';')) {
+        cf_parse_fail(ps, "expected [section], key = value or a # comment");
+    } else if ((size_t)(end - start) >= sizeof(ps->section)) {
+        cf_parse_fail(ps, "section name is longer than %zu characters", sizeof(ps->section) - 1);
+    } else {
+        memcpy(ps->section, start, (size_t)(end - start));
+        ps->section[end - start] = '\0';
+        cf_on_section(ps);
+    }
+}
+
 // A line longer than inih's buffer. Comments become an empty comment; "key = value"
 // becomes "key = <mark>" with the value kept in long_value, split as inih would
 // (first '=' or ':', inline comment from " ;"). Anything else is an error.
@@ -551,7 +954,7 @@ static char *cf_shorten_line(cf_parse_t *ps, char *str, int num)
         return str;
     }
     char *sep = strpbrk(p, "=:");
-    if (*p == '[' || sep == NULL || sep - p > num / 2) {
+    if (sep == NULL || sep - p > num / 2) {
         cf_parse_fail(ps, "line is longer than %d characters and is not a key = value line",
                       num - 3);
         return NULL;
@@ -574,7 +977,8 @@ static char *cf_shorten_line(cf_parse_t *ps, char *str, int num)
 }
 
 // inih's fgets-style reader: one call per line, so the count of calls is the line
-// number of everything inih reports until the next call.
+// number of everything inih reports until the next call. Section headers are read
+// here into ps->section; inih gets an empty "[]" in their place.
 static char *cf_read_line(char *str, int num, void *stream)
 {
     cf_parse_t *ps = stream;
@@ -586,6 +990,15 @@ static char *cf_read_line(char *str, int num, void *stream)
     if (len < 0)
         return NULL;
     ps->lineno++;
+    const char *p = ps->line;
+    if (ps->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
+    p += strspn(p, " \t");
+    if (*p == '[') {
+        cf_read_section(ps, p);
+        snprintf(str, (size_t)num, "[]\n");
+        return str;
+    }
     if (len < num) {
         memcpy(str, ps->line, (size_t)len + 1);
         return str;
@@ -602,29 +1015,16 @@ static char *cf_unquote(const char *value)
     return strdup(value);
 }
 
-// `[tenant "acme"]` -> "acme" in name; false if section is not a tenant section.
-static bool cf_tenant_name(const char *section, char *name, size_t name_size)
-{
-    size_t plen = strlen(CF_TENANT_PREFIX);
-    if (strncmp(section, CF_TENANT_PREFIX, plen) != 0)
-        return false;
-    const char *start = section + plen;
-    size_t len = strlen(start);
-    if (len < 2 || start[len - 1] != '"' || memchr(start, '"', len - 1) || len > name_size)
-        return false;
-    memcpy(name, start, len - 1);
-    name[len - 1] = '\0';
-    return true;
-}
-
 static void cf_on_pair(cf_parse_t *ps, const char *section, const char *name, const char *value)
 {
     hk_config_t *cfg = ps->cfg;
-    char tenant[256];
+    char tenant[CF_SECTION_MAX];
+    char where[32];
+    snprintf(where, sizeof(where), "config line %d", ps->lineno);
 
     if (section[0] == '\0') {
         cf_parse_fail(ps, "key \"%s\" must be inside a [section]", name);
-    } else if (cf_tenant_name(section, tenant, sizeof(tenant))) {
+    } else if (cf_quoted_name(section, "tenant", tenant, sizeof(tenant))) {
         char why[256];
         if (strcmp(name, "secret") != 0)
             cf_parse_fail(ps, "unknown key \"%s\" in [%s]", name, section);
@@ -632,8 +1032,18 @@ static void cf_on_pair(cf_parse_t *ps, const char *section, const char *name, co
             cf_parse_fail(ps, "[%s] secret %s", section, why);
         else if (cf_kv_set(&cfg->tenant_secrets, &cfg->tenant_secrets_cnt, tenant, value) != 0)
             cf_parse_fail(ps, "out of memory");
-    } else if (strncmp(section, "tenant", 6) == 0 && (section[6] == '\0' || section[6] == ' ')) {
+    } else if (cf_section_is(section, "tenant")) {
         cf_parse_fail(ps, "section [%s] must be written [tenant \"<name>\"]", section);
+    } else if (ps->endpoint >= 0) {
+        // cf_on_section has checked the header and made the entry.
+        const cf_row_t *row = cf_find_in(cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT, "endpoint", name);
+        char prefix[CF_SECTION_MAX + 2];
+        snprintf(prefix, sizeof(prefix), "[%s]", section);
+        if (row == NULL)
+            cf_parse_fail(ps, "unknown key \"%s\" in [%s]", name, section);
+        else if (cf_set(&cfg->endpoints[ps->endpoint], row, prefix, value, where, ps->errstr,
+                        ps->errstr_size) != 0)
+            ps->err_line = ps->lineno;
     } else if (strcmp(section, "kafka") == 0 && strncmp(name, "rdkafka.", 8) == 0) {
         if (name[8] == '\0')
             cf_parse_fail(ps, "rdkafka. needs a librdkafka property name after it");
@@ -641,19 +1051,19 @@ static void cf_on_pair(cf_parse_t *ps, const char *section, const char *name, co
             cf_parse_fail(ps, "out of memory");
     } else {
         const cf_row_t *row = cf_find(section, name);
-        char where[32];
-        snprintf(where, sizeof(where), "config line %d", ps->lineno);
         if (row == NULL && cf_section_known(section))
             cf_parse_fail(ps, "unknown key \"%s\" in [%s]", name, section);
         else if (row == NULL)
             cf_parse_fail(ps, "unknown section [%s]", section);
-        else if (cf_set(cfg, row, value, where, ps->errstr, ps->errstr_size) != 0)
+        else if (cf_set(cfg, row, NULL, value, where, ps->errstr, ps->errstr_size) != 0)
             ps->err_line = ps->lineno;
     }
 }
 
-static int cf_on_ini_pair(void *user, const char *section, const char *name, const char *value)
+// inih's section argument is always "" (see cf_read_line); ps->section has the real one.
+static int cf_on_ini_pair(void *user, const char *ini_section, const char *name, const char *value)
 {
+    (void)ini_section;
     cf_parse_t *ps = user;
     if (ps->err_line)
         return 1; // only the first error is reported
@@ -663,8 +1073,8 @@ static int cf_on_ini_pair(void *user, const char *section, const char *name, con
     // inih passes an indented line as another value of the previous key; one key
     // silently taking the last of several lines would surprise, so refuse it.
     bool continued = (ps->line[0] == ' ' || ps->line[0] == '\t') &&
-                     strcmp(section, ps->prev_section) == 0 && strcmp(name, ps->prev_key) == 0;
-    snprintf(ps->prev_section, sizeof(ps->prev_section), "%s", section);
+                     strcmp(ps->section, ps->prev_section) == 0 && strcmp(name, ps->prev_key) == 0;
+    snprintf(ps->prev_section, sizeof(ps->prev_section), "%s", ps->section);
     snprintf(ps->prev_key, sizeof(ps->prev_key), "%s", name);
     if (continued) {
         cf_parse_fail(ps, "indented line continues \"%s\"; write each key on one unindented line",
@@ -676,14 +1086,14 @@ static int cf_on_ini_pair(void *user, const char *section, const char *name, con
     if (!v)
         cf_parse_fail(ps, "out of memory");
     else
-        cf_on_pair(ps, section, name, v);
+        cf_on_pair(ps, ps->section, name, v);
     cf_free_secret(v);
     return ps->err_line ? 0 : 1;
 }
 
 static int cf_load_file(hk_config_t *cfg, const char *path, char *errstr, size_t errstr_size)
 {
-    cf_parse_t ps = {.cfg = cfg, .errstr = errstr, .errstr_size = errstr_size};
+    cf_parse_t ps = {.cfg = cfg, .endpoint = -1, .errstr = errstr, .errstr_size = errstr_size};
     ps.fp = fopen(path, "r");
     if (!ps.fp) {
         cf_errf(errstr, errstr_size, "cannot open config file %s: %s", path, strerror(errno));
@@ -739,7 +1149,7 @@ static int cf_load_env(hk_config_t *cfg, char *const *envp, char *errstr, size_t
         const char *value = cf_env_get(envp, name);
         char where[160];
         snprintf(where, sizeof(where), "env %s", name);
-        if (value && cf_set(cfg, &cf_rows[i], value, where, errstr, errstr_size) != 0)
+        if (value && cf_set(cfg, &cf_rows[i], NULL, value, where, errstr, errstr_size) != 0)
             return -1;
     }
     return 0;
@@ -791,14 +1201,17 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
                 cfg->kafka_dlq_topic);
         return -1;
     }
-    // A job that may be as large as max_job_bytes must fit under the in-flight cap,
-    // or intake would pause forever on it.
-    if (cfg->limits_max_job_bytes > cfg->limits_max_inflight_bytes) {
-        cf_errf(errstr, errstr_size,
-                "config: limits.max_job_bytes (%lld) must not exceed limits.max_inflight_bytes "
-                "(%lld)",
-                (long long)cfg->limits_max_job_bytes, (long long)cfg->limits_max_inflight_bytes);
-        return -1;
+    for (size_t i = 0; i < sizeof(cf_order_rules) / sizeof(cf_order_rules[0]); i++) {
+        const cf_row_t *lo = cf_find_dotted(cf_order_rules[i].lo);
+        const cf_row_t *hi = cf_find_dotted(cf_order_rules[i].hi);
+        assert(lo && hi && (lo->type == CF_INT || lo->type == CF_INT64) &&
+               (hi->type == CF_INT || hi->type == CF_INT64));
+        if (cf_get_integer(cfg, lo) > cf_get_integer(cfg, hi)) {
+            cf_errf(errstr, errstr_size, "config: %s (%lld) must not exceed %s (%lld)",
+                    cf_order_rules[i].lo, (long long)cf_get_integer(cfg, lo), cf_order_rules[i].hi,
+                    (long long)cf_get_integer(cfg, hi));
+            return -1;
+        }
     }
     return 0;
 }
@@ -819,10 +1232,8 @@ hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, s
         cf_errf(errstr, errstr_size, "config: out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < CF_ROWS_CNT; i++) {
-        if (cf_set(cfg, &cf_rows[i], cf_rows[i].def, "default", errstr, errstr_size) != 0)
-            goto fail;
-    }
+    if (cf_set_defaults(cfg, cf_rows, CF_ROWS_CNT, errstr, errstr_size) != 0)
+        goto fail;
     if (path && cf_load_file(cfg, path, errstr, errstr_size) != 0)
         goto fail;
     if (cf_load_env(cfg, envp, errstr, errstr_size) != 0)
@@ -839,15 +1250,14 @@ void hk_config_destroy(hk_config_t *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < CF_ROWS_CNT; i++) {
-        const cf_row_t *row = &cf_rows[i];
-        if (row->type == CF_SECRET)
-            cf_free_secret(*cf_str(cfg, row));
-        else if (row->type == CF_STR)
-            free(*cf_str(cfg, row));
-    }
+    cf_free_fields(cfg, cf_rows, CF_ROWS_CNT);
     cf_kv_free(cfg->kafka_props, cfg->kafka_props_cnt);
     cf_kv_free(cfg->tenant_secrets, cfg->tenant_secrets_cnt);
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++) {
+        cf_free_fields(&cfg->endpoints[i], cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT);
+        free(cfg->endpoints[i].endpoint);
+    }
+    free(cfg->endpoints);
     free(cfg);
 }
 
@@ -859,6 +1269,34 @@ static void cf_dump_value(FILE *out, const char *value)
     bool quote = len == 0 || strchr(" \t\"", value[0]) || strchr(" \t\"", value[len - 1]) ||
                  strstr(value, " ;") || strstr(value, "\t;");
     fprintf(out, quote ? "\"%s\"\n" : "%s\n", value);
+}
+
+static void cf_dump_row(FILE *out, const void *base, const cf_row_t *row)
+{
+    fprintf(out, "%s = ", row->key);
+    char num[32];
+    switch (row->type) {
+    case CF_INT:
+        fprintf(out, "%d\n", cf_get_int(base, row));
+        break;
+    case CF_INT64:
+        fprintf(out, "%lld\n", (long long)cf_get_int64(base, row));
+        break;
+    case CF_DOUBLE:
+        cf_format_double(num, sizeof(num), cf_get_double(base, row));
+        fprintf(out, "%s\n", num);
+        break;
+    case CF_BOOL:
+        fprintf(out, "%s\n", cf_get_int(base, row) ? "true" : "false");
+        break;
+    case CF_SECRET:
+        cf_dump_value(out, cf_get_str(base, row)[0] != '\0' ? "<redacted>" : "");
+        break;
+    case CF_STR:
+    case CF_MS_LIST:
+        cf_dump_value(out, cf_get_str(base, row));
+        break;
+    }
 }
 
 void hk_config_dump(const hk_config_t *cfg, FILE *out)
@@ -878,20 +1316,17 @@ void hk_config_dump(const hk_config_t *cfg, FILE *out)
             section = row->section;
             fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
         }
-        fprintf(out, "%s = ", row->key);
-        if (row->type == CF_INT)
-            fprintf(out, "%d\n", cf_get_int(cfg, row));
-        else if (row->type == CF_INT64)
-            fprintf(out, "%lld\n", (long long)cf_get_int64(cfg, row));
-        else if (row->type == CF_SECRET && cf_get_str(cfg, row)[0] != '\0')
-            cf_dump_value(out, "<redacted>");
-        else
-            cf_dump_value(out, cf_get_str(cfg, row));
+        cf_dump_row(out, cfg, row);
     }
     for (size_t j = 0; j < cfg->tenant_secrets_cnt; j++) {
         const hk_kv_t *kv = &cfg->tenant_secrets[j];
         fprintf(out, "\n[tenant \"%s\"]\nsecret = ", kv->key);
         cf_dump_value(out, kv->value[0] ? "<redacted>" : "");
+    }
+    for (size_t j = 0; j < cfg->endpoints_cnt; j++) {
+        fprintf(out, "\n[endpoint \"%s\"]\n", cfg->endpoints[j].endpoint);
+        for (size_t i = 0; i < CF_ENDPOINT_ROWS_CNT; i++)
+            cf_dump_row(out, &cfg->endpoints[j], &cf_endpoint_rows[i]);
     }
 }
 
@@ -901,6 +1336,14 @@ const char *hk_config_tenant_secret(const hk_config_t *cfg, const char *tenant)
         if (strcmp(cfg->tenant_secrets[i].key, tenant) == 0)
             return cfg->tenant_secrets[i].value;
     return cfg->signing_secret;
+}
+
+const hk_endpoint_conf_t *hk_config_endpoint(const hk_config_t *cfg, const char *endpoint)
+{
+    for (size_t i = 0; endpoint && i < cfg->endpoints_cnt; i++)
+        if (strcmp(cfg->endpoints[i].endpoint, endpoint) == 0)
+            return &cfg->endpoints[i];
+    return NULL;
 }
 
 // The first key of `a` that `b` lacks or holds with another value.
@@ -917,19 +1360,37 @@ static const hk_kv_t *cf_kv_first_change(const hk_kv_t *a, size_t a_cnt, const h
     return NULL;
 }
 
+// The first non-reloadable endpoint key whose value differs between `a` and `b`; an
+// endpoint without a section has the defaults in `def`. NULL: none. With every row
+// of cf_endpoint_rows reloadable, as today, always NULL.
+static const cf_row_t *cf_endpoint_first_change(const hk_config_t *a, const hk_config_t *b,
+                                                const hk_endpoint_conf_t *def,
+                                                const char **endpoint)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const hk_config_t *x = pass ? b : a, *y = pass ? a : b;
+        for (size_t i = 0; i < x->endpoints_cnt; i++) {
+            const hk_endpoint_conf_t *ex = &x->endpoints[i];
+            const hk_endpoint_conf_t *ey = hk_config_endpoint(y, ex->endpoint);
+            for (size_t r = 0; r < CF_ENDPOINT_ROWS_CNT; r++) {
+                const cf_row_t *row = &cf_endpoint_rows[r];
+                if (row->reload == CF_NO_RELOAD && !cf_row_equal(ex, ey ? ey : def, row)) {
+                    *endpoint = ex->endpoint;
+                    return row;
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
 int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, char *errstr,
                               size_t errstr_size)
 {
     const char *tail = "cannot be changed by a reload; restart hookd to apply it";
     for (size_t i = 0; i < CF_ROWS_CNT; i++) {
         const cf_row_t *row = &cf_rows[i];
-        if (row->reload == CF_RELOAD)
-            continue;
-        bool same = row->type == CF_INT ? cf_get_int(old, row) == cf_get_int(new, row)
-                    : row->type == CF_INT64
-                        ? cf_get_int64(old, row) == cf_get_int64(new, row)
-                        : strcmp(cf_get_str(old, row), cf_get_str(new, row)) == 0;
-        if (!same) {
+        if (row->reload == CF_NO_RELOAD && !cf_row_equal(old, new, row)) {
             cf_errf(errstr, errstr_size, "%s.%s %s", row->section, row->key, tail);
             return -1;
         }
@@ -950,6 +1411,19 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
                                 old->tenant_secrets_cnt);
     if (kv) {
         cf_errf(errstr, errstr_size, "[tenant \"%s\"] secret %s", kv->key, tail);
+        return -1;
+    }
+
+    hk_endpoint_conf_t def = {0};
+    if (cf_set_defaults(&def, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT, errstr, errstr_size) != 0) {
+        cf_free_fields(&def, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT);
+        return -1;
+    }
+    const char *endpoint = NULL;
+    const cf_row_t *row = cf_endpoint_first_change(old, new, &def, &endpoint);
+    cf_free_fields(&def, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT);
+    if (row) {
+        cf_errf(errstr, errstr_size, "[endpoint \"%s\"] %s %s", endpoint, row->key, tail);
         return -1;
     }
     return 0;

@@ -17,6 +17,13 @@ typedef struct hk_kv {
     char *value;
 } hk_kv_t;
 
+// Settings of one receiver endpoint, from [endpoint "<scheme://host:port>"]. Each key
+// is one row of cf_endpoint_rows in config.c; a key left out keeps its default.
+typedef struct hk_endpoint_conf {
+    char *endpoint; // canonical: lower-case scheme and host, IPv6 as [::1], port in decimal
+    int disabled;   // 1: nothing is delivered to it, as after a 410 Gone
+} hk_endpoint_conf_t;
+
 typedef struct hk_config {
     // [kafka]
     char *kafka_brokers;       // "mock" starts an in-process mock cluster
@@ -49,6 +56,28 @@ typedef struct hk_config {
 
     // [retry]
     int retry_max_attempts;
+    char *retry_schedule;       // as written; "" = exponential backoff
+    int64_t *retry_schedule_ms; // retry_schedule parsed (hk_backoff_parse_schedule); NULL if ""
+    size_t retry_schedule_cnt;
+    int retry_base_ms;          // exponential: delay bound after the first failure
+    double retry_multiplier;    // exponential: growth per failure
+    int64_t retry_max_delay_ms; // bounds every delay, schedule and Retry-After included
+    int retry_inline_max_ms;    // delays up to this wait in memory; longer ones go to the
+                                // retry topic
+
+    // [breaker] per endpoint
+    int breaker_window;               // last calls the failure rate is taken over
+    int breaker_min_calls;            // calls in the window before the rate counts
+    double breaker_failure_rate;      // opens at this share of failures in the window
+    int breaker_consecutive_failures; // or after this many failures in a row
+    int64_t breaker_open_ms;          // first open period
+    int64_t breaker_max_open_ms;      // open periods grow up to this
+    int breaker_probes;               // half-open trial calls
+
+    // [lanes] per-endpoint concurrency limit (AIMD)
+    int lanes_initial_limit;
+    int lanes_min_limit;
+    int lanes_max_limit;
 
     // [log]
     char *log_level;    // debug, info, warn, error
@@ -59,6 +88,11 @@ typedef struct hk_config {
 
     // [admin]
     char *admin_listen; // host:port, "" = off
+    char *admin_token;  // bearer token for the admin API; "" = none (loopback only)
+
+    // [endpoint "<scheme://host:port>"] sections, in the order they first appear
+    hk_endpoint_conf_t *endpoints;
+    size_t endpoints_cnt;
 } hk_config_t;
 
 // Loads defaults, then `path` (NULL: no file), then overrides from `envp`
@@ -71,17 +105,23 @@ hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, s
 
 void hk_config_destroy(hk_config_t *cfg);
 
-// Prints the effective config as INI, every secret replaced by "<redacted>".
+// Prints the effective config as INI, every secret replaced by "<redacted>"; reading
+// the output back gives the same config.
 void hk_config_dump(const hk_config_t *cfg, FILE *out);
 
 // The signing secret(s) for `tenant`: its own if configured, else the default.
 // NULL or "" when signing is off for that tenant.
 const char *hk_config_tenant_secret(const hk_config_t *cfg, const char *tenant);
 
+// The [endpoint "..."] settings of `endpoint` (canonical scheme://host:port, as in
+// hk_endpoint_conf_t.endpoint), or NULL when it has no section: defaults apply.
+const hk_endpoint_conf_t *hk_config_endpoint(const hk_config_t *cfg, const char *endpoint);
+
 // Reload check (SIGHUP): 0 when `new` differs from `old` only in reloadable keys
-// (limits.*, log.*, retry.*, shutdown.grace_ms); -1 with a sentence naming the first
-// other key that changed, e.g. `kafka.brokers cannot be changed by a reload; restart
-// hookd to apply it`. Secrets are named, never shown.
+// (limits.*, retry.*, breaker.*, lanes.*, log.*, shutdown.grace_ms, and [endpoint]
+// sections, which may also come and go); -1 with a sentence naming the first other
+// key that changed, e.g. `kafka.brokers cannot be changed by a reload; restart hookd
+// to apply it`. Secrets are named, never shown.
 int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, char *errstr,
                               size_t errstr_size);
 

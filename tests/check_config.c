@@ -1,6 +1,6 @@
 // Unit tests of config/: defaults, the sample files, every kind of bad value with
-// its message, environment precedence, pass-through lists, the redacted dump and
-// the reload check.
+// its message, environment precedence, pass-through lists, [endpoint] sections, the
+// redacted dump and the reload check.
 #include "config/config.h"
 
 #include <check.h>
@@ -127,6 +127,26 @@ START_TEST(test_defaults_without_file)
     ck_assert_int_eq(cfg->limits_max_inflight_bytes, 268435456);
     ck_assert_int_eq(cfg->limits_max_partition_span, 20000);
     ck_assert_int_eq(cfg->retry_max_attempts, 10);
+    ck_assert_str_eq(cfg->retry_schedule, "");
+    ck_assert_ptr_null(cfg->retry_schedule_ms);
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 0);
+    ck_assert_int_eq(cfg->retry_base_ms, 1000);
+    ck_assert_double_eq(cfg->retry_multiplier, 2.0);
+    ck_assert_int_eq(cfg->retry_max_delay_ms, 3600000);
+    ck_assert_int_eq(cfg->retry_inline_max_ms, 30000);
+    ck_assert_int_eq(cfg->breaker_window, 20);
+    ck_assert_int_eq(cfg->breaker_min_calls, 10);
+    ck_assert_double_eq(cfg->breaker_failure_rate, 0.5);
+    ck_assert_int_eq(cfg->breaker_consecutive_failures, 5);
+    ck_assert_int_eq(cfg->breaker_open_ms, 30000);
+    ck_assert_int_eq(cfg->breaker_max_open_ms, 600000);
+    ck_assert_int_eq(cfg->breaker_probes, 3);
+    ck_assert_int_eq(cfg->lanes_initial_limit, 32);
+    ck_assert_int_eq(cfg->lanes_min_limit, 1);
+    ck_assert_int_eq(cfg->lanes_max_limit, 256);
+    ck_assert_ptr_null(cfg->endpoints);
+    ck_assert_uint_eq(cfg->endpoints_cnt, 0);
+    ck_assert_ptr_null(hk_config_endpoint(cfg, "https://api.example.com:443"));
     ck_assert_str_eq(cfg->log_level, "info");
     ck_assert_int_eq(cfg->log_summary_ms, 5000);
     ck_assert_int_eq(cfg->shutdown_grace_ms, 10000);
@@ -190,6 +210,9 @@ START_TEST(test_dev_conf_loads)
     ck_assert_str_eq(cfg->delivery_allow_cidrs, "127.0.0.0/8,::1/128");
     ck_assert_int_eq(strncmp(cfg->signing_secret, "whsec_", 6), 0);
     ck_assert_str_eq(hk_config_tenant_secret(cfg, "default"), cfg->signing_secret);
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 3);
+    ck_assert_int_eq(cfg->retry_schedule_ms[2], 15000);
+    ck_assert_int_eq(cfg->breaker_open_ms, 5000);
 }
 END_TEST
 
@@ -705,21 +728,21 @@ END_TEST
 
 START_TEST(test_admin_listen_must_be_host_port_or_empty)
 {
-    const char *good[] = {"0.0.0.0:9464", "[::1]:9464", "localhost:1", "\"\""};
+    const char *good[] = {"0.0.0.0:9464", "[::1]:9464", "localhost:1", "127.0.0.1:0", "\"\""};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char text[128];
         snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", good[i]);
         load_ok(text, NULL);
         reset_cfg();
     }
-    const char *bad[] = {"9464",     "localhost", "host:0", "host:70000",
-                         "::1:9464", "[::1]9464", ":9464",  "[]:9464"};
+    const char *bad[] = {"9464",     "localhost", "host:-1", "host:70000",
+                         "::1:9464", "[::1]9464", ":9464",   "[]:9464"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[128], want[256];
         snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", bad[i]);
         snprintf(want, sizeof(want),
-                 "config line 2: admin.listen must be host:port (port 1 to 65535), or empty to "
-                 "turn it off, got \"%s\"",
+                 "config line 2: admin.listen must be host:port (port 0 to 65535, 0 = any free "
+                 "port), or empty to turn it off, got \"%s\"",
                  bad[i]);
         assert_load_fails(text, NULL, want);
         reset_cfg();
@@ -809,10 +832,16 @@ START_TEST(test_reload_accepts_changes_to_reloadable_keys)
     hk_config_t *old = hk_config_load(NULL, NULL, err, sizeof(err));
     ck_assert_ptr_nonnull(old);
     load_ok("[limits]\nmax_job_bytes = 2M\nmax_inflight_jobs = 5\nmax_inflight_bytes = 1G\n"
-            "max_partition_span = 7\n[retry]\nmax_attempts = 3\n"
+            "max_partition_span = 7\n[retry]\nmax_attempts = 3\nschedule = 1s,1m\nbase_ms = 5\n"
+            "multiplier = 3.5\nmax_delay_ms = 0\ninline_max_ms = 0\n"
+            "[breaker]\nwindow = 50\nmin_calls = 50\nfailure_rate = 0.9\n"
+            "consecutive_failures = 1\nopen_ms = 1s\nmax_open_ms = 1s\nprobes = 1\n"
+            "[lanes]\ninitial_limit = 8\nmin_limit = 2\nmax_limit = 8\n"
+            "[endpoint \"https://a.example:443\"]\ndisabled = true\n"
             "[log]\nlevel = debug\nsummary_ms = 0\n[shutdown]\ngrace_ms = 1s\n",
             NULL);
     ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_config_reloadable_diff(cfg, old, err, sizeof(err)), 0);
     ck_assert_int_eq(hk_config_reloadable_diff(old, old, err, sizeof(err)), 0);
     hk_config_destroy(old);
 }
@@ -889,6 +918,505 @@ START_TEST(test_load_without_errstr_still_fails_cleanly)
 }
 END_TEST
 
+// ---- [retry], [breaker], [lanes] ----
+
+START_TEST(test_retry_schedule_is_parsed_into_delays)
+{
+    load_ok("[retry]\nschedule = 5s,30s,2m,10m,30m,1h\n", NULL);
+    ck_assert_str_eq(cfg->retry_schedule, "5s,30s,2m,10m,30m,1h");
+    const int64_t want[] = {5000, 30000, 120000, 600000, 1800000, 3600000};
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 6);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_int_eq(cfg->retry_schedule_ms[i], want[i]);
+    reset_cfg();
+
+    // Spaces around entries, no unit (ms) and days, as hk_backoff_parse_schedule takes them.
+    load_ok("[retry]\nschedule = \"250, 1s ,1d\"\n", NULL);
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 3);
+    ck_assert_int_eq(cfg->retry_schedule_ms[0], 250);
+    ck_assert_int_eq(cfg->retry_schedule_ms[1], 1000);
+    ck_assert_int_eq(cfg->retry_schedule_ms[2], 86400000);
+}
+END_TEST
+
+START_TEST(test_later_schedule_replaces_earlier_one)
+{
+    // The file's list is freed when the later line, then the environment, replace it
+    // (the sanitizer build checks nothing leaks).
+    char *envp[] = {"HOOKD_RETRY_SCHEDULE=2s", NULL};
+    load_ok("[retry]\nschedule = 1s,2s,3s\nschedule = 4s,5s\n", envp);
+    ck_assert_str_eq(cfg->retry_schedule, "2s");
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 1);
+    ck_assert_int_eq(cfg->retry_schedule_ms[0], 2000);
+    reset_cfg();
+
+    // An empty value in the environment goes back to exponential backoff.
+    char *clear[] = {"HOOKD_RETRY_SCHEDULE=", NULL};
+    load_ok("[retry]\nschedule = 1s,2s\n", clear);
+    ck_assert_str_eq(cfg->retry_schedule, "");
+    ck_assert_ptr_null(cfg->retry_schedule_ms);
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 0);
+}
+END_TEST
+
+START_TEST(test_bad_retry_schedule_names_line_and_entry)
+{
+    assert_load_fails("[kafka]\n\n[retry]\nschedule = 5s,5x\n", NULL,
+                      "config line 4: retry.schedule: entry 2 \"5x\": expected a whole number "
+                      "with an optional unit ms, s, m, h or d, such as 30s");
+    reset_cfg();
+    assert_load_fails("[retry]\nschedule = 5s,,30s\n", NULL,
+                      "config line 2: retry.schedule: entry 2 is empty: expected delays such as "
+                      "5s,30s,2m");
+    reset_cfg();
+    assert_load_fails_with("[retry]\nschedule = -5s\n", "config line 2: retry.schedule: entry 1");
+    reset_cfg();
+    assert_load_fails_with("[retry]\nschedule = 1.5s\n", "entry 1 \"1.5s\"");
+    reset_cfg();
+    assert_load_fails_with("[retry]\nschedule = 99999999999999999999d\n", "delay too large");
+    reset_cfg();
+    char *envp[] = {"HOOKD_RETRY_SCHEDULE=1s,2w", NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(err, "env HOOKD_RETRY_SCHEDULE: retry.schedule: entry 2 \"2w\": expected a "
+                          "whole number with an optional unit ms, s, m, h or d, such as 30s");
+}
+END_TEST
+
+START_TEST(test_double_keys_take_decimal_numbers)
+{
+    static const struct {
+        const char *text;
+        double want;
+    } cases[] = {
+        {"0.25", 0.25}, {"1", 1.0},     {"1.0", 1.0},   {".5", 0.5},
+        {"5e-1", 0.5},  {"1E-2", 0.01}, {"0.01", 0.01},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "[breaker]\nfailure_rate = %s\n", cases[i].text);
+        load_ok(text, NULL);
+        ck_assert_double_eq(cfg->breaker_failure_rate, cases[i].want);
+        reset_cfg();
+    }
+    load_ok("[retry]\nmultiplier = 1.5\n", NULL);
+    ck_assert_double_eq(cfg->retry_multiplier, 1.5);
+    reset_cfg();
+    load_ok("[retry]\nmultiplier = 1e+1\n", NULL);
+    ck_assert_double_eq(cfg->retry_multiplier, 10.0);
+}
+END_TEST
+
+START_TEST(test_double_junk_nan_and_inf_are_rejected)
+{
+    const char *bad[] = {"abc",  "0.5x",   "0.5.5", "1e",  "0x1p-1",   "nan",  "NaN",
+                         "-nan", "inf",    "-inf",  "INF", "infinity", "+0.5", "0,5",
+                         "5%",   "1e-400", "1e999", "-",   ".",        "\"\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[64], want[160];
+        snprintf(text, sizeof(text), "[breaker]\nfailure_rate = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 2: breaker.failure_rate must be between 0.01 and 1, got \"%s\"",
+                 strcmp(bad[i], "\"\"") == 0 ? "" : bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+    // No trimming in the environment either.
+    char *envp[] = {"HOOKD_BREAKER_FAILURE_RATE= 0.5", NULL};
+    assert_load_fails("", envp,
+                      "env HOOKD_BREAKER_FAILURE_RATE: breaker.failure_rate must be between 0.01 "
+                      "and 1, got \" 0.5\"");
+}
+END_TEST
+
+START_TEST(test_double_out_of_range_is_rejected)
+{
+    assert_load_fails("[breaker]\nfailure_rate = 0.009\n", NULL,
+                      "config line 2: breaker.failure_rate must be between 0.01 and 1, got "
+                      "\"0.009\"");
+    reset_cfg();
+    assert_load_fails_with("[breaker]\nfailure_rate = 1.0001\n", "got \"1.0001\"");
+    reset_cfg();
+    assert_load_fails_with("[breaker]\nfailure_rate = -0.5\n", "got \"-0.5\"");
+    reset_cfg();
+    assert_load_fails("[retry]\nmultiplier = 0.99\n", NULL,
+                      "config line 2: retry.multiplier must be between 1 and 10, got \"0.99\"");
+    reset_cfg();
+    assert_load_fails_with("[retry]\nmultiplier = 10.5\n", "got \"10.5\"");
+}
+END_TEST
+
+START_TEST(test_new_integer_keys_take_units_and_bounds)
+{
+    load_ok("[retry]\nbase_ms = 2s\nmax_delay_ms = 168h\ninline_max_ms = 10m\n"
+            "[breaker]\nopen_ms = 100ms\nmax_open_ms = 24h\n",
+            NULL);
+    ck_assert_int_eq(cfg->retry_base_ms, 2000);
+    ck_assert_int_eq(cfg->retry_max_delay_ms, 604800000);
+    ck_assert_int_eq(cfg->retry_inline_max_ms, 600000);
+    ck_assert_int_eq(cfg->breaker_open_ms, 100);
+    ck_assert_int_eq(cfg->breaker_max_open_ms, 86400000);
+    reset_cfg();
+
+    static const struct {
+        const char *text;
+        const char *want;
+    } bad[] = {
+        {"[retry]\nbase_ms = 0\n", "retry.base_ms must be between 1 and 3600000, got \"0\""},
+        {"[retry]\nmax_delay_ms = 169h\n",
+         "retry.max_delay_ms must be between 0 and 604800000, got \"169h\""},
+        {"[retry]\ninline_max_ms = 11m\n",
+         "retry.inline_max_ms must be between 0 and 600000, got \"11m\""},
+        {"[breaker]\nwindow = 0\n", "breaker.window must be between 1 and 1000, got \"0\""},
+        {"[breaker]\nmin_calls = 1001\n",
+         "breaker.min_calls must be between 1 and 1000, got \"1001\""},
+        {"[breaker]\nconsecutive_failures = 10001\n",
+         "breaker.consecutive_failures must be between 1 and 10000, got \"10001\""},
+        {"[breaker]\nopen_ms = 99\n", "breaker.open_ms must be between 100 and 3600000, got "
+                                      "\"99\""},
+        {"[breaker]\nmax_open_ms = 25h\n",
+         "breaker.max_open_ms must be between 100 and 86400000, got \"25h\""},
+        {"[breaker]\nprobes = 101\n", "breaker.probes must be between 1 and 100, got \"101\""},
+        {"[breaker]\nwindow = 2k\n", "breaker.window must be between 1 and 1000, got \"2k\""},
+        {"[lanes]\ninitial_limit = 4097\n",
+         "lanes.initial_limit must be between 1 and 4096, got \"4097\""},
+        {"[lanes]\nmin_limit = 0\n", "lanes.min_limit must be between 1 and 4096, got \"0\""},
+        {"[lanes]\nmax_limit = 1.5\n", "lanes.max_limit must be between 1 and 4096, got \"1.5\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[256];
+        snprintf(want, sizeof(want), "config line 2: %s", bad[i].want);
+        assert_load_fails(bad[i].text, NULL, want);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_env_overrides_retry_and_breaker_keys)
+{
+    char *envp[] = {"HOOKD_RETRY_SCHEDULE=1s, 10s", "HOOKD_BREAKER_FAILURE_RATE=0.25",
+                    "HOOKD_RETRY_INLINE_MAX_MS=1m", "HOOKD_RETRY_MULTIPLIER=3",
+                    "HOOKD_LANES_MAX_LIMIT=64",     NULL};
+    load_ok("[retry]\nschedule = 5s\ninline_max_ms = 5s\n[breaker]\nfailure_rate = 0.9\n", envp);
+    ck_assert_str_eq(cfg->retry_schedule, "1s, 10s");
+    ck_assert_uint_eq(cfg->retry_schedule_cnt, 2);
+    ck_assert_int_eq(cfg->retry_schedule_ms[0], 1000);
+    ck_assert_int_eq(cfg->retry_schedule_ms[1], 10000);
+    ck_assert_double_eq(cfg->breaker_failure_rate, 0.25);
+    ck_assert_int_eq(cfg->retry_inline_max_ms, 60000);
+    ck_assert_double_eq(cfg->retry_multiplier, 3.0);
+    ck_assert_int_eq(cfg->lanes_max_limit, 64);
+    reset_cfg();
+
+    char *bad[] = {"HOOKD_RETRY_INLINE_MAX_MS=1h", NULL};
+    assert_load_fails("", bad,
+                      "env HOOKD_RETRY_INLINE_MAX_MS: retry.inline_max_ms must be between 0 and "
+                      "600000, got \"1h\"");
+    reset_cfg();
+    char *nan[] = {"HOOKD_BREAKER_FAILURE_RATE=nan", NULL};
+    assert_load_fails("", nan,
+                      "env HOOKD_BREAKER_FAILURE_RATE: breaker.failure_rate must be between 0.01 "
+                      "and 1, got \"nan\"");
+}
+END_TEST
+
+START_TEST(test_breaker_keys_must_be_consistent)
+{
+    assert_load_fails("[breaker]\nwindow = 5\n", NULL,
+                      "config: breaker.min_calls (10) must not exceed breaker.window (5)");
+    reset_cfg();
+    assert_load_fails("[breaker]\nopen_ms = 11m\n", NULL,
+                      "config: breaker.open_ms (660000) must not exceed breaker.max_open_ms "
+                      "(600000)");
+    reset_cfg();
+    // The environment can break a rule the file keeps.
+    char *envp[] = {"HOOKD_BREAKER_MAX_OPEN_MS=1s", NULL};
+    assert_load_fails("[breaker]\nopen_ms = 1s\nmax_open_ms = 1m\n[breaker]\nopen_ms = 2s\n", envp,
+                      "config: breaker.open_ms (2000) must not exceed breaker.max_open_ms (1000)");
+    reset_cfg();
+    load_ok("[breaker]\nwindow = 7\nmin_calls = 7\nopen_ms = 1s\nmax_open_ms = 1s\n", NULL);
+}
+END_TEST
+
+START_TEST(test_lane_limits_must_be_ordered)
+{
+    assert_load_fails("[lanes]\nmin_limit = 64\n", NULL,
+                      "config: lanes.min_limit (64) must not exceed lanes.initial_limit (32)");
+    reset_cfg();
+    assert_load_fails("[lanes]\ninitial_limit = 300\n", NULL,
+                      "config: lanes.initial_limit (300) must not exceed lanes.max_limit (256)");
+    reset_cfg();
+    assert_load_fails("[lanes]\nmax_limit = 16\n", NULL,
+                      "config: lanes.initial_limit (32) must not exceed lanes.max_limit (16)");
+    reset_cfg();
+    load_ok("[lanes]\ninitial_limit = 4\nmin_limit = 4\nmax_limit = 4\n", NULL);
+    ck_assert_int_eq(cfg->lanes_initial_limit, 4);
+}
+END_TEST
+
+// ---- [endpoint "..."] ----
+
+START_TEST(test_endpoint_sections_are_read)
+{
+    load_ok("[endpoint \"https://api.example.com:443\"]\ndisabled = true\n"
+            "[delivery]\nthreads = 3\n"
+            "[endpoint \"http://10.1.2.3:8080\"]\n"
+            "[endpoint \"http://[::1]:9000\"]\ndisabled = no\n"
+            "[endpoint \"https://api.example.com:443\"] # the same one again\ndisabled = off\n"
+            "disabled = on\n",
+            NULL);
+    ck_assert_int_eq(cfg->delivery_threads, 3);
+    ck_assert_uint_eq(cfg->endpoints_cnt, 3);
+    ck_assert_str_eq(cfg->endpoints[0].endpoint, "https://api.example.com:443");
+    ck_assert_int_eq(cfg->endpoints[0].disabled, 1); // the last value wins
+    ck_assert_str_eq(cfg->endpoints[1].endpoint, "http://10.1.2.3:8080");
+    ck_assert_int_eq(cfg->endpoints[1].disabled, 0); // no keys: the defaults
+    ck_assert_str_eq(cfg->endpoints[2].endpoint, "http://[::1]:9000");
+    ck_assert_int_eq(cfg->endpoints[2].disabled, 0);
+
+    const hk_endpoint_conf_t *ep = hk_config_endpoint(cfg, "https://api.example.com:443");
+    ck_assert_ptr_eq(ep, &cfg->endpoints[0]);
+    ck_assert_ptr_eq(hk_config_endpoint(cfg, "http://[::1]:9000"), &cfg->endpoints[2]);
+    ck_assert_ptr_null(hk_config_endpoint(cfg, "https://api.example.com:8443"));
+    ck_assert_ptr_null(hk_config_endpoint(cfg, NULL));
+}
+END_TEST
+
+START_TEST(test_endpoint_names_are_canonical)
+{
+    load_ok("[endpoint \"HTTPS://API.Example.COM:0443\"]\ndisabled = 1\n"
+            "[endpoint \"https://api.example.com:443\"]\n"
+            "[endpoint \"http://[2001:DB8:0:0:0:0:0:10]:8080\"]\n"
+            "[endpoint \"http://[2001:db8::10]:8080\"]\n"
+            "[endpoint \"https://hooks.a-rather-long-customer-name.example.com:8443\"]\n",
+            NULL);
+    ck_assert_uint_eq(cfg->endpoints_cnt, 3);
+    ck_assert_str_eq(cfg->endpoints[0].endpoint, "https://api.example.com:443");
+    ck_assert_int_eq(cfg->endpoints[0].disabled, 1);
+    ck_assert_str_eq(cfg->endpoints[1].endpoint, "http://[2001:db8::10]:8080");
+    // Longer than the 49 characters inih keeps of a section name.
+    ck_assert_str_eq(cfg->endpoints[2].endpoint,
+                     "https://hooks.a-rather-long-customer-name.example.com:8443");
+}
+END_TEST
+
+START_TEST(test_bad_endpoint_names_are_rejected)
+{
+    const char *bad[] = {
+        "x",
+        "api.example.com:443",
+        "https://api.example.com",
+        "https://api.example.com:",
+        "https://api.example.com:0",
+        "https://api.example.com:65536",
+        "https://api.example.com:443/",
+        "https://api.example.com:443/hooks",
+        "https://api.example.com:443?x=1",
+        "https://api.example.com:https",
+        "https://api.example.com:+443",
+        "https://api.example.com:000443",
+        "ftp://api.example.com:21",
+        "https//api.example.com:443",
+        "https://:443",
+        "https://user@api.example.com:443",
+        "https://api_example.com:443",
+        "https://.example.com:443",
+        "https://-example.com:443",
+        "https://api.example.com :443",
+        "https://::1:443",
+        "https://[::1:443",
+        "https://[::g]:443",
+        "https://[]:443",
+        "https://[::1]443",
+        "https://[fe80::1%eth0]:443",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256], want[512];
+        snprintf(text, sizeof(text), "[kafka]\n[endpoint \"%s\"]\ndisabled = true\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 2: [endpoint \"%s\"]: must be scheme://host:port, e.g. "
+                 "https://api.example.com:443",
+                 bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+    // Checked at the header, with or without keys after it.
+    assert_load_fails("[endpoint \"x\"]\n", NULL,
+                      "config line 1: [endpoint \"x\"]: must be scheme://host:port, e.g. "
+                      "https://api.example.com:443");
+}
+END_TEST
+
+START_TEST(test_endpoint_section_must_be_quoted)
+{
+    assert_load_fails("[endpoint]\ndisabled = true\n", NULL,
+                      "config line 1: section [endpoint] must be written [endpoint "
+                      "\"<scheme://host:port>\"]");
+    reset_cfg();
+    assert_load_fails("[endpoint https://a.example:443]\n", NULL,
+                      "config line 1: section [endpoint https://a.example:443] must be written "
+                      "[endpoint \"<scheme://host:port>\"]");
+    reset_cfg();
+    assert_load_fails_with("[endpoint \"https://a.example:443\" \"x\"]\n", "must be written");
+    reset_cfg();
+    assert_load_fails_with("[endpoint \"\"]\n", "must be written");
+    reset_cfg();
+    assert_load_fails("[endpoints]\ndisabled = true\n", NULL,
+                      "config line 2: unknown section [endpoints]");
+}
+END_TEST
+
+START_TEST(test_endpoint_disabled_takes_boolean_words)
+{
+    static const struct {
+        const char *word;
+        int want;
+    } cases[] = {
+        {"true", 1},  {"TRUE", 1},  {"yes", 1}, {"On", 1},  {"1", 1}, {"\"yes\"", 1},
+        {"false", 0}, {"False", 0}, {"no", 0},  {"OFF", 0}, {"0", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "[endpoint \"https://a.example:443\"]\ndisabled = %s\n",
+                 cases[i].word);
+        load_ok(text, NULL);
+        ck_assert_msg(cfg->endpoints[0].disabled == cases[i].want, "%s", cases[i].word);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_bad_endpoint_disabled_is_rejected)
+{
+    const char *bad[] = {"maybe", "2", "y", "n", "truee", "enabled", "\"\"", "-1", "t"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128], want[256];
+        snprintf(text, sizeof(text), "# x\n[endpoint \"https://a.example:443\"]\ndisabled = %s\n",
+                 bad[i]);
+        snprintf(want, sizeof(want),
+                 "config line 3: [endpoint \"https://a.example:443\"] disabled must be true or "
+                 "false (or yes/no, on/off, 1/0), got \"%s\"",
+                 strcmp(bad[i], "\"\"") == 0 ? "" : bad[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+    }
+}
+END_TEST
+
+START_TEST(test_unknown_endpoint_key_is_rejected)
+{
+    assert_load_fails(
+        "[endpoint \"https://a.example:443\"]\ndisabled = true\nrate = 5\n", NULL,
+        "config line 3: unknown key \"rate\" in [endpoint \"https://a.example:443\"]");
+}
+END_TEST
+
+START_TEST(test_section_headers_are_read_whole)
+{
+    // Longer than inih keeps (49 characters), and longer than its 200-byte line.
+    char name[300], text[512];
+    memset(name, 'a', 250);
+    name[250] = '\0';
+    snprintf(text, sizeof(text), "[tenant \"%s\"]\nsecret = " SECRET_ACME "\n", name);
+    load_ok(text, NULL);
+    ck_assert_uint_eq(cfg->tenant_secrets_cnt, 1);
+    ck_assert_str_eq(cfg->tenant_secrets[0].key, name);
+    ck_assert_str_eq(hk_config_tenant_secret(cfg, name), SECRET_ACME);
+    reset_cfg();
+
+    // Comments after the header, indentation and CRLF are fine.
+    load_ok("  [delivery] ; threads\r\nthreads = 5\r\n[log]\t# level\nlevel = warn\n", NULL);
+    ck_assert_int_eq(cfg->delivery_threads, 5);
+    ck_assert_str_eq(cfg->log_level, "warn");
+    reset_cfg();
+
+    // Anything else after the ']' is refused rather than ignored.
+    assert_load_fails("[delivery]\nthreads = 5\n[log] level = warn\n", NULL,
+                      "config line 3: expected [section], key = value or a # comment");
+    reset_cfg();
+    assert_load_fails("[endpoint \"https://[::1]:443]\ndisabled = true\n", NULL,
+                      "config line 1: expected [section], key = value or a # comment");
+    reset_cfg();
+    char huge[700] = "[tenant \"";
+    memset(huge + 9, 'a', 600);
+    strcpy(huge + 609, "\"]\nsecret = \"\"\n");
+    assert_load_fails(huge, NULL, "config line 1: section name is longer than 511 characters");
+}
+END_TEST
+
+START_TEST(test_dump_shows_new_keys_and_endpoints)
+{
+    load_ok("[retry]\nschedule = 5s, 30s,2m\nmultiplier = 1.5\n"
+            "[breaker]\nfailure_rate = 0.125\n"
+            "[endpoint \"https://api.example.com:443\"]\ndisabled = yes\n"
+            "[endpoint \"http://[::1]:8080\"]\n",
+            NULL);
+    char *out = dump_str(cfg);
+    const char *want[] = {
+        "[retry]\nmax_attempts = 10\nschedule = 5s, 30s,2m\nbase_ms = 1000\nmultiplier = 1.5\n"
+        "max_delay_ms = 3600000\ninline_max_ms = 30000\n\n",
+        "[breaker]\nwindow = 20\nmin_calls = 10\nfailure_rate = 0.125\n"
+        "consecutive_failures = 5\nopen_ms = 30000\nmax_open_ms = 600000\nprobes = 3\n\n",
+        "[lanes]\ninitial_limit = 32\nmin_limit = 1\nmax_limit = 256\n\n",
+        "\n[endpoint \"https://api.example.com:443\"]\ndisabled = true\n"
+        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ck_assert_msg(strstr(out, want[i]) != NULL, "dump lacks:\n%s\ndump:\n%s", want[i], out);
+    free(out);
+    reset_cfg();
+
+    load_ok("", NULL);
+    out = dump_str(cfg);
+    ck_assert_ptr_nonnull(strstr(out, "schedule = \"\"\n"));
+    ck_assert_ptr_nonnull(strstr(out, "multiplier = 2\n"));
+    ck_assert_ptr_nonnull(strstr(out, "failure_rate = 0.5\n"));
+    ck_assert_ptr_null(strstr(out, "[endpoint"));
+    free(out);
+}
+END_TEST
+
+START_TEST(test_dump_round_trips_doubles_and_endpoints)
+{
+    load_ok("[retry]\nschedule = 1s,1h\nmultiplier = 1.23456789\n"
+            "[breaker]\nfailure_rate = 0.3333333333333333\n"
+            "[endpoint \"HTTPS://A.example:443\"]\ndisabled = on\n",
+            NULL);
+    char *first = dump_str(cfg);
+    hk_config_t *again = hk_config_load(write_conf(first), NULL, err, sizeof(err));
+    ck_assert_msg(again != NULL, "%s\n%s", err, first);
+    char *second = dump_str(again);
+    ck_assert_str_eq(second, first);
+    ck_assert_double_eq(again->retry_multiplier, 1.23456789);
+    ck_assert_double_eq(again->breaker_failure_rate, 0.3333333333333333);
+    ck_assert_uint_eq(again->retry_schedule_cnt, 2);
+    ck_assert_int_eq(again->retry_schedule_ms[1], 3600000);
+    ck_assert_uint_eq(again->endpoints_cnt, 1);
+    ck_assert_str_eq(again->endpoints[0].endpoint, "https://a.example:443");
+    ck_assert_int_eq(again->endpoints[0].disabled, 1);
+    free(second);
+    free(first);
+    hk_config_destroy(again);
+}
+END_TEST
+
+START_TEST(test_reload_accepts_endpoint_changes)
+{
+    hk_config_t *old =
+        hk_config_load(write_conf("[endpoint \"https://a.example:443\"]\ndisabled = false\n"
+                                  "[endpoint \"https://b.example:443\"]\ndisabled = true\n"),
+                       NULL, err, sizeof(err));
+    ck_assert_msg(old != NULL, "%s", err);
+    // a flips, b goes away, c is new.
+    load_ok("[endpoint \"https://a.example:443\"]\ndisabled = true\n"
+            "[endpoint \"https://c.example:443\"]\ndisabled = true\n",
+            NULL);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_config_reloadable_diff(cfg, old, err, sizeof(err)), 0);
+    hk_config_destroy(old);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -949,6 +1477,28 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_topic_names_are_rejected);
     tcase_add_test(tc, test_topics_must_differ);
     tcase_add_test(tc, test_job_bytes_must_fit_inflight_bytes);
+
+    tcase_add_test(tc, test_retry_schedule_is_parsed_into_delays);
+    tcase_add_test(tc, test_later_schedule_replaces_earlier_one);
+    tcase_add_test(tc, test_bad_retry_schedule_names_line_and_entry);
+    tcase_add_test(tc, test_double_keys_take_decimal_numbers);
+    tcase_add_test(tc, test_double_junk_nan_and_inf_are_rejected);
+    tcase_add_test(tc, test_double_out_of_range_is_rejected);
+    tcase_add_test(tc, test_new_integer_keys_take_units_and_bounds);
+    tcase_add_test(tc, test_env_overrides_retry_and_breaker_keys);
+    tcase_add_test(tc, test_breaker_keys_must_be_consistent);
+    tcase_add_test(tc, test_lane_limits_must_be_ordered);
+    tcase_add_test(tc, test_endpoint_sections_are_read);
+    tcase_add_test(tc, test_endpoint_names_are_canonical);
+    tcase_add_test(tc, test_bad_endpoint_names_are_rejected);
+    tcase_add_test(tc, test_endpoint_section_must_be_quoted);
+    tcase_add_test(tc, test_endpoint_disabled_takes_boolean_words);
+    tcase_add_test(tc, test_bad_endpoint_disabled_is_rejected);
+    tcase_add_test(tc, test_unknown_endpoint_key_is_rejected);
+    tcase_add_test(tc, test_section_headers_are_read_whole);
+    tcase_add_test(tc, test_dump_shows_new_keys_and_endpoints);
+    tcase_add_test(tc, test_dump_round_trips_doubles_and_endpoints);
+    tcase_add_test(tc, test_reload_accepts_endpoint_changes);
 
     tcase_add_test(tc, test_dump_redacts_secrets);
     tcase_add_test(tc, test_dump_reads_back_as_the_same_config);
