@@ -268,6 +268,14 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
         plan->status = 0;
     } else if (sink_path_is(url, "/flap", &rest)) {
         plan->status = atomic_fetch_add(&sink->flap, 1) % 2 == 0 ? 500 : 200;
+    } else if (sink_path_is(url, "/down-until", &rest)) {
+        // An outage with a known end: 503 until <unix ms>, then 200.
+        char *end;
+        long long until = strtoll(rest, &end, 10);
+        if (end == rest || (*end != '\0' && *end != '/'))
+            plan->status = 400;
+        else
+            plan->status = sink_wall_ms() < until ? 503 : 200;
     } else if (sink_path_is(url, "/retry-after", &rest)) {
         const char *end = strchr(rest, '/');
         size_t len = end ? (size_t)(end - rest) : strlen(rest);

@@ -9,6 +9,7 @@
 //   /slow/<ms>          200 after <ms> milliseconds
 //   /hang               never answers (until the sink stops or the client leaves)
 //   /flap               alternates 500, 200, 500, ... (per sink)
+//   /down-until/<ms>    503 until the wall clock passes <ms> (ms since epoch), then 200
 //   /retry-after/<s>    429 with "Retry-After: <s>"
 // A mode matches its path and anything below it (/ok/x, /status/503/x). Malformed
 // numbers (/status/99, /slow/abc) answer 400; bodies over 8 MiB answer 413.
