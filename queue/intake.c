@@ -21,13 +21,23 @@
 #define REVOKE_WAIT_MAX_MS 5000
 
 typedef struct part {
-    hk_offsets_t *ot; // NULL when not assigned to us
-    uint64_t gen;     // generation of the current assignment
-    int64_t stored;   // last offset handed to rd_kafka_offsets_store
-    int dirty;        // finished offsets since the last store
-    int span_over;    // span past limits.max_partition_span (hysteresis at 80%)
-    int paused;       // paused at the broker (by us)
+    hk_offsets_t *ot;   // NULL when not assigned to us
+    uint64_t gen;       // generation of the current assignment
+    int64_t stored;     // last offset handed to rd_kafka_offsets_store
+    int dirty;          // finished offsets since the last store
+    int span_over;      // span past limits.max_partition_span (hysteresis at 80%)
+    int paused;         // paused at the broker (by us)
+    int64_t held_until; // retry topic: head not due before this (monotonic ms), 0 = not held
 } part_t;
+
+// The two topics intake consumes: jobs, and hookd's own retry topic.
+enum { T_JOBS = 0, T_RETRY = 1, T_CNT = 2 };
+
+typedef struct topic_parts {
+    const char *name;
+    part_t *parts;
+    int cnt;
+} topic_parts_t;
 
 struct hk_intake_s {
     const hk_config_t *in_cfg;
@@ -35,8 +45,7 @@ struct hk_intake_s {
     hk_dispatch_t *in_dispatch;
     hk_producer_t *in_producer;
 
-    part_t *in_parts;
-    int in_parts_cnt;
+    topic_parts_t in_topics[T_CNT];
     uint64_t in_gen_seq;
     int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
     int in_fc_dirty; // pause state may need to change
@@ -44,6 +53,7 @@ struct hk_intake_s {
     int64_t in_last_store_ms;
 
     atomic_int in_stop;
+    atomic_int in_assigned; // partitions assigned (both topics)
     atomic_long in_inflight;
 
     pthread_mutex_t in_lock; // guards the done list
@@ -63,20 +73,30 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static part_t *part_get(hk_intake_t *in, int32_t partition)
+static int topic_index(hk_intake_t *in, const char *topic)
 {
-    if (partition < 0)
+    for (int t = 0; t < T_CNT; t++)
+        if (strcmp(in->in_topics[t].name, topic) == 0)
+            return t;
+    return -1;
+}
+
+static part_t *part_get(hk_intake_t *in, const char *topic, int32_t partition)
+{
+    int t = topic_index(in, topic);
+    if (t < 0 || partition < 0)
         return NULL;
-    if (partition >= in->in_parts_cnt) {
+    topic_parts_t *tp = &in->in_topics[t];
+    if (partition >= tp->cnt) {
         int cnt = partition + 1;
-        part_t *parts = realloc(in->in_parts, (size_t)cnt * sizeof(*parts));
+        part_t *parts = realloc(tp->parts, (size_t)cnt * sizeof(*parts));
         if (!parts)
             return NULL;
-        memset(parts + in->in_parts_cnt, 0, (size_t)(cnt - in->in_parts_cnt) * sizeof(*parts));
-        in->in_parts = parts;
-        in->in_parts_cnt = cnt;
+        memset(parts + tp->cnt, 0, (size_t)(cnt - tp->cnt) * sizeof(*parts));
+        tp->parts = parts;
+        tp->cnt = cnt;
     }
-    return &in->in_parts[partition];
+    return &tp->parts[partition];
 }
 
 // A task leaves the pipeline: forget its memory.
@@ -118,7 +138,9 @@ static void drain_done(hk_intake_t *in)
     while (list) {
         hk_task_t *task = list;
         list = task->next;
-        if (task->outcome == HK_OUTCOME_DELIVERED) {
+        if (task->to_retry_topic) {
+            hk_metric_add(retried_via_topic, 1);
+        } else if (task->outcome == HK_OUTCOME_DELIVERED) {
             hk_metric_add(delivered, 1);
         } else {
             hk_metric_add(dead_lettered, 1);
@@ -128,7 +150,7 @@ static void drain_done(hk_intake_t *in)
                    task->error, "http_status", task->http_status, "attempts", task->attempts,
                    "partition", (int)task->partition, "offset", (json_int_t)task->offset);
         }
-        part_t *p = part_get(in, task->partition);
+        part_t *p = part_get(in, task->topic, task->partition);
         if (p && p->ot && p->gen == task->generation) {
             if (hk_offsets_finish(p->ot, task->offset) == 0) {
                 p->dirty = 1;
@@ -144,18 +166,21 @@ static void drain_done(hk_intake_t *in)
 static void store_offsets(hk_intake_t *in)
 {
     rd_kafka_topic_partition_list_t *list = NULL;
-    for (int i = 0; i < in->in_parts_cnt; i++) {
-        part_t *p = &in->in_parts[i];
-        if (!p->ot || !p->dirty)
-            continue;
-        p->dirty = 0;
-        int64_t c = hk_offsets_committable(p->ot);
-        if (c <= p->stored)
-            continue;
-        if (!list)
-            list = rd_kafka_topic_partition_list_new(8);
-        rd_kafka_topic_partition_list_add(list, in->in_cfg->kafka_topic, i)->offset = c;
-        p->stored = c;
+    for (int t = 0; t < T_CNT; t++) {
+        topic_parts_t *tp = &in->in_topics[t];
+        for (int i = 0; i < tp->cnt; i++) {
+            part_t *p = &tp->parts[i];
+            if (!p->ot || !p->dirty)
+                continue;
+            p->dirty = 0;
+            int64_t c = hk_offsets_committable(p->ot);
+            if (c <= p->stored)
+                continue;
+            if (!list)
+                list = rd_kafka_topic_partition_list_new(8);
+            rd_kafka_topic_partition_list_add(list, tp->name, i)->offset = c;
+            p->stored = c;
+        }
     }
     if (!list)
         return;
@@ -186,18 +211,22 @@ static void apply_pause(hk_intake_t *in)
 
     rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(4);
     rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(4);
-    for (int i = 0; i < in->in_parts_cnt; i++) {
-        part_t *p = &in->in_parts[i];
-        if (!p->ot)
-            continue;
-        int want = in->in_over || p->span_over || atomic_load(&in->in_stop);
-        if (want == p->paused)
-            continue;
-        p->paused = want;
-        rd_kafka_topic_partition_list_add(want ? pause : resume, in->in_cfg->kafka_topic, i);
-        if (p->span_over && !in->in_over)
-            hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed", "{s:i,s:i}",
-                   "partition", i, "span", (int)hk_offsets_span(p->ot));
+    for (int t = 0; t < T_CNT; t++) {
+        topic_parts_t *tp = &in->in_topics[t];
+        for (int i = 0; i < tp->cnt; i++) {
+            part_t *p = &tp->parts[i];
+            if (!p->ot)
+                continue;
+            int want = in->in_over || p->span_over || p->held_until || atomic_load(&in->in_stop);
+            if (want == p->paused)
+                continue;
+            p->paused = want;
+            rd_kafka_topic_partition_list_add(want ? pause : resume, tp->name, i);
+            if (p->span_over && !in->in_over)
+                hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed",
+                       "{s:s,s:i,s:i}", "topic", tp->name, "partition", i, "span",
+                       (int)hk_offsets_span(p->ot));
+        }
     }
     if (pause->cnt)
         rd_kafka_pause_partitions(in->in_rk, pause);
@@ -210,9 +239,11 @@ static void apply_pause(hk_intake_t *in)
 static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 {
     for (int i = 0; i < parts->cnt; i++) {
-        part_t *p = part_get(in, parts->elems[i].partition);
+        part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p)
             continue;
+        if (!p->ot)
+            atomic_fetch_add(&in->in_assigned, 1);
         hk_offsets_destroy(p->ot);
         *p = (part_t){.ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1};
     }
@@ -223,7 +254,7 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 {
     long n = 0;
     for (int i = 0; i < parts->cnt; i++) {
-        part_t *p = part_get(in, parts->elems[i].partition);
+        part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (p && p->ot)
             n += (long)hk_offsets_unfinished(p->ot);
     }
@@ -235,7 +266,8 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
 {
     for (int i = 0; i < parts->cnt; i++) {
-        hk_task_t *list = hk_dispatch_remove_partition(in->in_dispatch, parts->elems[i].partition);
+        hk_task_t *list = hk_dispatch_remove_partition(in->in_dispatch, parts->elems[i].topic,
+                                                       parts->elems[i].partition);
         while (list) {
             hk_task_t *task = list;
             list = task->next;
@@ -256,18 +288,20 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
 
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
-        part_t *p = part_get(in, parts->elems[i].partition);
+        part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p || !p->ot)
             continue;
         int64_t c = hk_offsets_committable(p->ot);
         if (c >= 0 && c > p->stored)
-            rd_kafka_topic_partition_list_add(commit, in->in_cfg->kafka_topic,
+            rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic,
                                               parts->elems[i].partition)
                 ->offset = c;
-        hk_log(HK_LOG_INFO, "partition_revoked", "{s:i,s:I,s:i,s:b}", "partition",
-               parts->elems[i].partition, "committed", (json_int_t)(c > p->stored ? c : p->stored),
-               "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
+        hk_log(HK_LOG_INFO, "partition_revoked", "{s:s,s:i,s:I,s:i,s:b}", "topic",
+               parts->elems[i].topic, "partition", parts->elems[i].partition, "committed",
+               (json_int_t)(c > p->stored ? c : p->stored), "abandoned",
+               (int)hk_offsets_unfinished(p->ot), "lost", lost);
         hk_offsets_destroy(p->ot);
+        atomic_fetch_sub(&in->in_assigned, 1);
         *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1};
     }
     if (!lost && commit->cnt) {
@@ -379,17 +413,72 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
     }
     rd_kafka_poll_set_consumer(in->in_rk);
 
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    in->in_topics[T_JOBS].name = cfg->kafka_topic;
+    in->in_topics[T_RETRY].name = cfg->kafka_retry_topic;
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(topics, cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, cfg->kafka_retry_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(in->in_rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) {
-        snprintf(errstr, errstr_size, "kafka subscribe %s: %s", cfg->kafka_topic,
-                 rd_kafka_err2str(err));
+        snprintf(errstr, errstr_size, "kafka subscribe %s, %s: %s", cfg->kafka_topic,
+                 cfg->kafka_retry_topic, rd_kafka_err2str(err));
         hk_intake_destroy(in);
         return NULL;
     }
     return in;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// A header's value as a NUL-terminated string in buf; "" when absent.
+static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t size)
+{
+    const void *val;
+    size_t len;
+    buf[0] = '\0';
+    if (hdrs && rd_kafka_header_get_last(hdrs, name, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        val) {
+        if (len >= size)
+            len = size - 1;
+        memcpy(buf, val, len);
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+static long long header_ll(rd_kafka_headers_t *hdrs, const char *name, long long dflt)
+{
+    char buf[32], *end;
+    header(hdrs, name, buf, sizeof(buf));
+    long long v = strtoll(buf, &end, 10);
+    return buf[0] && *end == '\0' ? v : dflt;
+}
+
+// A record from the retry topic: restores where the job came from and its attempt
+// state. Returns the monotonic time it is due (0 = now).
+static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(msg, &hdrs);
+    char buf[256];
+    if (*header(hdrs, "hookd-original-topic", buf, sizeof(buf))) {
+        snprintf(task->origin_topic, sizeof(task->origin_topic), "%s", buf);
+        task->origin_partition = (int32_t)header_ll(hdrs, "hookd-original-partition", 0);
+        task->origin_offset = header_ll(hdrs, "hookd-original-offset", 0);
+    }
+    task->attempts = (int)header_ll(hdrs, "hookd-attempt", 0);
+    task->first_attempt_ms = header_ll(hdrs, "hookd-first-attempt-at", 0);
+    snprintf(task->error, sizeof(task->error), "%s",
+             header(hdrs, "hookd-last-error", buf, sizeof(buf)));
+    int64_t due_wall = header_ll(hdrs, "hookd-due-at", 0);
+    int64_t wait = due_wall - wall_ms();
+    return wait > 0 ? mono_ms() + wait : 0;
 }
 
 static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
@@ -399,28 +488,42 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
             hk_log(HK_LOG_WARN, "consume_error", "{s:s}", "error", rd_kafka_message_errstr(msg));
         return;
     }
-    part_t *p = part_get(in, msg->partition);
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    int ti = topic_index(in, topic);
+    part_t *p = part_get(in, topic, msg->partition);
     if (!p || !p->ot) {
         // Not (or no longer) ours: leave it uncommitted for the owner.
-        hk_log(HK_LOG_WARN, "message_unassigned", "{s:i,s:I}", "partition", (int)msg->partition,
-               "offset", (json_int_t)msg->offset);
+        hk_log(HK_LOG_WARN, "message_unassigned", "{s:s,s:i,s:I}", "topic", topic, "partition",
+               (int)msg->partition, "offset", (json_int_t)msg->offset);
         return;
     }
     const hk_config_t *cfg = in->in_cfg;
-    hk_task_t *task = hk_task_new(cfg->kafka_topic, msg->partition, msg->offset, p->gen, msg->key,
-                                  msg->key_len, msg->payload, msg->len);
+    hk_task_t *task = hk_task_new(in->in_topics[ti].name, msg->partition, msg->offset, p->gen,
+                                  msg->key, msg->key_len, msg->payload, msg->len);
     if (!task || hk_offsets_add(p->ot, msg->offset) != 0) {
-        hk_log(HK_LOG_ERROR, "message_not_tracked", "{s:i,s:I,s:s}", "partition",
-               (int)msg->partition, "offset", (json_int_t)msg->offset, "error",
+        hk_log(HK_LOG_ERROR, "message_not_tracked", "{s:s,s:i,s:I,s:s}", "topic", topic,
+               "partition", (int)msg->partition, "offset", (json_int_t)msg->offset, "error",
                task ? "offset not increasing" : "out of memory");
         hk_task_destroy(task);
         return;
     }
-    hk_metric_add(consumed, 1);
+    int64_t due = 0;
+    if (ti == T_RETRY) {
+        due = restore_retry(task, msg);
+        if (due) {
+            // Hold the partition on its head until it is due; records behind it
+            // were produced for a similar delay (see producer.c), so wait too.
+            p->held_until = due;
+            in->in_fc_dirty = 1;
+        }
+    } else {
+        hk_metric_add(consumed, 1);
+    }
 
-    hk_job_src_t src = {.topic = cfg->kafka_topic,
-                        .partition = msg->partition,
-                        .offset = msg->offset,
+    // A derived id comes from the origin, so it is the same on every retry.
+    hk_job_src_t src = {.topic = task->origin_topic,
+                        .partition = task->origin_partition,
+                        .offset = task->origin_offset,
                         .key = msg->key,
                         .key_len = msg->key_len};
     hk_job_defaults_t defs = {.max_attempts = cfg->retry_max_attempts,
@@ -447,7 +550,22 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
         hk_producer_dead_letter(in->in_producer, task);
         return;
     }
-    hk_dispatch_submit(in->in_dispatch, task);
+    if (due)
+        hk_dispatch_defer(in->in_dispatch, task, due);
+    else
+        hk_dispatch_submit(in->in_dispatch, task);
+}
+
+// Releases retry partitions whose held head is due.
+static void release_held(hk_intake_t *in, int64_t now)
+{
+    topic_parts_t *tp = &in->in_topics[T_RETRY];
+    for (int i = 0; i < tp->cnt; i++) {
+        if (tp->parts[i].held_until && tp->parts[i].held_until <= now) {
+            tp->parts[i].held_until = 0;
+            in->in_fc_dirty = 1;
+        }
+    }
 }
 
 void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
@@ -460,8 +578,9 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             rd_kafka_message_destroy(msg);
         }
         drain_done(in);
-        apply_pause(in);
         int64_t now = mono_ms();
+        release_held(in, now);
+        apply_pause(in);
         if (now - in->in_last_store_ms >= STORE_INTERVAL_MS) {
             store_offsets(in);
             in->in_last_store_ms = now;
@@ -497,6 +616,11 @@ void hk_intake_stop(hk_intake_t *in)
     atomic_store(&in->in_stop, 1);
 }
 
+int hk_intake_assigned(hk_intake_t *in)
+{
+    return atomic_load(&in->in_assigned);
+}
+
 long hk_intake_inflight(hk_intake_t *in)
 {
     return atomic_load(&in->in_inflight);
@@ -509,9 +633,11 @@ void hk_intake_destroy(hk_intake_t *in)
     if (in->in_rk)
         rd_kafka_destroy(in->in_rk);
     drain_done(in);
-    for (int i = 0; i < in->in_parts_cnt; i++)
-        hk_offsets_destroy(in->in_parts[i].ot);
-    free(in->in_parts);
+    for (int t = 0; t < T_CNT; t++) {
+        for (int i = 0; i < in->in_topics[t].cnt; i++)
+            hk_offsets_destroy(in->in_topics[t].parts[i].ot);
+        free(in->in_topics[t].parts);
+    }
     pthread_mutex_destroy(&in->in_lock);
     free(in);
 }

@@ -36,6 +36,9 @@ void hk_intake_stop(hk_intake_t *in);
 // acknowledged). Intake takes ownership. Signature fits hk_producer_done_cb.
 void hk_intake_done(hk_task_t *task, void *in);
 
+// Partitions currently assigned to this consumer (both topics). Any thread.
+int hk_intake_assigned(hk_intake_t *in);
+
 // Unfinished tasks owned by the pipeline (consumed, not yet returned).
 long hk_intake_inflight(hk_intake_t *in);
 

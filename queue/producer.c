@@ -18,6 +18,7 @@
 struct hk_producer_s {
     rd_kafka_t *p_rk;
     rd_kafka_topic_t *p_dlq;
+    rd_kafka_topic_t *p_retry;
     hk_producer_done_cb *p_on_done;
     void *p_arg;
     pthread_t p_thread;
@@ -39,28 +40,37 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void add_int(rd_kafka_headers_t *hdrs, const char *name, long long v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", v);
+    rd_kafka_header_add(hdrs, name, -1, buf, -1);
+}
+
 static int produce(hk_producer_t *p, hk_task_t *task, int block)
 {
-    char partition[16], offset[24], status[8], attempts[8];
-    snprintf(partition, sizeof(partition), "%d", (int)task->partition);
-    snprintf(offset, sizeof(offset), "%lld", (long long)task->offset);
-    snprintf(status, sizeof(status), "%d", task->http_status);
-    snprintf(attempts, sizeof(attempts), "%d", task->attempts);
-    const char *cls = hk_outcome_name(task->outcome);
-
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
-    rd_kafka_header_add(hdrs, "hookd-error-class", -1, cls, -1);
-    rd_kafka_header_add(hdrs, "hookd-error", -1, task->error, -1);
-    rd_kafka_header_add(hdrs, "hookd-http-status", -1, status, -1);
-    rd_kafka_header_add(hdrs, "hookd-attempts", -1, attempts, -1);
-    rd_kafka_header_add(hdrs, "hookd-original-topic", -1, task->topic, -1);
-    rd_kafka_header_add(hdrs, "hookd-original-partition", -1, partition, -1);
-    rd_kafka_header_add(hdrs, "hookd-original-offset", -1, offset, -1);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(12);
+    if (task->to_retry_topic) {
+        add_int(hdrs, "hookd-attempt", task->attempts);
+        add_int(hdrs, "hookd-due-at", task->retry_due_wall_ms);
+        rd_kafka_header_add(hdrs, "hookd-last-error", -1, task->error, -1);
+    } else {
+        rd_kafka_header_add(hdrs, "hookd-error-class", -1, hk_outcome_name(task->outcome), -1);
+        rd_kafka_header_add(hdrs, "hookd-error", -1, task->error, -1);
+        add_int(hdrs, "hookd-http-status", task->http_status);
+        add_int(hdrs, "hookd-attempts", task->attempts);
+    }
+    if (task->first_attempt_ms)
+        add_int(hdrs, "hookd-first-attempt-at", task->first_attempt_ms);
+    rd_kafka_header_add(hdrs, "hookd-original-topic", -1, task->origin_topic, -1);
+    add_int(hdrs, "hookd-original-partition", task->origin_partition);
+    add_int(hdrs, "hookd-original-offset", task->origin_offset);
     if (task->job)
         rd_kafka_header_add(hdrs, "hookd-job-id", -1, task->job->id, -1);
 
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->p_rk, RD_KAFKA_V_RKT(p->p_dlq), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        p->p_rk, RD_KAFKA_V_RKT(task->to_retry_topic ? p->p_retry : p->p_dlq),
+        RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | (block ? RD_KAFKA_MSG_F_BLOCK : 0)),
         RD_KAFKA_V_KEY(task->key, task->key_len), RD_KAFKA_V_VALUE(task->value, task->value_len),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(task), RD_KAFKA_V_END);
@@ -69,6 +79,27 @@ static int produce(hk_producer_t *p, hk_task_t *task, int block)
         return -1;
     }
     return 0;
+}
+
+// Retry records: partition by delay tier (floor(log2(seconds))), not by key.
+static int32_t retry_partitioner(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                                 int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
+{
+    (void)rkt;
+    (void)key;
+    (void)key_len;
+    (void)rkt_opaque;
+    const hk_task_t *task = msg_opaque;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t secs = (task->retry_due_wall_ms - now) / 1000;
+    int32_t tier = 0;
+    while (secs > 1 && tier < 62) {
+        secs >>= 1;
+        tier++;
+    }
+    return partition_cnt > 0 ? tier % partition_cnt : 0;
 }
 
 static void again(hk_producer_t *p, hk_task_t *task)
@@ -82,12 +113,20 @@ static void again(hk_producer_t *p, hk_task_t *task)
     pthread_mutex_unlock(&p->p_lock);
 }
 
+void hk_producer_retry(hk_producer_t *p, hk_task_t *task, int64_t due_wall_ms)
+{
+    task->to_retry_topic = 1;
+    task->retry_due_wall_ms = due_wall_ms;
+    hk_producer_dead_letter(p, task);
+}
+
 void hk_producer_dead_letter(hk_producer_t *p, hk_task_t *task)
 {
     atomic_fetch_add(&p->p_outstanding, 1);
     if (produce(p, task, 1) != 0) {
-        hk_log(HK_LOG_WARN, "dlq_produce_failed", "{s:s,s:i,s:I,s:s}", "topic", task->topic,
-               "partition", (int)task->partition, "offset", (json_int_t)task->offset, "error",
+        hk_log(HK_LOG_WARN, task->to_retry_topic ? "retry_produce_failed" : "dlq_produce_failed",
+               "{s:s,s:i,s:I,s:s}", "topic", task->topic, "partition", (int)task->partition,
+               "offset", (json_int_t)task->offset, "error",
                rd_kafka_err2str(rd_kafka_last_error()));
         again(p, task);
     }
@@ -109,9 +148,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
         hk_task_destroy(task);
         return;
     }
-    hk_log(HK_LOG_WARN, "dlq_not_acknowledged", "{s:s,s:i,s:I,s:s}", "topic", task->topic,
-           "partition", (int)task->partition, "offset", (json_int_t)task->offset, "error",
-           rd_kafka_err2str(msg->err));
+    hk_log(HK_LOG_WARN, task->to_retry_topic ? "retry_not_acknowledged" : "dlq_not_acknowledged",
+           "{s:s,s:i,s:I,s:s}", "topic", task->topic, "partition", (int)task->partition, "offset",
+           (json_int_t)task->offset, "error", rd_kafka_err2str(msg->err));
     again(p, task);
 }
 
@@ -170,6 +209,9 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
         return NULL;
     }
     p->p_dlq = rd_kafka_topic_new(p->p_rk, cfg->kafka_dlq_topic, NULL);
+    rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
+    rd_kafka_topic_conf_set_partitioner_cb(tconf, retry_partitioner);
+    p->p_retry = rd_kafka_topic_new(p->p_rk, cfg->kafka_retry_topic, tconf);
     atomic_store(&p->p_run, 1);
     pthread_create(&p->p_thread, NULL, poll_main, p);
     return p;
@@ -204,6 +246,7 @@ size_t hk_producer_destroy(hk_producer_t *p, int timeout_ms)
     }
     size_t abandoned = p->p_abandoned;
     rd_kafka_topic_destroy(p->p_dlq);
+    rd_kafka_topic_destroy(p->p_retry);
     rd_kafka_destroy(p->p_rk);
     pthread_mutex_destroy(&p->p_lock);
     free(p);

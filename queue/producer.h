@@ -1,5 +1,5 @@
-// producer: the one Kafka producer for hookd's own records (dead letters now,
-// retries later). Every record is acknowledged by the broker (acks=all) before the
+// producer: the one Kafka producer for hookd's own records: dead letters and
+// retries. Every record is acknowledged by the broker (acks=all) before the
 // task is handed back through on_done; a record the broker does not acknowledge is
 // produced again after a pause, so a task is never dropped here.
 //
@@ -23,9 +23,19 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
 
 // Produces the task's DLQ record: original key and value, with headers
 // hookd-error-class, hookd-error, hookd-http-status, hookd-attempts,
-// hookd-original-topic, hookd-original-partition, hookd-original-offset.
+// hookd-original-topic, hookd-original-partition, hookd-original-offset (where
+// the job was first produced, also for jobs that went through the retry topic),
+// hookd-first-attempt-at and hookd-job-id.
 // Blocks while the local produce queue is full (backpressure, never a drop).
 void hk_producer_dead_letter(hk_producer_t *p, hk_task_t *task);
+
+// Produces the task's retry record to the retry topic: original key and value,
+// with headers hookd-attempt (attempts made), hookd-due-at (ms since epoch),
+// hookd-first-attempt-at, hookd-last-error, hookd-original-topic/-partition/
+// -offset and hookd-job-id. Records are spread over the retry topic's partitions
+// by delay tier (powers of two of seconds), so the records of one partition are
+// due roughly in order and the consumer can hold a partition on its head.
+void hk_producer_retry(hk_producer_t *p, hk_task_t *task, int64_t due_wall_ms);
 
 // Records produced and not yet acknowledged.
 size_t hk_producer_outstanding(hk_producer_t *p);

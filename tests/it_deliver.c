@@ -58,8 +58,8 @@ static const bad_job_t bad_jobs[] = {
     {"{\"url\":\"http://127.0.0.1:%d/ok\",\"method\":\"CONNECT\"}", "invalid", "$.method", "0"},
     {"{\"url\":\"http://127.0.0.1:%d/ok\",\"headers\":{\"webhook-id\":\"x\"}}", "invalid",
      "$.headers.webhook-id", "0"},
-    {"{\"id\":\"s500\",\"url\":\"http://127.0.0.1:%d/status/500\"}", "retryable", "HTTP 500",
-     "500"},
+    {"{\"id\":\"s500\",\"max_attempts\":2,\"url\":\"http://127.0.0.1:%d/status/500\"}",
+     "exhausted", "2 attempts, last: HTTP 500", "500"},
     {"{\"id\":\"s404\",\"url\":\"http://127.0.0.1:%d/status/404\"}", "permanent", "HTTP 404",
      "404"},
     {"{\"id\":\"s302\",\"url\":\"http://127.0.0.1:%d/status/302\"}", "permanent", "HTTP 302",
@@ -153,7 +153,8 @@ START_TEST(test_jobs_delivered_once_and_bad_jobs_dead_lettered)
     fprintf(cf, "[tenant \"t1\"]\nsecret = %s\n", T1_SECRET);
     fclose(cf);
     unlink(log);
-    ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, NULL, conf, log), 0);
+    char *env[] = {"HOOKD_RETRY_SCHEDULE=100ms", NULL};
+    ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, conf, log), 0);
 
     progress_t pr = {.want_ok = N_JOBS, .want_dlq = N_BAD};
     int64_t t0 = hk_th_now_ms();

@@ -1,9 +1,14 @@
 // hookctl: the operator's and producer's command line.
 //
 //   hookctl [-c FILE] [-b BROKERS] [-t TOPIC] produce [FILE|-]
+//   hookctl [-c FILE] [-a HOST:PORT] status | breakers
+//   hookctl [-c FILE] [-a HOST:PORT] endpoint enable|disable ENDPOINT
+//   hookctl [-c FILE] [-a HOST:PORT] breaker reset ENDPOINT
 //
 // Settings come from the same config file and HOOKD_* environment as hookd;
-// -b and -t override them.
+// -b, -t and -a override them. The admin commands talk HTTP to hookd's admin
+// server (worker/admin.h) at admin.listen, with the token from HOOKD_ADMIN_TOKEN.
+#include <curl/curl.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <getopt.h>
@@ -117,21 +122,333 @@ static int cmd_produce(const hk_config_t *cfg, const char *brokers, const char *
     return st.failed == 0 && st.acked == st.produced ? 0 : 1;
 }
 
+// ---- admin commands: HTTP to hookd's admin server ----
+
+typedef struct admin_client {
+    char base[300];    // "http://host:port"
+    const char *token; // HOOKD_ADMIN_TOKEN, NULL when unset or empty
+} admin_client_t;
+
+typedef struct admin_reply {
+    long status;
+    char *body; // NUL-terminated, never NULL after admin_call() returns 0
+    size_t len;
+} admin_reply_t;
+
+// "0.0.0.0:9464" and "[::]:9464" listen everywhere: connect to loopback.
+static int admin_client_init(admin_client_t *ac, const char *listen)
+{
+    if (!listen || !listen[0]) {
+        fprintf(stderr, "hookctl: admin.listen is empty (the admin server is off); "
+                        "pass -a HOST:PORT\n");
+        return -1;
+    }
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen) {
+        fprintf(stderr, "hookctl: admin address \"%s\" must be host:port\n", listen);
+        return -1;
+    }
+    size_t hlen = (size_t)(colon - listen);
+    const char *host = listen;
+    if (hlen == 7 && strncmp(listen, "0.0.0.0", 7) == 0) {
+        host = "127.0.0.1";
+        hlen = 9;
+    } else if (hlen == 4 && strncmp(listen, "[::]", 4) == 0) {
+        host = "[::1]";
+        hlen = 5;
+    }
+    snprintf(ac->base, sizeof(ac->base), "http://%.*s%s", (int)hlen, host, colon);
+    const char *tok = getenv("HOOKD_ADMIN_TOKEN");
+    ac->token = tok && tok[0] ? tok : NULL;
+    return 0;
+}
+
+static size_t admin_on_body(char *p, size_t size, size_t n, void *arg)
+{
+    admin_reply_t *r = arg;
+    size_t len = size * n;
+    if (r->len + len > (8u << 20))
+        return 0; // no admin answer is this big
+    char *b = realloc(r->body, r->len + len + 1);
+    if (!b)
+        return 0;
+    memcpy(b + r->len, p, len);
+    r->body = b;
+    r->len += len;
+    b[r->len] = '\0';
+    return len;
+}
+
+// `method` "GET" or "POST". 0 with r filled in (any HTTP status), -1 when no
+// answer came (the reason is printed).
+static int admin_call(const admin_client_t *ac, const char *method, const char *path,
+                      admin_reply_t *r)
+{
+    *r = (admin_reply_t){0};
+    char url[2048];
+    snprintf(url, sizeof(url), "%s%s", ac->base, path);
+    CURL *c = curl_easy_init();
+    if (!c) {
+        fprintf(stderr, "hookctl: out of memory\n");
+        return -1;
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdrs = NULL;
+    char auth[1024] = "";
+    if (ac->token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ac->token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, admin_on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "hookctl/" HOOKD_VERSION);
+    if (hdrs)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    if (auth[0])
+        memset(auth, 0, sizeof(auth));
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "hookctl: %s %s: %s\n", method, url,
+                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        free(r->body);
+        r->body = NULL;
+        return -1;
+    }
+    if (!r->body)
+        r->body = calloc(1, 1);
+    return r->body ? 0 : -1;
+}
+
+static int is_2xx(long status)
+{
+    return status >= 200 && status < 300;
+}
+
+// Prints the server's {"error":...} (or its raw body) for a non-2xx answer.
+static void admin_print_error(const char *what, const admin_reply_t *r)
+{
+    json_t *j = json_loads(r->body, 0, NULL);
+    const char *msg = json_string_value(json_object_get(j, "error"));
+    fprintf(stderr, "hookctl: %s: HTTP %ld: %s\n", what, r->status,
+            msg ? msg : (r->body[0] ? r->body : "(no body)"));
+    json_decref(j);
+}
+
+static int cmd_status(const admin_client_t *ac)
+{
+    static const char *const probes[] = {"/healthz", "/readyz"};
+    int rc = 0;
+    for (size_t i = 0; i < 2; i++) {
+        admin_reply_t r;
+        if (admin_call(ac, "GET", probes[i], &r) != 0)
+            return 1;
+        size_t n = r.len;
+        while (n > 0 && (r.body[n - 1] == '\n' || r.body[n - 1] == '\r'))
+            r.body[--n] = '\0';
+        printf("%-8s %ld %s\n", probes[i] + 1, r.status, r.body);
+        if (!is_2xx(r.status))
+            rc = 1;
+        free(r.body);
+    }
+    return rc;
+}
+
+static int lane_cmp(const void *a, const void *b)
+{
+    const char *ea = json_string_value(json_object_get(*(json_t *const *)a, "endpoint"));
+    const char *eb = json_string_value(json_object_get(*(json_t *const *)b, "endpoint"));
+    return strcmp(ea ? ea : "", eb ? eb : "");
+}
+
+static long long lane_int(json_t *lane, const char *field)
+{
+    json_t *j = json_object_get(lane, field);
+    return json_is_boolean(j) ? json_is_true(j) : (long long)json_number_value(j);
+}
+
+static int cmd_breakers(const admin_client_t *ac)
+{
+    admin_reply_t r;
+    if (admin_call(ac, "GET", "/v1/lanes", &r) != 0)
+        return 1;
+    if (!is_2xx(r.status)) {
+        admin_print_error("breakers", &r);
+        free(r.body);
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *root = json_loads(r.body, 0, &jerr);
+    free(r.body);
+    json_t *lanes = json_object_get(root, "lanes");
+    if (!json_is_array(lanes)) {
+        fprintf(stderr, "hookctl: breakers: the answer has no \"lanes\" array\n");
+        json_decref(root);
+        return 1;
+    }
+    size_t cnt = json_array_size(lanes);
+    json_t **rows = calloc(cnt + 1, sizeof(*rows));
+    if (!rows) {
+        json_decref(root);
+        return 1;
+    }
+    int width = (int)strlen("ENDPOINT");
+    for (size_t i = 0; i < cnt; i++) {
+        rows[i] = json_array_get(lanes, i);
+        const char *e = json_string_value(json_object_get(rows[i], "endpoint"));
+        if (e && (int)strlen(e) > width)
+            width = (int)strlen(e);
+    }
+    qsort(rows, cnt, sizeof(*rows), lane_cmp);
+    printf("%-*s  %-9s  %8s  %9s  %5s  %6s  %10s  %s\n", width, "ENDPOINT", "STATE", "FAILURE%",
+           "IN_FLIGHT", "LIMIT", "QUEUED", "NEXT_PROBE", "DISABLED");
+    for (size_t i = 0; i < cnt; i++) {
+        json_t *l = rows[i];
+        const char *e = json_string_value(json_object_get(l, "endpoint"));
+        const char *state = json_string_value(json_object_get(l, "state"));
+        // The time until an open breaker lets a probe through ("open_for_ms" in
+        // older builds).
+        json_t *np = json_object_get(l, "next_probe_in_ms");
+        if (!np)
+            np = json_object_get(l, "open_for_ms");
+        long long next_ms = json_is_number(np) ? (long long)json_number_value(np) : 0;
+        char next[32] = "-";
+        if (next_ms >= 60000)
+            snprintf(next, sizeof(next), "%lldm%02llds", next_ms / 60000, next_ms % 60000 / 1000);
+        else if (next_ms > 0)
+            snprintf(next, sizeof(next), "%.1fs", (double)next_ms / 1000.0);
+        printf("%-*s  %-9s  %8.1f  %9lld  %5lld  %6lld  %10s  %s\n", width, e ? e : "?",
+               state ? state : "?", json_number_value(json_object_get(l, "failure_rate")) * 100.0,
+               lane_int(l, "in_flight"), lane_int(l, "limit"), lane_int(l, "queued"), next,
+               lane_int(l, "disabled") ? "yes" : "no");
+    }
+    free(rows);
+    json_decref(root);
+    return 0;
+}
+
+// POST /v1/<collection>/<endpoint, URL-encoded>/<action>; prints the answer.
+static int admin_action(const admin_client_t *ac, const char *collection, const char *endpoint,
+                        const char *action, const char *what)
+{
+    CURL *c = curl_easy_init();
+    char *esc = c ? curl_easy_escape(c, endpoint, 0) : NULL;
+    curl_easy_cleanup(c);
+    if (!esc) {
+        fprintf(stderr, "hookctl: out of memory\n");
+        return 1;
+    }
+    char path[1536];
+    int n = snprintf(path, sizeof(path), "/v1/%s/%s/%s", collection, esc, action);
+    curl_free(esc);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        fprintf(stderr, "hookctl: endpoint too long\n");
+        return 1;
+    }
+    admin_reply_t r;
+    if (admin_call(ac, "POST", path, &r) != 0)
+        return 1;
+    int rc = 0;
+    if (is_2xx(r.status)) {
+        printf("%s\n", r.body);
+    } else {
+        admin_print_error(what, &r);
+        rc = 1;
+    }
+    free(r.body);
+    return rc;
+}
+
+// Runs an admin command (argv[0] is its name). 2 on a usage error.
+static int cmd_admin(const hk_config_t *cfg, const char *listen, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    const char *arg = argc > 2 ? argv[2] : NULL;
+    const char *collection = NULL, *action = NULL;
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "breakers") == 0) {
+        if (argc != 1) {
+            fprintf(stderr, "hookctl: %s takes no arguments\n", cmd);
+            return 2;
+        }
+    } else if (strcmp(cmd, "endpoint") == 0) {
+        if (argc != 3 || (strcmp(sub, "enable") != 0 && strcmp(sub, "disable") != 0)) {
+            fprintf(stderr, "hookctl: usage: endpoint enable|disable ENDPOINT-OR-URL\n");
+            return 2;
+        }
+        collection = "endpoints";
+        action = sub;
+    } else {
+        if (argc != 3 || strcmp(sub, "reset") != 0) {
+            fprintf(stderr, "hookctl: usage: breaker reset ENDPOINT-OR-URL\n");
+            return 2;
+        }
+        collection = "breakers";
+        action = sub;
+    }
+    admin_client_t ac;
+    if (admin_client_init(&ac, listen ? listen : cfg->admin_listen) != 0)
+        return 2;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "hookctl: curl_global_init failed\n");
+        return 1;
+    }
+    char what[64];
+    snprintf(what, sizeof(what), "%s %s", cmd, action ? action : "");
+    int rc;
+    if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(&ac);
+    else if (strcmp(cmd, "breakers") == 0)
+        rc = cmd_breakers(&ac);
+    else
+        rc = admin_action(&ac, collection, arg, action, what);
+    curl_global_cleanup();
+    return rc;
+}
+
+static int is_admin_command(const char *cmd)
+{
+    return strcmp(cmd, "status") == 0 || strcmp(cmd, "breakers") == 0 ||
+           strcmp(cmd, "endpoint") == 0 || strcmp(cmd, "breaker") == 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: hookctl [-c FILE] [-b BROKERS] [-t TOPIC] COMMAND\n"
+            "usage: hookctl [-c FILE] [-b BROKERS] [-t TOPIC] [-a HOST:PORT] COMMAND\n"
             "commands:\n"
             "  produce [FILE|-]   produce each line of FILE (JSONL; default stdin) to the jobs\n"
             "                     topic, key = ordering_key or tenant; prints how many were\n"
-            "                     acknowledged; exit 0 only if all were\n");
+            "                     acknowledged; exit 0 only if all were\n"
+            "  status             hookd's /healthz and /readyz answers\n"
+            "  breakers           every endpoint's lane: breaker state, failure rate,\n"
+            "                     concurrency, queue, time to the next probe, disabled\n"
+            "  endpoint enable|disable ENDPOINT\n"
+            "                     stop or resume deliveries to ENDPOINT (scheme://host:port or\n"
+            "                     any URL on it); disabled endpoints' jobs are dead-lettered\n"
+            "  breaker reset ENDPOINT\n"
+            "                     close ENDPOINT's circuit breaker and forget its failures\n"
+            "The admin commands call hookd's admin server at admin.listen (-a overrides),\n"
+            "sending HOOKD_ADMIN_TOKEN as a bearer token when set; exit 0 on a 2xx answer,\n"
+            "1 otherwise.\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *brokers = NULL, *topic = NULL;
+    const char *path = NULL, *brokers = NULL, *topic = NULL, *admin = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+c:b:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:b:t:a:h")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -141,6 +458,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             topic = optarg;
+            break;
+        case 'a':
+            admin = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -165,7 +485,9 @@ int main(int argc, char **argv)
     if (!topic)
         topic = cfg->kafka_topic;
     int rc = 2;
-    if (strcmp(brokers, "mock") == 0) {
+    if (is_admin_command(argv[optind])) {
+        rc = cmd_admin(cfg, admin, argc - optind, argv + optind);
+    } else if (strcmp(brokers, "mock") == 0) {
         fprintf(stderr, "hookctl: kafka.brokers is \"mock\": pass the mock cluster's address "
                         "with -b (hookd logs it as event \"mock_cluster\")\n");
     } else if (strcmp(argv[optind], "produce") == 0) {

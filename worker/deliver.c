@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "retry/backoff.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/sign.h"
@@ -24,6 +26,7 @@ typedef struct dl_slot {
     struct curl_slist *hdrs;
     dl_thread_t *th;
     size_t resp_bytes;
+    char retry_after[128]; // Retry-After of the response, "" when none
     int blocked;
     char blocked_addr[64];
     const char *blocked_why;
@@ -54,6 +57,13 @@ static int64_t wall_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t size)
@@ -95,6 +105,27 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+// Keeps the Retry-After header (the only response header hookd acts on).
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    dl_slot_t *slot = userdata;
+    size_t n = size * nitems;
+    static const char name[] = "retry-after:";
+    if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+        const char *v = buf + sizeof(name) - 1;
+        size_t len = n - (sizeof(name) - 1);
+        while (len > 0 && (*v == ' ' || *v == '\t'))
+            v++, len--;
+        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+            len--;
+        if (len >= sizeof(slot->retry_after))
+            len = sizeof(slot->retry_after) - 1;
+        memcpy(slot->retry_after, v, len);
+        slot->retry_after[len] = '\0';
+    }
+    return n;
+}
+
 static struct curl_slist *add_header(struct curl_slist *list, const char *name, const char *value)
 {
     char line[8448];
@@ -114,6 +145,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
 
     slot->task = task;
     slot->resp_bytes = 0;
+    slot->retry_after[0] = '\0';
     slot->blocked = 0;
     slot->blocked_why = NULL;
     slot->errbuf[0] = '\0';
@@ -171,6 +203,8 @@ static void start(dl_thread_t *th, hk_task_t *task)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, slot);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, slot);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, slot->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, slot);
 
@@ -240,9 +274,10 @@ static void *thread_main(void *arg)
     hk_task_t **batch = calloc((size_t)th->slots_cnt, sizeof(*batch));
 
     while (atomic_load(&dl->dl_run)) {
+        int64_t next_due = INT64_MAX;
         if (th->free_cnt > 0) {
-            size_t n =
-                hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch, (size_t)th->free_cnt);
+            size_t n = hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch,
+                                        (size_t)th->free_cnt, mono_ms(), &next_due);
             for (size_t i = 0; i < n; i++)
                 start(th, batch[i]);
         }
@@ -261,9 +296,16 @@ static void *thread_main(void *arg)
             atomic_fetch_sub(&th->active, 1);
             finish(th, slot, code);
         }
-        // Wait for socket activity, a timeout, or a wakeup from the dispatcher.
-        if (th->free_cnt == 0 || hk_dispatch_queued(dl->dl_opts.dispatch) == 0)
-            curl_multi_poll(th->multi, NULL, 0, 1000, NULL);
+        // Wait for socket activity, the next delayed task, or a wakeup from the
+        // dispatcher (new work, a freed lane slot).
+        if (th->free_cnt == 0 || hk_dispatch_queued(dl->dl_opts.dispatch) == 0) {
+            int64_t wait = 1000;
+            if (th->free_cnt > 0 && next_due != INT64_MAX) {
+                int64_t until = next_due - mono_ms();
+                wait = until < 0 ? 0 : until < wait ? until : wait;
+            }
+            curl_multi_poll(th->multi, NULL, 0, (int)wait, NULL);
+        }
     }
 
     // Abort what is still running: those tasks stay uncommitted and come back.

@@ -1,22 +1,94 @@
-// dispatch: per-tenant FIFOs in a chained hash table; the tenants that have work
-// form a ring that hk_dispatch_take() walks one task at a time.
+// dispatch: lanes per endpoint, queues per (tenant, endpoint), a delay heap.
+//
+// Structures (all under d_lock):
+//   lane_t   one per endpoint: breaker, AIMD limit, disabled flag, and the list of
+//            queues parked on it because it had no free slot.
+//   queue_t  one per (tenant, endpoint): a FIFO of tasks. It is READY (linked in
+//            its tenant's ring), PARKED (linked in its lane's wait list) or IDLE.
+//   tenant_t one per tenant: a ring of READY queues; tenants with READY queues
+//            form the global ring that take() walks.
+// Rings are circular doubly linked lists (O(1) unlink).
 #include "worker/dispatch.h"
 
+#include <curl/curl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#define TENANT_BUCKETS 256
-#define MAX_WORKERS    256
+#include "worker/log.h"
+#include "worker/metrics.h"
 
+#define BUCKETS     1024
+#define MAX_WORKERS 256
+
+typedef struct link {
+    struct link *prev, *next;
+} link_t;
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+static void link_init(link_t *l)
+{
+    l->prev = l->next = l;
+}
+
+static int link_alone(const link_t *l)
+{
+    return l->next == l;
+}
+
+static void link_insert_before(link_t *pos, link_t *l)
+{
+    l->prev = pos->prev;
+    l->next = pos;
+    pos->prev->next = l;
+    pos->prev = l;
+}
+
+static void link_remove(link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+typedef struct lane lane_t;
 typedef struct tenant tenant_t;
+typedef struct queue queue_t;
+
+struct lane {
+    lane_t *hash_next;
+    hk_breaker_t *br;
+    hk_aimd_t lim;
+    int disabled;
+    link_t waiting;   // parked queues (queue_t.park)
+    char **gone_urls; // URLs that answered 410 Gone: disabled one by one
+    size_t gone_cnt;
+    size_t queued; // tasks in this lane's queues (not delayed)
+    uint64_t delivered, failed;
+    char key[];
+};
+
 struct tenant {
     tenant_t *hash_next;
-    tenant_t *ring_next; // next tenant with work (circular), NULL when idle
+    link_t ready; // READY queues (queue_t.ring); the first is served next
+    link_t ring;  // in d_tenants while it has READY queues
+    char name[];
+};
+
+enum { Q_IDLE, Q_READY, Q_PARKED };
+
+struct queue {
+    queue_t *hash_next;
+    tenant_t *tenant;
+    lane_t *lane;
     hk_task_t *head;
     hk_task_t **tail;
     size_t cnt;
-    char name[];
+    int state;
+    link_t ring; // in tenant->ready, or in lane->waiting
 };
 
 typedef struct worker {
@@ -25,47 +97,271 @@ typedef struct worker {
     int idle;
 } worker_t;
 
+typedef struct diverted {
+    hk_task_t *task;
+    hk_divert_t why;
+    int64_t due_ms;
+} diverted_t;
+
 struct hk_dispatch_s {
     pthread_mutex_t d_lock;
-    tenant_t *d_buckets[TENANT_BUCKETS];
-    tenant_t *d_ring; // the tenant served next, NULL when nothing is queued
-    size_t d_queued;
+    hk_dispatch_opts_t d_opts;
+    lane_t *d_lanes[BUCKETS];
+    tenant_t *d_tenant_tab[BUCKETS];
+    queue_t *d_queue_tab[BUCKETS];
+    link_t d_tenants;   // tenants with READY queues; the first is served next
+    size_t d_queued;    // tasks in queues
+    hk_task_t **d_heap; // delayed tasks, min-heap on due_ms
+    size_t d_heap_cnt, d_heap_cap;
     worker_t d_workers[MAX_WORKERS];
     int d_workers_cnt;
-    int d_wake_next; // round-robin start for waking idle workers
+    int d_wake_next;
 };
 
-static uint32_t hash(const char *s)
+static uint32_t hash_str(const char *s, uint32_t h)
 {
-    uint32_t h = 2166136261u;
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 16777619u;
     return h;
 }
 
-static tenant_t *tenant_get(hk_dispatch_t *d, const char *name)
+static void *xcalloc(size_t n, size_t size)
 {
-    uint32_t b = hash(name) % TENANT_BUCKETS;
-    for (tenant_t *t = d->d_buckets[b]; t; t = t->hash_next)
+    void *p = calloc(n, size);
+    if (!p) {
+        // A lane or tenant record of a few bytes: nothing sensible to do without it.
+        hk_log(HK_LOG_ERROR, "out_of_memory", "{s:s}", "where", "dispatch");
+        abort();
+    }
+    return p;
+}
+
+int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        for (char *p = scheme; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        for (char *p = host; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        int n = snprintf(out, out_size, "%s://%s:%s", scheme, host, port);
+        rc = n > 0 && (size_t)n < out_size ? 0 : -1;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
+{
+    uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
+    for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next)
+        if (strcmp(l->key, key) == 0)
+            return l;
+    if (!create)
+        return NULL;
+    size_t len = strlen(key);
+    lane_t *l = xcalloc(1, sizeof(*l) + len + 1);
+    memcpy(l->key, key, len + 1);
+    l->br = hk_breaker_new(&d->d_opts.breaker);
+    if (!l->br)
+        abort();
+    hk_aimd_init(&l->lim, &d->d_opts.lane);
+    link_init(&l->waiting);
+    l->hash_next = d->d_lanes[b];
+    d->d_lanes[b] = l;
+    return l;
+}
+
+static tenant_t *tenant_find(hk_dispatch_t *d, const char *name)
+{
+    uint32_t b = hash_str(name, 2166136261u) % BUCKETS;
+    for (tenant_t *t = d->d_tenant_tab[b]; t; t = t->hash_next)
         if (strcmp(t->name, name) == 0)
             return t;
     size_t len = strlen(name);
-    tenant_t *t = calloc(1, sizeof(*t) + len + 1);
-    if (!t)
-        abort(); // out of memory for a tenant record: nothing sensible to do
+    tenant_t *t = xcalloc(1, sizeof(*t) + len + 1);
     memcpy(t->name, name, len + 1);
-    t->tail = &t->head;
-    t->hash_next = d->d_buckets[b];
-    d->d_buckets[b] = t;
+    link_init(&t->ready);
+    link_init(&t->ring);
+    t->hash_next = d->d_tenant_tab[b];
+    d->d_tenant_tab[b] = t;
     return t;
 }
 
-hk_dispatch_t *hk_dispatch_new(void)
+static queue_t *queue_find(hk_dispatch_t *d, tenant_t *t, lane_t *l)
+{
+    uint32_t b = (uint32_t)(((uintptr_t)t * 31u) ^ ((uintptr_t)l >> 4)) % BUCKETS;
+    for (queue_t *q = d->d_queue_tab[b]; q; q = q->hash_next)
+        if (q->tenant == t && q->lane == l)
+            return q;
+    queue_t *q = xcalloc(1, sizeof(*q));
+    q->tenant = t;
+    q->lane = l;
+    q->tail = &q->head;
+    q->state = Q_IDLE;
+    link_init(&q->ring);
+    q->hash_next = d->d_queue_tab[b];
+    d->d_queue_tab[b] = q;
+    return q;
+}
+
+// Makes q READY: linked at the end of its tenant's ring, tenant in the global ring.
+static void queue_ready(hk_dispatch_t *d, queue_t *q)
+{
+    if (q->state == Q_READY)
+        return;
+    if (q->state == Q_PARKED)
+        link_remove(&q->ring);
+    q->state = Q_READY;
+    link_insert_before(&q->tenant->ready, &q->ring);
+    if (link_alone(&q->tenant->ring))
+        link_insert_before(&d->d_tenants, &q->tenant->ring);
+}
+
+// Takes q out of its tenant's ring; the tenant leaves the global ring when empty.
+static void queue_unready(queue_t *q)
+{
+    if (q->state != Q_READY)
+        return;
+    link_remove(&q->ring);
+    q->state = Q_IDLE;
+    if (link_alone(&q->tenant->ready))
+        link_remove(&q->tenant->ring);
+}
+
+static void queue_park(queue_t *q)
+{
+    queue_unready(q);
+    q->state = Q_PARKED;
+    link_insert_before(&q->lane->waiting, &q->ring);
+}
+
+static void queue_push(hk_dispatch_t *d, queue_t *q, hk_task_t *task)
+{
+    task->next = NULL;
+    *q->tail = task;
+    q->tail = &task->next;
+    q->cnt++;
+    q->lane->queued++;
+    d->d_queued++;
+    if (q->state == Q_IDLE)
+        queue_ready(d, q);
+}
+
+static hk_task_t *queue_pop(hk_dispatch_t *d, queue_t *q)
+{
+    hk_task_t *task = q->head;
+    q->head = task->next;
+    if (!q->head)
+        q->tail = &q->head;
+    task->next = NULL;
+    q->cnt--;
+    q->lane->queued--;
+    d->d_queued--;
+    if (q->cnt == 0) {
+        if (q->state == Q_PARKED)
+            link_remove(&q->ring);
+        queue_unready(q);
+        q->state = Q_IDLE;
+    }
+    return task;
+}
+
+// Parked queues of a lane become READY again (a slot or a probe freed up).
+static void lane_unpark(hk_dispatch_t *d, lane_t *l)
+{
+    while (!link_alone(&l->waiting)) {
+        queue_t *q = container_of(l->waiting.next, queue_t, ring);
+        link_remove(&q->ring);
+        q->state = Q_IDLE;
+        queue_ready(d, q);
+    }
+}
+
+// --- delay heap ---------------------------------------------------------------
+
+static void heap_swap(hk_dispatch_t *d, size_t a, size_t b)
+{
+    hk_task_t *t = d->d_heap[a];
+    d->d_heap[a] = d->d_heap[b];
+    d->d_heap[b] = t;
+    d->d_heap[a]->heap_idx = a;
+    d->d_heap[b]->heap_idx = b;
+}
+
+static void heap_up(hk_dispatch_t *d, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (d->d_heap[p]->due_ms <= d->d_heap[i]->due_ms)
+            break;
+        heap_swap(d, p, i);
+        i = p;
+    }
+}
+
+static void heap_down(hk_dispatch_t *d, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < d->d_heap_cnt && d->d_heap[l]->due_ms < d->d_heap[m]->due_ms)
+            m = l;
+        if (r < d->d_heap_cnt && d->d_heap[r]->due_ms < d->d_heap[m]->due_ms)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(d, i, m);
+        i = m;
+    }
+}
+
+static void heap_push(hk_dispatch_t *d, hk_task_t *task)
+{
+    if (d->d_heap_cnt == d->d_heap_cap) {
+        size_t cap = d->d_heap_cap ? d->d_heap_cap * 2 : 256;
+        hk_task_t **h = realloc(d->d_heap, cap * sizeof(*h));
+        if (!h)
+            abort();
+        d->d_heap = h;
+        d->d_heap_cap = cap;
+    }
+    task->heap_idx = d->d_heap_cnt;
+    d->d_heap[d->d_heap_cnt++] = task;
+    heap_up(d, task->heap_idx);
+}
+
+static hk_task_t *heap_remove(hk_dispatch_t *d, size_t i)
+{
+    hk_task_t *task = d->d_heap[i];
+    d->d_heap_cnt--;
+    if (i != d->d_heap_cnt) {
+        d->d_heap[i] = d->d_heap[d->d_heap_cnt];
+        d->d_heap[i]->heap_idx = i;
+        heap_down(d, i);
+        heap_up(d, i);
+    }
+    task->heap_idx = SIZE_MAX;
+    return task;
+}
+
+// --- public -------------------------------------------------------------------
+
+hk_dispatch_t *hk_dispatch_new(const hk_dispatch_opts_t *opts)
 {
     hk_dispatch_t *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
+    d->d_opts = *opts;
     pthread_mutex_init(&d->d_lock, NULL);
+    link_init(&d->d_tenants);
     return d;
 }
 
@@ -73,19 +369,32 @@ void hk_dispatch_destroy(hk_dispatch_t *d)
 {
     if (!d)
         return;
-    for (int b = 0; b < TENANT_BUCKETS; b++) {
-        tenant_t *t = d->d_buckets[b];
-        while (t) {
-            tenant_t *next = t->hash_next;
-            while (t->head) {
-                hk_task_t *task = t->head;
-                t->head = task->next;
+    for (int b = 0; b < BUCKETS; b++) {
+        for (queue_t *q = d->d_queue_tab[b], *next; q; q = next) {
+            next = q->hash_next;
+            while (q->head) {
+                hk_task_t *task = q->head;
+                q->head = task->next;
                 hk_task_destroy(task);
             }
+            free(q);
+        }
+        for (tenant_t *t = d->d_tenant_tab[b], *next; t; t = next) {
+            next = t->hash_next;
             free(t);
-            t = next;
+        }
+        for (lane_t *l = d->d_lanes[b], *next; l; l = next) {
+            next = l->hash_next;
+            for (size_t i = 0; i < l->gone_cnt; i++)
+                free(l->gone_urls[i]);
+            free(l->gone_urls);
+            hk_breaker_destroy(l->br);
+            free(l);
         }
     }
+    for (size_t i = 0; i < d->d_heap_cnt; i++)
+        hk_task_destroy(d->d_heap[i]);
+    free(d->d_heap);
     pthread_mutex_destroy(&d->d_lock);
     free(d);
 }
@@ -100,124 +409,413 @@ int hk_dispatch_register(hk_dispatch_t *d, hk_dispatch_wake_cb *wake, void *arg)
     return slot;
 }
 
-// Links `t` into the ring right after the tenant served next: a newcomer waits
-// at most one task for its first turn.
-static void ring_insert(hk_dispatch_t *d, tenant_t *t)
+// Picks an idle worker to wake (called with the lock held; wake it after unlock).
+static worker_t pick_idle(hk_dispatch_t *d)
 {
-    if (!d->d_ring) {
-        t->ring_next = t;
-        d->d_ring = t;
-        return;
-    }
-    t->ring_next = d->d_ring->ring_next;
-    d->d_ring->ring_next = t;
-}
-
-void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task)
-{
-    const char *name = task->job && task->job->tenant ? task->job->tenant : "default";
-    worker_t wake = {0};
-
-    pthread_mutex_lock(&d->d_lock);
-    tenant_t *t = tenant_get(d, name);
-    task->next = NULL;
-    *t->tail = task;
-    t->tail = &task->next;
-    if (t->cnt++ == 0)
-        ring_insert(d, t);
-    d->d_queued++;
     for (int i = 0; i < d->d_workers_cnt; i++) {
         worker_t *w = &d->d_workers[(d->d_wake_next + i) % d->d_workers_cnt];
         if (w->idle) {
             w->idle = 0;
-            wake = *w;
             d->d_wake_next = (d->d_wake_next + i + 1) % d->d_workers_cnt;
-            break;
+            return *w;
         }
     }
-    pthread_mutex_unlock(&d->d_lock);
-
-    if (wake.wake)
-        wake.wake(wake.arg);
+    return (worker_t){0};
 }
 
-// Unlinks the ring head `t` (whose queue just became empty); `prev` precedes it.
-static void ring_remove_head(hk_dispatch_t *d, tenant_t *prev, tenant_t *t)
+static queue_t *queue_of(hk_dispatch_t *d, hk_task_t *task)
 {
-    if (t->ring_next == t) {
-        d->d_ring = NULL;
-    } else {
-        prev->ring_next = t->ring_next;
-        d->d_ring = t->ring_next;
-    }
-    t->ring_next = NULL;
+    if (task->queue)
+        return task->queue;
+    char key[512];
+    if (hk_dispatch_endpoint_of(task->job->url, key, sizeof(key)) != 0)
+        snprintf(key, sizeof(key), "invalid:");
+    const char *tname = task->job->tenant ? task->job->tenant : "default";
+    queue_t *q = queue_find(d, tenant_find(d, tname), lane_find(d, key, 1));
+    task->queue = q;
+    return q;
 }
 
-static tenant_t *ring_prev(tenant_t *t)
+void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task)
 {
-    tenant_t *p = t;
-    while (p->ring_next != t)
-        p = p->ring_next;
-    return p;
+    hk_dispatch_defer(d, task, 0);
 }
 
-size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max)
+void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
 {
-    size_t n = 0;
     pthread_mutex_lock(&d->d_lock);
-    while (n < max && d->d_ring) {
-        tenant_t *t = d->d_ring;
-        hk_task_t *task = t->head;
-        t->head = task->next;
-        if (!t->head)
-            t->tail = &t->head;
-        task->next = NULL;
+    queue_t *q = queue_of(d, task);
+    task->due_ms = due_ms;
+    int first = 0;
+    if (due_ms > 0) {
+        heap_push(d, task);
+        first = task->heap_idx == 0; // an earlier wake-up than any sleeper expects
+    } else {
+        queue_push(d, q, task);
+    }
+    worker_t w = (due_ms == 0 || first) ? pick_idle(d) : (worker_t){0};
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+}
+
+#define HK_URL_NORM_MAX 8448
+
+// The URL as curl writes it back (lowercase scheme, default port dropped, ...),
+// so two spellings of one URL compare equal.
+static int url_norm(const char *url, char *out, size_t size)
+{
+    CURLU *u = curl_url();
+    char *s = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+        int n = snprintf(out, size, "%s", s);
+        rc = n > 0 && (size_t)n < size ? 0 : -1;
+    }
+    curl_free(s);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+// 1 when the URL names a whole endpoint (no path beyond "/", no query).
+static int url_is_root(const char *url)
+{
+    CURLU *u = curl_url();
+    char *path = NULL, *query = NULL;
+    int root = 0;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+        root = strcmp(path, "/") == 0 &&
+               curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_NO_QUERY;
+    }
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+    return root;
+}
+
+static int url_gone(const lane_t *l, const char *url)
+{
+    char norm[HK_URL_NORM_MAX];
+    if (url_norm(url, norm, sizeof(norm)) != 0)
+        return 0;
+    for (size_t i = 0; i < l->gone_cnt; i++)
+        if (strcmp(l->gone_urls[i], norm) == 0)
+            return 1;
+    return 0;
+}
+
+// Adds or removes one URL of the lane's disabled list; 1 when that changed it.
+static int url_gone_set(lane_t *l, const char *url, int gone)
+{
+    for (size_t i = 0; i < l->gone_cnt; i++) {
+        if (strcmp(l->gone_urls[i], url) == 0) {
+            if (gone)
+                return 0;
+            free(l->gone_urls[i]);
+            l->gone_urls[i] = l->gone_urls[--l->gone_cnt];
+            return 1;
+        }
+    }
+    if (!gone)
+        return 0;
+    char **urls = realloc(l->gone_urls, (l->gone_cnt + 1) * sizeof(*urls));
+    char *copy = strdup(url);
+    if (!urls || !copy)
+        abort();
+    l->gone_urls = urls;
+    l->gone_urls[l->gone_cnt++] = copy;
+    return 1;
+}
+
+static void log_transitions(lane_t *l)
+{
+    hk_breaker_state_t from, to;
+    while (hk_breaker_take_transition(l->br, &from, &to))
+        hk_log(HK_LOG_INFO, "breaker", "{s:s,s:s,s:s,s:f}", "endpoint", l->key, "from",
+               hk_breaker_state_name(from), "to", hk_breaker_state_name(to), "failure_rate",
+               hk_breaker_failure_rate(l->br));
+}
+
+static void divert_add(diverted_t **list, size_t *cnt, size_t *cap, hk_task_t *task,
+                       hk_divert_t why, int64_t due)
+{
+    if (*cnt == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        diverted_t *n = realloc(*list, *cap * sizeof(**list));
+        if (!n)
+            abort();
+        *list = n;
+    }
+    (*list)[(*cnt)++] = (diverted_t){.task = task, .why = why, .due_ms = due};
+}
+
+size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max, int64_t now_ms,
+                        int64_t *next_due_ms)
+{
+    diverted_t *div = NULL;
+    size_t div_cnt = 0, div_cap = 0, n = 0;
+
+    pthread_mutex_lock(&d->d_lock);
+    while (d->d_heap_cnt > 0 && d->d_heap[0]->due_ms <= now_ms) {
+        hk_task_t *task = heap_remove(d, 0);
+        task->due_ms = 0;
+        queue_push(d, task->queue, task);
+    }
+
+    while (n < max && !link_alone(&d->d_tenants)) {
+        tenant_t *t = container_of(d->d_tenants.next, tenant_t, ring);
+        queue_t *q = container_of(t->ready.next, queue_t, ring);
+        lane_t *l = q->lane;
+
+        if (l->disabled) {
+            while (q->cnt)
+                divert_add(&div, &div_cnt, &div_cap, queue_pop(d, q), HK_DIVERT_GONE, 0);
+            continue;
+        }
+        if (l->gone_cnt && url_gone(l, q->head->job->url)) {
+            divert_add(&div, &div_cnt, &div_cap, queue_pop(d, q), HK_DIVERT_GONE, 0);
+            continue;
+        }
+        hk_breaker_state_t st = hk_breaker_state(l->br, now_ms);
+        if (st == HK_BREAKER_OPEN) {
+            // Deferred whole until the breaker half-opens; no attempt is charged.
+            int64_t due = hk_breaker_open_until(l->br);
+            while (q->cnt) {
+                hk_task_t *task = queue_pop(d, q);
+                hk_metric_add(deferred_open, 1);
+                if (due - now_ms <= d->d_opts.inline_max_ms) {
+                    task->due_ms = due;
+                    heap_push(d, task);
+                } else {
+                    divert_add(&div, &div_cnt, &div_cap, task, HK_DIVERT_RETRY_TOPIC, due);
+                }
+            }
+            continue;
+        }
+        if (!hk_aimd_acquire(&l->lim)) {
+            queue_park(q);
+            continue;
+        }
+        hk_breaker_ticket_t ticket;
+        if (!hk_breaker_allow(l->br, now_ms, &ticket)) {
+            hk_aimd_release(&l->lim, HK_AIMD_IGNORE);
+            queue_park(q); // half-open with every probe out: wait for a result
+            log_transitions(l);
+            continue;
+        }
+        log_transitions(l);
+        hk_task_t *task = queue_pop(d, q);
+        task->lane_held = 1;
+        task->ticket = ticket;
         out[n++] = task;
-        d->d_queued--;
-        if (--t->cnt == 0)
-            ring_remove_head(d, ring_prev(t), t);
-        else
-            d->d_ring = t->ring_next;
+
+        // Round robin: this queue goes to the back of its tenant's ring, the
+        // tenant to the back of the global ring.
+        if (q->state == Q_READY) {
+            link_remove(&q->ring);
+            link_insert_before(&t->ready, &q->ring);
+        }
+        if (!link_alone(&t->ring)) {
+            link_remove(&t->ring);
+            link_insert_before(&d->d_tenants, &t->ring);
+        }
     }
     if (slot >= 0 && slot < d->d_workers_cnt)
-        d->d_workers[slot].idle = (n < max); // spare capacity: wake on next submit
+        d->d_workers[slot].idle = (n < max);
+    if (next_due_ms)
+        *next_due_ms = d->d_heap_cnt ? d->d_heap[0]->due_ms : INT64_MAX;
     pthread_mutex_unlock(&d->d_lock);
+
+    for (size_t i = 0; i < div_cnt; i++)
+        d->d_opts.divert(div[i].task, div[i].why, div[i].due_ms, d->d_opts.arg);
+    free(div);
     return n;
 }
 
-hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, int32_t partition)
+void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
 {
-    hk_task_t *removed = NULL, **rtail = &removed;
+    if (!task->lane_held)
+        return;
+    task->lane_held = 0;
+    queue_t *q = task->queue;
+    lane_t *l = q->lane;
+    int status = task->http_status;
+
+    hk_breaker_result_t br_res = HK_BREAKER_IGNORE;
+    hk_aimd_signal_t lim_sig = HK_AIMD_IGNORE;
+    switch (task->outcome) {
+    case HK_OUTCOME_DELIVERED:
+        br_res = HK_BREAKER_SUCCESS;
+        lim_sig = HK_AIMD_OK;
+        break;
+    case HK_OUTCOME_RETRYABLE:
+        br_res = HK_BREAKER_FAILURE;
+        // Timeouts, 429 and 5xx mean "too much": back off. A refused connection
+        // or a DNS failure says nothing about load.
+        if (status == 408 || status == 429 || status >= 500 ||
+            task->curl_code == CURLE_OPERATION_TIMEDOUT)
+            lim_sig = HK_AIMD_OVERLOAD;
+        break;
+    case HK_OUTCOME_PERMANENT:
+    case HK_OUTCOME_GONE:
+        lim_sig = HK_AIMD_OK; // the endpoint answered promptly
+        break;
+    default:
+        break;
+    }
+
     pthread_mutex_lock(&d->d_lock);
-    for (int b = 0; b < TENANT_BUCKETS; b++) {
-        for (tenant_t *t = d->d_buckets[b]; t; t = t->hash_next) {
-            hk_task_t **pp = &t->head;
-            t->tail = &t->head;
-            while (*pp) {
-                hk_task_t *task = *pp;
-                if (task->partition == partition) {
-                    *pp = task->next;
-                    task->next = NULL;
-                    *rtail = task;
-                    rtail = &task->next;
-                    t->cnt--;
-                    d->d_queued--;
+    hk_breaker_record(l->br, now_ms, task->ticket, br_res);
+    hk_aimd_release(&l->lim, lim_sig);
+    if (task->outcome == HK_OUTCOME_DELIVERED)
+        l->delivered++;
+    else
+        l->failed++;
+    char norm[HK_URL_NORM_MAX];
+    if (task->outcome == HK_OUTCOME_GONE && task->http_status == 410 &&
+        url_norm(task->job->url, norm, sizeof(norm)) == 0 && url_gone_set(l, norm, 1))
+        hk_log(HK_LOG_WARN, "url_disabled", "{s:s,s:s,s:s}", "endpoint", l->key, "url",
+               task->job->url, "reason", "410 Gone");
+    log_transitions(l);
+    lane_unpark(d, l);
+    worker_t w = pick_idle(d);
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+}
+
+int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled)
+{
+    char key[512], norm[HK_URL_NORM_MAX];
+    if (hk_dispatch_endpoint_of(target, key, sizeof(key)) != 0 ||
+        url_norm(target, norm, sizeof(norm)) != 0)
+        return -1;
+    int whole = url_is_root(target);
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, key, disabled);
+    int rc = -1;
+    if (l && whole) {
+        if (l->disabled != disabled)
+            hk_log(HK_LOG_WARN, disabled ? "endpoint_disabled" : "endpoint_enabled", "{s:s,s:s}",
+                   "endpoint", l->key, "reason", "operator");
+        l->disabled = disabled;
+        while (!disabled && l->gone_cnt) // enabling an endpoint enables every URL under it
+            url_gone_set(l, l->gone_urls[0], 0);
+        rc = 0;
+    } else if (l) {
+        int changed = url_gone_set(l, norm, disabled);
+        if (changed)
+            hk_log(HK_LOG_WARN, disabled ? "url_disabled" : "url_enabled", "{s:s,s:s,s:s}",
+                   "endpoint", l->key, "url", norm, "reason", "operator");
+        rc = disabled || changed ? 0 : -1;
+    }
+    if (rc == 0 && !disabled)
+        lane_unpark(d, l);
+    pthread_mutex_unlock(&d->d_lock);
+    return rc;
+}
+
+int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
+{
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, endpoint, 0);
+    if (l) {
+        // A fresh breaker: in-flight tickets of the old one are simply ignored.
+        hk_breaker_t *br = hk_breaker_new(&d->d_opts.breaker);
+        if (br) {
+            hk_breaker_destroy(l->br);
+            l->br = br;
+            hk_log(HK_LOG_WARN, "breaker_reset", "{s:s}", "endpoint", l->key);
+            lane_unpark(d, l);
+        }
+    }
+    pthread_mutex_unlock(&d->d_lock);
+    return l ? 0 : -1;
+}
+
+json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&d->d_lock);
+    for (int b = 0; b < BUCKETS; b++) {
+        for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next) {
+            hk_breaker_snapshot_t s;
+            hk_breaker_snapshot(l->br, now_ms, &s);
+            int64_t open_for = s.state == HK_BREAKER_OPEN && s.open_until_ms > now_ms
+                                   ? s.open_until_ms - now_ms
+                                   : 0;
+            json_t *gone = json_array();
+            for (size_t i = 0; i < l->gone_cnt; i++)
+                json_array_append_new(gone, json_string(l->gone_urls[i]));
+            json_array_append_new(
+                arr,
+                json_pack("{s:s,s:s,s:f,s:i,s:I,s:I,s:i,s:i,s:I,s:b,s:o,s:I,s:I}", "endpoint",
+                          l->key, "state", hk_breaker_state_name(s.state), "failure_rate",
+                          s.failure_rate, "calls", s.calls, "trips", (json_int_t)s.trips,
+                          "next_probe_in_ms", (json_int_t)open_for, "in_flight",
+                          hk_aimd_in_flight(&l->lim), "limit", hk_aimd_limit(&l->lim), "queued",
+                          (json_int_t)l->queued, "disabled", l->disabled, "disabled_urls", gone,
+                          "delivered", (json_int_t)l->delivered, "failed", (json_int_t)l->failed));
+        }
+    }
+    pthread_mutex_unlock(&d->d_lock);
+    return arr;
+}
+
+hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int32_t partition)
+{
+    hk_task_t *removed = NULL;
+    pthread_mutex_lock(&d->d_lock);
+    for (int b = 0; b < BUCKETS; b++) {
+        for (queue_t *q = d->d_queue_tab[b]; q; q = q->hash_next) {
+            hk_task_t *keep = NULL, **ktail = &keep;
+            size_t kept = 0, dropped = 0;
+            while (q->head) {
+                hk_task_t *task = q->head;
+                q->head = task->next;
+                task->next = NULL;
+                if (task->partition == partition && strcmp(task->topic, topic) == 0) {
+                    task->next = removed;
+                    removed = task;
+                    dropped++;
                 } else {
-                    pp = &task->next;
-                    t->tail = pp;
+                    *ktail = task;
+                    ktail = &task->next;
+                    kept++;
                 }
             }
-            if (t->cnt == 0 && t->ring_next) {
-                tenant_t *prev = ring_prev(t);
-                if (d->d_ring == t) {
-                    ring_remove_head(d, prev, t);
-                } else {
-                    prev->ring_next = t->ring_next;
-                    t->ring_next = NULL;
-                }
+            q->head = keep;
+            q->tail = ktail;
+            q->cnt = kept;
+            q->lane->queued -= dropped;
+            d->d_queued -= dropped;
+            if (kept == 0 && q->state != Q_IDLE) {
+                if (q->state == Q_PARKED)
+                    link_remove(&q->ring);
+                queue_unready(q);
+                q->state = Q_IDLE;
             }
         }
     }
+    // Filter the delay heap, then rebuild it (removing in place could skip an
+    // entry that moves up past the scan).
+    size_t kept = 0;
+    for (size_t i = 0; i < d->d_heap_cnt; i++) {
+        hk_task_t *task = d->d_heap[i];
+        if (task->partition == partition && strcmp(task->topic, topic) == 0) {
+            task->heap_idx = SIZE_MAX;
+            task->next = removed;
+            removed = task;
+        } else {
+            task->heap_idx = kept;
+            d->d_heap[kept++] = task;
+        }
+    }
+    d->d_heap_cnt = kept;
+    for (size_t i = kept / 2; i-- > 0;)
+        heap_down(d, i);
     pthread_mutex_unlock(&d->d_lock);
     return removed;
 }
@@ -225,7 +823,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, int32_t partition)
 size_t hk_dispatch_queued(hk_dispatch_t *d)
 {
     pthread_mutex_lock(&d->d_lock);
-    size_t n = d->d_queued;
+    size_t n = d->d_queued + d->d_heap_cnt;
     pthread_mutex_unlock(&d->d_lock);
     return n;
 }

@@ -1,42 +1,101 @@
-// dispatch: the queue between intake and the delivery threads. Tasks wait in one
-// FIFO per tenant; delivery threads pull from the tenants in round-robin order, so
-// one tenant's backlog cannot starve another's. This is the seam where per-endpoint
-// lanes (breakers, concurrency limits) plug in.
+// dispatch: everything between "a job is ready" and "a delivery thread sends it".
 //
-// Bounding is intake's job (it pauses partitions past the in-flight limits); the
-// dispatcher never drops and never blocks. All functions are thread-safe.
+// Tasks wait in one FIFO per (tenant, endpoint). Tenants are served round robin,
+// and within a tenant its endpoints are served round robin, so one tenant's
+// backlog or one dead endpoint cannot take over the delivery slots.
+// Each endpoint (scheme://host:port) has a lane: a circuit breaker (retry/breaker)
+// and an adaptive concurrency limit (retry/aimd). A queue whose lane is full, or
+// whose breaker is half-open with no probe free, is parked on the lane until a
+// slot frees. A queue whose breaker is OPEN is deferred whole until the breaker
+// half-opens, without charging an attempt. Tasks may also wait in a delay heap
+// until a due time (inline retries).
+//
+// What the dispatcher will not deliver now it hands to `divert`, outside its lock:
+// tasks for a disabled endpoint (410 Gone earlier), and deferrals longer than
+// inline_max_ms (the caller sends those to the retry topic).
+//
+// All functions are thread-safe. Times are CLOCK_MONOTONIC milliseconds.
 #ifndef HK_DISPATCH_H
 #define HK_DISPATCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "retry/aimd.h"
+#include "retry/breaker.h"
 #include "worker/task.h"
 
 typedef struct hk_dispatch_s hk_dispatch_t;
 
-// Called, without the dispatcher's lock held, to wake an idle delivery thread.
+typedef enum hk_divert {
+    HK_DIVERT_GONE,        // the endpoint is disabled: dead-letter as gone
+    HK_DIVERT_RETRY_TOPIC, // deferred past inline_max_ms: produce to the retry topic, due at due_ms
+} hk_divert_t;
+
+// `due_ms` is CLOCK_MONOTONIC (HK_DIVERT_RETRY_TOPIC only). Called without the lock.
+typedef void hk_dispatch_divert_cb(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *arg);
+
+// Called, without the lock held, to wake an idle delivery thread.
 typedef void hk_dispatch_wake_cb(void *arg);
 
-hk_dispatch_t *hk_dispatch_new(void);
+typedef struct hk_dispatch_opts {
+    hk_breaker_opts_t breaker;
+    hk_aimd_opts_t lane;
+    int64_t inline_max_ms;
+    hk_dispatch_divert_cb *divert;
+    void *arg;
+} hk_dispatch_opts_t;
 
-// Destroys the dispatcher and every task still queued in it.
+hk_dispatch_t *hk_dispatch_new(const hk_dispatch_opts_t *opts);
+
+// Destroys the dispatcher and every task still queued or delayed in it.
 void hk_dispatch_destroy(hk_dispatch_t *d);
 
 // Registers a delivery thread; returns its slot number for hk_dispatch_take().
 int hk_dispatch_register(hk_dispatch_t *d, hk_dispatch_wake_cb *wake, void *arg);
 
+// A task ready now. Its endpoint is taken from task->job->url.
 void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task);
 
-// Takes up to `max` tasks for worker `slot`, round-robin across tenants. When it
-// returns fewer than `max` the worker has spare capacity: it is marked idle and
-// the next submit wakes it.
-size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max);
+// A task ready at `due_ms` (an inline retry, or a retry-topic record not yet due).
+void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms);
 
-// Removes every queued task of `partition` (revoked) and returns them as a list
-// linked through task->next, oldest first.
-hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, int32_t partition);
+// Takes up to `max` tasks for worker `slot`. Every task taken holds a slot of its
+// lane and a breaker ticket until hk_dispatch_finish(). *next_due_ms (may be NULL)
+// is when the earliest delayed task becomes ready (INT64_MAX: none). When fewer
+// than `max` are returned the worker is marked idle and the next submit wakes it.
+size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max, int64_t now_ms,
+                        int64_t *next_due_ms);
 
+// The attempt of a taken task ended with task->outcome (and http_status): frees
+// its lane slot, feeds the breaker and the concurrency limit, disables the
+// endpoint on 410. Must be called exactly once per taken task, before the task
+// is deferred, diverted or returned.
+void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms);
+
+// Operator controls. `target` is an endpoint ("scheme://host:port", or a URL with
+// no path): the whole lane, and enabling it also enables every URL under it; or a
+// URL with a path or query: that URL alone (a 410 Gone disables exactly the URL
+// that answered it, never the whole host). Disabling creates what it names;
+// enabling something unknown or not disabled returns -1. 0 ok.
+int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled);
+int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint);
+
+// Lane and breaker state, one object per endpoint: endpoint, state, failure_rate,
+// calls, trips, next_probe_in_ms (0 unless open), in_flight, limit, queued,
+// disabled, disabled_urls, delivered, failed.
+json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms);
+
+// Removes every queued or delayed task of (topic, partition) (revoked) and
+// returns them as a list linked through task->next.
+hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int32_t partition);
+
+// Tasks queued or delayed (not in a delivery thread).
 size_t hk_dispatch_queued(hk_dispatch_t *d);
+
+// The endpoint key of a URL: "scheme://host:port" (lowercase scheme and host,
+// default port filled in). 0 ok, -1 not a usable URL.
+int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size);
 
 #endif

@@ -11,12 +11,15 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "queue/intake.h"
 #include "queue/mockkafka.h"
 #include "queue/producer.h"
+#include "retry/backoff.h"
+#include "worker/admin.h"
 #include "worker/deliver.h"
 #include "worker/dispatch.h"
 #include "worker/log.h"
@@ -42,18 +45,101 @@ typedef struct app {
     const hk_config_t *cfg;
     hk_intake_t *intake;
     hk_producer_t *producer;
+    hk_dispatch_t *dispatch;
+    hk_backoff_t backoff;
 } app_t;
 
-// A delivery attempt ended. Delivered: done. Anything else: dead-letter it (retries
-// and breakers plug in here).
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Jitter needs a random source per delivery thread.
+static _Thread_local uint64_t rng_state;
+
+static uint64_t *rng(void)
+{
+    if (rng_state == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        rng_state =
+            ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&rng_state ^ 0x9e3779b97f4a7c15ull;
+    }
+    return &rng_state;
+}
+
+// Waits `delay_ms` before the next attempt: in memory when short, else through
+// the retry topic (the source offset is then committed once that record is acked).
+static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
+{
+    hk_log(HK_LOG_DEBUG, "retry_scheduled", "{s:s,s:i,s:I,s:s,s:s}", "id", task->job->id,
+           "attempts", task->attempts, "delay_ms", (json_int_t)delay_ms, "via",
+           delay_ms <= app->cfg->retry_inline_max_ms ? "memory" : "topic", "error", task->error);
+    if (delay_ms <= app->cfg->retry_inline_max_ms) {
+        hk_metric_add(retries_inline, 1);
+        hk_dispatch_defer(app->dispatch, task, mono_ms() + delay_ms);
+    } else {
+        hk_producer_retry(app->producer, task, wall_ms() + delay_ms);
+    }
+}
+
+// An attempt ended (delivery thread). This is the one place where an outcome
+// becomes an action: done, retry later, or dead-letter.
 static void on_delivery_done(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
-    if (task->outcome == HK_OUTCOME_DELIVERED) {
+    hk_dispatch_finish(app->dispatch, task, mono_ms());
+
+    switch (task->outcome) {
+    case HK_OUTCOME_DELIVERED:
         hk_intake_done(task, app->intake);
         return;
+    case HK_OUTCOME_RETRYABLE: {
+        const hk_job_t *job = task->job;
+        if (task->attempts >= job->max_attempts) {
+            char last[sizeof(task->error)];
+            snprintf(last, sizeof(last), "%s", task->error);
+            hk_task_fail(task, HK_OUTCOME_EXHAUSTED, task->http_status, "%d attempts, last: %s",
+                         task->attempts, last);
+            break;
+        }
+        int64_t delay =
+            hk_backoff_next_delay(&app->backoff, task->attempts, task->retry_after_ms, rng());
+        if (job->expires_at_ms && wall_ms() + delay >= job->expires_at_ms) {
+            char last[sizeof(task->error)];
+            snprintf(last, sizeof(last), "%s", task->error);
+            hk_task_fail(task, HK_OUTCOME_EXPIRED, task->http_status,
+                         "expires before attempt %d, last: %s", task->attempts + 1, last);
+            break;
+        }
+        schedule_retry(app, task, delay);
+        return;
+    }
+    default:
+        break;
     }
     hk_producer_dead_letter(app->producer, task);
+}
+
+// The dispatcher will not deliver these now (see worker/dispatch.h).
+static void on_divert(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *arg)
+{
+    app_t *app = arg;
+    if (why == HK_DIVERT_GONE) {
+        hk_task_fail(task, HK_OUTCOME_GONE, 0, "endpoint disabled after 410 Gone");
+        hk_producer_dead_letter(app->producer, task);
+        return;
+    }
+    hk_producer_retry(app->producer, task, wall_ms() + (due_ms - mono_ms()));
 }
 
 static void *intake_main(void *arg)
@@ -72,13 +158,6 @@ static void usage(FILE *out)
             "  -V, --version       print the version and exit\n");
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void summary(int64_t *last_ms, uint64_t *last_done)
 {
     int64_t now = mono_ms();
@@ -89,13 +168,17 @@ static void summary(int64_t *last_ms, uint64_t *last_done)
     for (int c = 0; c < HK_OUTCOME__CNT; c++) {
         uint64_t n = hk_metric_get(dlq_by_class[c]);
         if (n)
-            json_object_set_new(by_class, hk_outcome_name((hk_outcome_t)c), json_integer((json_int_t)n));
+            json_object_set_new(by_class, hk_outcome_name((hk_outcome_t)c),
+                                json_integer((json_int_t)n));
     }
-    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:f}", "consumed",
-           (json_int_t)hk_metric_get(consumed), "delivered", (json_int_t)hk_metric_get(delivered),
-           "dead_lettered", (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class",
-           by_class, "invalid", (json_int_t)hk_metric_get(invalid), "inflight",
-           (json_int_t)hk_metric_get(inflight_jobs), "inflight_bytes",
+    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "consumed",
+           (json_int_t)hk_metric_get(consumed), "attempts", (json_int_t)hk_metric_get(attempts),
+           "delivered", (json_int_t)hk_metric_get(delivered), "dead_lettered",
+           (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class", by_class,
+           "retries_inline", (json_int_t)hk_metric_get(retries_inline), "retried_via_topic",
+           (json_int_t)hk_metric_get(retried_via_topic), "deferred_open",
+           (json_int_t)hk_metric_get(deferred_open), "invalid", (json_int_t)hk_metric_get(invalid),
+           "inflight", (json_int_t)hk_metric_get(inflight_jobs), "inflight_bytes",
            (json_int_t)hk_metric_get(inflight_bytes), "rate", rate);
     *last_ms = now;
     *last_done = done;
@@ -159,6 +242,7 @@ int main(int argc, char **argv)
     hk_netguard_t *guard = NULL;
     hk_dispatch_t *dispatch = NULL;
     hk_deliver_t *deliver = NULL;
+    hk_admin_t *admin = NULL;
     app_t app = {.cfg = cfg};
 
     const char *brokers = cfg->kafka_brokers;
@@ -175,7 +259,31 @@ int main(int argc, char **argv)
     }
     if (!(guard = hk_netguard_new(cfg->delivery_allow_cidrs, err, sizeof(err))))
         goto out;
-    dispatch = hk_dispatch_new();
+    app.backoff = (hk_backoff_t){.schedule_ms = cfg->retry_schedule_ms,
+                                 .schedule_cnt = cfg->retry_schedule_cnt,
+                                 .base_ms = cfg->retry_base_ms,
+                                 .multiplier = cfg->retry_multiplier,
+                                 .max_delay_ms = cfg->retry_max_delay_ms};
+    hk_dispatch_opts_t dispatch_opts = {
+        .breaker = {.window = cfg->breaker_window,
+                    .min_calls = cfg->breaker_min_calls,
+                    .failure_rate = cfg->breaker_failure_rate,
+                    .consecutive_failures = cfg->breaker_consecutive_failures,
+                    .open_ms = cfg->breaker_open_ms,
+                    .max_open_ms = cfg->breaker_max_open_ms,
+                    .probes = cfg->breaker_probes},
+        .lane = {.initial = cfg->lanes_initial_limit,
+                 .min = cfg->lanes_min_limit,
+                 .max = cfg->lanes_max_limit,
+                 .decrease = 0.9},
+        .inline_max_ms = cfg->retry_inline_max_ms,
+        .divert = on_divert,
+        .arg = &app,
+    };
+    dispatch = app.dispatch = hk_dispatch_new(&dispatch_opts);
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
+        if (cfg->endpoints[i].disabled)
+            hk_dispatch_endpoint_disable(dispatch, cfg->endpoints[i].endpoint, 1);
     if (!(app.intake = hk_intake_new(cfg, brokers, dispatch, err, sizeof(err))))
         goto out;
     if (!(app.producer =
@@ -184,6 +292,9 @@ int main(int argc, char **argv)
     hk_deliver_opts_t dopts = {
         .cfg = cfg, .dispatch = dispatch, .guard = guard, .on_done = on_delivery_done, .arg = &app};
     if (!(deliver = hk_deliver_start(&dopts, err, sizeof(err))))
+        goto out;
+    if (cfg->admin_listen[0] &&
+        !(admin = hk_admin_start(cfg->admin_listen, cfg->admin_token, dispatch, err, sizeof(err))))
         goto out;
 
     hk_log(HK_LOG_INFO, "started", "{s:s,s:s,s:s,s:i,s:i}", "version", HOOKD_VERSION, "topic",
@@ -198,11 +309,15 @@ int main(int argc, char **argv)
     while (!stop_signals) {
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
+        // Ready while the group gave us partitions to work on.
+        if (admin)
+            hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);
         if (cfg->log_summary_ms > 0 && mono_ms() >= next_summary) {
             summary(&last_ms, &last_done);
             next_summary += cfg->log_summary_ms;
         }
     }
+    hk_admin_set_ready(admin, 0);
     hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cfg->shutdown_grace_ms);
     int64_t t0 = mono_ms();
     hk_intake_stop(app.intake);
@@ -222,6 +337,7 @@ out:
     hk_deliver_stop(deliver);
     hk_producer_destroy(app.producer, 0);
     hk_intake_destroy(app.intake);
+    hk_admin_stop(admin);
     hk_dispatch_destroy(dispatch);
     hk_netguard_destroy(guard);
     hk_mockkafka_destroy(mock);

@@ -15,10 +15,13 @@ typedef struct hk_metrics {
     atomic_uint_fast64_t delivered;     // jobs delivered (2xx)
     atomic_uint_fast64_t dead_lettered; // jobs whose DLQ record was acknowledged
     atomic_uint_fast64_t dlq_by_class[HK_OUTCOME__CNT];
-    atomic_uint_fast64_t committed;     // offset commits that succeeded
-    atomic_int_fast64_t inflight_jobs;  // consumed, not yet finished
-    atomic_int_fast64_t inflight_bytes; // memory those jobs hold
-    atomic_int_fast64_t paused;         // 1 while intake is paused for flow control
+    atomic_uint_fast64_t retries_inline;    // retries that waited in memory (delay heap)
+    atomic_uint_fast64_t retried_via_topic; // retry records acknowledged by the broker
+    atomic_uint_fast64_t deferred_open;     // tasks deferred by an open breaker (not charged)
+    atomic_uint_fast64_t committed;         // offset commits that succeeded
+    atomic_int_fast64_t inflight_jobs;      // consumed, not yet finished
+    atomic_int_fast64_t inflight_bytes;     // memory those jobs hold
+    atomic_int_fast64_t paused;             // 1 while intake is paused for flow control
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;

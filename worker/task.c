@@ -1,6 +1,7 @@
 #include "worker/task.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,11 @@ hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uin
     task->partition = partition;
     task->offset = offset;
     task->generation = generation;
+    snprintf(task->origin_topic, sizeof(task->origin_topic), "%s", topic);
+    task->origin_partition = partition;
+    task->origin_offset = offset;
+    task->retry_after_ms = -1;
+    task->heap_idx = SIZE_MAX;
     if (key) {
         task->key = p;
         task->key_len = key_len;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "retry/breaker.h"
 #include "retry/classify.h"
 #include "worker/job.h"
 
@@ -18,10 +19,17 @@ typedef struct hk_task hk_task_t;
 struct hk_task {
     hk_task_t *next; // intrusive link for whichever queue holds the task
 
-    const char *topic; // source topic (points into the config)
+    const char *topic; // source topic (points into the config): jobs or retry topic
     int32_t partition;
     int64_t offset;
     uint64_t generation; // assignment generation the offset belongs to
+
+    // Where the job was first produced: the source itself, or for a record from the
+    // retry topic the jobs-topic position it carries in its headers. Derived job
+    // ids and dead-letter headers use this, so they never change across retries.
+    char origin_topic[256];
+    int32_t origin_partition;
+    int64_t origin_offset;
 
     void *key; // original key/value, NULL/0 when absent
     size_t key_len;
@@ -32,10 +40,23 @@ struct hk_task {
 
     // Attempt state.
     int attempts;
-    int64_t first_attempt_ms;
+    int64_t first_attempt_ms; // wall clock
+    int64_t retry_after_ms;   // from the last response's Retry-After, -1 when none
+
+    // Dispatcher state (worker/dispatch.c).
+    void *queue;   // the (tenant, endpoint) queue the task belongs to
+    int lane_held; // taken: holds a lane slot and a breaker ticket
+    hk_breaker_ticket_t ticket;
+    int64_t due_ms;  // CLOCK_MONOTONIC time it may be taken, 0 = now
+    size_t heap_idx; // position in the delay heap, SIZE_MAX when not in it
+
     hk_outcome_t outcome; // final outcome once terminal
     int http_status;      // last HTTP status, 0 when none
+    int curl_code;        // last transfer's CURLcode, 0 when none
     char error[256];      // last error in words (never a body or a secret)
+
+    int64_t retry_due_wall_ms; // set when handed to the retry topic (ms since epoch)
+    int to_retry_topic;        // its record goes to the retry topic, not the DLQ
 
     size_t mem_bytes; // memory held by the task and its job
 };

@@ -181,6 +181,7 @@ int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], c
         "HOOKD_DELIVERY_ALLOW_CIDRS=127.0.0.0/8,::1/128",
         "HOOKD_SIGNING_SECRET=" HK_TH_SECRET,
         "HOOKD_LOG_SUMMARY_MS=1000",
+        "HOOKD_ADMIN_LISTEN=127.0.0.1:0", // logged as event admin_listening
         NULL,
     };
     char *all[64];

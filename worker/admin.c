@@ -1,0 +1,617 @@
+// admin: the operator HTTP endpoint (routes in admin.h). libmicrohttpd runs the
+// server in its own thread and calls on_request() there; every handler only reads
+// process counters or calls the thread-safe operator API of worker/dispatch, so
+// the admin thread shares no state of its own with the rest of hookd.
+#include "worker/admin.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "retry/breaker.h"
+#include "retry/classify.h"
+#include "worker/log.h"
+#include "worker/metrics.h"
+
+#define ADMIN_MAX_CONNECTIONS      16
+#define ADMIN_CONNECTION_TIMEOUT_S 10
+
+struct hk_admin_s {
+    struct MHD_Daemon *ad_mhd;
+    hk_dispatch_t *ad_dispatch;
+    int ad_port;
+    atomic_int ad_ready;
+    // The token is kept only as its SHA-256: comparing digests with CRYPTO_memcmp
+    // takes the same time whatever the presented token's length or content.
+    int ad_has_token;
+    unsigned char ad_token_sha[SHA256_DIGEST_LENGTH];
+    atomic_int ad_starting; // libmicrohttpd messages go to ad_start_err until started
+    char ad_start_err[256];
+};
+
+typedef enum route {
+    ROUTE_NONE = 0,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_LANES,
+    ROUTE_METRICS,
+    ROUTE_ENABLE,
+    ROUTE_DISABLE,
+    ROUTE_RESET,
+} route_t;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+__attribute__((format(printf, 3, 4))) static void errf(char *errstr, size_t errstr_size,
+                                                       const char *fmt, ...)
+{
+    if (!errstr || errstr_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+}
+
+// libmicrohttpd's own messages (bind failures, connection limit reached, ...).
+__attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    hk_admin_t *adm = cls;
+    char msg[256];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    if (atomic_load(&adm->ad_starting))
+        snprintf(adm->ad_start_err, sizeof(adm->ad_start_err), "%s", msg);
+    else
+        hk_log(HK_LOG_WARN, "admin_http_error", "{s:s}", "error", msg);
+}
+
+// Copies untrusted text (a request path) for an error message: at most 200 bytes,
+// bytes outside printable ASCII as '?', so it is always valid JSON text.
+static void sanitize(const char *in, char *out, size_t out_size)
+{
+    size_t n = 0;
+    for (; *in && n + 1 < out_size && n < 200; in++)
+        out[n++] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
+    out[n] = '\0';
+}
+
+// ---- listen address ----
+
+// Splits "host:port" or "[v6]:port". 0 ok.
+static int split_listen(const char *listen, char *host, size_t host_size, char *port,
+                        size_t port_size, int *bracketed)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon)
+        return -1;
+    const char *h = listen, *h_end = colon;
+    *bracketed = listen[0] == '[';
+    if (*bracketed) {
+        if (colon - listen < 3 || colon[-1] != ']')
+            return -1;
+        h = listen + 1;
+        h_end = colon - 1;
+    } else if (memchr(listen, ':', (size_t)(colon - listen))) {
+        return -1; // a bare IPv6 address: ambiguous without brackets
+    }
+    size_t hlen = (size_t)(h_end - h), plen = strlen(colon + 1);
+    if (hlen == 0 || hlen >= host_size || plen == 0 || plen > 5 || plen >= port_size)
+        return -1;
+    if (strspn(colon + 1, "0123456789") != plen || atoi(colon + 1) > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    memcpy(port, colon + 1, plen + 1);
+    return 0;
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in in;
+        memcpy(&in, sa, sizeof(in));
+        return (ntohl(in.sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, sa, sizeof(in6));
+        return IN6_IS_ADDR_LOOPBACK(&in6.sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr) && in6.sin6_addr.s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+// ---- responses ----
+
+// Queues `body` (stolen) as the JSON answer. MHD_NO (drop the connection) only
+// when out of memory.
+static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned int status, json_t *body,
+                                  const char *allow)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+__attribute__((format(printf, 4, 5))) static enum MHD_Result
+reply_error(struct MHD_Connection *conn, unsigned int status, const char *allow, const char *fmt,
+            ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return reply_json(conn, status, json_pack("{s:s}", "error", msg), allow);
+}
+
+// ---- /metrics ----
+
+void hk_admin_put_label_value(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\\\", out);
+        else if (*s == '"')
+            fputs("\\\"", out);
+        else if (*s == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void put_family(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_counter(FILE *out, const char *name, const char *help, uint_fast64_t v)
+{
+    put_family(out, name, "counter", help);
+    fprintf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void put_gauge(FILE *out, const char *name, const char *help, int_fast64_t v)
+{
+    put_family(out, name, "gauge", help);
+    fprintf(out, "%s %lld\n", name, (long long)v);
+}
+
+// A lane's value for a per-endpoint gauge: `field` of its /v1/lanes object
+// (booleans as 0/1; "state" as 0 closed, 1 open, 2 half_open). 0 if absent.
+static int lane_value(json_t *lane, const char *field, double *v)
+{
+    json_t *j = json_object_get(lane, field);
+    if (json_is_string(j)) {
+        for (int s = HK_BREAKER_CLOSED; s <= HK_BREAKER_HALF_OPEN; s++) {
+            if (strcmp(json_string_value(j), hk_breaker_state_name((hk_breaker_state_t)s)) == 0) {
+                *v = s;
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if (json_is_boolean(j)) {
+        *v = json_is_true(j);
+        return 1;
+    }
+    if (json_is_number(j)) {
+        *v = json_number_value(j);
+        return 1;
+    }
+    return 0;
+}
+
+static void put_lane_gauge(FILE *out, json_t *lanes, const char *name, const char *field,
+                           const char *help)
+{
+    put_family(out, name, "gauge", help);
+    size_t i;
+    json_t *lane;
+    json_array_foreach(lanes, i, lane)
+    {
+        const char *endpoint = json_string_value(json_object_get(lane, "endpoint"));
+        double v;
+        if (!endpoint || !lane_value(lane, field, &v))
+            continue;
+        fprintf(out, "%s{endpoint=\"", name);
+        hk_admin_put_label_value(out, endpoint);
+        fprintf(out, "\"} %.17g\n", v);
+    }
+}
+
+// The exposition in text format 0.0.4; malloc'ed, NULL when out of memory.
+static char *metrics_text(hk_dispatch_t *d, size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&buf, &size);
+    if (!out)
+        return NULL;
+
+    put_counter(out, "hookd_jobs_consumed_total", "Messages read from the jobs topic.",
+                hk_metric_get(consumed));
+    put_counter(out, "hookd_jobs_invalid_total",
+                "Messages rejected by the job parser (dead-lettered as invalid).",
+                hk_metric_get(invalid));
+    put_counter(out, "hookd_deliveries_attempted_total", "HTTP delivery attempts started.",
+                hk_metric_get(attempts));
+    put_counter(out, "hookd_jobs_delivered_total", "Jobs delivered with a 2xx response.",
+                hk_metric_get(delivered));
+    put_family(out, "hookd_jobs_dead_lettered_total", "counter",
+               "Jobs whose dead-letter record was acknowledged, by error class.");
+    for (int c = 0; c < HK_OUTCOME__CNT; c++) {
+        if (c == HK_OUTCOME_DELIVERED)
+            continue; // never a dead-letter class
+        fputs("hookd_jobs_dead_lettered_total{class=\"", out);
+        hk_admin_put_label_value(out, hk_outcome_name((hk_outcome_t)c));
+        fprintf(out, "\"} %llu\n",
+                (unsigned long long)atomic_load_explicit(&hk_metrics.dlq_by_class[c],
+                                                         memory_order_relaxed));
+    }
+    put_family(out, "hookd_retries_total", "counter",
+               "Retries scheduled: via=\"memory\" waited in the delay heap, via=\"topic\" "
+               "went to the retry topic (acknowledged).");
+    fprintf(out, "hookd_retries_total{via=\"memory\"} %llu\n",
+            (unsigned long long)hk_metric_get(retries_inline));
+    fprintf(out, "hookd_retries_total{via=\"topic\"} %llu\n",
+            (unsigned long long)hk_metric_get(retried_via_topic));
+    put_counter(out, "hookd_deferred_open_breaker_total",
+                "Tasks deferred by an open circuit breaker, without charging an attempt.",
+                hk_metric_get(deferred_open));
+    put_counter(out, "hookd_offset_commits_total", "Offset commits that succeeded.",
+                hk_metric_get(committed));
+
+    put_gauge(out, "hookd_inflight_jobs", "Jobs consumed and not yet finished.",
+              hk_metric_get(inflight_jobs));
+    put_gauge(out, "hookd_inflight_bytes", "Memory held by in-flight jobs, in bytes.",
+              hk_metric_get(inflight_bytes));
+    put_gauge(out, "hookd_intake_paused", "1 while intake is paused for flow control.",
+              hk_metric_get(paused));
+
+    json_t *lanes = hk_dispatch_lanes_json(d, now_ms());
+    put_lane_gauge(out, lanes, "hookd_breaker_state", "state",
+                   "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half_open.");
+    put_lane_gauge(out, lanes, "hookd_lane_inflight", "in_flight",
+                   "Attempts in flight per endpoint.");
+    put_lane_gauge(out, lanes, "hookd_lane_limit", "limit",
+                   "Adaptive concurrency limit per endpoint.");
+    put_lane_gauge(out, lanes, "hookd_lane_queued", "queued",
+                   "Tasks queued or delayed per endpoint.");
+    put_lane_gauge(out, lanes, "hookd_endpoint_disabled", "disabled",
+                   "1 while the endpoint is disabled (410 Gone or operator).");
+    json_decref(lanes);
+
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+static enum MHD_Result reply_metrics(hk_admin_t *adm, struct MHD_Connection *conn)
+{
+    size_t len = 0;
+    char *text = metrics_text(adm->ad_dispatch, &len);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+// ---- operator actions ----
+
+// The endpoint key of what the path names: "scheme://host:port" or an http(s)
+// URL. 0 ok.
+static int endpoint_key(const char *raw, char *key, size_t key_size)
+{
+    if (raw[0] == '\0' || !strstr(raw, "://"))
+        return -1;
+    if (hk_dispatch_endpoint_of(raw, key, key_size) != 0)
+        return -1;
+    if (strncmp(key, "http://", 7) != 0 && strncmp(key, "https://", 8) != 0)
+        return -1;
+    for (const char *p = key; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return -1;
+    return 0;
+}
+
+static void peer_name(struct MHD_Connection *conn, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "unknown");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    socklen_t sl =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    char host[NI_MAXHOST];
+    if (getnameinfo(sa, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0)
+        snprintf(out, out_size, "%s", host);
+}
+
+static enum MHD_Result handle_action(hk_admin_t *adm, struct MHD_Connection *conn, route_t route,
+                                     const char *raw)
+{
+    char key[1024];
+    if (endpoint_key(raw, key, sizeof(key)) != 0) {
+        char shown[256];
+        sanitize(raw, shown, sizeof(shown));
+        return reply_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
+                           "\"%s\" is not an endpoint: want scheme://host:port or an http(s) URL "
+                           "(URL-encoded in the path)",
+                           shown);
+    }
+    const char *action;
+    json_t *body;
+    if (route == ROUTE_RESET) {
+        action = "breaker_reset";
+        if (hk_dispatch_breaker_reset(adm->ad_dispatch, key) != 0)
+            return reply_error(conn, MHD_HTTP_NOT_FOUND, NULL,
+                               "unknown endpoint %s: no job has gone to it since hookd started",
+                               key);
+        body = json_pack("{s:s,s:b}", "endpoint", key, "reset", 1);
+    } else {
+        int disable = route == ROUTE_DISABLE;
+        action = disable ? "disable" : "enable";
+        // A URL with a path names that URL alone; a bare endpoint names the lane.
+        if (hk_dispatch_endpoint_disable(adm->ad_dispatch, raw, disable) != 0)
+            return reply_error(conn, MHD_HTTP_NOT_FOUND, NULL,
+                               "nothing to enable at %s: no such endpoint, or not disabled", raw);
+        body = json_pack("{s:s,s:s,s:b}", "endpoint", key, "target", raw, "disabled", disable);
+    }
+    char peer[NI_MAXHOST];
+    peer_name(conn, peer, sizeof(peer));
+    hk_log(HK_LOG_WARN, "admin_action", "{s:s,s:s,s:s}", "action", action, "endpoint", key, "peer",
+           peer);
+    return reply_json(conn, MHD_HTTP_OK, body, NULL);
+}
+
+// ---- routing ----
+
+// The route of `url`; for the actions *endpoint (allocated) is the path's
+// <endpoint> part, as libmicrohttpd unescaped it.
+static route_t route_of(const char *url, char **endpoint)
+{
+    static const struct {
+        const char *path;
+        route_t route;
+    } fixed[] = {
+        {"/healthz", ROUTE_HEALTHZ},   {"/readyz", ROUTE_READYZ},   {"/v1/lanes", ROUTE_LANES},
+        {"/v1/breakers", ROUTE_LANES}, {"/metrics", ROUTE_METRICS},
+    };
+    static const struct {
+        const char *prefix;
+        const char *suffix;
+        route_t route;
+    } actions[] = {
+        {"/v1/endpoints/", "/enable", ROUTE_ENABLE},
+        {"/v1/endpoints/", "/disable", ROUTE_DISABLE},
+        {"/v1/breakers/", "/reset", ROUTE_RESET},
+    };
+    *endpoint = NULL;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strcmp(url, fixed[i].path) == 0)
+            return fixed[i].route;
+    size_t len = strlen(url);
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        size_t pl = strlen(actions[i].prefix), sl = strlen(actions[i].suffix);
+        if (len >= pl + sl && strncmp(url, actions[i].prefix, pl) == 0 &&
+            strcmp(url + len - sl, actions[i].suffix) == 0) {
+            *endpoint = strndup(url + pl, len - pl - sl);
+            return *endpoint ? actions[i].route : ROUTE_NONE;
+        }
+    }
+    return ROUTE_NONE;
+}
+
+static int authorized(const hk_admin_t *adm, struct MHD_Connection *conn)
+{
+    if (!adm->ad_has_token)
+        return 1;
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    unsigned char sha[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)h, strlen(h), sha);
+    return CRYPTO_memcmp(sha, adm->ad_token_sha, sizeof(sha)) == 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    (void)upload_data;
+    static int headers_seen;
+    hk_admin_t *adm = cls;
+    if (*con_cls == NULL) {
+        *con_cls = &headers_seen; // answer once the (ignored) body has been read
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    char *endpoint = NULL;
+    route_t route = route_of(url, &endpoint);
+    int is_post = route == ROUTE_ENABLE || route == ROUTE_DISABLE || route == ROUTE_RESET;
+    enum MHD_Result r;
+    char shown[256];
+    if (route != ROUTE_HEALTHZ && !authorized(adm, conn)) {
+        r = reply_error(conn, MHD_HTTP_UNAUTHORIZED, NULL,
+                        "missing or wrong \"Authorization: Bearer <admin token>\"");
+    } else if (route == ROUTE_NONE) {
+        sanitize(url, shown, sizeof(shown));
+        r = reply_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no such route: %s", shown);
+    } else if (is_post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0
+                       : strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+                             strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+        sanitize(url, shown, sizeof(shown));
+        r = reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, is_post ? "POST" : "GET, HEAD",
+                        "%s needs %s", shown, is_post ? "POST" : "GET");
+    } else {
+        switch (route) {
+        case ROUTE_HEALTHZ:
+            r = reply_json(conn, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"), NULL);
+            break;
+        case ROUTE_READYZ: {
+            int ready = atomic_load(&adm->ad_ready);
+            r = reply_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                           json_pack("{s:b}", "ready", ready), NULL);
+            break;
+        }
+        case ROUTE_LANES:
+            r = reply_json(
+                conn, MHD_HTTP_OK,
+                json_pack("{s:o}", "lanes", hk_dispatch_lanes_json(adm->ad_dispatch, now_ms())),
+                NULL);
+            break;
+        case ROUTE_METRICS:
+            r = reply_metrics(adm, conn);
+            break;
+        default:
+            r = handle_action(adm, conn, route, endpoint);
+            break;
+        }
+    }
+    free(endpoint);
+    return r;
+}
+
+// ---- lifecycle ----
+
+hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t *dispatch,
+                           char *errstr, size_t errstr_size)
+{
+    char host[256], port[8];
+    int bracketed;
+    if (!listen || split_listen(listen, host, sizeof(host), port, sizeof(port), &bracketed) != 0) {
+        errf(errstr, errstr_size,
+             "admin.listen \"%s\" must be host:port or [IPv6 address]:port (port 0 to 65535)",
+             listen ? listen : "");
+        return NULL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | (bracketed ? AI_NUMERICHOST : 0)};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0) {
+        errf(errstr, errstr_size, "admin.listen %s: cannot resolve \"%s\": %s", listen, host,
+             gai_strerror(gai));
+        return NULL;
+    }
+    int has_token = token && token[0];
+    if (!has_token && !is_loopback(ai->ai_addr)) {
+        errf(errstr, errstr_size, "admin.listen %s is not loopback: set admin.token", listen);
+        freeaddrinfo(ai);
+        return NULL;
+    }
+
+    hk_admin_t *adm = calloc(1, sizeof(*adm));
+    if (!adm) {
+        errf(errstr, errstr_size, "admin: out of memory");
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    adm->ad_dispatch = dispatch;
+    adm->ad_has_token = has_token;
+    if (has_token)
+        SHA256((const unsigned char *)token, strlen(token), adm->ad_token_sha);
+    atomic_init(&adm->ad_ready, 0);
+    atomic_init(&adm->ad_starting, 1);
+
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    adm->ad_mhd = MHD_start_daemon(
+        flags, (uint16_t)atoi(port), NULL, NULL, on_request, adm, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)ADMIN_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)ADMIN_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    atomic_store(&adm->ad_starting, 0);
+    if (!adm->ad_mhd) {
+        errf(errstr, errstr_size, "admin.listen %s: cannot start the admin server: %s", listen,
+             adm->ad_start_err[0] ? adm->ad_start_err : "libmicrohttpd refused the options");
+        free(adm);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(adm->ad_mhd, MHD_DAEMON_INFO_BIND_PORT);
+    adm->ad_port = info ? info->port : atoi(port);
+    hk_log(HK_LOG_INFO, "admin_listening", "{s:s,s:i,s:b}", "listen", listen, "port", adm->ad_port,
+           "token", has_token);
+    return adm;
+}
+
+void hk_admin_stop(hk_admin_t *adm)
+{
+    if (!adm)
+        return;
+    MHD_stop_daemon(adm->ad_mhd);
+    OPENSSL_cleanse(adm->ad_token_sha, sizeof(adm->ad_token_sha));
+    free(adm);
+}
+
+int hk_admin_port(const hk_admin_t *adm)
+{
+    return adm->ad_port;
+}
+
+void hk_admin_set_ready(hk_admin_t *adm, int ready)
+{
+    atomic_store(&adm->ad_ready, ready ? 1 : 0);
+}

@@ -1,0 +1,51 @@
+// admin: the operator HTTP endpoint (DESIGN §11): health and readiness probes,
+// Prometheus /metrics, and the lane/breaker controls of worker/dispatch.
+//
+//   GET  /healthz                              200 {"status":"ok"}
+//   GET  /readyz                               200 {"ready":true} | 503 {"ready":false}
+//   GET  /v1/lanes, /v1/breakers               200 {"lanes":[...]} (hk_dispatch_lanes_json)
+//   POST /v1/endpoints/<endpoint>/enable       200 {"endpoint":...,"disabled":false} | 404
+//   POST /v1/endpoints/<endpoint>/disable      200 {"endpoint":...,"disabled":true}
+//   POST /v1/breakers/<endpoint>/reset         200 {"endpoint":...,"reset":true} | 404
+//   GET  /metrics                              Prometheus text format 0.0.4
+//
+// <endpoint> is "scheme://host:port" or any http(s) URL (reduced to its endpoint
+// key), URL-encoded or literal; anything else is 400. Unknown paths are 404, a
+// known path with another method 405. With a token, every route but /healthz
+// needs "Authorization: Bearer <token>" (401 otherwise). Every POST that acts
+// logs one "admin_action" line.
+//
+// libmicrohttpd serves it from one internal thread (epoll), at most 16
+// connections, each closed after 10 s idle.
+#ifndef HK_ADMIN_H
+#define HK_ADMIN_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "worker/dispatch.h"
+
+typedef struct hk_admin_s hk_admin_t;
+
+// Binds `listen` ("127.0.0.1:9464", "[::1]:9464", "0.0.0.0:9464", "localhost:0";
+// port 0 picks a free one) and starts serving. `token` NULL or "" = no
+// authentication, which is only allowed on a loopback address. `token` is copied;
+// `dispatch` is borrowed and must outlive the server. Not ready until
+// hk_admin_set_ready(). NULL with a sentence in errstr, e.g. `admin.listen
+// 0.0.0.0:9464 is not loopback: set admin.token`.
+hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t *dispatch,
+                           char *errstr, size_t errstr_size);
+
+// Stops serving (waits for the server thread) and frees. NULL is a no-op.
+void hk_admin_stop(hk_admin_t *adm);
+
+// The bound TCP port.
+int hk_admin_port(const hk_admin_t *adm);
+
+// What /readyz answers (initially 0). Any thread.
+void hk_admin_set_ready(hk_admin_t *adm, int ready);
+
+// Writes `s` as a Prometheus label value (backslash, quote and newline escaped).
+void hk_admin_put_label_value(FILE *out, const char *s);
+
+#endif
