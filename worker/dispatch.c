@@ -820,6 +820,20 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
     return removed;
 }
 
+hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
+{
+    hk_task_t *removed = NULL;
+    pthread_mutex_lock(&d->d_lock);
+    for (size_t i = 0; i < d->d_heap_cnt; i++) {
+        d->d_heap[i]->heap_idx = SIZE_MAX;
+        d->d_heap[i]->next = removed;
+        removed = d->d_heap[i];
+    }
+    d->d_heap_cnt = 0;
+    pthread_mutex_unlock(&d->d_lock);
+    return removed;
+}
+
 size_t hk_dispatch_queued(hk_dispatch_t *d)
 {
     pthread_mutex_lock(&d->d_lock);

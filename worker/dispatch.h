@@ -91,6 +91,11 @@ json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms);
 // returns them as a list linked through task->next.
 hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int32_t partition);
 
+// Removes every delayed task (inline retries, breaker deferrals) and returns them
+// linked through task->next, each with its due_ms kept (for a hand-off to the
+// retry topic at shutdown).
+hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d);
+
 // Tasks queued or delayed (not in a delivery thread).
 size_t hk_dispatch_queued(hk_dispatch_t *d);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ typedef struct app {
     hk_producer_t *producer;
     hk_dispatch_t *dispatch;
     hk_backoff_t backoff;
+    atomic_int draining; // shutting down: every retry goes to the retry topic
 } app_t;
 
 static int64_t wall_ms(void)
@@ -84,7 +86,7 @@ static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
     hk_log(HK_LOG_DEBUG, "retry_scheduled", "{s:s,s:i,s:I,s:s,s:s}", "id", task->job->id,
            "attempts", task->attempts, "delay_ms", (json_int_t)delay_ms, "via",
            delay_ms <= app->cfg->retry_inline_max_ms ? "memory" : "topic", "error", task->error);
-    if (delay_ms <= app->cfg->retry_inline_max_ms) {
+    if (delay_ms <= app->cfg->retry_inline_max_ms && !atomic_load(&app->draining)) {
         hk_metric_add(retries_inline, 1);
         hk_dispatch_defer(app->dispatch, task, mono_ms() + delay_ms);
     } else {
@@ -321,6 +323,19 @@ int main(int argc, char **argv)
     hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cfg->shutdown_grace_ms);
     int64_t t0 = mono_ms();
     hk_intake_stop(app.intake);
+    // Retries waiting in memory would hold their offsets for the whole grace
+    // period: hand them to the retry topic (attempts and due time kept), so their
+    // offsets can be committed as soon as the broker has the records.
+    atomic_store(&app.draining, 1);
+    int handed_off = 0;
+    for (hk_task_t *task = hk_dispatch_remove_delayed(dispatch), *next; task; task = next) {
+        next = task->next;
+        int64_t wait = task->due_ms - mono_ms();
+        hk_producer_retry(app.producer, task, wall_ms() + (wait > 0 ? wait : 0));
+        handed_off++;
+    }
+    if (handed_off)
+        hk_log(HK_LOG_INFO, "retries_handed_off", "{s:i}", "count", handed_off);
     pthread_join(intake_tid, NULL);
     size_t aborted = hk_deliver_stop(deliver);
     deliver = NULL;
