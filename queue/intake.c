@@ -145,10 +145,11 @@ static void drain_done(hk_intake_t *in)
         } else {
             hk_metric_add(dead_lettered, 1);
             hk_metric_add(dlq_by_class[task->outcome], 1);
-            hk_log(HK_LOG_INFO, "dead_lettered", "{s:s,s:s,s:s,s:i,s:i,s:i,s:I}", "id",
+            hk_log(HK_LOG_INFO, "dead_lettered", "{s:s,s:s,s:s,s:i,s:i,s:s,s:i,s:I}", "id",
                    task->job ? task->job->id : "", "class", hk_outcome_name(task->outcome), "error",
                    task->error, "http_status", task->http_status, "attempts", task->attempts,
-                   "partition", (int)task->partition, "offset", (json_int_t)task->offset);
+                   "topic", task->origin_topic, "partition", (int)task->origin_partition, "offset",
+                   (json_int_t)task->origin_offset);
         }
         part_t *p = part_get(in, task->topic, task->partition);
         if (p && p->ot && p->gen == task->generation) {

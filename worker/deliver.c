@@ -243,6 +243,11 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
                                .curl_code = (int)code,
                                .blocked = slot->blocked && status == 0};
     hk_outcome_t outcome = hk_classify(&res);
+    task->curl_code = (int)code;
+    task->retry_after_ms = -1;
+    int64_t delay;
+    if (slot->retry_after[0] && hk_backoff_retry_after(slot->retry_after, wall_ms(), &delay) == 0)
+        task->retry_after_ms = delay;
     if (outcome == HK_OUTCOME_DELIVERED)
         hk_task_fail(task, outcome, (int)status, "%s", "");
     else if (res.blocked)
