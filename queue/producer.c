@@ -19,6 +19,7 @@ struct hk_producer_s {
     rd_kafka_t *p_rk;
     rd_kafka_topic_t *p_dlq;
     rd_kafka_topic_t *p_retry;
+    atomic_int p_retry_parts; // partitions of the retry topic, 0 = unknown yet
     hk_producer_done_cb *p_on_done;
     void *p_arg;
     pthread_t p_thread;
@@ -47,6 +48,37 @@ static void add_int(rd_kafka_headers_t *hdrs, const char *name, long long v)
     rd_kafka_header_add(hdrs, name, -1, buf, -1);
 }
 
+// Retry records go to a partition chosen by delay tier (floor(log2(seconds))),
+// not by key, so one partition's records fall due roughly in order. Chosen here,
+// not in a partitioner callback: librdkafka never calls one for NULL keys.
+static int32_t retry_partition(hk_producer_t *p, const hk_task_t *task)
+{
+    int32_t cnt = atomic_load(&p->p_retry_parts);
+    if (cnt <= 0)
+        return RD_KAFKA_PARTITION_UA;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t secs = (task->retry_due_wall_ms - now) / 1000;
+    int32_t tier = 0;
+    while (secs > 1 && tier < 62) {
+        secs >>= 1;
+        tier++;
+    }
+    return tier % cnt;
+}
+
+// Reads the retry topic's partition count (0 when unknown yet).
+static void refresh_retry_parts(hk_producer_t *p)
+{
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(p->p_rk, 0, p->p_retry, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        atomic_store(&p->p_retry_parts, md->topics[0].partition_cnt);
+    rd_kafka_metadata_destroy(md);
+}
+
 static int produce(hk_producer_t *p, hk_task_t *task, int block)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(12);
@@ -70,7 +102,8 @@ static int produce(hk_producer_t *p, hk_task_t *task, int block)
 
     rd_kafka_resp_err_t err = rd_kafka_producev(
         p->p_rk, RD_KAFKA_V_RKT(task->to_retry_topic ? p->p_retry : p->p_dlq),
-        RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_PARTITION(task->to_retry_topic ? retry_partition(p, task)
+                                                  : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | (block ? RD_KAFKA_MSG_F_BLOCK : 0)),
         RD_KAFKA_V_KEY(task->key, task->key_len), RD_KAFKA_V_VALUE(task->value, task->value_len),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(task), RD_KAFKA_V_END);
@@ -79,27 +112,6 @@ static int produce(hk_producer_t *p, hk_task_t *task, int block)
         return -1;
     }
     return 0;
-}
-
-// Retry records: partition by delay tier (floor(log2(seconds))), not by key.
-static int32_t retry_partitioner(const rd_kafka_topic_t *rkt, const void *key, size_t key_len,
-                                 int32_t partition_cnt, void *rkt_opaque, void *msg_opaque)
-{
-    (void)rkt;
-    (void)key;
-    (void)key_len;
-    (void)rkt_opaque;
-    const hk_task_t *task = msg_opaque;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    int64_t secs = (task->retry_due_wall_ms - now) / 1000;
-    int32_t tier = 0;
-    while (secs > 1 && tier < 62) {
-        secs >>= 1;
-        tier++;
-    }
-    return partition_cnt > 0 ? tier % partition_cnt : 0;
 }
 
 static void again(hk_producer_t *p, hk_task_t *task)
@@ -157,8 +169,13 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 static void *poll_main(void *arg)
 {
     hk_producer_t *p = arg;
+    int64_t next_refresh = now_ms() + 60000;
     while (atomic_load(&p->p_run)) {
         rd_kafka_poll(p->p_rk, 100);
+        if (now_ms() >= next_refresh) { // the topic may have grown
+            refresh_retry_parts(p);
+            next_refresh = now_ms() + 60000;
+        }
 
         pthread_mutex_lock(&p->p_lock);
         hk_task_t *list = NULL;
@@ -209,9 +226,8 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
         return NULL;
     }
     p->p_dlq = rd_kafka_topic_new(p->p_rk, cfg->kafka_dlq_topic, NULL);
-    rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
-    rd_kafka_topic_conf_set_partitioner_cb(tconf, retry_partitioner);
-    p->p_retry = rd_kafka_topic_new(p->p_rk, cfg->kafka_retry_topic, tconf);
+    p->p_retry = rd_kafka_topic_new(p->p_rk, cfg->kafka_retry_topic, NULL);
+    refresh_retry_parts(p);
     atomic_store(&p->p_run, 1);
     pthread_create(&p->p_thread, NULL, poll_main, p);
     return p;
