@@ -3,6 +3,7 @@
 // and are applied here, so the trackers need no lock. A completion whose
 // generation is stale (the partition was revoked meanwhile) is dropped.
 #include "queue/intake.h"
+#include "worker/clock.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -59,13 +60,6 @@ struct hk_intake_s {
     pthread_mutex_t in_lock; // guards the done list
     hk_task_t *in_done;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int ms)
 {
@@ -279,8 +273,8 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         int wait = in->in_cfg->shutdown_grace_ms < REVOKE_WAIT_MAX_MS
                        ? in->in_cfg->shutdown_grace_ms
                        : REVOKE_WAIT_MAX_MS;
-        int64_t deadline = mono_ms() + wait;
-        while (unfinished(in, parts) > 0 && mono_ms() < deadline) {
+        int64_t deadline = hk_clock_mono_ms() + wait;
+        while (unfinished(in, parts) > 0 && hk_clock_mono_ms() < deadline) {
             sleep_ms(5);
             drain_done(in);
         }
@@ -430,13 +424,6 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
     return in;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 // A header's value as a NUL-terminated string in buf; "" when absent.
 static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t size)
 {
@@ -478,8 +465,8 @@ static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
     snprintf(task->error, sizeof(task->error), "%s",
              header(hdrs, "hookd-last-error", buf, sizeof(buf)));
     int64_t due_wall = header_ll(hdrs, "hookd-due-at", 0);
-    int64_t wait = due_wall - wall_ms();
-    return wait > 0 ? mono_ms() + wait : 0;
+    int64_t wait = due_wall - hk_clock_wall_ms();
+    return wait > 0 ? hk_clock_mono_ms() + wait : 0;
 }
 
 static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
@@ -579,7 +566,7 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             rd_kafka_message_destroy(msg);
         }
         drain_done(in);
-        int64_t now = mono_ms();
+        int64_t now = hk_clock_mono_ms();
         release_held(in, now);
         apply_pause(in);
         if (now - in->in_last_store_ms >= STORE_INTERVAL_MS) {
@@ -591,9 +578,9 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     // Drain: stop fetching, let in-flight work finish within the grace period.
     in->in_fc_dirty = 1;
     apply_pause(in);
-    int64_t t0 = mono_ms();
+    int64_t t0 = hk_clock_mono_ms();
     int64_t deadline = t0 + in->in_cfg->shutdown_grace_ms;
-    while (atomic_load(&in->in_inflight) > 0 && mono_ms() < deadline) {
+    while (atomic_load(&in->in_inflight) > 0 && hk_clock_mono_ms() < deadline) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 10);
         if (msg)
             rd_kafka_message_destroy(msg); // fetched before the pause: left uncommitted
@@ -607,7 +594,7 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
         hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "shutdown", "error",
                rd_kafka_err2str(err));
     hk_log(HK_LOG_INFO, "intake_drained", "{s:I,s:i}", "unfinished",
-           (json_int_t)atomic_load(&in->in_inflight), "drain_ms", (int)(mono_ms() - t0));
+           (json_int_t)atomic_load(&in->in_inflight), "drain_ms", (int)(hk_clock_mono_ms() - t0));
     in->in_closing = 1;
     rd_kafka_consumer_close(in->in_rk); // revokes (committing) and leaves the group
 }

@@ -1,6 +1,7 @@
 // producer: one rd_kafka producer plus a poll thread that serves delivery reports
 // and re-produces records the broker did not acknowledge.
 #include "queue/producer.h"
+#include "worker/clock.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -33,13 +34,6 @@ struct hk_producer_s {
     int64_t p_again_due_ms;
     size_t p_abandoned;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void add_int(rd_kafka_headers_t *hdrs, const char *name, long long v)
 {
@@ -119,7 +113,7 @@ static void again(hk_producer_t *p, hk_task_t *task)
     pthread_mutex_lock(&p->p_lock);
     task->next = NULL;
     if (!p->p_again)
-        p->p_again_due_ms = now_ms() + REPRODUCE_DELAY_MS;
+        p->p_again_due_ms = hk_clock_mono_ms() + REPRODUCE_DELAY_MS;
     *p->p_again_tail = task;
     p->p_again_tail = &task->next;
     pthread_mutex_unlock(&p->p_lock);
@@ -169,17 +163,17 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 static void *poll_main(void *arg)
 {
     hk_producer_t *p = arg;
-    int64_t next_refresh = now_ms() + 60000;
+    int64_t next_refresh = hk_clock_mono_ms() + 60000;
     while (atomic_load(&p->p_run)) {
         rd_kafka_poll(p->p_rk, 100);
-        if (now_ms() >= next_refresh) { // the topic may have grown
+        if (hk_clock_mono_ms() >= next_refresh) { // the topic may have grown
             refresh_retry_parts(p);
-            next_refresh = now_ms() + 60000;
+            next_refresh = hk_clock_mono_ms() + 60000;
         }
 
         pthread_mutex_lock(&p->p_lock);
         hk_task_t *list = NULL;
-        if (p->p_again && now_ms() >= p->p_again_due_ms) {
+        if (p->p_again && hk_clock_mono_ms() >= p->p_again_due_ms) {
             list = p->p_again;
             p->p_again = NULL;
             p->p_again_tail = &p->p_again;
@@ -243,8 +237,8 @@ size_t hk_producer_destroy(hk_producer_t *p, int timeout_ms)
     if (!p)
         return 0;
     // Let the poll thread serve delivery reports while we wait.
-    int64_t deadline = now_ms() + timeout_ms;
-    while (atomic_load(&p->p_outstanding) > 0 && now_ms() < deadline) {
+    int64_t deadline = hk_clock_mono_ms() + timeout_ms;
+    while (atomic_load(&p->p_outstanding) > 0 && hk_clock_mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
     }

@@ -130,10 +130,7 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
     free(first_id);
     hk_sink_reqs_free(reqs, nreq);
 
-    hk_th_kill(&hookd, SIGTERM);
-    int status = hk_th_wait(&hookd, 20000);
-    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "hookd did not exit 0 after SIGTERM");
+    ck_assert_msg(hk_th_exited_ok(hk_th_stop(&hookd, 20000)), "hookd did not exit 0 after SIGTERM");
     for (size_t i = 0; i < N_JOBS; i++) {
         free(values[i]);
         free(keys[i]);

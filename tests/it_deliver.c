@@ -58,8 +58,8 @@ static const bad_job_t bad_jobs[] = {
     {"{\"url\":\"http://127.0.0.1:%d/ok\",\"method\":\"CONNECT\"}", "invalid", "$.method", "0"},
     {"{\"url\":\"http://127.0.0.1:%d/ok\",\"headers\":{\"webhook-id\":\"x\"}}", "invalid",
      "$.headers.webhook-id", "0"},
-    {"{\"id\":\"s500\",\"max_attempts\":2,\"url\":\"http://127.0.0.1:%d/status/500\"}",
-     "exhausted", "2 attempts, last: HTTP 500", "500"},
+    {"{\"id\":\"s500\",\"max_attempts\":2,\"url\":\"http://127.0.0.1:%d/status/500\"}", "exhausted",
+     "2 attempts, last: HTTP 500", "500"},
     {"{\"id\":\"s404\",\"url\":\"http://127.0.0.1:%d/status/404\"}", "permanent", "HTTP 404",
      "404"},
     {"{\"id\":\"s302\",\"url\":\"http://127.0.0.1:%d/status/302\"}", "permanent", "HTTP 302",
@@ -238,10 +238,9 @@ START_TEST(test_jobs_delivered_once_and_bad_jobs_dead_lettered)
     hk_th_records_free(recs, nrec);
 
     // Drain on SIGTERM: exit 0.
-    hk_th_kill(&hookd, SIGTERM);
-    int status = hk_th_wait(&hookd, 20000);
-    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "hookd did not exit 0 after SIGTERM (status %d)", status);
+    int status = hk_th_stop(&hookd, 20000);
+    ck_assert_msg(hk_th_exited_ok(status), "hookd did not exit 0 after SIGTERM (status %d)",
+                  status);
 
     // The log: one JSON object per line, with periodic summaries.
     FILE *f = fopen(log, "r");
@@ -313,9 +312,7 @@ START_TEST(test_guard_judges_the_address_connected)
     hk_sink_stats(sink, &st);
     ck_assert_uint_eq(st.requests, 0);
 
-    hk_th_kill(&hookd, SIGTERM);
-    int status = hk_th_wait(&hookd, 20000);
-    ck_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(hk_th_exited_ok(hk_th_stop(&hookd, 20000)));
     for (size_t i = 0; i < n; i++)
         free(values[i]);
     free(values);

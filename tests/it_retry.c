@@ -37,13 +37,7 @@ static void setup(void)
 // Runs after a failed assertion too: no child outlives its test.
 static void teardown(void)
 {
-    if (hookd.pid > 0) {
-        hk_th_kill(&hookd, SIGTERM);
-        if (hk_th_wait(&hookd, 15000) == -1) {
-            hk_th_kill(&hookd, SIGKILL);
-            hk_th_wait(&hookd, 5000);
-        }
-    }
+    hk_th_stop(&hookd, 15000); // no-op when it is not running
     hk_th_kafka_stop(&kafka);
     if (sink_a)
         hk_sink_stop(sink_a);
@@ -74,10 +68,9 @@ static void start_hookd(char *const env[], const char *log)
 
 static void stop_hookd_expect_exit_0(void)
 {
-    hk_th_kill(&hookd, SIGTERM);
-    int status = hk_th_wait(&hookd, 20000);
-    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "hookd did not exit 0 after SIGTERM (status %d)", status);
+    int status = hk_th_stop(&hookd, 20000);
+    ck_assert_msg(hk_th_exited_ok(status), "hookd did not exit 0 after SIGTERM (status %d)",
+                  status);
 }
 
 static void free_strs(char **v, size_t n)

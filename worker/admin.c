@@ -3,6 +3,7 @@
 // process counters or calls the thread-safe operator API of worker/dispatch, so
 // the admin thread shares no state of its own with the rest of hookd.
 #include "worker/admin.h"
+#include "worker/clock.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -50,13 +51,6 @@ typedef enum route {
     ROUTE_DISABLE,
     ROUTE_RESET,
 } route_t;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 __attribute__((format(printf, 3, 4))) static void errf(char *errstr, size_t errstr_size,
                                                        const char *fmt, ...)
@@ -305,7 +299,7 @@ static char *metrics_text(hk_dispatch_t *d, size_t *len)
     put_gauge(out, "hookd_intake_paused", "1 while intake is paused for flow control.",
               hk_metric_get(paused));
 
-    json_t *lanes = hk_dispatch_lanes_json(d, now_ms());
+    json_t *lanes = hk_dispatch_lanes_json(d, hk_clock_mono_ms());
     put_lane_gauge(out, lanes, "hookd_breaker_state", "state",
                    "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half_open.");
     put_lane_gauge(out, lanes, "hookd_lane_inflight", "in_flight",
@@ -514,10 +508,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             break;
         }
         case ROUTE_LANES:
-            r = reply_json(
-                conn, MHD_HTTP_OK,
-                json_pack("{s:o}", "lanes", hk_dispatch_lanes_json(adm->ad_dispatch, now_ms())),
-                NULL);
+            r = reply_json(conn, MHD_HTTP_OK,
+                           json_pack("{s:o}", "lanes",
+                                     hk_dispatch_lanes_json(adm->ad_dispatch, hk_clock_mono_ms())),
+                           NULL);
             break;
         case ROUTE_METRICS:
             r = reply_metrics(adm, conn);

@@ -1,5 +1,6 @@
 // deliver: N threads × (one curl multi + M reusable easy handles).
 #include "worker/deliver.h"
+#include "worker/clock.h"
 
 #include <curl/curl.h>
 #include <arpa/inet.h>
@@ -51,20 +52,6 @@ struct hk_deliver_s {
     int dl_threads_cnt;
     atomic_int dl_run;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t size)
 {
@@ -150,7 +137,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
     slot->blocked_why = NULL;
     slot->errbuf[0] = '\0';
 
-    int64_t now = wall_ms();
+    int64_t now = hk_clock_wall_ms();
     if (job->expires_at_ms && now >= job->expires_at_ms) {
         hk_task_fail(task, HK_OUTCOME_EXPIRED, 0, "expired before attempt %d", task->attempts + 1);
         slot->task = NULL;
@@ -246,7 +233,8 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
     task->curl_code = (int)code;
     task->retry_after_ms = -1;
     int64_t delay;
-    if (slot->retry_after[0] && hk_backoff_retry_after(slot->retry_after, wall_ms(), &delay) == 0)
+    if (slot->retry_after[0] &&
+        hk_backoff_retry_after(slot->retry_after, hk_clock_wall_ms(), &delay) == 0)
         task->retry_after_ms = delay;
     if (outcome == HK_OUTCOME_DELIVERED)
         hk_task_fail(task, outcome, (int)status, "%s", "");
@@ -282,7 +270,7 @@ static void *thread_main(void *arg)
         int64_t next_due = INT64_MAX;
         if (th->free_cnt > 0) {
             size_t n = hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch,
-                                        (size_t)th->free_cnt, mono_ms(), &next_due);
+                                        (size_t)th->free_cnt, hk_clock_mono_ms(), &next_due);
             for (size_t i = 0; i < n; i++)
                 start(th, batch[i]);
         }
@@ -306,7 +294,7 @@ static void *thread_main(void *arg)
         if (th->free_cnt == 0 || hk_dispatch_queued(dl->dl_opts.dispatch) == 0) {
             int64_t wait = 1000;
             if (th->free_cnt > 0 && next_due != INT64_MAX) {
-                int64_t until = next_due - mono_ms();
+                int64_t until = next_due - hk_clock_mono_ms();
                 wait = until < 0 ? 0 : until < wait ? until : wait;
             }
             curl_multi_poll(th->multi, NULL, 0, (int)wait, NULL);

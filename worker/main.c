@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "worker/clock.h"
 #include "queue/intake.h"
 #include "queue/mockkafka.h"
 #include "queue/producer.h"
@@ -51,20 +52,6 @@ typedef struct app {
     atomic_int draining; // shutting down: every retry goes to the retry topic
 } app_t;
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 // Jitter needs a random source per delivery thread.
 static _Thread_local uint64_t rng_state;
 
@@ -88,9 +75,9 @@ static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
            delay_ms <= app->cfg->retry_inline_max_ms ? "memory" : "topic", "error", task->error);
     if (delay_ms <= app->cfg->retry_inline_max_ms && !atomic_load(&app->draining)) {
         hk_metric_add(retries_inline, 1);
-        hk_dispatch_defer(app->dispatch, task, mono_ms() + delay_ms);
+        hk_dispatch_defer(app->dispatch, task, hk_clock_mono_ms() + delay_ms);
     } else {
-        hk_producer_retry(app->producer, task, wall_ms() + delay_ms);
+        hk_producer_retry(app->producer, task, hk_clock_wall_ms() + delay_ms);
     }
 }
 
@@ -99,7 +86,7 @@ static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
 static void on_delivery_done(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
-    hk_dispatch_finish(app->dispatch, task, mono_ms());
+    hk_dispatch_finish(app->dispatch, task, hk_clock_mono_ms());
 
     switch (task->outcome) {
     case HK_OUTCOME_DELIVERED:
@@ -116,7 +103,7 @@ static void on_delivery_done(hk_task_t *task, void *arg)
         }
         int64_t delay =
             hk_backoff_next_delay(&app->backoff, task->attempts, task->retry_after_ms, rng());
-        if (job->expires_at_ms && wall_ms() + delay >= job->expires_at_ms) {
+        if (job->expires_at_ms && hk_clock_wall_ms() + delay >= job->expires_at_ms) {
             char last[sizeof(task->error)];
             snprintf(last, sizeof(last), "%s", task->error);
             hk_task_fail(task, HK_OUTCOME_EXPIRED, task->http_status,
@@ -141,7 +128,7 @@ static void on_divert(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *ar
         hk_producer_dead_letter(app->producer, task);
         return;
     }
-    hk_producer_retry(app->producer, task, wall_ms() + (due_ms - mono_ms()));
+    hk_producer_retry(app->producer, task, hk_clock_wall_ms() + (due_ms - hk_clock_mono_ms()));
 }
 
 static void *intake_main(void *arg)
@@ -162,7 +149,7 @@ static void usage(FILE *out)
 
 static void summary(int64_t *last_ms, uint64_t *last_done)
 {
-    int64_t now = mono_ms();
+    int64_t now = hk_clock_mono_ms();
     uint64_t done = hk_metric_get(delivered) + hk_metric_get(dead_lettered);
     double secs = (double)(now - *last_ms) / 1000.0;
     double rate = secs > 0 ? (double)(done - *last_done) / secs : 0;
@@ -306,7 +293,7 @@ int main(int argc, char **argv)
     pthread_t intake_tid;
     pthread_create(&intake_tid, NULL, intake_main, &app);
 
-    int64_t last_ms = mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
+    int64_t last_ms = hk_clock_mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
     uint64_t last_done = 0;
     while (!stop_signals) {
         struct timespec ts = {0, 50 * 1000000};
@@ -314,14 +301,14 @@ int main(int argc, char **argv)
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);
-        if (cfg->log_summary_ms > 0 && mono_ms() >= next_summary) {
+        if (cfg->log_summary_ms > 0 && hk_clock_mono_ms() >= next_summary) {
             summary(&last_ms, &last_done);
             next_summary += cfg->log_summary_ms;
         }
     }
     hk_admin_set_ready(admin, 0);
     hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cfg->shutdown_grace_ms);
-    int64_t t0 = mono_ms();
+    int64_t t0 = hk_clock_mono_ms();
     hk_intake_stop(app.intake);
     // Retries waiting in memory would hold their offsets for the whole grace
     // period: hand them to the retry topic (attempts and due time kept), so their
@@ -330,8 +317,8 @@ int main(int argc, char **argv)
     int handed_off = 0;
     for (hk_task_t *task = hk_dispatch_remove_delayed(dispatch), *next; task; task = next) {
         next = task->next;
-        int64_t wait = task->due_ms - mono_ms();
-        hk_producer_retry(app.producer, task, wall_ms() + (wait > 0 ? wait : 0));
+        int64_t wait = task->due_ms - hk_clock_mono_ms();
+        hk_producer_retry(app.producer, task, hk_clock_wall_ms() + (wait > 0 ? wait : 0));
         handed_off++;
     }
     if (handed_off)
@@ -343,7 +330,7 @@ int main(int argc, char **argv)
     app.producer = NULL;
     summary(&last_ms, &last_done);
     hk_log(HK_LOG_INFO, "stopped", "{s:i,s:i,s:i}", "aborted_transfers", (int)aborted,
-           "unacked_dead_letters", (int)abandoned, "shutdown_ms", (int)(mono_ms() - t0));
+           "unacked_dead_letters", (int)abandoned, "shutdown_ms", (int)(hk_clock_mono_ms() - t0));
     rc = 0;
 
 out:

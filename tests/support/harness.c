@@ -128,6 +128,24 @@ void hk_th_kill(hk_th_proc_t *p, int sig)
         kill(p->pid, sig);
 }
 
+int hk_th_stop(hk_th_proc_t *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    hk_th_kill(p, SIGTERM);
+    int status = hk_th_wait(p, timeout_ms);
+    if (status == -1) {
+        hk_th_kill(p, SIGKILL);
+        hk_th_wait(p, 5000);
+    }
+    return status;
+}
+
+int hk_th_exited_ok(int status)
+{
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps, size_t size)
 {
     char *argv[72];
@@ -154,11 +172,7 @@ int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstr
 
 void hk_th_kafka_stop(hk_th_proc_t *p)
 {
-    hk_th_kill(p, SIGTERM);
-    if (hk_th_wait(p, 5000) == -1) {
-        hk_th_kill(p, SIGKILL);
-        hk_th_wait(p, 5000);
-    }
+    hk_th_stop(p, 5000);
 }
 
 // 1 when `env` sets the variable named by `entry` ("NAME=value").

@@ -20,6 +20,11 @@ int hk_th_spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const ch
 // Waits up to timeout_ms; returns the wait status, or -1 on timeout.
 int hk_th_wait(hk_th_proc_t *p, int timeout_ms);
 void hk_th_kill(hk_th_proc_t *p, int sig);
+// SIGTERM, then waits up to timeout_ms (SIGKILL after that). Returns the wait
+// status, or -1 when it had to be killed. No-op (-1) when not running.
+int hk_th_stop(hk_th_proc_t *p, int timeout_ms);
+// 1 when a wait status says "exited with code 0".
+int hk_th_exited_ok(int status);
 
 // Out-of-process mock cluster. `topics` like {"jobs:8", "jobs.dlq:2", NULL}.
 // Writes the bootstrap servers into `bootstraps`. 0 ok.

@@ -7,6 +7,7 @@
 // `wait_mu` the waiting list and every context field the timer thread writes.
 // None is held while another is taken.
 #include "tests/support/sink.h"
+#include "worker/clock.h"
 
 #include "worker/sign.h"
 
@@ -114,13 +115,6 @@ static int64_t sink_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t sink_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -275,7 +269,7 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
         if (end == rest || (*end != '\0' && *end != '/'))
             plan->status = 400;
         else
-            plan->status = sink_wall_ms() < until ? 503 : 200;
+            plan->status = hk_clock_wall_ms() < until ? 503 : 200;
     } else if (sink_path_is(url, "/retry-after", &rest)) {
         const char *end = strchr(rest, '/');
         size_t len = end ? (size_t)(end - rest) : strlen(rest);
@@ -350,7 +344,7 @@ static int sink_record(hk_sink_t *sink, struct MHD_Connection *conn, const char 
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
 
     hk_sink_req_t rec = {0};
-    rec.at_ms = sink_wall_ms();
+    rec.at_ms = hk_clock_wall_ms();
     sink_copy_str(rec.path, sizeof rec.path, url);
     sink_copy_str(rec.method, sizeof rec.method, method);
     sink_copy_str(rec.webhook_id, sizeof rec.webhook_id, id);
