@@ -80,6 +80,8 @@ static bool cf_check_cidrs(const char *value, char *why, size_t why_size);
 static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
+static bool cf_check_ordering(const char *value, char *why, size_t why_size);
+static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 
 // offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
 // cannot point an int parser at an int64_t field.
@@ -187,6 +189,10 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("lanes", "initial_limit", lanes_initial_limit, CF_PLAIN, "32", 1, 4096, CF_RELOAD),
     CF_INT_ROW("lanes", "min_limit", lanes_min_limit, CF_PLAIN, "1", 1, 4096, CF_RELOAD),
     CF_INT_ROW("lanes", "max_limit", lanes_max_limit, CF_PLAIN, "256", 1, 4096, CF_RELOAD),
+
+    CF_STR_ROW("dispatch", "ordering", dispatch_ordering, "none", CF_NO_RELOAD, cf_check_ordering),
+    CF_STR_ROW("dispatch", "head_of_line", dispatch_head_of_line, "dead_letter_after_attempts",
+               CF_RELOAD, cf_check_head_of_line),
 
     CF_STR_ROW("log", "level", log_level, "info", CF_RELOAD, cf_check_log_level),
     CF_INT_ROW("log", "summary_ms", log_summary_ms, CF_MS, "5000", 0, 3600000, CF_RELOAD),
@@ -556,6 +562,22 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size)
         if (strcmp(value, cf_log_levels[i]) == 0)
             return true;
     cf_errf(why, why_size, "must be one of debug, info, warn, error");
+    return false;
+}
+
+static bool cf_check_ordering(const char *value, char *why, size_t why_size)
+{
+    if (strcmp(value, "none") == 0 || strcmp(value, "key") == 0)
+        return true;
+    cf_errf(why, why_size, "must be none or key");
+    return false;
+}
+
+static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
+{
+    if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
+        return true;
+    cf_errf(why, why_size, "must be block or dead_letter_after_attempts");
     return false;
 }
 

@@ -79,6 +79,11 @@ typedef struct hk_config {
     int lanes_min_limit;
     int lanes_max_limit;
 
+    // [dispatch]
+    char *dispatch_ordering;     // "none", or "key": one job per ordering key at a time, in order
+    char *dispatch_head_of_line; // with ordering = key, a failing head: "block" (retry it
+                                 // without limit) or "dead_letter_after_attempts"
+
     // [log]
     char *log_level;    // debug, info, warn, error
     int log_summary_ms; // periodic summary line; 0 = off

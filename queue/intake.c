@@ -53,6 +53,9 @@ struct hk_intake_s {
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
     int64_t in_last_store_ms;
 
+    _Atomic(const hk_config_t *) in_next_cfg; // set by hk_intake_set_config
+    hk_intake_cancel_cb *in_cancel;
+    void *in_cancel_arg;
     atomic_int in_stop;
     atomic_int in_assigned; // partitions assigned (both topics)
     atomic_long in_inflight;
@@ -132,6 +135,12 @@ static void drain_done(hk_intake_t *in)
     while (list) {
         hk_task_t *task = list;
         list = task->next;
+        if (task->cancelled) {
+            // Revoked mid-transfer: not delivered, not finished; the new owner
+            // of the partition redelivers it.
+            release(in, task);
+            continue;
+        }
         if (task->to_retry_topic) {
             hk_metric_add(retried_via_topic, 1);
         } else if (task->outcome == HK_OUTCOME_DELIVERED) {
@@ -278,6 +287,13 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
             sleep_ms(5);
             drain_done(in);
         }
+    }
+    drain_done(in);
+    // What is still being sent would race the partition's new owner: cancel it.
+    for (int i = 0; in->in_cancel && i < parts->cnt; i++) {
+        part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
+        if (p && p->ot && hk_offsets_unfinished(p->ot) > 0)
+            in->in_cancel(parts->elems[i].topic, parts->elems[i].partition, in->in_cancel_arg);
     }
     drain_done(in);
 
@@ -560,6 +576,11 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
 {
     in->in_producer = producer;
     while (!atomic_load(&in->in_stop)) {
+        const hk_config_t *next = atomic_exchange(&in->in_next_cfg, NULL);
+        if (next) {
+            in->in_cfg = next;
+            in->in_fc_dirty = 1;
+        }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
         if (msg) {
             handle(in, msg);
@@ -602,6 +623,17 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
 void hk_intake_stop(hk_intake_t *in)
 {
     atomic_store(&in->in_stop, 1);
+}
+
+void hk_intake_set_config(hk_intake_t *in, const hk_config_t *cfg)
+{
+    atomic_store(&in->in_next_cfg, cfg);
+}
+
+void hk_intake_set_cancel(hk_intake_t *in, hk_intake_cancel_cb *cancel, void *arg)
+{
+    in->in_cancel = cancel;
+    in->in_cancel_arg = arg;
 }
 
 int hk_intake_assigned(hk_intake_t *in)

@@ -11,6 +11,8 @@
 #ifndef HK_INTAKE_H
 #define HK_INTAKE_H
 
+#include <stdint.h>
+
 #include "config/config.h"
 #include "queue/producer.h"
 #include "worker/dispatch.h"
@@ -35,6 +37,16 @@ void hk_intake_stop(hk_intake_t *in);
 // Any thread: a task reached its terminal state (delivered, or its DLQ record was
 // acknowledged). Intake takes ownership. Signature fits hk_producer_done_cb.
 void hk_intake_done(hk_task_t *task, void *in);
+
+// Called on the intake thread for a revoked partition whose in-flight work did not
+// finish within the revoke wait: the callee cancels it (hk_deliver_cancel), and
+// the cancelled tasks come back through hk_intake_done with task->cancelled set.
+typedef void hk_intake_cancel_cb(const char *topic, int32_t partition, void *arg);
+void hk_intake_set_cancel(hk_intake_t *in, hk_intake_cancel_cb *cancel, void *arg);
+
+// SIGHUP: the limits and shutdown.grace_ms of `cfg` apply from the intake loop's
+// next turn. `cfg` must live until hk_intake_destroy(). Any thread.
+void hk_intake_set_config(hk_intake_t *in, const hk_config_t *cfg);
 
 // Partitions currently assigned to this consumer (both topics). Any thread.
 int hk_intake_assigned(hk_intake_t *in);

@@ -44,6 +44,7 @@ struct dl_thread {
     int free_cnt;
     int slots_cnt;
     atomic_int active;
+    atomic_uint_fast64_t cancel_done; // last cancel request this thread carried out
 };
 
 struct hk_deliver_s {
@@ -51,6 +52,10 @@ struct hk_deliver_s {
     dl_thread_t *dl_threads;
     int dl_threads_cnt;
     atomic_int dl_run;
+    pthread_mutex_t dl_cancel_lock; // one cancel request at a time
+    char dl_cancel_topic[256];
+    int32_t dl_cancel_partition;
+    atomic_uint_fast64_t dl_cancel_seq; // bumped per request
 };
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t size)
@@ -260,6 +265,47 @@ static void wake(void *arg)
     curl_multi_wakeup(th->multi);
 }
 
+// Drops this thread's transfers of (topic, partition); on the delivery thread.
+static void cancel_matching(dl_thread_t *th, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < th->slots_cnt; i++) {
+        dl_slot_t *slot = &th->slots[i];
+        hk_task_t *task = slot->task;
+        if (!task || task->partition != partition || strcmp(task->topic, topic) != 0)
+            continue;
+        curl_multi_remove_handle(th->multi, slot->easy);
+        curl_slist_free_all(slot->hdrs);
+        slot->hdrs = NULL;
+        slot->task = NULL;
+        th->free[th->free_cnt++] = slot;
+        atomic_fetch_sub(&th->active, 1);
+        task->cancelled = 1;
+        hk_log(HK_LOG_INFO, "transfer_cancelled", "{s:s,s:s,s:i,s:I}", "id", task->job->id, "topic",
+               topic, "partition", (int)partition, "offset", (json_int_t)task->offset);
+        if (th->dl->dl_opts.on_cancel)
+            th->dl->dl_opts.on_cancel(task, th->dl->dl_opts.arg);
+        else
+            hk_task_destroy(task);
+    }
+}
+
+void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition)
+{
+    pthread_mutex_lock(&dl->dl_cancel_lock);
+    snprintf(dl->dl_cancel_topic, sizeof(dl->dl_cancel_topic), "%s", topic);
+    dl->dl_cancel_partition = partition;
+    uint64_t seq = atomic_fetch_add(&dl->dl_cancel_seq, 1) + 1;
+    for (int t = 0; t < dl->dl_threads_cnt; t++)
+        curl_multi_wakeup(dl->dl_threads[t].multi);
+    for (int t = 0; t < dl->dl_threads_cnt; t++) {
+        while (atomic_load(&dl->dl_threads[t].cancel_done) < seq && atomic_load(&dl->dl_run)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pthread_mutex_unlock(&dl->dl_cancel_lock);
+}
+
 static void *thread_main(void *arg)
 {
     dl_thread_t *th = arg;
@@ -267,6 +313,11 @@ static void *thread_main(void *arg)
     hk_task_t **batch = calloc((size_t)th->slots_cnt, sizeof(*batch));
 
     while (atomic_load(&dl->dl_run)) {
+        uint64_t seq = atomic_load(&dl->dl_cancel_seq);
+        if (seq != atomic_load(&th->cancel_done)) {
+            cancel_matching(th, dl->dl_cancel_topic, dl->dl_cancel_partition);
+            atomic_store(&th->cancel_done, seq);
+        }
         int64_t next_due = INT64_MAX;
         if (th->free_cnt > 0) {
             size_t n = hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch,
@@ -323,6 +374,7 @@ hk_deliver_t *hk_deliver_start(const hk_deliver_opts_t *opts, char *errstr, size
     dl->dl_threads_cnt = cfg->delivery_threads;
     dl->dl_threads = calloc((size_t)dl->dl_threads_cnt, sizeof(*dl->dl_threads));
     atomic_store(&dl->dl_run, 1);
+    pthread_mutex_init(&dl->dl_cancel_lock, NULL);
 
     for (int t = 0; t < dl->dl_threads_cnt; t++) {
         dl_thread_t *th = &dl->dl_threads[t];
@@ -381,6 +433,7 @@ size_t hk_deliver_stop(hk_deliver_t *dl)
         free(th->free);
     }
     free(dl->dl_threads);
+    pthread_mutex_destroy(&dl->dl_cancel_lock);
     free(dl);
     return aborted;
 }

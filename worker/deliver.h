@@ -28,12 +28,19 @@ typedef struct hk_deliver_opts {
     hk_dispatch_t *dispatch;
     const hk_netguard_t *guard;
     hk_deliver_done_cb *on_done;
+    hk_deliver_done_cb *on_cancel; // a transfer cancelled by hk_deliver_cancel(); may be NULL
     void *arg;
 } hk_deliver_opts_t;
 
 // Starts cfg->delivery_threads threads. NULL with errstr on failure.
 // curl_global_init() must have been called.
 hk_deliver_t *hk_deliver_start(const hk_deliver_opts_t *opts, char *errstr, size_t errstr_size);
+
+// Cancels every transfer in progress for (topic, partition) (a revoked partition
+// whose in-flight work outlived the revoke wait): each task goes to on_cancel
+// with task->cancelled set. Returns once every thread has done so.
+// Any thread but a delivery thread.
+void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition);
 
 // Transfers in progress across all threads.
 size_t hk_deliver_active(hk_deliver_t *dl);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "worker/clock.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 
@@ -64,6 +65,7 @@ struct lane {
     hk_aimd_t lim;
     int disabled;
     link_t waiting;   // parked queues (queue_t.park)
+    int br_stale;     // breaker built with old settings: replace when it closes
     char **gone_urls; // URLs that answered 410 Gone: disabled one by one
     size_t gone_cnt;
     size_t queued; // tasks in this lane's queues (not delayed)
@@ -91,6 +93,17 @@ struct queue {
     link_t ring; // in tenant->ready, or in lane->waiting
 };
 
+// Ordering by key: the tasks of one ordering key. At most one of them is active
+// (queued, in a delivery thread, or delayed); the others wait here in offset order.
+typedef struct chain chain_t;
+struct chain {
+    chain_t *hash_next;
+    int active;
+    hk_task_t *head; // waiting, not yet active
+    hk_task_t **tail;
+    char key[];
+};
+
 typedef struct worker {
     hk_dispatch_wake_cb *wake;
     void *arg;
@@ -109,6 +122,7 @@ struct hk_dispatch_s {
     lane_t *d_lanes[BUCKETS];
     tenant_t *d_tenant_tab[BUCKETS];
     queue_t *d_queue_tab[BUCKETS];
+    chain_t *d_chains[BUCKETS];
     link_t d_tenants;   // tenants with READY queues; the first is served next
     size_t d_queued;    // tasks in queues
     hk_task_t **d_heap; // delayed tasks, min-heap on due_ms
@@ -286,6 +300,18 @@ static void lane_unpark(hk_dispatch_t *d, lane_t *l)
     }
 }
 
+// Swaps in a fresh breaker with the current settings; in-flight tickets of the
+// old one are simply ignored by the new one.
+static void lane_new_breaker(hk_dispatch_t *d, lane_t *l)
+{
+    hk_breaker_t *br = hk_breaker_new(&d->d_opts.breaker);
+    if (!br)
+        return;
+    hk_breaker_destroy(l->br);
+    l->br = br;
+    l->br_stale = 0;
+}
+
 // --- delay heap ---------------------------------------------------------------
 
 static void heap_swap(hk_dispatch_t *d, size_t a, size_t b)
@@ -383,6 +409,15 @@ void hk_dispatch_destroy(hk_dispatch_t *d)
             next = t->hash_next;
             free(t);
         }
+        for (chain_t *c = d->d_chains[b], *next; c; c = next) {
+            next = c->hash_next;
+            while (c->head) {
+                hk_task_t *task = c->head;
+                c->head = task->next;
+                hk_task_destroy(task);
+            }
+            free(c);
+        }
         for (lane_t *l = d->d_lanes[b], *next; l; l = next) {
             next = l->hash_next;
             for (size_t i = 0; i < l->gone_cnt; i++)
@@ -436,6 +471,68 @@ static queue_t *queue_of(hk_dispatch_t *d, hk_task_t *task)
     return q;
 }
 
+static chain_t *chain_get(hk_dispatch_t *d, const char *key)
+{
+    uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
+    for (chain_t *c = d->d_chains[b]; c; c = c->hash_next)
+        if (strcmp(c->key, key) == 0)
+            return c;
+    size_t len = strlen(key);
+    chain_t *c = xcalloc(1, sizeof(*c) + len + 1);
+    memcpy(c->key, key, len + 1);
+    c->tail = &c->head;
+    c->hash_next = d->d_chains[b];
+    d->d_chains[b] = c;
+    return c;
+}
+
+static void chain_free(hk_dispatch_t *d, chain_t *c)
+{
+    uint32_t b = hash_str(c->key, 2166136261u) % BUCKETS;
+    for (chain_t **pp = &d->d_chains[b]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == c) {
+            *pp = c->hash_next;
+            free(c);
+            return;
+        }
+    }
+}
+
+// The key's active task is terminal: the next waiting one becomes active and
+// ready, or the chain goes away. Returns 1 when a task became ready.
+static int chain_release(hk_dispatch_t *d, hk_task_t *task)
+{
+    chain_t *c = task->chain;
+    if (!c)
+        return 0;
+    task->chain = NULL;
+    if (!c->head) {
+        chain_free(d, c);
+        return 0;
+    }
+    hk_task_t *next = c->head;
+    c->head = next->next;
+    if (!c->head)
+        c->tail = &c->head;
+    next->next = NULL;
+    if (next->due_ms > 0)
+        heap_push(d, next); // e.g. a retry-topic record not yet due
+    else
+        queue_push(d, queue_of(d, next), next);
+    return 1;
+}
+
+void hk_dispatch_release(hk_dispatch_t *d, hk_task_t *task)
+{
+    if (!task->chain)
+        return;
+    pthread_mutex_lock(&d->d_lock);
+    worker_t w = chain_release(d, task) ? pick_idle(d) : (worker_t){0};
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+}
+
 void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task)
 {
     hk_dispatch_defer(d, task, 0);
@@ -445,6 +542,19 @@ void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
 {
     pthread_mutex_lock(&d->d_lock);
     queue_t *q = queue_of(d, task);
+    if (d->d_opts.ordered && !task->chain && task->job->ordering_key) {
+        chain_t *c = chain_get(d, task->job->ordering_key);
+        task->chain = c;
+        if (c->active) { // an earlier job of this key is not terminal yet: wait
+            task->next = NULL;
+            task->due_ms = due_ms;
+            *c->tail = task;
+            c->tail = &task->next;
+            pthread_mutex_unlock(&d->d_lock);
+            return;
+        }
+        c->active = 1;
+    }
     task->due_ms = due_ms;
     int first = 0;
     if (due_ms > 0) {
@@ -585,7 +695,7 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             while (q->cnt) {
                 hk_task_t *task = queue_pop(d, q);
                 hk_metric_add(deferred_open, 1);
-                if (due - now_ms <= d->d_opts.inline_max_ms) {
+                if (due - now_ms <= d->d_opts.inline_max_ms || task->chain) {
                     task->due_ms = due;
                     heap_push(d, task);
                 } else {
@@ -634,6 +744,23 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     return n;
 }
 
+void hk_dispatch_abandon(hk_dispatch_t *d, hk_task_t *task)
+{
+    pthread_mutex_lock(&d->d_lock);
+    if (task->lane_held) {
+        task->lane_held = 0;
+        lane_t *l = ((queue_t *)task->queue)->lane;
+        hk_breaker_record(l->br, hk_clock_mono_ms(), task->ticket, HK_BREAKER_IGNORE);
+        hk_aimd_release(&l->lim, HK_AIMD_IGNORE);
+        lane_unpark(d, l);
+    }
+    int woke = chain_release(d, task);
+    worker_t w = woke ? pick_idle(d) : (worker_t){0};
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+}
+
 void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
 {
     if (!task->lane_held)
@@ -679,11 +806,40 @@ void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
         hk_log(HK_LOG_WARN, "url_disabled", "{s:s,s:s,s:s}", "endpoint", l->key, "url",
                task->job->url, "reason", "410 Gone");
     log_transitions(l);
+    if (l->br_stale && hk_breaker_state(l->br, now_ms) == HK_BREAKER_CLOSED)
+        lane_new_breaker(d, l);
     lane_unpark(d, l);
     worker_t w = pick_idle(d);
     pthread_mutex_unlock(&d->d_lock);
     if (w.wake)
         w.wake(w.arg);
+}
+
+void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
+                            const hk_aimd_opts_t *lane, int64_t inline_max_ms)
+{
+    pthread_mutex_lock(&d->d_lock);
+    d->d_opts.breaker = *breaker;
+    d->d_opts.lane = *lane;
+    d->d_opts.inline_max_ms = inline_max_ms;
+    int64_t now = hk_clock_mono_ms();
+    for (int b = 0; b < BUCKETS; b++) {
+        for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next) {
+            l->lim.lim_opts.min = lane->min;
+            l->lim.lim_opts.max = lane->max;
+            l->lim.lim_opts.decrease = lane->decrease;
+            if (l->lim.lim_limit < lane->min)
+                l->lim.lim_limit = lane->min;
+            if (l->lim.lim_limit > lane->max)
+                l->lim.lim_limit = lane->max;
+            if (hk_breaker_state(l->br, now) == HK_BREAKER_CLOSED)
+                lane_new_breaker(d, l);
+            else
+                l->br_stale = 1;
+            lane_unpark(d, l); // a larger limit frees slots
+        }
+    }
+    pthread_mutex_unlock(&d->d_lock);
 }
 
 int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled)
@@ -722,14 +878,9 @@ int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
     pthread_mutex_lock(&d->d_lock);
     lane_t *l = lane_find(d, endpoint, 0);
     if (l) {
-        // A fresh breaker: in-flight tickets of the old one are simply ignored.
-        hk_breaker_t *br = hk_breaker_new(&d->d_opts.breaker);
-        if (br) {
-            hk_breaker_destroy(l->br);
-            l->br = br;
-            hk_log(HK_LOG_WARN, "breaker_reset", "{s:s}", "endpoint", l->key);
-            lane_unpark(d, l);
-        }
+        lane_new_breaker(d, l);
+        hk_log(HK_LOG_WARN, "breaker_reset", "{s:s}", "endpoint", l->key);
+        lane_unpark(d, l);
     }
     pthread_mutex_unlock(&d->d_lock);
     return l ? 0 : -1;
@@ -764,10 +915,35 @@ json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms)
     return arr;
 }
 
+static int task_of(const hk_task_t *task, const char *topic, int32_t partition)
+{
+    return task->partition == partition && strcmp(task->topic, topic) == 0;
+}
+
 hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int32_t partition)
 {
     hk_task_t *removed = NULL;
     pthread_mutex_lock(&d->d_lock);
+    // Tasks waiting on their key chain: not active, so just unlinked.
+    for (int b = 0; b < BUCKETS; b++) {
+        for (chain_t *c = d->d_chains[b]; c; c = c->hash_next) {
+            hk_task_t **pp = &c->head;
+            c->tail = &c->head;
+            while (*pp) {
+                hk_task_t *task = *pp;
+                if (task_of(task, topic, partition)) {
+                    *pp = task->next;
+                    task->chain = NULL;
+                    task->next = removed;
+                    removed = task;
+                } else {
+                    pp = &task->next;
+                    c->tail = pp;
+                }
+            }
+        }
+    }
+    hk_task_t *waiting_removed = removed;
     for (int b = 0; b < BUCKETS; b++) {
         for (queue_t *q = d->d_queue_tab[b]; q; q = q->hash_next) {
             hk_task_t *keep = NULL, **ktail = &keep;
@@ -776,7 +952,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
                 hk_task_t *task = q->head;
                 q->head = task->next;
                 task->next = NULL;
-                if (task->partition == partition && strcmp(task->topic, topic) == 0) {
+                if (task_of(task, topic, partition)) {
                     task->next = removed;
                     removed = task;
                     dropped++;
@@ -804,7 +980,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
     size_t kept = 0;
     for (size_t i = 0; i < d->d_heap_cnt; i++) {
         hk_task_t *task = d->d_heap[i];
-        if (task->partition == partition && strcmp(task->topic, topic) == 0) {
+        if (task_of(task, topic, partition)) {
             task->heap_idx = SIZE_MAX;
             task->next = removed;
             removed = task;
@@ -816,6 +992,10 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
     d->d_heap_cnt = kept;
     for (size_t i = kept / 2; i-- > 0;)
         heap_down(d, i);
+    // Removed active tasks hand their key to its next waiting task (the waiting
+    // ones of this partition were taken out first).
+    for (hk_task_t *task = removed; task != waiting_removed; task = task->next)
+        chain_release(d, task);
     pthread_mutex_unlock(&d->d_lock);
     return removed;
 }
@@ -824,12 +1004,21 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
 {
     hk_task_t *removed = NULL;
     pthread_mutex_lock(&d->d_lock);
+    size_t kept = 0;
     for (size_t i = 0; i < d->d_heap_cnt; i++) {
-        d->d_heap[i]->heap_idx = SIZE_MAX;
-        d->d_heap[i]->next = removed;
-        removed = d->d_heap[i];
+        hk_task_t *task = d->d_heap[i];
+        if (task->chain) {
+            task->heap_idx = kept;
+            d->d_heap[kept++] = task;
+            continue;
+        }
+        task->heap_idx = SIZE_MAX;
+        task->next = removed;
+        removed = task;
     }
-    d->d_heap_cnt = 0;
+    d->d_heap_cnt = kept;
+    for (size_t i = kept / 2; i-- > 0;)
+        heap_down(d, i);
     pthread_mutex_unlock(&d->d_lock);
     return removed;
 }

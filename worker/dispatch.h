@@ -43,6 +43,7 @@ typedef struct hk_dispatch_opts {
     hk_breaker_opts_t breaker;
     hk_aimd_opts_t lane;
     int64_t inline_max_ms;
+    int ordered; // dispatch.ordering = key: one task per ordering key at a time
     hk_dispatch_divert_cb *divert;
     void *arg;
 } hk_dispatch_opts_t;
@@ -68,11 +69,26 @@ void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms);
 size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max, int64_t now_ms,
                         int64_t *next_due_ms);
 
+// With ordering by key: the task is terminal (delivered, or about to be
+// dead-lettered): the next task of its key, if any, becomes ready. Must be called
+// once for every terminal task (a no-op for tasks without a key chain).
+void hk_dispatch_release(hk_dispatch_t *d, hk_task_t *task);
+
+// A taken task whose transfer was cancelled (its partition was revoked): frees its
+// lane slot without feeding the breaker or limit, and releases its key.
+void hk_dispatch_abandon(hk_dispatch_t *d, hk_task_t *task);
+
 // The attempt of a taken task ended with task->outcome (and http_status): frees
 // its lane slot, feeds the breaker and the concurrency limit, disables the
 // endpoint on 410. Must be called exactly once per taken task, before the task
 // is deferred, diverted or returned.
 void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms);
+
+// SIGHUP: new breaker, lane and inline-retry settings. Lanes take the new limit
+// bounds at once; a CLOSED breaker is replaced by a fresh one with the new
+// settings, an OPEN or HALF_OPEN one when it next closes.
+void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
+                            const hk_aimd_opts_t *lane, int64_t inline_max_ms);
 
 // Operator controls. `target` is an endpoint ("scheme://host:port", or a URL with
 // no path): the whole lane, and enabling it also enables every URL under it; or a
@@ -93,7 +109,8 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
 
 // Removes every delayed task (inline retries, breaker deferrals) and returns them
 // linked through task->next, each with its due_ms kept (for a hand-off to the
-// retry topic at shutdown).
+// retry topic at shutdown). Tasks of an ordering key stay: handing one off would
+// let the key's next job overtake it; uncommitted, they are redelivered in order.
 hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d);
 
 // Tasks queued or delayed (not in a delivery thread).

@@ -31,6 +31,13 @@
 extern char **environ;
 
 static volatile sig_atomic_t stop_signals = 0;
+static volatile sig_atomic_t reload_requested = 0;
+
+static void on_hup_signal(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
 
 static void on_stop_signal(int sig)
 {
@@ -43,14 +50,41 @@ static void on_stop_signal(int sig)
     }
 }
 
+// The reloadable part of what delivery threads decide with: one immutable value
+// per config generation, swapped whole on SIGHUP (old ones live until exit, so a
+// thread may finish with the one it loaded).
+typedef struct policy {
+    const hk_config_t *cfg; // the config it was built from
+    hk_backoff_t backoff;
+    int64_t inline_max_ms;
+    int hol_block; // dispatch.head_of_line = block
+} policy_t;
+
 typedef struct app {
-    const hk_config_t *cfg;
+    const hk_config_t *cfg; // the config hookd started with (non-reloadable keys)
+    _Atomic(policy_t *) policy;
     hk_intake_t *intake;
     hk_producer_t *producer;
     hk_dispatch_t *dispatch;
-    hk_backoff_t backoff;
+    hk_deliver_t *deliver;
     atomic_int draining; // shutting down: every retry goes to the retry topic
 } app_t;
+
+static policy_t *policy_new(const hk_config_t *cfg)
+{
+    policy_t *pol = calloc(1, sizeof(*pol));
+    if (!pol)
+        abort();
+    pol->cfg = cfg;
+    pol->backoff = (hk_backoff_t){.schedule_ms = cfg->retry_schedule_ms,
+                                  .schedule_cnt = cfg->retry_schedule_cnt,
+                                  .base_ms = cfg->retry_base_ms,
+                                  .multiplier = cfg->retry_multiplier,
+                                  .max_delay_ms = cfg->retry_max_delay_ms};
+    pol->inline_max_ms = cfg->retry_inline_max_ms;
+    pol->hol_block = strcmp(cfg->dispatch_head_of_line, "block") == 0;
+    return pol;
+}
 
 // Jitter needs a random source per delivery thread.
 static _Thread_local uint64_t rng_state;
@@ -68,12 +102,15 @@ static uint64_t *rng(void)
 
 // Waits `delay_ms` before the next attempt: in memory when short, else through
 // the retry topic (the source offset is then committed once that record is acked).
-static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
+// A job with an ordering key always waits in memory: through the retry topic the
+// key's next job would overtake it.
+static void schedule_retry(app_t *app, const policy_t *pol, hk_task_t *task, int64_t delay_ms)
 {
+    int in_memory = task->chain || (delay_ms <= pol->inline_max_ms && !atomic_load(&app->draining));
     hk_log(HK_LOG_DEBUG, "retry_scheduled", "{s:s,s:i,s:I,s:s,s:s}", "id", task->job->id,
            "attempts", task->attempts, "delay_ms", (json_int_t)delay_ms, "via",
-           delay_ms <= app->cfg->retry_inline_max_ms ? "memory" : "topic", "error", task->error);
-    if (delay_ms <= app->cfg->retry_inline_max_ms && !atomic_load(&app->draining)) {
+           in_memory ? "memory" : "topic", "error", task->error);
+    if (in_memory) {
         hk_metric_add(retries_inline, 1);
         hk_dispatch_defer(app->dispatch, task, hk_clock_mono_ms() + delay_ms);
     } else {
@@ -86,15 +123,19 @@ static void schedule_retry(app_t *app, hk_task_t *task, int64_t delay_ms)
 static void on_delivery_done(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
+    const policy_t *pol = atomic_load(&app->policy);
     hk_dispatch_finish(app->dispatch, task, hk_clock_mono_ms());
 
     switch (task->outcome) {
     case HK_OUTCOME_DELIVERED:
+        hk_dispatch_release(app->dispatch, task);
         hk_intake_done(task, app->intake);
         return;
     case HK_OUTCOME_RETRYABLE: {
         const hk_job_t *job = task->job;
-        if (task->attempts >= job->max_attempts) {
+        // head_of_line = block: an ordered head is retried until it succeeds.
+        int unlimited = task->chain && pol->hol_block;
+        if (task->attempts >= job->max_attempts && !unlimited) {
             char last[sizeof(task->error)];
             snprintf(last, sizeof(last), "%s", task->error);
             hk_task_fail(task, HK_OUTCOME_EXHAUSTED, task->http_status, "%d attempts, last: %s",
@@ -102,7 +143,7 @@ static void on_delivery_done(hk_task_t *task, void *arg)
             break;
         }
         int64_t delay =
-            hk_backoff_next_delay(&app->backoff, task->attempts, task->retry_after_ms, rng());
+            hk_backoff_next_delay(&pol->backoff, task->attempts, task->retry_after_ms, rng());
         if (job->expires_at_ms && hk_clock_wall_ms() + delay >= job->expires_at_ms) {
             char last[sizeof(task->error)];
             snprintf(last, sizeof(last), "%s", task->error);
@@ -110,13 +151,29 @@ static void on_delivery_done(hk_task_t *task, void *arg)
                          "expires before attempt %d, last: %s", task->attempts + 1, last);
             break;
         }
-        schedule_retry(app, task, delay);
+        schedule_retry(app, pol, task, delay);
         return;
     }
     default:
         break;
     }
+    hk_dispatch_release(app->dispatch, task);
     hk_producer_dead_letter(app->producer, task);
+}
+
+// A transfer of a revoked partition was cancelled: no outcome, not committed.
+static void on_delivery_cancel(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    hk_dispatch_abandon(app->dispatch, task);
+    hk_intake_done(task, app->intake);
+}
+
+// Intake asks: cancel what is still being sent for a revoked partition.
+static void cancel_partition(const char *topic, int32_t partition, void *arg)
+{
+    app_t *app = arg;
+    hk_deliver_cancel(app->deliver, topic, partition);
 }
 
 // The dispatcher will not deliver these now (see worker/dispatch.h).
@@ -125,6 +182,7 @@ static void on_divert(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *ar
     app_t *app = arg;
     if (why == HK_DIVERT_GONE) {
         hk_task_fail(task, HK_OUTCOME_GONE, 0, "endpoint disabled after 410 Gone");
+        hk_dispatch_release(app->dispatch, task);
         hk_producer_dead_letter(app->producer, task);
         return;
     }
@@ -145,6 +203,109 @@ static void usage(FILE *out)
             "  -c, --config FILE   read FILE (INI); HOOKD_<SECTION>_<KEY> env vars override it\n"
             "      --check-config  validate, print the effective config (secrets redacted), exit\n"
             "  -V, --version       print the version and exit\n");
+}
+
+static hk_dispatch_opts_t dispatch_opts_of(const hk_config_t *cfg, app_t *app)
+{
+    return (hk_dispatch_opts_t){
+        .breaker = {.window = cfg->breaker_window,
+                    .min_calls = cfg->breaker_min_calls,
+                    .failure_rate = cfg->breaker_failure_rate,
+                    .consecutive_failures = cfg->breaker_consecutive_failures,
+                    .open_ms = cfg->breaker_open_ms,
+                    .max_open_ms = cfg->breaker_max_open_ms,
+                    .probes = cfg->breaker_probes},
+        .lane = {.initial = cfg->lanes_initial_limit,
+                 .min = cfg->lanes_min_limit,
+                 .max = cfg->lanes_max_limit,
+                 .decrease = 0.9},
+        .inline_max_ms = cfg->retry_inline_max_ms,
+        .ordered = strcmp(cfg->dispatch_ordering, "key") == 0,
+        .divert = on_divert,
+        .arg = app,
+    };
+}
+
+static void apply_endpoints(hk_dispatch_t *d, const hk_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
+        hk_dispatch_endpoint_disable(d, cfg->endpoints[i].endpoint, cfg->endpoints[i].disabled);
+}
+
+// The keys whose values differ between two configs, as "section.key" strings
+// (from the redacted dumps, so secrets are compared without being shown).
+static json_t *changed_keys(const hk_config_t *a, const hk_config_t *b)
+{
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    FILE *fa = open_memstream(&da, &la), *fb = open_memstream(&db, &lb);
+    hk_config_dump(a, fa);
+    hk_config_dump(b, fb);
+    fclose(fa);
+    fclose(fb);
+    json_t *out = json_array();
+    char section[256] = "";
+    char *save_a = NULL;
+    for (char *line = strtok_r(da, "\n", &save_a); line; line = strtok_r(NULL, "\n", &save_a)) {
+        if (line[0] == '[') {
+            snprintf(section, sizeof(section), "%.*s", (int)strcspn(line + 1, "]"), line + 1);
+            continue;
+        }
+        // Is the same line, in the same section, in the other dump?
+        char needle[1024];
+        snprintf(needle, sizeof(needle), "[%s]", section);
+        const char *sec = strstr(db, needle);
+        const char *end = sec ? strstr(sec + 1, "\n[") : NULL;
+        const char *hit = sec ? strstr(sec, line) : NULL;
+        if (!hit || (end && hit > end)) {
+            char key[512];
+            snprintf(key, sizeof(key), "%s.%.*s", section, (int)strcspn(line, " ="), line);
+            json_array_append_new(out, json_string(key));
+        }
+    }
+    free(da);
+    free(db);
+    return out;
+}
+
+// Configs and policies of past reloads: threads may still hold them, so they
+// live until exit.
+typedef struct kept {
+    struct kept *next;
+    hk_config_t *cfg;
+    policy_t *pol;
+} kept_t;
+
+// SIGHUP: load the file again; keep the running config unless the new one is
+// valid and changes only reloadable keys.
+static const hk_config_t *reload(app_t *app, const char *path, const hk_config_t *cur,
+                                 kept_t **kept)
+{
+    char err[512];
+    hk_config_t *next = hk_config_load(path, environ, err, sizeof(err));
+    if (next && hk_config_reloadable_diff(cur, next, err, sizeof(err)) != 0) {
+        hk_config_destroy(next);
+        next = NULL;
+    }
+    if (!next) {
+        hk_log(HK_LOG_ERROR, "config_reload_failed", "{s:s,s:s}", "error", err, "kept",
+               "the running config");
+        return cur;
+    }
+    hk_log_set_level_name(next->log_level);
+    policy_t *pol = policy_new(next);
+    atomic_store(&app->policy, pol);
+    hk_dispatch_opts_t dopts = dispatch_opts_of(next, app);
+    hk_dispatch_set_policy(app->dispatch, &dopts.breaker, &dopts.lane, dopts.inline_max_ms);
+    apply_endpoints(app->dispatch, next);
+    hk_intake_set_config(app->intake, next);
+    hk_log(HK_LOG_INFO, "config_reloaded", "{s:o}", "changed", changed_keys(cur, next));
+    kept_t *k = calloc(1, sizeof(*k));
+    if (!k)
+        abort();
+    *k = (kept_t){.next = *kept, .cfg = next, .pol = pol};
+    *kept = k;
+    return next;
 }
 
 static void summary(int64_t *last_ms, uint64_t *last_done)
@@ -223,6 +384,10 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction hup = {0};
+    hup.sa_handler = on_hup_signal;
+    sigemptyset(&hup.sa_mask);
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -233,6 +398,10 @@ int main(int argc, char **argv)
     hk_deliver_t *deliver = NULL;
     hk_admin_t *admin = NULL;
     app_t app = {.cfg = cfg};
+    policy_t *first_policy = policy_new(cfg);
+    atomic_store(&app.policy, first_policy);
+    kept_t *kept = NULL;
+    const hk_config_t *cur = cfg;
 
     const char *brokers = cfg->kafka_brokers;
     if (strcmp(brokers, "mock") == 0) {
@@ -248,39 +417,22 @@ int main(int argc, char **argv)
     }
     if (!(guard = hk_netguard_new(cfg->delivery_allow_cidrs, err, sizeof(err))))
         goto out;
-    app.backoff = (hk_backoff_t){.schedule_ms = cfg->retry_schedule_ms,
-                                 .schedule_cnt = cfg->retry_schedule_cnt,
-                                 .base_ms = cfg->retry_base_ms,
-                                 .multiplier = cfg->retry_multiplier,
-                                 .max_delay_ms = cfg->retry_max_delay_ms};
-    hk_dispatch_opts_t dispatch_opts = {
-        .breaker = {.window = cfg->breaker_window,
-                    .min_calls = cfg->breaker_min_calls,
-                    .failure_rate = cfg->breaker_failure_rate,
-                    .consecutive_failures = cfg->breaker_consecutive_failures,
-                    .open_ms = cfg->breaker_open_ms,
-                    .max_open_ms = cfg->breaker_max_open_ms,
-                    .probes = cfg->breaker_probes},
-        .lane = {.initial = cfg->lanes_initial_limit,
-                 .min = cfg->lanes_min_limit,
-                 .max = cfg->lanes_max_limit,
-                 .decrease = 0.9},
-        .inline_max_ms = cfg->retry_inline_max_ms,
-        .divert = on_divert,
-        .arg = &app,
-    };
+    hk_dispatch_opts_t dispatch_opts = dispatch_opts_of(cfg, &app);
     dispatch = app.dispatch = hk_dispatch_new(&dispatch_opts);
-    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
-        if (cfg->endpoints[i].disabled)
-            hk_dispatch_endpoint_disable(dispatch, cfg->endpoints[i].endpoint, 1);
+    apply_endpoints(dispatch, cfg);
     if (!(app.intake = hk_intake_new(cfg, brokers, dispatch, err, sizeof(err))))
         goto out;
+    hk_intake_set_cancel(app.intake, cancel_partition, &app);
     if (!(app.producer =
               hk_producer_new(cfg, brokers, hk_intake_done, app.intake, err, sizeof(err))))
         goto out;
-    hk_deliver_opts_t dopts = {
-        .cfg = cfg, .dispatch = dispatch, .guard = guard, .on_done = on_delivery_done, .arg = &app};
-    if (!(deliver = hk_deliver_start(&dopts, err, sizeof(err))))
+    hk_deliver_opts_t dopts = {.cfg = cfg,
+                               .dispatch = dispatch,
+                               .guard = guard,
+                               .on_done = on_delivery_done,
+                               .on_cancel = on_delivery_cancel,
+                               .arg = &app};
+    if (!(deliver = app.deliver = hk_deliver_start(&dopts, err, sizeof(err))))
         goto out;
     if (cfg->admin_listen[0] &&
         !(admin = hk_admin_start(cfg->admin_listen, cfg->admin_token, dispatch, err, sizeof(err))))
@@ -301,13 +453,17 @@ int main(int argc, char **argv)
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);
-        if (cfg->log_summary_ms > 0 && hk_clock_mono_ms() >= next_summary) {
+        if (reload_requested) {
+            reload_requested = 0;
+            cur = reload(&app, path, cur, &kept);
+        }
+        if (cur->log_summary_ms > 0 && hk_clock_mono_ms() >= next_summary) {
             summary(&last_ms, &last_done);
-            next_summary += cfg->log_summary_ms;
+            next_summary = hk_clock_mono_ms() + cur->log_summary_ms;
         }
     }
     hk_admin_set_ready(admin, 0);
-    hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cfg->shutdown_grace_ms);
+    hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cur->shutdown_grace_ms);
     int64_t t0 = hk_clock_mono_ms();
     hk_intake_stop(app.intake);
     // Retries waiting in memory would hold their offsets for the whole grace
@@ -325,7 +481,7 @@ int main(int argc, char **argv)
         hk_log(HK_LOG_INFO, "retries_handed_off", "{s:i}", "count", handed_off);
     pthread_join(intake_tid, NULL);
     size_t aborted = hk_deliver_stop(deliver);
-    deliver = NULL;
+    deliver = app.deliver = NULL;
     size_t abandoned = hk_producer_destroy(app.producer, 1000);
     app.producer = NULL;
     summary(&last_ms, &last_done);
@@ -343,6 +499,14 @@ out:
     hk_dispatch_destroy(dispatch);
     hk_netguard_destroy(guard);
     hk_mockkafka_destroy(mock);
+    while (kept) {
+        kept_t *k = kept;
+        kept = k->next;
+        hk_config_destroy(k->cfg);
+        free(k->pol);
+        free(k);
+    }
+    free(first_policy);
     hk_config_destroy(cfg);
     curl_global_cleanup();
     return rc;

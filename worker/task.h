@@ -45,6 +45,8 @@ struct hk_task {
 
     // Dispatcher state (worker/dispatch.c).
     void *queue;   // the (tenant, endpoint) queue the task belongs to
+    void *chain;   // its ordering-key chain (dispatch.ordering = key), or NULL
+    int cancelled; // its transfer was cancelled (partition revoked): no outcome
     int lane_held; // taken: holds a lane slot and a breaker ticket
     hk_breaker_ticket_t ticket;
     int64_t due_ms;  // CLOCK_MONOTONIC time it may be taken, 0 = now
