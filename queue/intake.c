@@ -225,6 +225,7 @@ static void apply_pause(hk_intake_t *in)
             if (want == p->paused)
                 continue;
             p->paused = want;
+            hk_metric_add(paused_partitions, want ? 1 : -1);
             rd_kafka_topic_partition_list_add(want ? pause : resume, tp->name, i);
             if (p->span_over && !in->in_over)
                 hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed",
@@ -249,6 +250,8 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
         if (!p->ot)
             atomic_fetch_add(&in->in_assigned, 1);
         hk_offsets_destroy(p->ot);
+        if (p->paused)
+            hk_metric_add(paused_partitions, -1);
         *p = (part_t){.ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1};
     }
     in->in_fc_dirty = 1; // new partitions start paused if we are over a limit
@@ -313,6 +316,8 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
                (int)hk_offsets_unfinished(p->ot), "lost", lost);
         hk_offsets_destroy(p->ot);
         atomic_fetch_sub(&in->in_assigned, 1);
+        if (p->paused)
+            hk_metric_add(paused_partitions, -1);
         *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1};
     }
     if (!lost && commit->cnt) {

@@ -298,6 +298,10 @@ static char *metrics_text(hk_dispatch_t *d, size_t *len)
               hk_metric_get(inflight_bytes));
     put_gauge(out, "hookd_intake_paused", "1 while intake is paused for flow control.",
               hk_metric_get(paused));
+    put_gauge(out, "hookd_paused_partitions",
+              "Partitions paused now: in-flight limits, partition span, or a retry partition "
+              "held until its head is due.",
+              hk_metric_get(paused_partitions));
 
     json_t *lanes = hk_dispatch_lanes_json(d, hk_clock_mono_ms());
     put_lane_gauge(out, lanes, "hookd_breaker_state", "state",

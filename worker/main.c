@@ -321,15 +321,16 @@ static void summary(int64_t *last_ms, uint64_t *last_done)
             json_object_set_new(by_class, hk_outcome_name((hk_outcome_t)c),
                                 json_integer((json_int_t)n));
     }
-    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "consumed",
-           (json_int_t)hk_metric_get(consumed), "attempts", (json_int_t)hk_metric_get(attempts),
-           "delivered", (json_int_t)hk_metric_get(delivered), "dead_lettered",
-           (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class", by_class,
-           "retries_inline", (json_int_t)hk_metric_get(retries_inline), "retried_via_topic",
-           (json_int_t)hk_metric_get(retried_via_topic), "deferred_open",
+    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
+           "consumed", (json_int_t)hk_metric_get(consumed), "attempts",
+           (json_int_t)hk_metric_get(attempts), "delivered", (json_int_t)hk_metric_get(delivered),
+           "dead_lettered", (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class",
+           by_class, "retries_inline", (json_int_t)hk_metric_get(retries_inline),
+           "retried_via_topic", (json_int_t)hk_metric_get(retried_via_topic), "deferred_open",
            (json_int_t)hk_metric_get(deferred_open), "invalid", (json_int_t)hk_metric_get(invalid),
            "inflight", (json_int_t)hk_metric_get(inflight_jobs), "inflight_bytes",
-           (json_int_t)hk_metric_get(inflight_bytes), "rate", rate);
+           (json_int_t)hk_metric_get(inflight_bytes), "paused_partitions",
+           (json_int_t)hk_metric_get(paused_partitions), "rate", rate);
     *last_ms = now;
     *last_done = done;
 }

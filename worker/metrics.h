@@ -22,6 +22,7 @@ typedef struct hk_metrics {
     atomic_int_fast64_t inflight_jobs;      // consumed, not yet finished
     atomic_int_fast64_t inflight_bytes;     // memory those jobs hold
     atomic_int_fast64_t paused;             // 1 while intake is paused for flow control
+    atomic_int_fast64_t paused_partitions;  // partitions paused now (limits, span, retry hold)
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;
