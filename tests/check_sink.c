@@ -987,6 +987,128 @@ START_TEST(test_stop_returns_promptly_under_load)
 }
 END_TEST
 
+typedef struct random_arg {
+    int n;
+    int failed; // 503 answers
+    int other;  // anything but 200 and 503, or a transfer error
+} random_arg_t;
+
+static void *random_main(void *p)
+{
+    random_arg_t *arg = p;
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < arg->n; i++) {
+        http_res_t res;
+        http_do(c, "POST", "/random-fail/30", "{}", 2, NULL, 0, &res);
+        if (res.rc == CURLE_OK && res.status == 503)
+            arg->failed++;
+        else if (res.rc != CURLE_OK || res.status != 200)
+            arg->other++;
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+// /random-fail/<pct>: 503 at about pct percent; bounds and bad numbers; the same seed
+// replays the same answers, and concurrent clients share one sequence without
+// repeating or skipping a draw: N draws split over threads fail exactly as often as
+// the same N draws taken one by one.
+START_TEST(test_random_fail_answers_503_at_its_rate_from_one_seeded_sequence)
+{
+    enum { N = 2000, WORKERS = 8 };
+    hk_sink_opts_t opts = {.threads = 4, .seed = 42};
+    sink_restart(&opts);
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_eq(post_status("/random-fail/0"), 200);
+        ck_assert_int_eq(post_status("/random-fail/100"), 503);
+    }
+    ck_assert_int_eq(post_status("/random-fail/101"), 400);
+    ck_assert_int_eq(post_status("/random-fail/-1"), 400);
+    ck_assert_int_eq(post_status("/random-fail/abc"), 400);
+    ck_assert_int_eq(post_status("/random-fail/"), 400);
+    ck_assert_int_eq(post_status("/random-fail"), 400);
+    ck_assert_int_eq(post_status("/random-fail/100/below"), 503);
+
+    // One by one, recording the answers.
+    static char first[N];
+    hk_sink_reset(sink);
+    CURL *c = curl_easy_init();
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        http_res_t res;
+        http_do(c, "POST", "/random-fail/30", "{}", 2, NULL, 0, &res);
+        ck_assert_int_eq(res.rc, CURLE_OK);
+        ck_assert(res.status == 200 || res.status == 503);
+        first[i] = res.status == 503;
+        failed += first[i];
+    }
+    // Binomial(2000, 0.3): mean 600, sd 20.5.
+    ck_assert_msg(failed > 500 && failed < 700, "%d of %d failed at 30%%", failed, N);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, N);
+    ck_assert_uint_eq(st.failed, (uint64_t)failed);
+
+    // reset restarts the sequence; a new sink with the same seed starts it too.
+    for (int round = 0; round < 2; round++) {
+        if (round == 0)
+            hk_sink_reset(sink);
+        else
+            sink_restart(&opts);
+        curl_easy_reset(c);
+        for (int i = 0; i < 200; i++) {
+            http_res_t res;
+            http_do(c, "POST", "/random-fail/30", "{}", 2, NULL, 0, &res);
+            ck_assert_msg((res.status == 503) == first[i], "round %d, draw %d differs", round, i);
+        }
+    }
+    // Another seed, another sequence.
+    hk_sink_opts_t other = {.threads = 4, .seed = 43};
+    sink_restart(&other);
+    curl_easy_reset(c);
+    int same = 0;
+    for (int i = 0; i < 200; i++) {
+        http_res_t res;
+        http_do(c, "POST", "/random-fail/30", "{}", 2, NULL, 0, &res);
+        same += (res.status == 503) == first[i];
+    }
+    curl_easy_cleanup(c);
+    ck_assert_msg(same < 200, "seed 43 replayed seed 42");
+
+    // Concurrently, from the seed again.
+    sink_restart(&opts);
+    pthread_t th[WORKERS];
+    random_arg_t args[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        args[i] = (random_arg_t){.n = N / WORKERS};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, random_main, &args[i]), 0);
+    }
+    int cfailed = 0, cother = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], NULL);
+        cfailed += args[i].failed;
+        cother += args[i].other;
+    }
+    ck_assert_int_eq(cother, 0);
+    ck_assert_int_eq(cfailed, failed);
+    st = stats();
+    ck_assert_uint_eq(st.requests, N);
+    ck_assert_uint_eq(st.failed, (uint64_t)failed);
+    ck_assert_uint_eq(st.ok, (uint64_t)(N - failed));
+
+    // Without a seed, two sinks draw different sequences.
+    hk_sink_opts_t unseeded = {.threads = 2};
+    sink_restart(&unseeded);
+    char a[200];
+    for (int i = 0; i < 200; i++)
+        a[i] = post_status("/random-fail/50") == 503;
+    sink_restart(&unseeded);
+    same = 0;
+    for (int i = 0; i < 200; i++)
+        same += (post_status("/random-fail/50") == 503) == a[i];
+    ck_assert_msg(same < 200, "two time-seeded sinks drew the same 200 answers");
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -999,8 +1121,8 @@ static Suite *sink_suite(void)
           test_status_path_answers_its_code, test_status_path_rejects_codes_outside_100_599,
           test_slow_answers_after_its_delay, test_hang_never_answers_within_client_timeout,
           test_waiting_request_is_let_go_when_client_leaves, test_flap_alternates_500_then_200,
-          test_retry_after_path_answers_429_with_header,
-          test_delays_do_not_block_answering_threads}},
+          test_retry_after_path_answers_429_with_header, test_delays_do_not_block_answering_threads,
+          test_random_fail_answers_503_at_its_rate_from_one_seeded_sequence}},
         {"rules",
          {test_rule_overrides_builtin_mode_with_retry_after, test_rule_longest_prefix_wins,
           test_rule_status_zero_removes_it_and_same_prefix_replaces,

@@ -74,6 +74,8 @@ struct hk_sink_s {
     char **secrets;
     size_t nsecrets;
     atomic_uint flap;
+    uint64_t rng_seed;
+    _Atomic uint64_t rng; // splitmix64 state: each draw adds the golden gamma once
 
     pthread_mutex_t mu;
     hk_sink_req_t *reqs;
@@ -201,6 +203,16 @@ static void sink_ids_clear(hk_sink_t *sink)
 
 // ---- deciding the answer ----
 
+// One splitmix64 draw. The state only ever advances by a fetch_add, so concurrent
+// answering threads each get a distinct draw of the same sequence.
+static uint64_t sink_rand(hk_sink_t *sink)
+{
+    uint64_t z = atomic_fetch_add(&sink->rng, 0x9e3779b97f4a7c15ull) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 typedef struct sink_plan {
     int status; // 0 = never answer
     int delay_ms;
@@ -262,6 +274,12 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
         plan->status = 0;
     } else if (sink_path_is(url, "/flap", &rest)) {
         plan->status = atomic_fetch_add(&sink->flap, 1) % 2 == 0 ? 500 : 200;
+    } else if (sink_path_is(url, "/random-fail", &rest)) {
+        long pct = sink_seg_num(rest, 100);
+        if (pct < 0)
+            plan->status = 400;
+        else
+            plan->status = (long)(sink_rand(sink) % 100) < pct ? 503 : 200;
     } else if (sink_path_is(url, "/down-until", &rest)) {
         // An outage with a known end: 503 until <unix ms>, then 200.
         char *end;
@@ -666,6 +684,15 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     pthread_cond_init(&sink->wait_cv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&sink->flap, 0);
+    // Without a seed, the start time in ns, mixed with the address so that two sinks
+    // started together still differ.
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sink->rng_seed = opts->seed != 0
+                         ? opts->seed
+                         : ((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) ^
+                               (uint64_t)(uintptr_t)sink;
+    atomic_init(&sink->rng, sink->rng_seed);
 
     if (sink_parse_secrets(sink, opts->secrets, errstr, errstr_size) != 0) {
         sink_free(sink);
@@ -850,6 +877,7 @@ void hk_sink_reset(hk_sink_t *sink)
     memset(&sink->stats, 0, sizeof sink->stats);
     memset(sink->by_status, 0, sizeof sink->by_status);
     atomic_store(&sink->flap, 0);
+    atomic_store(&sink->rng, sink->rng_seed);
     pthread_mutex_unlock(&sink->mu);
 }
 

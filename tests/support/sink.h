@@ -11,6 +11,8 @@
 //   /flap               alternates 500, 200, 500, ... (per sink)
 //   /down-until/<ms>    503 until the wall clock passes <ms> (ms since epoch), then 200
 //   /retry-after/<s>    429 with "Retry-After: <s>"
+//   /random-fail/<pct>  503 with probability <pct>/100 (0..100), else 200; the draws come
+//                       from one splitmix64 sequence per sink (seed: hk_sink_opts_t.seed)
 // A mode matches its path and anything below it (/ok/x, /status/503/x). Malformed
 // numbers (/status/99, /slow/abc) answer 400; bodies over 8 MiB answer 413.
 // A rule set with hk_sink_set_rule() overrides the built-in mode for its path prefix.
@@ -31,6 +33,7 @@ typedef struct hk_sink_opts {
     const char *secrets; // whsec_ secrets (space separated) to verify with; NULL = no check
     int threads;         // answering threads; 0 = 8
     int log_errors;      // 1 = libmicrohttpd error messages on stderr
+    uint64_t seed;       // /random-fail sequence; 0 = seeded from the clock at start
 } hk_sink_opts_t;
 
 // One received request, as the sink saw it.
@@ -82,7 +85,8 @@ void hk_sink_reqs_free(hk_sink_req_t *reqs, size_t n);
 // Number of 2xx answers seen for `webhook_id` (0 if never delivered).
 unsigned hk_sink_ok_count(hk_sink_t *sink, const char *webhook_id);
 
-// Forgets every record and counter, the /flap phase included (rules stay).
+// Forgets every record and counter, the /flap phase included, and restarts the
+// /random-fail sequence from its seed (rules stay).
 void hk_sink_reset(hk_sink_t *sink);
 
 // Requests received whose answer is still being delayed (/slow, /hang, rule delay).
