@@ -319,10 +319,11 @@ static void *thread_main(void *arg)
             atomic_store(&th->cancel_done, seq);
         }
         int64_t next_due = INT64_MAX;
-        if (th->free_cnt > 0) {
-            size_t n = hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch,
-                                        (size_t)th->free_cnt, hk_clock_mono_ms(), &next_due);
-            for (size_t i = 0; i < n; i++)
+        size_t asked = (size_t)th->free_cnt, taken = 0, completed = 0;
+        if (asked > 0) {
+            taken = hk_dispatch_take(dl->dl_opts.dispatch, th->index, batch, asked,
+                                     hk_clock_mono_ms(), &next_due);
+            for (size_t i = 0; i < taken; i++)
                 start(th, batch[i]);
         }
         int running = 0;
@@ -339,17 +340,20 @@ static void *thread_main(void *arg)
             curl_multi_remove_handle(th->multi, easy);
             atomic_fetch_sub(&th->active, 1);
             finish(th, slot, code);
+            completed++;
         }
-        // Wait for socket activity, the next delayed task, or a wakeup from the
-        // dispatcher (new work, a freed lane slot).
-        if (th->free_cnt == 0 || hk_dispatch_queued(dl->dl_opts.dispatch) == 0) {
-            int64_t wait = 1000;
-            if (th->free_cnt > 0 && next_due != INT64_MAX) {
-                int64_t until = next_due - hk_clock_mono_ms();
-                wait = until < 0 ? 0 : until < wait ? until : wait;
-            }
-            curl_multi_poll(th->multi, NULL, 0, (int)wait, NULL);
+        // Go round at once only when there may be more to take now: slots freed in
+        // this turn, or every free slot filled. Otherwise sleep until socket
+        // activity, the next delayed task, or a wakeup from the dispatcher (new
+        // work, a freed lane slot): a thread never spins while work waits.
+        int64_t wait = 1000;
+        if (completed > 0 || (asked > 0 && taken == asked)) {
+            wait = 0;
+        } else if (th->free_cnt > 0 && next_due != INT64_MAX) {
+            int64_t until = next_due - hk_clock_mono_ms();
+            wait = until < 0 ? 0 : until < wait ? until : wait;
         }
+        curl_multi_poll(th->multi, NULL, 0, (int)wait, NULL);
     }
 
     // Abort what is still running: those tasks stay uncommitted and come back.
