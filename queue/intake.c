@@ -272,6 +272,10 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 // finish, commit what finished (unless the assignment was lost), forget the rest.
 static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
 {
+    // Queued tasks are dropped at once. Their offsets stay unfinished (the new
+    // owner sends them), so they are counted out of what the wait below waits for.
+    long *dropped = calloc((size_t)parts->cnt + 1, sizeof(*dropped));
+    long dropped_all = 0;
     for (int i = 0; i < parts->cnt; i++) {
         hk_task_t *list = hk_dispatch_remove_partition(in->in_dispatch, parts->elems[i].topic,
                                                        parts->elems[i].partition);
@@ -279,14 +283,18 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
             hk_task_t *task = list;
             list = task->next;
             release(in, task);
+            if (dropped)
+                dropped[i]++;
+            dropped_all++;
         }
     }
+    // In-flight deliveries get a bounded time to finish.
     if (!lost && !in->in_closing) {
         int wait = in->in_cfg->shutdown_grace_ms < REVOKE_WAIT_MAX_MS
                        ? in->in_cfg->shutdown_grace_ms
                        : REVOKE_WAIT_MAX_MS;
         int64_t deadline = hk_clock_mono_ms() + wait;
-        while (unfinished(in, parts) > 0 && hk_clock_mono_ms() < deadline) {
+        while (unfinished(in, parts) > dropped_all && hk_clock_mono_ms() < deadline) {
             sleep_ms(5);
             drain_done(in);
         }
@@ -295,25 +303,31 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     // What is still being sent would race the partition's new owner: cancel it.
     for (int i = 0; in->in_cancel && i < parts->cnt; i++) {
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
-        if (p && p->ot && hk_offsets_unfinished(p->ot) > 0)
+        long mine = dropped ? dropped[i] : 0;
+        if (p && p->ot && (long)hk_offsets_unfinished(p->ot) > mine)
             in->in_cancel(parts->elems[i].topic, parts->elems[i].partition, in->in_cancel_arg);
     }
     drain_done(in);
+    free(dropped);
 
+    // Commit every revoked partition's position now, synchronously, before the
+    // partition moves: store it too, so librdkafka's own commit on unassign
+    // cannot write an older stored offset back.
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p || !p->ot)
             continue;
         int64_t c = hk_offsets_committable(p->ot);
-        if (c >= 0 && c > p->stored)
+        if (c >= 0) {
             rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic,
                                               parts->elems[i].partition)
                 ->offset = c;
+            p->stored = c;
+        }
         hk_log(HK_LOG_INFO, "partition_revoked", "{s:s,s:i,s:I,s:i,s:b}", "topic",
                parts->elems[i].topic, "partition", parts->elems[i].partition, "committed",
-               (json_int_t)(c > p->stored ? c : p->stored), "abandoned",
-               (int)hk_offsets_unfinished(p->ot), "lost", lost);
+               (json_int_t)c, "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
         hk_offsets_destroy(p->ot);
         atomic_fetch_sub(&in->in_assigned, 1);
         if (p->paused)
@@ -321,7 +335,11 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1};
     }
     if (!lost && commit->cnt) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, commit, 0);
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->in_rk, commit);
+        if (err)
+            hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s,s:s}", "when", "revoke", "error",
+                   rd_kafka_err2str(err));
+        err = rd_kafka_commit(in->in_rk, commit, 0);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
             hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "revoke", "error",
                    rd_kafka_err2str(err));

@@ -963,7 +963,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
                 }
             }
             q->head = keep;
-            q->tail = ktail;
+            q->tail = kept ? ktail : &q->head; // never the local `keep`
             q->cnt = kept;
             q->lane->queued -= dropped;
             d->d_queued -= dropped;
