@@ -357,7 +357,7 @@ static int lag_zero(void *arg)
     return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
-// 100,000 jobs are waiting before hookd starts; the receiver takes 20 ms per
+// 100,000 jobs are waiting before hookd starts; the receiver takes 50 ms per
 // request, so hookd cannot keep up with its intake and must pause it at 2,000
 // jobs in flight, resume below 80%, and so on until the backlog is gone. Memory
 // stays bounded by the limits (not by the backlog), every job is delivered once,
@@ -366,8 +366,14 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
 {
     sink_a = start_sink(8);
     int port = hk_sink_port(sink_a);
-    char *env[] = {"HOOKD_LIMITS_MAX_INFLIGHT_JOBS=2000", "HOOKD_LIMITS_MAX_INFLIGHT_BYTES=8M",
-                   "HOOKD_DELIVERY_THREADS=2", "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=64", NULL};
+    // The sink answers after 50 ms; the lane starts at the full 128 transfers so the
+    // run is bound by the sink's latency, not by the adaptive limit's ramp-up.
+    char *env[] = {"HOOKD_LIMITS_MAX_INFLIGHT_JOBS=2000",
+                   "HOOKD_LIMITS_MAX_INFLIGHT_BYTES=8M",
+                   "HOOKD_DELIVERY_THREADS=2",
+                   "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=64",
+                   "HOOKD_LANES_INITIAL_LIMIT=128",
+                   NULL};
 
     // Baseline: an idle hookd with the same settings, in a group of its own so it
     // never owns a partition of the real run.
@@ -375,6 +381,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
                         "HOOKD_LIMITS_MAX_INFLIGHT_BYTES=8M",
                         "HOOKD_DELIVERY_THREADS=2",
                         "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=64",
+                        "HOOKD_LANES_INITIAL_LIMIT=128",
                         "HOOKD_KAFKA_GROUP=hookd-idle-baseline",
                         NULL};
     const char *idle_log = "it_flow_baseline.log";
@@ -391,7 +398,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     char **keys = calloc(BL_JOBS, sizeof(char *));
     for (int i = 0; i < BL_JOBS; i++) {
         ck_assert(asprintf(&values[i],
-                           "{\"id\":\"bl-%d\",\"url\":\"http://127.0.0.1:%d/slow/20\","
+                           "{\"id\":\"bl-%d\",\"url\":\"http://127.0.0.1:%d/slow/50\","
                            "\"body\":{\"n\":%d}}",
                            i, port, i) > 0);
         ck_assert(asprintf(&keys[i], "key-%d", i % 1009) > 0);
