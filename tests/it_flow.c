@@ -6,7 +6,6 @@
 // Each test runs its own out-of-process Kafka mock cluster, its own sinks and its
 // own hookd; their logs are it_flow_*.log in the working dir.
 #include <check.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -257,52 +256,19 @@ static int64_t summary_last(const char *log, const char *field)
 
 // --- hookd's admin /metrics -----------------------------------------------------------
 
-// The admin port hookd logged (HOOKD_ADMIN_LISTEN=127.0.0.1:0); 0 if not yet.
-static int admin_port(const char *log)
-{
-    json_t *j = log_nth(log, "\"event\":\"admin_listening\"", 0);
-    int port = j ? (int)json_integer_value(json_object_get(j, "port")) : 0;
-    json_decref(j);
-    return port;
-}
-
-typedef struct buf {
-    char *data;
-    size_t len;
-} buf_t;
-
-static size_t buf_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    buf_t *b = arg;
-    size_t n = size * nmemb;
-    char *d = realloc(b->data, b->len + n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, ptr, n);
-    b->len += n;
-    d[b->len] = '\0';
-    b->data = d;
-    return n;
-}
-
 // The value of an unlabelled gauge from GET /metrics; -1 when unavailable.
-static long long metric_value(CURL *curl, int port, const char *name)
+static long long metric_value(int port, const char *name)
 {
-    char url[64];
+    char url[64], *body = NULL;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    buf_t b = {0};
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, buf_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
     long long v = -1;
-    if (curl_easy_perform(curl) == CURLE_OK && b.data) {
+    if (hk_th_http("GET", url, 2000, &body) == 200 && body) {
         size_t len = strlen(name);
-        for (const char *l = b.data; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        for (const char *l = body; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
             if (strncmp(l, name, len) == 0 && l[len] == ' ' && sscanf(l + len, "%lld", &v) == 1)
                 break;
     }
-    free(b.data);
+    free(body);
     return v;
 }
 
@@ -317,7 +283,6 @@ typedef struct backlog_progress {
     uint64_t want;
     long long max_rss; // largest VmRSS seen while it ran
     long long hwm;     // latest VmHWM
-    CURL *curl;        // for /metrics
     int admin_port;
     long long max_inflight; // largest hookd_inflight_jobs seen
     int metric_samples;
@@ -338,9 +303,8 @@ static int backlog_delivered(void *arg)
     backlog_progress_t *pr = arg;
     sample_rss(pr);
     if (!pr->admin_port)
-        pr->admin_port = admin_port("it_flow_backlog.log");
-    long long inflight =
-        pr->admin_port ? metric_value(pr->curl, pr->admin_port, "hookd_inflight_jobs") : -1;
+        pr->admin_port = hk_th_admin_port("it_flow_backlog.log");
+    long long inflight = pr->admin_port ? metric_value(pr->admin_port, "hookd_inflight_jobs") : -1;
     if (inflight >= 0) {
         pr->metric_samples++;
         if (inflight > pr->max_inflight)
@@ -412,10 +376,8 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     const char *log = "it_flow_backlog.log";
     int64_t t0 = hk_th_now_ms();
     start_hookd(env, NULL, log);
-    backlog_progress_t pr = {.want = BL_JOBS, .curl = curl_easy_init()};
-    ck_assert_ptr_nonnull(pr.curl);
+    backlog_progress_t pr = {.want = BL_JOBS};
     int done = hk_th_wait_for(backlog_delivered, &pr, 180000);
-    curl_easy_cleanup(pr.curl);
     double secs = (double)(hk_th_now_ms() - t0) / 1000.0;
     hk_sink_stats_t st;
     hk_sink_stats(sink_a, &st);

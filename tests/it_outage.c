@@ -438,69 +438,18 @@ static cycle_stats_t check_breaker_cycles(const transition_t *tr, size_t ntr, hk
 
 static int admin_port(const char *log)
 {
-    FILE *f = fopen(log, "r");
-    ck_assert_ptr_nonnull(f);
-    char *line = NULL;
-    size_t cap = 0;
-    int port = -1;
-    while (port < 0 && getline(&line, &cap, f) >= 0) {
-        json_t *j = json_loads(line, 0, NULL);
-        const char *ev = json_string_value(json_object_get(j, "event"));
-        if (ev && strcmp(ev, "admin_listening") == 0)
-            port = (int)json_integer_value(json_object_get(j, "port"));
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
+    int port = hk_th_admin_port(log);
     ck_assert_msg(port > 0, "no admin_listening line in %s", log);
     return port;
-}
-
-typedef struct buf {
-    char *p;
-    size_t n;
-} buf_t;
-
-static size_t buf_write(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    buf_t *b = userdata;
-    size_t add = size * nmemb;
-    char *p = realloc(b->p, b->n + add + 1);
-    if (!p)
-        return 0;
-    memcpy(p + b->n, ptr, add);
-    b->n += add;
-    p[b->n] = '\0';
-    b->p = p;
-    return add;
 }
 
 // One admin request; returns the HTTP status (0: no answer) and the body in *body
 // (caller frees; may be NULL).
 static long admin_call(int port, const char *method, const char *path, char **body)
 {
-    CURL *c = curl_easy_init();
-    ck_assert_ptr_nonnull(c);
     char url[2048];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    buf_t b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (body)
-        *body = b.p;
-    else
-        free(b.p);
-    return status;
+    return hk_th_http(method, url, 10000, body);
 }
 
 // The disabled_urls of `endpoint` in GET /v1/lanes, as one JSON text (held).

@@ -1,6 +1,8 @@
 #include "tests/support/harness.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -401,6 +403,70 @@ int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topi
     rd_kafka_topic_partition_list_destroy(list);
     rd_kafka_destroy(rk);
     return lag;
+}
+
+int hk_th_admin_port(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int port = 0;
+    while (port == 0 && getline(&line, &cap, f) >= 0) {
+        if (!strstr(line, "\"admin_listening\""))
+            continue;
+        json_t *j = json_loads(line, 0, NULL);
+        port = (int)json_integer_value(json_object_get(j, "port"));
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return port;
+}
+
+typedef struct http_buf {
+    char *data;
+    size_t len;
+} http_buf_t;
+
+static size_t http_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    http_buf_t *b = arg;
+    size_t n = size * nmemb;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, ptr, n);
+    b->len += n;
+    d[b->len] = '\0';
+    b->data = d;
+    return n;
+}
+
+long hk_th_http(const char *method, const char *url, int timeout_ms, char **body)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    http_buf_t b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (body)
+        *body = b.data;
+    else
+        free(b.data);
+    return status;
 }
 
 int hk_th_log_count(const char *path, const char *needle)

@@ -70,6 +70,15 @@ void hk_th_sleep_ms(int ms);
 // Polls `cond(arg)` every 50 ms until true or timeout; returns 1 if it became true.
 int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms);
 
+// The admin port hookd logged as {"event":"admin_listening","port":N} in `log`
+// (the harness starts it with admin.listen 127.0.0.1:0); 0 when not (yet) there.
+int hk_th_admin_port(const char *log);
+
+// One HTTP request to `url` (no proxy; POST sends an empty body). Returns the
+// status, 0 when there was no answer; the body goes to *body (caller frees) when
+// body is not NULL.
+long hk_th_http(const char *method, const char *url, int timeout_ms, char **body);
+
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
 
