@@ -463,16 +463,17 @@ END_TEST
 
 // --- 2. refused, DNS and TLS failures ----------------------------------------------
 
-// A loopback port with nothing listening (bound, read back, closed).
-static int closed_port(void)
+// A loopback port that refuses connections: bound but never listening, and kept
+// bound (*fd, close it when done) so no other suite running in parallel can take
+// the port number and answer on it.
+static int refusing_port(int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(*fd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     socklen_t len = sizeof(sa);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
+    ck_assert_int_eq(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
     return ntohs(sa.sin_port);
 }
 
@@ -487,7 +488,8 @@ static int summary_attempts_at_least(void *arg)
 START_TEST(test_refused_dns_and_tls_failures_are_retried_then_exhausted)
 {
     sink_a = start_sink(4);
-    int refused = closed_port();
+    int refused_fd;
+    int refused = refusing_port(&refused_fd);
     struct {
         const char *id;
         char url[128];
@@ -564,6 +566,7 @@ START_TEST(test_refused_dns_and_tls_failures_are_retried_then_exhausted)
     ck_assert_int_eq(hk_th_log_count(log, "\"event\":\"dead_lettered\""), 3);
 
     stop_hookd_expect_exit_0();
+    close(refused_fd);
     free_strs(values, n);
 }
 END_TEST
