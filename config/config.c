@@ -82,6 +82,8 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 static bool cf_check_ordering(const char *value, char *why, size_t why_size);
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
+static bool cf_check_rate(const char *value, char *why, size_t why_size);
+static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
 
 // offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
 // cannot point an int parser at an int64_t field.
@@ -199,6 +201,25 @@ static const cf_row_t cf_rows[] = {
 
     CF_INT_ROW("shutdown", "grace_ms", shutdown_grace_ms, CF_MS, "10000", 0, 600000, CF_RELOAD),
 
+    CF_SECRET_ROW("postgres", "url", postgres_url, "", CF_NO_RELOAD, NULL),
+    CF_INT_ROW("postgres", "connect_timeout_ms", postgres_connect_timeout_ms, CF_MS, "2000", 100,
+               60000, CF_NO_RELOAD),
+    CF_INT_ROW("postgres", "reconnect_max_ms", postgres_reconnect_max_ms, CF_MS, "5000", 100,
+               600000, CF_NO_RELOAD),
+
+    CF_INT_ROW("batch", "concurrency", batch_concurrency, CF_PLAIN, "16", 1, 10000, CF_NO_RELOAD),
+    CF_INT_ROW("batch", "checkpoint_items", batch_checkpoint_items, CF_PLAIN, "100", 1, 100000,
+               CF_NO_RELOAD),
+    CF_INT_ROW("batch", "checkpoint_ms", batch_checkpoint_ms, CF_MS, "1000", 10, 600000,
+               CF_NO_RELOAD),
+
+    CF_SECRET_ROW("redis", "url", redis_url, "", CF_NO_RELOAD, cf_check_redis_url),
+    CF_INT_ROW("redis", "timeout_ms", redis_timeout_ms, CF_MS, "200", 10, 60000, CF_NO_RELOAD),
+    CF_INT_ROW("redis", "dedupe_ttl_s", redis_dedupe_ttl_s, CF_PLAIN, "86400", 1, 31536000,
+               CF_NO_RELOAD),
+    CF_INT_ROW("redis", "lease_ms", redis_lease_ms, CF_MS, "30000", 100, 3600000, CF_NO_RELOAD),
+    CF_INT_ROW("redis", "sync_ms", redis_sync_ms, CF_MS, "250", 10, 10000, CF_NO_RELOAD),
+
     CF_STR_ROW("admin", "listen", admin_listen, "127.0.0.1:9464", CF_NO_RELOAD, cf_check_listen),
     CF_SECRET_ROW("admin", "token", admin_token, "", CF_NO_RELOAD, cf_check_token),
 };
@@ -210,6 +231,9 @@ static const cf_row_t cf_rows[] = {
 // settable from the environment.
 static const cf_row_t cf_endpoint_rows[] = {
     CF_BOOL_ROW_OF(hk_endpoint_conf_t, "endpoint", "disabled", disabled, "false", CF_RELOAD),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "rate", rate, "", CF_RELOAD, cf_check_rate),
+    CF_INT_ROW_OF(hk_endpoint_conf_t, "endpoint", "burst", burst, CF_PLAIN, "1", 1, 1000000,
+                  CF_RELOAD),
 };
 
 #define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
@@ -594,6 +618,46 @@ static bool cf_check_token(const char *value, char *why, size_t why_size)
 }
 
 // "" (admin server off), host:port or [v6 address]:port.
+int hk_config_parse_rate(const char *rate, double *per_second)
+{
+    *per_second = 0;
+    if (rate[0] == '\0')
+        return 0;
+    char *end;
+    errno = 0;
+    double n = strtod(rate, &end);
+    if (errno || end == rate || !(n > 0) || n > 1e6 || *end != '/')
+        return -1;
+    double secs;
+    if (strcmp(end, "/s") == 0)
+        secs = 1;
+    else if (strcmp(end, "/m") == 0)
+        secs = 60;
+    else if (strcmp(end, "/h") == 0)
+        secs = 3600;
+    else
+        return -1;
+    *per_second = n / secs;
+    return 0;
+}
+
+static bool cf_check_rate(const char *value, char *why, size_t why_size)
+{
+    double r;
+    if (hk_config_parse_rate(value, &r) == 0)
+        return true;
+    cf_errf(why, why_size, "must be empty or a rate such as 200/s, 1500/m or 10/h");
+    return false;
+}
+
+static bool cf_check_redis_url(const char *value, char *why, size_t why_size)
+{
+    if (value[0] == '\0' || strncmp(value, "redis://", 8) == 0 || strncmp(value, "unix:", 5) == 0)
+        return true;
+    cf_errf(why, why_size, "must be empty, redis://[:password@]host:port[/db] or unix:/path");
+    return false;
+}
+
 static bool cf_check_listen(const char *value, char *why, size_t why_size)
 {
     if (value[0] == '\0')

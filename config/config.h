@@ -22,6 +22,8 @@ typedef struct hk_kv {
 typedef struct hk_endpoint_conf {
     char *endpoint; // canonical: lower-case scheme and host, IPv6 as [::1], port in decimal
     int disabled;   // 1: nothing is delivered to it, as after a 410 Gone
+    char *rate;     // "" = no rate limit, else "<n>/s", "<n>/m" or "<n>/h"
+    int burst;      // requests the limit lets through at once
 } hk_endpoint_conf_t;
 
 typedef struct hk_config {
@@ -91,6 +93,23 @@ typedef struct hk_config {
     // [shutdown]
     int shutdown_grace_ms;
 
+    // [postgres] (optional for webhooks, required for batches)
+    char *postgres_url;              // libpq conninfo or postgresql:// URI; "" = off
+    int postgres_connect_timeout_ms; // per connection attempt
+    int postgres_reconnect_max_ms;   // reconnect backoff grows up to this
+
+    // [batch]
+    int batch_concurrency;      // items in flight per batch
+    int batch_checkpoint_items; // flush progress after this many items became terminal
+    int batch_checkpoint_ms;    // ... or after this long
+
+    // [redis] (optional: dedupe, shared rate limits and breakers across replicas)
+    char *redis_url;        // redis://[:password@]host:port[/db] or unix:/path; "" = off
+    int redis_timeout_ms;   // connect and command timeout
+    int redis_dedupe_ttl_s; // lifetime of the delivered marker hookd:done:<tenant>:<key>
+    int redis_lease_ms;     // lifetime of the in-flight lease hookd:lease:<tenant>:<key>
+    int redis_sync_ms;      // how often shared breaker state and rate tokens are refreshed
+
     // [admin]
     char *admin_listen; // host:port, "" = off
     char *admin_token;  // bearer token for the admin API; "" = none (loopback only)
@@ -121,6 +140,10 @@ const char *hk_config_tenant_secret(const hk_config_t *cfg, const char *tenant);
 // The [endpoint "..."] settings of `endpoint` (canonical scheme://host:port, as in
 // hk_endpoint_conf_t.endpoint), or NULL when it has no section: defaults apply.
 const hk_endpoint_conf_t *hk_config_endpoint(const hk_config_t *cfg, const char *endpoint);
+
+// Parses an endpoint rate ("200/s", "1500/m", "10/h"; "" = none) into requests per
+// second (0 for none). 0 ok, -1 not a rate.
+int hk_config_parse_rate(const char *rate, double *per_second);
 
 // Reload check (SIGHUP): 0 when `new` differs from `old` only in reloadable keys
 // (limits.*, retry.*, breaker.*, lanes.*, log.*, shutdown.grace_ms, and [endpoint]

@@ -1156,6 +1156,55 @@ END_TEST
 
 // ---- [endpoint "..."] ----
 
+START_TEST(test_endpoint_rate_and_burst)
+{
+    load_ok("[endpoint \"http://127.0.0.1:8080\"]\nrate = 200/s\nburst = 50\n"
+            "[endpoint \"http://127.0.0.1:8081\"]\nrate = 1500/m\n",
+            NULL);
+    ck_assert_str_eq(cfg->endpoints[0].rate, "200/s");
+    ck_assert_int_eq(cfg->endpoints[0].burst, 50);
+    ck_assert_str_eq(cfg->endpoints[1].rate, "1500/m");
+    ck_assert_int_eq(cfg->endpoints[1].burst, 1); // default
+    double r = -1;
+    ck_assert_int_eq(hk_config_parse_rate("200/s", &r), 0);
+    ck_assert_double_eq(r, 200);
+    ck_assert_int_eq(hk_config_parse_rate("1500/m", &r), 0);
+    ck_assert_double_eq(r, 25);
+    ck_assert_int_eq(hk_config_parse_rate("", &r), 0);
+    ck_assert_double_eq(r, 0);
+    const char *bad[] = {"200", "0/s", "-1/s", "abc/s", "200/d", "200/s ", "nan/s", "1e9/s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(hk_config_parse_rate(bad[i], &r) == -1, "%s accepted", bad[i]);
+    reset_cfg();
+    assert_load_fails_with("[endpoint \"http://127.0.0.1:8080\"]\nrate = 200\n",
+                           "must be empty or a rate such as 200/s");
+    reset_cfg();
+    assert_load_fails_with("[endpoint \"http://127.0.0.1:8080\"]\nburst = 0\n",
+                           "burst must be between 1 and 1000000");
+}
+END_TEST
+
+START_TEST(test_store_sections)
+{
+    load_ok("[postgres]\nurl = host=/tmp dbname=hookd password=hunter2\n"
+            "[redis]\nurl = redis://:pw@127.0.0.1:6390/2\ntimeout_ms = 1s\n"
+            "[batch]\nconcurrency = 8\ncheckpoint_items = 50\ncheckpoint_ms = 250ms\n",
+            NULL);
+    ck_assert_str_eq(cfg->postgres_url, "host=/tmp dbname=hookd password=hunter2");
+    ck_assert_str_eq(cfg->redis_url, "redis://:pw@127.0.0.1:6390/2");
+    ck_assert_int_eq(cfg->redis_timeout_ms, 1000);
+    ck_assert_int_eq(cfg->batch_concurrency, 8);
+    ck_assert_int_eq(cfg->batch_checkpoint_items, 50);
+    ck_assert_int_eq(cfg->batch_checkpoint_ms, 250);
+    char *d = dump_str(cfg);
+    ck_assert_ptr_null(strstr(d, "hunter2"));
+    ck_assert_ptr_null(strstr(d, ":pw@"));
+    free(d);
+    reset_cfg();
+    assert_load_fails_with("[redis]\nurl = 127.0.0.1:6379\n", "must be empty, redis://");
+}
+END_TEST
+
 START_TEST(test_endpoint_sections_are_read)
 {
     load_ok("[endpoint \"https://api.example.com:443\"]\ndisabled = true\n"
@@ -1306,8 +1355,8 @@ END_TEST
 START_TEST(test_unknown_endpoint_key_is_rejected)
 {
     assert_load_fails(
-        "[endpoint \"https://a.example:443\"]\ndisabled = true\nrate = 5\n", NULL,
-        "config line 3: unknown key \"rate\" in [endpoint \"https://a.example:443\"]");
+        "[endpoint \"https://a.example:443\"]\ndisabled = true\nratelimit = 5\n", NULL,
+        "config line 3: unknown key \"ratelimit\" in [endpoint \"https://a.example:443\"]");
 }
 END_TEST
 
@@ -1358,8 +1407,8 @@ START_TEST(test_dump_shows_new_keys_and_endpoints)
         "[breaker]\nwindow = 20\nmin_calls = 10\nfailure_rate = 0.125\n"
         "consecutive_failures = 5\nopen_ms = 30000\nmax_open_ms = 600000\nprobes = 3\n\n",
         "[lanes]\ninitial_limit = 32\nmin_limit = 1\nmax_limit = 256\n\n",
-        "\n[endpoint \"https://api.example.com:443\"]\ndisabled = true\n"
-        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\n",
+        "\n[endpoint \"https://api.example.com:443\"]\ndisabled = true\nrate = \"\"\nburst = 1\n"
+        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\nrate = \"\"\nburst = 1\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         ck_assert_msg(strstr(out, want[i]) != NULL, "dump lacks:\n%s\ndump:\n%s", want[i], out);
@@ -1489,6 +1538,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_breaker_keys_must_be_consistent);
     tcase_add_test(tc, test_lane_limits_must_be_ordered);
     tcase_add_test(tc, test_endpoint_sections_are_read);
+    tcase_add_test(tc, test_endpoint_rate_and_burst);
+    tcase_add_test(tc, test_store_sections);
     tcase_add_test(tc, test_endpoint_names_are_canonical);
     tcase_add_test(tc, test_bad_endpoint_names_are_rejected);
     tcase_add_test(tc, test_endpoint_section_must_be_quoted);
