@@ -23,6 +23,27 @@ typedef struct hk_metrics {
     atomic_int_fast64_t inflight_bytes;     // memory those jobs hold
     atomic_int_fast64_t paused;             // 1 while intake is paused for flow control
     atomic_int_fast64_t paused_partitions;  // partitions paused now (limits, span, retry hold)
+    atomic_int_fast64_t consumer_lag;       // messages behind the high watermark, assigned parts
+
+    // Batches (worker/batch.c)
+    atomic_uint_fast64_t batches_started;   // batch jobs taken up (including resumed ones)
+    atomic_uint_fast64_t batches_finished;  // reached a terminal status
+    atomic_uint_fast64_t batch_items_succeeded;
+    atomic_uint_fast64_t batch_items_failed;
+    atomic_uint_fast64_t batch_items_skipped;
+    atomic_uint_fast64_t batch_items_resumed; // found terminal in Postgres on resume: not sent
+    atomic_uint_fast64_t checkpoints;         // checkpoint transactions committed
+    atomic_int_fast64_t batches_active;       // batches being worked on now
+
+    // Stores: 1 while connected (0 when down or not configured; see *_configured)
+    atomic_int_fast64_t pg_configured;
+    atomic_int_fast64_t pg_up;
+    atomic_uint_fast64_t pg_errors;
+    atomic_int_fast64_t redis_configured;
+    atomic_int_fast64_t redis_up;
+    atomic_uint_fast64_t redis_errors;
+    atomic_uint_fast64_t duplicate_suppressed; // jobs skipped: Redis says already delivered
+    atomic_uint_fast64_t rate_limited;         // times a lane waited for a rate-limit permit
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;
