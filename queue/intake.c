@@ -25,6 +25,7 @@ typedef struct part {
     hk_offsets_t *ot;   // NULL when not assigned to us
     uint64_t gen;       // generation of the current assignment
     int64_t stored;     // last offset handed to rd_kafka_offsets_store
+    int64_t committed;  // last offset this consumer committed itself (revoke), -1 none
     int dirty;          // finished offsets since the last store
     int span_over;      // span past limits.max_partition_span (hysteresis at 80%)
     int paused;         // paused at the broker (by us)
@@ -252,7 +253,8 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
         hk_offsets_destroy(p->ot);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
-        *p = (part_t){.ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1};
+        *p = (part_t){
+            .ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1, .committed = -1};
     }
     in->in_fc_dirty = 1; // new partitions start paused if we are over a limit
 }
@@ -268,10 +270,61 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
     return n;
 }
 
-// Revoked partitions: drop their queued tasks, give in-flight ones a bounded time to
-// finish, commit what finished (unless the assignment was lost), forget the rest.
+// Commits, synchronously, the highest finished offset of each of `parts` that is
+// past what was last stored, and stores it too, so librdkafka's own commit on
+// unassign cannot write an older stored offset back. Returns how many offsets
+// were committed.
+static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, const char *when)
+{
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
+        if (!p || !p->ot)
+            continue;
+        int64_t c = hk_offsets_committable(p->ot);
+        if (c < 0 || c <= p->committed)
+            continue;
+        rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic, parts->elems[i].partition)
+            ->offset = c;
+        p->stored = c;
+    }
+    int n = commit->cnt;
+    if (n) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->in_rk, commit);
+        if (err)
+            hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s,s:s}", "when", when, "error",
+                   rd_kafka_err2str(err));
+        err = rd_kafka_commit(in->in_rk, commit, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", when, "error",
+                   rd_kafka_err2str(err));
+            n = 0;
+        } else {
+            for (int i = 0; i < commit->cnt; i++) {
+                part_t *p = part_get(in, commit->elems[i].topic, commit->elems[i].partition);
+                if (p && commit->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    p->committed = commit->elems[i].offset;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(commit);
+    return n;
+}
+
+// Revoked partitions: commit what finished so far, drop their queued tasks, give
+// in-flight ones a bounded time to finish, commit what finished meanwhile (unless
+// the assignment was lost), forget the rest.
 static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
 {
+    // Commit first, before waiting: every member that gives partitions away got its
+    // new assignment at the same moment, and the first of them to rejoin starts the
+    // next join, during which a broker may refuse commits (the mock cluster refuses
+    // them all). What finished before the revoke is most of what is uncommitted;
+    // the second commit below covers only what was in flight.
+    drain_done(in);
+    if (!lost)
+        commit_now(in, parts, "revoke");
+
     // Queued tasks are dropped at once. Their offsets stay unfinished (the new
     // owner sends them), so they are counted out of what the wait below waits for.
     long *dropped = calloc((size_t)parts->cnt + 1, sizeof(*dropped));
@@ -310,41 +363,22 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     drain_done(in);
     free(dropped);
 
-    // Commit every revoked partition's position now, synchronously, before the
-    // partition moves: store it too, so librdkafka's own commit on unassign
-    // cannot write an older stored offset back.
-    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
+    if (!lost)
+        commit_now(in, parts, "revoke");
     for (int i = 0; i < parts->cnt; i++) {
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p || !p->ot)
             continue;
-        int64_t c = hk_offsets_committable(p->ot);
-        if (c >= 0) {
-            rd_kafka_topic_partition_list_add(commit, parts->elems[i].topic,
-                                              parts->elems[i].partition)
-                ->offset = c;
-            p->stored = c;
-        }
-        hk_log(HK_LOG_INFO, "partition_revoked", "{s:s,s:i,s:I,s:i,s:b}", "topic",
+        hk_log(HK_LOG_INFO, "partition_revoked", "{s:s,s:i,s:I,s:I,s:i,s:b}", "topic",
                parts->elems[i].topic, "partition", parts->elems[i].partition, "committed",
-               (json_int_t)c, "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
+               (json_int_t)p->committed, "finished", (json_int_t)hk_offsets_committable(p->ot),
+               "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
         hk_offsets_destroy(p->ot);
         atomic_fetch_sub(&in->in_assigned, 1);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
-        *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1};
+        *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1, .committed = -1};
     }
-    if (!lost && commit->cnt) {
-        rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->in_rk, commit);
-        if (err)
-            hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s,s:s}", "when", "revoke", "error",
-                   rd_kafka_err2str(err));
-        err = rd_kafka_commit(in->in_rk, commit, 0);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "revoke", "error",
-                   rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(commit);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
