@@ -1,0 +1,62 @@
+# Compiles store/migrations/NNNN_<name>.sql into a C file: an array of
+# hk_migration_t {version, name, sql, sql_len} sorted by version (store/migrate.h).
+# Runs at configure time; every .sql is a configure dependency and the directory
+# is globbed with CONFIGURE_DEPENDS, so adding, editing or removing a migration
+# regenerates the file on the next build. The output is rewritten only when it
+# changes.
+function(hk_embed_migrations dir out)
+  file(GLOB files CONFIGURE_DEPENDS "${dir}/*.sql")
+  if(NOT files)
+    message(FATAL_ERROR "no migrations in ${dir}")
+  endif()
+  set(entries "")
+  set(seen "")
+  foreach(f ${files})
+    get_filename_component(base "${f}" NAME)
+    if(NOT base MATCHES "^([0-9]+)_([A-Za-z0-9_]+)\\.sql$")
+      message(FATAL_ERROR "migration ${base}: name it NNNN_<name>.sql")
+    endif()
+    set(name "${CMAKE_MATCH_2}")
+    string(REGEX REPLACE "^0+([0-9])" "\\1" version "${CMAKE_MATCH_1}")
+    if(version IN_LIST seen)
+      message(FATAL_ERROR "migration ${base}: version ${version} is used twice")
+    endif()
+    list(APPEND seen ${version})
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${f}")
+    # Sortable key: zero-padded version.
+    string(LENGTH "${version}" len)
+    math(EXPR pad "12 - ${len}")
+    string(REPEAT "0" ${pad} zeros)
+    list(APPEND entries "${zeros}${version}|${version}|${name}|${f}")
+  endforeach()
+  list(SORT entries)
+
+  set(arrays "")
+  set(rows "")
+  foreach(e ${entries})
+    string(REPLACE "|" ";" parts "${e}")
+    list(GET parts 1 version)
+    list(GET parts 2 name)
+    list(GET parts 3 f)
+    file(READ "${f}" hex HEX)
+    string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+    # 16 bytes a line (CMake regexes have no {n}).
+    string(REPEAT "0x[0-9a-f][0-9a-f]," 16 line)
+    string(REGEX REPLACE "(${line})" "\\1\n    " hex "${hex}")
+    string(APPEND arrays "static const char sql_${version}[] = {\n    ${hex}0x00};\n\n")
+    string(APPEND rows "    {${version}, \"${name}\", sql_${version}, sizeof(sql_${version}) - 1},\n")
+  endforeach()
+
+  set(text "// Generated from store/migrations/*.sql by store/migrations/embed.cmake. Do not edit.\n")
+  string(APPEND text "#include \"store/migrate.h\"\n\n${arrays}")
+  string(APPEND text "const hk_migration_t hk_migrations[] = {\n${rows}};\n")
+  string(APPEND text "const size_t hk_migrations_cnt = sizeof(hk_migrations) / sizeof(hk_migrations[0]);\n")
+
+  set(old "")
+  if(EXISTS "${out}")
+    file(READ "${out}" old)
+  endif()
+  if(NOT old STREQUAL text)
+    file(WRITE "${out}" "${text}")
+  endif()
+endfunction()
