@@ -1,0 +1,1032 @@
+// check_redis: store/redis against a real redis-server (tests/support/redissvc):
+// dedupe claims and leases, pipelining, the shared GCRA limit, shared breakers,
+// and what callers see when Redis goes down, hangs or the queue fills up.
+#include <check.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/redis.h"
+#include "tests/support/redissvc.h"
+#include "worker/clock.h"
+#include "worker/metrics.h"
+
+#define TIMEOUT_MS 500 // the client's default command timeout in these tests
+#define SLACK_MS   250 // scheduling slack allowed on top of a timeout
+
+static hk_redissvc_t *svc;
+
+static void setup(void)
+{
+    char err[256] = "";
+    svc = hk_redissvc_start(NULL, err, sizeof(err));
+    ck_assert_msg(svc != NULL, "redis-server: %s", err);
+}
+
+static void teardown(void)
+{
+    hk_redissvc_destroy(svc);
+    svc = NULL;
+}
+
+static int64_t now_ms(void)
+{
+    return hk_clock_mono_ms();
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static hk_redis_opts_t opts_for(const char *url, const char *instance)
+{
+    return (hk_redis_opts_t){
+        .url = url,
+        .timeout_ms = TIMEOUT_MS,
+        .dedupe_ttl_s = 3600,
+        .lease_ms = 30000,
+        .sync_ms = 50,
+        .instance = instance,
+    };
+}
+
+static int wait_up(hk_redis_t *r, int ms)
+{
+    int64_t end = now_ms() + ms;
+    while (!hk_redis_up(r) && now_ms() < end)
+        sleep_ms(10);
+    return hk_redis_up(r);
+}
+
+// Starts a client and waits until it is up.
+static hk_redis_t *client(const hk_redis_opts_t *o)
+{
+    char err[256] = "";
+    hk_redis_t *r = hk_redis_start(o, err, sizeof(err));
+    ck_assert_msg(r != NULL, "hk_redis_start: %s", err);
+    ck_assert_msg(wait_up(r, 5000), "client %s never came up", o->instance);
+    return r;
+}
+
+static hk_redis_t *client_at(const char *instance)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), instance);
+    return client(&o);
+}
+
+// ---------------------------------------------------------------------------
+// Waiting for callbacks
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    hk_claim_t claim;
+    int granted;
+    int64_t retry_in_ms;
+    int on_caller; // completed on the thread that made the call
+    pthread_t caller;
+} waiter_t;
+
+static void waiter_init(waiter_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->caller = pthread_self();
+    w->claim = (hk_claim_t)-1;
+}
+
+static void waiter_destroy(waiter_t *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
+static void waiter_signal(waiter_t *w)
+{
+    w->on_caller = pthread_equal(pthread_self(), w->caller);
+    w->done = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void on_claim(hk_claim_t result, void *arg)
+{
+    waiter_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->claim = result;
+    waiter_signal(w);
+}
+
+static void on_permits(int granted, int64_t retry_in_ms, void *arg)
+{
+    waiter_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->granted = granted;
+    w->retry_in_ms = retry_in_ms;
+    waiter_signal(w);
+}
+
+// 1 when the callback ran within ms.
+static int waiter_wait(waiter_t *w, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    int done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return done;
+}
+
+// One claim, waited for; *took_ms (may be NULL) is call-to-callback time.
+static hk_claim_t claim(hk_redis_t *r, const char *tenant, const char *key, int64_t *took_ms)
+{
+    waiter_t w;
+    waiter_init(&w);
+    int64_t t0 = now_ms();
+    hk_redis_claim(r, tenant, key, on_claim, &w);
+    ck_assert_msg(waiter_wait(&w, 10000), "claim %s:%s never completed", tenant, key);
+    if (took_ms)
+        *took_ms = now_ms() - t0;
+    hk_claim_t res = w.claim;
+    waiter_destroy(&w);
+    return res;
+}
+
+static int permits(hk_redis_t *r, const char *endpoint, double rate, int burst, int want,
+                   int64_t *retry_in_ms, int64_t *took_ms)
+{
+    waiter_t w;
+    waiter_init(&w);
+    int64_t t0 = now_ms();
+    hk_redis_permits(r, endpoint, rate, burst, want, on_permits, &w);
+    ck_assert_msg(waiter_wait(&w, 10000), "permits for %s never completed", endpoint);
+    if (took_ms)
+        *took_ms = now_ms() - t0;
+    if (retry_in_ms)
+        *retry_in_ms = w.retry_in_ms;
+    int g = w.granted;
+    waiter_destroy(&w);
+    return g;
+}
+
+static const char *claim_name(hk_claim_t c)
+{
+    switch (c) {
+    case HK_CLAIM_OK:
+        return "OK";
+    case HK_CLAIM_DONE:
+        return "DONE";
+    case HK_CLAIM_BUSY:
+        return "BUSY";
+    case HK_CLAIM_UNKNOWN:
+        return "UNKNOWN";
+    }
+    return "?";
+}
+
+#define ck_claim(r, tenant, key, want)                                                             \
+    do {                                                                                           \
+        hk_claim_t got_ = claim((r), (tenant), (key), NULL);                                       \
+        ck_assert_msg(got_ == (want), "claim %s:%s = %s, want %s", (tenant), (key),                \
+                      claim_name(got_), claim_name(want));                                         \
+    } while (0)
+
+// A string value read with a raw connection; "" when missing. Caller frees.
+static char *raw_get(const char *key)
+{
+    redisReply *rep = hk_redissvc_command(svc, "GET %s", key);
+    ck_assert_ptr_nonnull(rep);
+    char *v = strdup(rep->type == REDIS_REPLY_STRING ? rep->str : "");
+    freeReplyObject(rep);
+    return v;
+}
+
+// ---------------------------------------------------------------------------
+// Dedupe
+
+START_TEST(test_claim_ok_then_busy_elsewhere_then_done_for_both)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_t *b = client_at("replica-b");
+    ck_assert_int_eq(atomic_load(&hk_metrics.redis_configured), 1);
+    ck_assert_int_eq(atomic_load(&hk_metrics.redis_up), 1);
+
+    ck_claim(a, "acme", "job-1", HK_CLAIM_OK);
+    char *lease = raw_get("hookd:lease:acme:job-1");
+    ck_assert_str_eq(lease, "replica-a");
+    free(lease);
+    ck_claim(b, "acme", "job-1", HK_CLAIM_BUSY);
+    ck_claim(a, "acme", "job-1", HK_CLAIM_OK);  // our own lease: still ours
+    ck_claim(b, "other", "job-1", HK_CLAIM_OK); // tenants do not share keys
+
+    hk_redis_done(a, "acme", "job-1");
+    ck_claim(a, "acme", "job-1", HK_CLAIM_DONE); // same queue: after the done marker
+    ck_claim(b, "acme", "job-1", HK_CLAIM_DONE);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:acme:job-1"), 0);
+    char *done = raw_get("hookd:done:acme:job-1");
+    ck_assert_str_eq(done, "1");
+    free(done);
+
+    hk_redis_stats_t st;
+    hk_redis_stats(a, &st);
+    ck_assert_uint_eq(st.unknown, 0);
+    ck_assert_uint_eq(st.connects, 1);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+    ck_assert_int_eq(atomic_load(&hk_metrics.redis_configured), 0);
+}
+END_TEST
+
+START_TEST(test_release_frees_only_our_own_lease)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_t *b = client_at("replica-b");
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    hk_redis_release(b, "t", "k"); // not b's lease: stays
+    ck_claim(b, "t", "k", HK_CLAIM_BUSY);
+    hk_redis_release(a, "t", "k");
+    ck_claim(a, "t", "barrier", HK_CLAIM_OK); // the release has run
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 0);
+    ck_claim(b, "t", "k", HK_CLAIM_OK);
+    char *lease = raw_get("hookd:lease:t:k");
+    ck_assert_str_eq(lease, "replica-b");
+    free(lease);
+    ck_claim(a, "t", "k", HK_CLAIM_BUSY);
+    // done by a replica that does not hold the lease marks it done, leaves the lease alone
+    hk_redis_done(a, "t", "k");
+    ck_claim(a, "t", "k", HK_CLAIM_DONE);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 1);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+}
+END_TEST
+
+START_TEST(test_lease_expires_after_lease_ms)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), "replica-a");
+    o.lease_ms = 300;
+    hk_redis_t *a = client(&o);
+    hk_redis_t *b = client_at("replica-b");
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    long long pttl = hk_redissvc_int(svc, "PTTL hookd:lease:t:k");
+    ck_assert_msg(pttl > 150 && pttl <= 300, "lease PTTL %lld, want (150, 300]", pttl);
+    ck_claim(b, "t", "k", HK_CLAIM_BUSY);
+    sleep_ms(200);
+    ck_claim(a, "t", "k", HK_CLAIM_OK); // refreshes the lease
+    pttl = hk_redissvc_int(svc, "PTTL hookd:lease:t:k");
+    ck_assert_msg(pttl > 200, "lease not refreshed: PTTL %lld", pttl);
+    sleep_ms(200);
+    ck_claim(b, "t", "k", HK_CLAIM_BUSY); // 400 ms after the first claim: refreshed, held
+    sleep_ms(200);
+    ck_claim(b, "t", "k", HK_CLAIM_OK); // expired
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+}
+END_TEST
+
+START_TEST(test_done_marker_lives_dedupe_ttl_s)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), "replica-a");
+    o.dedupe_ttl_s = 1234;
+    hk_redis_t *a = client(&o);
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    hk_redis_done(a, "t", "k");
+    ck_claim(a, "t", "k", HK_CLAIM_DONE);
+    long long ttl = hk_redissvc_int(svc, "TTL hookd:done:t:k");
+    ck_assert_msg(ttl >= 1232 && ttl <= 1234, "done TTL %lld, want ~1234", ttl);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 0);
+    hk_redis_stop(a);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Pipelining
+
+#define MANY 10000
+
+typedef struct many {
+    _Atomic int results[MANY];
+    atomic_int completed;
+} many_t;
+
+typedef struct many_arg {
+    many_t *m;
+    int i;
+} many_arg_t;
+
+static void on_many(hk_claim_t result, void *arg)
+{
+    many_arg_t *a = arg;
+    atomic_store(&a->m->results[a->i], (int)result);
+    atomic_fetch_add(&a->m->completed, 1);
+}
+
+// Issues MANY claims for keys k0..k9999 back to back and waits for them all.
+static void claim_many(hk_redis_t *r, many_t *m, many_arg_t *args)
+{
+    atomic_store(&m->completed, 0);
+    char key[32];
+    for (int i = 0; i < MANY; i++) {
+        args[i] = (many_arg_t){.m = m, .i = i};
+        atomic_store(&m->results[i], -1);
+        snprintf(key, sizeof(key), "k%d", i);
+        hk_redis_claim(r, "bulk", key, on_many, &args[i]);
+    }
+    int64_t end = now_ms() + 30000;
+    while (atomic_load(&m->completed) < MANY && now_ms() < end)
+        sleep_ms(5);
+    ck_assert_int_eq(atomic_load(&m->completed), MANY);
+}
+
+START_TEST(test_10000_claims_are_pipelined_in_few_round_trips)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_t *b = client_at("replica-b");
+    many_t *m = calloc(1, sizeof(*m));
+    many_arg_t *args = calloc(MANY, sizeof(*args));
+
+    hk_redis_stats_t st0, st1;
+    hk_redis_stats(a, &st0);
+    int64_t t0 = now_ms();
+    claim_many(a, m, args);
+    int64_t took = now_ms() - t0;
+    hk_redis_stats(a, &st1);
+    for (int i = 0; i < MANY; i++)
+        ck_assert_msg(m->results[i] == HK_CLAIM_OK, "claim k%d = %d", i, m->results[i]);
+    uint64_t trips = st1.round_trips - st0.round_trips;
+    ck_assert_uint_eq(st1.commands - st0.commands, MANY);
+    ck_assert_msg(trips >= MANY / HK_REDIS_BATCH_MAX && trips <= 200,
+                  "%llu round trips for %d claims", (unsigned long long)trips, MANY);
+    fprintf(stderr, "check_redis: %d claims in %lld ms, %llu round trips\n", MANY, (long long)took,
+            (unsigned long long)trips);
+
+    // The other replica sees every key busy; after a's done for the even keys,
+    // those are DONE and the odd ones still BUSY.
+    claim_many(b, m, args);
+    for (int i = 0; i < MANY; i++)
+        ck_assert_msg(m->results[i] == HK_CLAIM_BUSY, "b claim k%d = %d", i, m->results[i]);
+    char key[32];
+    for (int i = 0; i < MANY; i += 2) {
+        snprintf(key, sizeof(key), "k%d", i);
+        hk_redis_done(a, "bulk", key);
+    }
+    ck_claim(a, "bulk", "barrier", HK_CLAIM_OK);
+    claim_many(b, m, args);
+    for (int i = 0; i < MANY; i++) {
+        hk_claim_t want = i % 2 == 0 ? HK_CLAIM_DONE : HK_CLAIM_BUSY;
+        ck_assert_msg(m->results[i] == (int)want, "b claim k%d = %d, want %d", i, m->results[i],
+                      want);
+    }
+    hk_redis_stats(b, &st1);
+    ck_assert_uint_le(st1.round_trips, 400);
+    ck_assert_uint_eq(st1.unknown, 0);
+    free(m);
+    free(args);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Shared rate limit
+
+typedef struct replica_loop {
+    hk_redis_t *r;
+    int64_t start_ms, run_ms;
+    long granted;
+    int calls;
+    int failures; // callbacks with granted < 0 or > want
+} replica_loop_t;
+
+static void *replica_main(void *arg)
+{
+    replica_loop_t *rl = arg;
+    while (now_ms() - rl->start_ms < rl->run_ms) {
+        waiter_t w;
+        waiter_init(&w);
+        hk_redis_permits(rl->r, "https://api.example:443", 200, 10, 4, on_permits, &w);
+        if (!waiter_wait(&w, 5000) || w.granted < 0 || w.granted > 4) {
+            rl->failures++;
+            waiter_destroy(&w);
+            continue;
+        }
+        rl->calls++;
+        rl->granted += w.granted;
+        if (w.granted < 4)
+            sleep_ms(w.retry_in_ms < 10 ? (int)w.retry_in_ms : 10);
+        waiter_destroy(&w);
+    }
+    return NULL;
+}
+
+START_TEST(test_permits_shared_by_two_replicas_follow_rate_and_burst)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_t *b = client_at("replica-b");
+    replica_loop_t la = {.r = a, .run_ms = 3000}, lb = {.r = b, .run_ms = 3000};
+    la.start_ms = lb.start_ms = now_ms();
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, replica_main, &la);
+    pthread_create(&tb, NULL, replica_main, &lb);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    long total = la.granted + lb.granted;
+    fprintf(stderr, "check_redis: permits a=%ld (%d calls) b=%ld (%d calls) total=%ld, want 610\n",
+            la.granted, la.calls, lb.granted, lb.calls, total);
+    ck_assert_int_eq(la.failures + lb.failures, 0);
+    ck_assert_msg(total >= 580 && total <= 640, "%ld permits in 3 s at 200/s burst 10", total);
+    ck_assert_msg(la.granted > 100 && lb.granted > 100, "one replica starved: %ld / %ld",
+                  la.granted, lb.granted);
+
+    // Idle: the key expires (about 1 s after its TAT), and the burst is back.
+    long long pttl = hk_redissvc_int(svc, "PTTL hookd:rate:https://api.example:443");
+    ck_assert_msg(pttl > 0 && pttl <= 1100, "rate key PTTL %lld", pttl);
+    sleep_ms(1200);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:rate:https://api.example:443"), 0);
+    int64_t retry = -1;
+    ck_assert_int_eq(permits(a, "https://api.example:443", 200, 10, 50, &retry, NULL), 10);
+    ck_assert_int_eq(retry, 5); // one emission interval
+    ck_assert_int_eq(permits(b, "https://api.example:443", 200, 10, 1, &retry, NULL), 0);
+    ck_assert_int_ge(retry, 1);
+    ck_assert_int_le(retry, 5);
+    // A fractional rate: 0.5/s, burst 1 -> the next permit is 2 s away.
+    ck_assert_int_eq(permits(a, "slow", 0.5, 1, 3, &retry, NULL), 1);
+    ck_assert_int_ge(retry, 1990);
+    ck_assert_int_le(retry, 2000);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+}
+END_TEST
+
+START_TEST(test_permits_are_unknown_when_redis_is_down)
+{
+    hk_redis_t *a = client_at("replica-a");
+    int64_t retry = -1, took;
+    ck_assert_int_eq(permits(a, "e", 10, 2, 1, &retry, NULL), 1);
+    ck_assert_int_eq(permits(a, "e", 0, 2, 1, &retry, NULL), -1); // no rate: local decides
+    ck_assert_int_eq(hk_redissvc_stop(svc), 0);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(permits(a, "e", 10, 2, 1, &retry, &took), -1);
+        ck_assert_int_eq(retry, 0);
+        ck_assert_msg(took < TIMEOUT_MS + SLACK_MS, "permits took %lld ms", (long long)took);
+    }
+    ck_assert_int_eq(hk_redis_up(a), 0);
+    hk_redis_stop(a);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Shared breakers
+
+typedef struct breaker_seen {
+    pthread_mutex_t mu;
+    int calls;
+    char endpoint[128];
+    int64_t until;
+    int64_t at_ms;
+} breaker_seen_t;
+
+static void on_breaker(const char *endpoint, int64_t until, void *arg)
+{
+    breaker_seen_t *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
+    s->until = until;
+    s->at_ms = now_ms();
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int seen_calls(breaker_seen_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->calls;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int wait_calls(breaker_seen_t *s, int n, int ms)
+{
+    int64_t end = now_ms() + ms;
+    while (seen_calls(s) < n && now_ms() < end)
+        sleep_ms(2);
+    return seen_calls(s) >= n;
+}
+
+START_TEST(test_breaker_opened_by_one_replica_reaches_the_other_once)
+{
+    static breaker_seen_t sa = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    static breaker_seen_t sb = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    hk_redis_opts_t oa = opts_for(hk_redissvc_url(svc), "replica-a");
+    oa.on_breaker = on_breaker;
+    oa.arg = &sa;
+    hk_redis_opts_t ob = opts_for(hk_redissvc_url(svc), "replica-b");
+    ob.on_breaker = on_breaker;
+    ob.arg = &sb;
+    hk_redis_t *a = client(&oa);
+    hk_redis_t *b = client(&ob);
+    const char *e = "https://hooks.example:443";
+    hk_redis_watch(a, e);
+    hk_redis_watch(b, e);
+    hk_redis_watch(b, e); // idempotent
+
+    int64_t until = hk_clock_wall_ms() + 5000;
+    int64_t t0 = now_ms();
+    hk_redis_breaker_open(a, e, until);
+    ck_assert_msg(wait_calls(&sb, 1, 1000), "b never heard of a's breaker");
+    ck_assert_msg(sb.at_ms - t0 < 300, "b heard after %lld ms", (long long)(sb.at_ms - t0));
+    ck_assert_str_eq(sb.endpoint, e);
+    ck_assert_int_eq(sb.until, until);
+    char *v = raw_get("hookd:breaker:https://hooks.example:443");
+    char want[64];
+    snprintf(want, sizeof(want), "replica-a %lld", (long long)until);
+    ck_assert_str_eq(v, want);
+    free(v);
+    long long pttl = hk_redissvc_int(svc, "PTTL hookd:breaker:https://hooks.example:443");
+    ck_assert_msg(pttl > 4000 && pttl <= 5000, "breaker PTTL %lld", pttl);
+
+    // Once per until value; a never hears of its own publication.
+    sleep_ms(300);
+    ck_assert_int_eq(seen_calls(&sb), 1);
+    ck_assert_int_eq(seen_calls(&sa), 0);
+
+    // Closing clears it (only the owner's close does).
+    hk_redis_breaker_closed(b, e);
+    ck_claim(b, "t", "barrier", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:https://hooks.example:443"), 1);
+    hk_redis_breaker_closed(a, e);
+    ck_claim(a, "t", "barrier-a", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:https://hooks.example:443"), 0);
+
+    // A re-trip (a new until) is reported again; b's own publication is not
+    // reported to b, but is to a.
+    int64_t until2 = hk_clock_wall_ms() + 8000;
+    hk_redis_breaker_open(a, e, until2);
+    ck_assert(wait_calls(&sb, 2, 1000));
+    ck_assert_int_eq(sb.until, until2);
+    hk_redis_breaker_closed(a, e);
+    int64_t until3 = hk_clock_wall_ms() + 7000;
+    hk_redis_breaker_open(b, e, until3);
+    ck_assert_msg(wait_calls(&sa, 1, 1000), "a never heard of b's breaker");
+    ck_assert_int_eq(sa.until, until3);
+    sleep_ms(200);
+    ck_assert_int_eq(seen_calls(&sb), 2);
+
+    // Unwatched endpoints are not reported; an until in the past is not published.
+    hk_redis_breaker_open(a, "http://unwatched:80", hk_clock_wall_ms() + 5000);
+    hk_redis_breaker_open(a, "http://past:80", hk_clock_wall_ms() - 1);
+    ck_claim(a, "t", "barrier-a2", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:http://unwatched:80"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:http://past:80"), 0);
+    sleep_ms(200);
+    ck_assert_int_eq(seen_calls(&sb), 2);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+}
+END_TEST
+
+START_TEST(test_idle_client_sleeps_and_polls_only_every_sync_ms)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_stats_t st0, st1;
+    hk_redis_stats(a, &st0);
+    sleep_ms(500);
+    hk_redis_stats(a, &st1);
+    ck_assert_uint_eq(st1.round_trips, st0.round_trips); // nothing watched: silent
+
+    hk_redis_watch(a, "http://w:80");
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    hk_redis_stats(a, &st0);
+    sleep_ms(1000);
+    hk_redis_stats(a, &st1);
+    getrusage(RUSAGE_SELF, &ru1);
+    uint64_t polls = st1.round_trips - st0.round_trips;
+    ck_assert_msg(polls >= 12 && polls <= 25, "%llu polls in 1 s at sync_ms 50",
+                  (unsigned long long)polls);
+    double cpu_ms = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e3 +
+                    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e3 +
+                    (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e3 +
+                    (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3;
+    ck_assert_msg(cpu_ms < 50, "%.1f ms of CPU in 1 s of idling", cpu_ms);
+    hk_redis_stop(a);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Down, hung, full
+
+START_TEST(test_down_redis_answers_unknown_promptly_then_recovers)
+{
+    hk_redis_t *a = client_at("replica-a");
+    ck_claim(a, "t", "before", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_stop(svc), 0);
+
+    int64_t worst = 0;
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "down%d", i);
+        int64_t took;
+        hk_claim_t res = claim(a, "t", key, &took);
+        ck_assert_msg(res == HK_CLAIM_UNKNOWN, "claim while down = %s", claim_name(res));
+        if (took > worst)
+            worst = took;
+        sleep_ms(20);
+    }
+    ck_assert_msg(worst < TIMEOUT_MS + SLACK_MS, "a claim waited %lld ms on a down Redis",
+                  (long long)worst);
+    ck_assert_int_eq(hk_redis_up(a), 0);
+    ck_assert_int_eq(atomic_load(&hk_metrics.redis_up), 0);
+    ck_assert_uint_gt(atomic_load(&hk_metrics.redis_errors), 0);
+    hk_redis_done(a, "t", "before"); // dropped, never waits
+    hk_redis_breaker_open(a, "http://e:80", hk_clock_wall_ms() + 1000);
+
+    // Back on the same port: a fresh server, so the scripts must be loaded again.
+    ck_assert_int_eq(hk_redissvc_restart(svc), 0);
+    int64_t t0 = now_ms();
+    hk_claim_t res = HK_CLAIM_UNKNOWN;
+    while (res != HK_CLAIM_OK && now_ms() - t0 < 8000) {
+        res = claim(a, "t", "after", NULL);
+        if (res != HK_CLAIM_OK)
+            sleep_ms(50);
+    }
+    ck_assert_msg(res == HK_CLAIM_OK, "not back 8 s after the restart: %s", claim_name(res));
+    fprintf(stderr, "check_redis: back %lld ms after the restart\n", (long long)(now_ms() - t0));
+    ck_assert_int_eq(hk_redis_up(a), 1);
+    ck_assert_int_eq(atomic_load(&hk_metrics.redis_up), 1);
+    ck_claim(a, "t", "before", HK_CLAIM_OK); // the old lease died with the old server
+    hk_redis_stats_t st;
+    hk_redis_stats(a, &st);
+    ck_assert_uint_eq(st.connects, 2);
+    ck_assert_uint_ge(st.script_loads, 2);
+    ck_assert_uint_ge(st.unknown, 20);
+    hk_redis_stop(a);
+}
+END_TEST
+
+START_TEST(test_script_flush_is_handled_by_reloading)
+{
+    hk_redis_t *a = client_at("replica-a");
+    ck_claim(a, "t", "k1", HK_CLAIM_OK);
+    hk_redis_stats_t st0, st1;
+    hk_redis_stats(a, &st0);
+    redisReply *rep = hk_redissvc_command(svc, "SCRIPT FLUSH");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+
+    // Several requests in one pipeline all hit NOSCRIPT, then go again.
+    waiter_t w[3];
+    for (int i = 0; i < 3; i++)
+        waiter_init(&w[i]);
+    hk_redis_claim(a, "t", "k1", on_claim, &w[0]);
+    hk_redis_done(a, "t", "k1");
+    hk_redis_claim(a, "t", "k1", on_claim, &w[1]);
+    hk_redis_permits(a, "e", 100, 3, 5, on_permits, &w[2]);
+    for (int i = 0; i < 3; i++)
+        ck_assert(waiter_wait(&w[i], 5000));
+    ck_assert_str_eq(claim_name(w[0].claim), "OK");
+    ck_assert_str_eq(claim_name(w[1].claim), "DONE");
+    ck_assert_int_eq(w[2].granted, 3);
+    for (int i = 0; i < 3; i++)
+        waiter_destroy(&w[i]);
+    hk_redis_stats(a, &st1);
+    ck_assert_uint_eq(st1.unknown, st0.unknown);
+    ck_assert_uint_eq(st1.script_loads, st0.script_loads + 1);
+    ck_assert_uint_eq(st1.connects, 1); // reloaded on the same connection
+    ck_assert_int_eq(hk_redis_up(a), 1);
+    hk_redis_stop(a);
+}
+END_TEST
+
+START_TEST(test_paused_server_times_out_requests_as_unknown)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), "replica-a");
+    o.timeout_ms = 300;
+    hk_redis_t *a = client(&o);
+    ck_claim(a, "t", "k0", HK_CLAIM_OK);
+    hk_redissvc_pause(svc);
+    int64_t took;
+    hk_claim_t res = claim(a, "t", "k1", &took);
+    ck_assert_str_eq(claim_name(res), "UNKNOWN");
+    ck_assert_msg(took >= 250 && took < 300 + SLACK_MS, "timed out after %lld ms, want ~300",
+                  (long long)took);
+    ck_assert_int_eq(hk_redis_up(a), 0);
+    // Down now: no one waits, even while the thread is stuck reconnecting.
+    for (int i = 0; i < 10; i++) {
+        res = claim(a, "t", "k2", &took);
+        ck_assert_str_eq(claim_name(res), "UNKNOWN");
+        ck_assert_msg(took < 50, "claim on a down Redis took %lld ms", (long long)took);
+        sleep_ms(30);
+    }
+    hk_redissvc_resume(svc);
+    ck_assert_msg(wait_up(a, 8000), "not back after SIGCONT");
+    ck_claim(a, "t", "k3", HK_CLAIM_OK);
+    hk_redis_stop(a);
+}
+END_TEST
+
+START_TEST(test_silent_listener_never_hangs_a_caller)
+{
+    // Accepts connections (the kernel does) but never reads or answers.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", ntohs(sa.sin_port));
+
+    hk_redis_opts_t o = opts_for(url, "replica-a");
+    o.timeout_ms = 300;
+    char err[256];
+    int64_t t0 = now_ms();
+    hk_redis_t *a = hk_redis_start(&o, err, sizeof(err));
+    int64_t took = now_ms() - t0;
+    ck_assert_ptr_nonnull(a);
+    ck_assert_msg(took >= 250 && took < 2 * 300 + SLACK_MS, "start took %lld ms", (long long)took);
+    ck_assert_int_eq(hk_redis_up(a), 0);
+    for (int i = 0; i < 10; i++) {
+        hk_claim_t res = claim(a, "t", "k", &took);
+        ck_assert_str_eq(claim_name(res), "UNKNOWN");
+        ck_assert_msg(took < 50, "claim took %lld ms", (long long)took);
+        int64_t retry;
+        ck_assert_int_eq(permits(a, "e", 10, 1, 1, &retry, &took), -1);
+        ck_assert_msg(took < 50, "permits took %lld ms", (long long)took);
+        sleep_ms(50);
+    }
+    t0 = now_ms();
+    hk_redis_stop(a);
+    took = now_ms() - t0;
+    ck_assert_msg(took < 2 * 300 + SLACK_MS, "stop took %lld ms", (long long)took);
+    close(fd);
+}
+END_TEST
+
+typedef struct counted {
+    atomic_int ok, unknown, other, on_caller;
+    pthread_t caller;
+} counted_t;
+
+static void on_counted(hk_claim_t result, void *arg)
+{
+    counted_t *c = arg;
+    if (pthread_equal(pthread_self(), c->caller))
+        atomic_fetch_add(&c->on_caller, 1);
+    if (result == HK_CLAIM_OK)
+        atomic_fetch_add(&c->ok, 1);
+    else if (result == HK_CLAIM_UNKNOWN)
+        atomic_fetch_add(&c->unknown, 1);
+    else
+        atomic_fetch_add(&c->other, 1);
+}
+
+START_TEST(test_full_queue_completes_at_once_as_unknown)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), "replica-a");
+    o.timeout_ms = 3000;
+    o.queue_max = 64;
+    hk_redis_t *a = client(&o);
+    hk_redissvc_pause(svc); // the thread blocks on the first batch
+    counted_t c = {.caller = pthread_self()};
+    char key[16];
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "q%d", i);
+        hk_redis_claim(a, "t", key, on_counted, &c);
+    }
+    ck_assert_msg(now_ms() - t0 < 500, "enqueueing took %lld ms", (long long)(now_ms() - t0));
+    ck_assert_int_eq(atomic_load(&c.unknown), 200 - 64);
+    ck_assert_int_eq(atomic_load(&c.on_caller), 200 - 64);
+    ck_assert_int_eq(atomic_load(&c.ok), 0);
+    hk_redissvc_resume(svc);
+    int64_t end = now_ms() + 5000;
+    while (atomic_load(&c.ok) + atomic_load(&c.unknown) < 200 && now_ms() < end)
+        sleep_ms(5);
+    ck_assert_int_eq(atomic_load(&c.ok), 64);
+    ck_assert_int_eq(atomic_load(&c.unknown), 200 - 64);
+    ck_assert_int_eq(atomic_load(&c.other), 0);
+    hk_redis_stats_t st;
+    hk_redis_stats(a, &st);
+    ck_assert_uint_eq(st.queue_full, 200 - 64);
+    ck_assert_int_eq(hk_redis_up(a), 1);
+    hk_redis_stop(a);
+}
+END_TEST
+
+START_TEST(test_stop_completes_pending_requests_as_unknown)
+{
+    hk_redis_opts_t o = opts_for(hk_redissvc_url(svc), "replica-a");
+    o.timeout_ms = 400;
+    hk_redis_t *a = client(&o);
+    hk_redissvc_pause(svc);
+    counted_t c = {.caller = pthread_self()};
+    char key[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "s%d", i);
+        hk_redis_claim(a, "t", key, on_counted, &c);
+    }
+    ck_assert_int_eq(atomic_load(&c.unknown), 0); // queued, not refused
+    sleep_ms(100);                                // the thread is waiting for the replies
+    ck_assert_int_eq(atomic_load(&c.unknown), 0);
+    int64_t t0 = now_ms();
+    hk_redis_stop(a);
+    int64_t took = now_ms() - t0;
+    ck_assert_int_eq(atomic_load(&c.unknown), 50);
+    ck_assert_int_eq(atomic_load(&c.ok) + atomic_load(&c.other), 0);
+    ck_assert_msg(took < 400 + SLACK_MS, "stop took %lld ms", (long long)took);
+    hk_redissvc_resume(svc);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Connection options
+
+// EXISTS `key` in database `db`, with a raw authenticated connection.
+static long long raw_exists_in_db(const char *password, int db, const char *key)
+{
+    redisContext *c = redisConnect("127.0.0.1", hk_redissvc_port(svc));
+    ck_assert(c && !c->err);
+    redisReply *rep = redisCommand(c, "AUTH %s", password);
+    ck_assert(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    rep = redisCommand(c, "SELECT %d", db);
+    ck_assert(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    rep = redisCommand(c, "EXISTS %s", key);
+    ck_assert(rep && rep->type == REDIS_REPLY_INTEGER);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    redisFree(c);
+    return v;
+}
+
+START_TEST(test_password_and_database_from_the_url)
+{
+    hk_redissvc_destroy(svc);
+    char err[256] = "";
+    hk_redissvc_opts_t so = {.password = "s3cret-pw"};
+    svc = hk_redissvc_start(&so, err, sizeof(err));
+    ck_assert_msg(svc != NULL, "%s", err);
+
+    char url[128];
+    snprintf(url, sizeof(url), "redis://:s3cret-pw@127.0.0.1:%d/3", hk_redissvc_port(svc));
+    hk_redis_opts_t o = opts_for(url, "replica-a");
+    hk_redis_t *a = client(&o);
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 3, "hookd:lease:t:k"), 1);
+    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 0, "hookd:lease:t:k"), 0);
+    hk_redis_stop(a);
+
+    // A wrong password: start succeeds, Redis stays down, nothing waits.
+    snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d", hk_redissvc_port(svc));
+    o = opts_for(url, "replica-b");
+    hk_redis_t *b = hk_redis_start(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(hk_redis_up(b), 0);
+    int64_t took;
+    ck_assert_str_eq(claim_name(claim(b, "t", "k", &took)), "UNKNOWN");
+    ck_assert_int_lt(took, 50);
+    hk_redis_stop(b);
+}
+END_TEST
+
+START_TEST(test_unix_socket_url)
+{
+    hk_redissvc_destroy(svc);
+    char err[256] = "";
+    hk_redissvc_opts_t so = {.unix_socket = 1};
+    svc = hk_redissvc_start(&so, err, sizeof(err));
+    ck_assert_msg(svc != NULL, "%s", err);
+    hk_redis_opts_t o = opts_for(hk_redissvc_unix_url(svc), "replica-a");
+    hk_redis_t *a = client(&o);
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 1);
+    hk_redis_stop(a);
+}
+END_TEST
+
+START_TEST(test_start_rejects_bad_urls_and_generates_an_instance)
+{
+    hk_redis_url_t u;
+    char err[256];
+    ck_assert_int_eq(hk_redis_parse_url("redis://h.example:6380/2", &u, err, sizeof(err)), 0);
+    ck_assert_str_eq(u.host, "h.example");
+    ck_assert_int_eq(u.port, 6380);
+    ck_assert_int_eq(u.db, 2);
+    ck_assert_str_eq(u.password, "");
+    ck_assert_int_eq(hk_redis_parse_url("redis://:p@ss:w@[::1]", &u, err, sizeof(err)), 0);
+    ck_assert_str_eq(u.host, "::1");
+    ck_assert_int_eq(u.port, 6379);
+    ck_assert_str_eq(u.user, "");
+    ck_assert_str_eq(u.password, "p@ss:w");
+    ck_assert_int_eq(hk_redis_parse_url("redis://me:pw@h:1", &u, err, sizeof(err)), 0);
+    ck_assert_str_eq(u.user, "me");
+    ck_assert_str_eq(u.password, "pw");
+    ck_assert_int_eq(hk_redis_parse_url("unix:/run/redis.sock", &u, err, sizeof(err)), 0);
+    ck_assert_str_eq(u.path, "/run/redis.sock");
+    ck_assert_str_eq(u.host, "");
+
+    static const char *const bad[] = {
+        "",
+        "localhost:6379",
+        "redis://",
+        "redis://h:0",
+        "redis://h:70000",
+        "redis://h:12x",
+        "redis://h/abc",
+        "redis://pwonly@h",
+        "rediss://h",
+        "unix:relative",
+        "redis://[::1",
+        "redis://h:1/2/3",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        ck_assert_msg(hk_redis_parse_url(bad[i], &u, err, sizeof(err)) == -1, "accepted \"%s\"",
+                      bad[i]);
+        ck_assert_msg(strstr(err, "redis") != NULL, "unhelpful error for \"%s\": %s", bad[i], err);
+    }
+    ck_assert_int_eq(hk_redis_parse_url("redis://topsecret@h", &u, err, sizeof(err)), -1);
+    ck_assert_ptr_null(strstr(err, "topsecret"));
+
+    hk_redis_opts_t o = opts_for("redis://h:0", "x");
+    ck_assert_ptr_null(hk_redis_start(&o, err, sizeof(err)));
+    o = opts_for(hk_redissvc_url(svc), "has space");
+    ck_assert_ptr_null(hk_redis_start(&o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "instance"));
+
+    // No instance given: a generated one, different per client.
+    o = opts_for(hk_redissvc_url(svc), NULL);
+    hk_redis_t *a = client(&o);
+    hk_redis_t *b = client(&o);
+    ck_assert_str_ne(hk_redis_instance(a), hk_redis_instance(b));
+    ck_assert_ptr_null(strchr(hk_redis_instance(a), ' '));
+    ck_claim(a, "t", "k", HK_CLAIM_OK);
+    ck_claim(b, "t", "k", HK_CLAIM_BUSY);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
+    hk_redis_stop(NULL);
+}
+END_TEST
+
+static Suite *redis_suite(void)
+{
+    Suite *s = suite_create("redis");
+    TCase *tc = tcase_create("redis");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_claim_ok_then_busy_elsewhere_then_done_for_both);
+    tcase_add_test(tc, test_release_frees_only_our_own_lease);
+    tcase_add_test(tc, test_lease_expires_after_lease_ms);
+    tcase_add_test(tc, test_done_marker_lives_dedupe_ttl_s);
+    tcase_add_test(tc, test_10000_claims_are_pipelined_in_few_round_trips);
+    tcase_add_test(tc, test_permits_shared_by_two_replicas_follow_rate_and_burst);
+    tcase_add_test(tc, test_permits_are_unknown_when_redis_is_down);
+    tcase_add_test(tc, test_breaker_opened_by_one_replica_reaches_the_other_once);
+    tcase_add_test(tc, test_idle_client_sleeps_and_polls_only_every_sync_ms);
+    tcase_add_test(tc, test_down_redis_answers_unknown_promptly_then_recovers);
+    tcase_add_test(tc, test_script_flush_is_handled_by_reloading);
+    tcase_add_test(tc, test_paused_server_times_out_requests_as_unknown);
+    tcase_add_test(tc, test_silent_listener_never_hangs_a_caller);
+    tcase_add_test(tc, test_full_queue_completes_at_once_as_unknown);
+    tcase_add_test(tc, test_stop_completes_pending_requests_as_unknown);
+    tcase_add_test(tc, test_password_and_database_from_the_url);
+    tcase_add_test(tc, test_unix_socket_url);
+    tcase_add_test(tc, test_start_rejects_bad_urls_and_generates_an_instance);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(redis_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
