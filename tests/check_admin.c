@@ -21,6 +21,7 @@
 static hk_dispatch_t *disp;
 static hk_admin_t *adm;
 static int diverted;
+static int batch_calls; // calls of fake_batch
 
 static void test_divert(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *arg)
 {
@@ -39,6 +40,11 @@ static void setup(void)
         .inline_max_ms = 1000,
         .divert = test_divert,
     };
+    batch_calls = 0;
+    atomic_store(&hk_metrics.pg_configured, 0);
+    atomic_store(&hk_metrics.pg_up, 0);
+    atomic_store(&hk_metrics.redis_configured, 0);
+    atomic_store(&hk_metrics.redis_up, 0);
     disp = hk_dispatch_new(&opts);
     ck_assert_ptr_nonnull(disp);
     char err[256] = "";
@@ -221,6 +227,163 @@ START_TEST(test_readyz_follows_set_ready)
     r = http("GET", "/readyz");
     ck_assert_int_eq(r.status, 503);
     resp_free(&r);
+}
+END_TEST
+
+// Postgres is required once configured; Redis down only degrades.
+static json_t *readyz(long want_status)
+{
+    http_resp_t r = http("GET", "/readyz");
+    ck_assert_msg(r.status == want_status, "/readyz: %ld %s", r.status, r.body);
+    json_t *j = resp_json(&r);
+    resp_free(&r);
+    return j;
+}
+
+static void set_stores(int pg_configured, int pg_up, int redis_configured, int redis_up)
+{
+    atomic_store(&hk_metrics.pg_configured, pg_configured);
+    atomic_store(&hk_metrics.pg_up, pg_up);
+    atomic_store(&hk_metrics.redis_configured, redis_configured);
+    atomic_store(&hk_metrics.redis_up, redis_up);
+}
+
+START_TEST(test_readyz_needs_postgres_up_when_configured)
+{
+    hk_admin_set_ready(adm, 1);
+    set_stores(0, 0, 0, 0);
+    json_t *j = readyz(200);
+    ck_assert(json_is_true(json_object_get(j, "assigned")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "postgres")), "not configured");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "redis")), "not configured");
+    json_decref(j);
+
+    set_stores(1, 0, 1, 1);
+    j = readyz(503);
+    ck_assert(json_is_false(json_object_get(j, "ready")));
+    ck_assert(json_is_true(json_object_get(j, "assigned")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "postgres")), "down");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "redis")), "up");
+    json_decref(j);
+
+    set_stores(1, 1, 1, 1);
+    j = readyz(200);
+    ck_assert(json_is_true(json_object_get(j, "ready")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "postgres")), "up");
+    json_decref(j);
+
+    // Not assigned: unready whatever the stores say.
+    hk_admin_set_ready(adm, 0);
+    j = readyz(503);
+    ck_assert(json_is_false(json_object_get(j, "assigned")));
+    json_decref(j);
+    set_stores(0, 0, 0, 0);
+}
+END_TEST
+
+START_TEST(test_readyz_redis_down_is_degraded_not_unready)
+{
+    hk_admin_set_ready(adm, 1);
+    set_stores(1, 1, 1, 0);
+    json_t *j = readyz(200);
+    ck_assert(json_is_true(json_object_get(j, "ready")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "redis")),
+                     "down (degraded: local state)");
+    json_decref(j);
+    set_stores(0, 0, 0, 0);
+}
+END_TEST
+
+// ---- batches ----
+
+// A stand-in for the Postgres lookup: "b-1" exists, "pgdown" finds Postgres down,
+// "broken" fails oddly, "queued" answers 202 with a body; anything else is 404.
+static json_t *fake_batch(const char *id, int *http_status, void *arg)
+{
+    ck_assert_ptr_eq(arg, &batch_calls);
+    batch_calls++;
+    if (strcmp(id, "b-1") == 0 || strcmp(id, "tenant:batch_2") == 0)
+        return json_pack("{s:s,s:s,s:i,s:i,s:i}", "id", id, "status", "running", "total", 10,
+                         "succeeded", 4, "failed", 1);
+    if (strcmp(id, "pgdown") == 0) {
+        *http_status = 503;
+        return NULL;
+    }
+    if (strcmp(id, "broken") == 0) {
+        *http_status = 200; // NULL with a success status: still an error
+        return NULL;
+    }
+    if (strcmp(id, "queued") == 0) {
+        *http_status = 202;
+        return json_pack("{s:s}", "status", "queued");
+    }
+    *http_status = 404;
+    return NULL;
+}
+
+static json_t *get_batch(const char *path, long want_status)
+{
+    http_resp_t r = http("GET", path);
+    ck_assert_msg(r.status == want_status, "%s: %ld %s", path, r.status, r.body);
+    json_t *j = resp_json(&r);
+    resp_free(&r);
+    if (want_status >= 400)
+        ck_assert_msg(json_is_string(json_object_get(j, "error")), "%s: no error", path);
+    return j;
+}
+
+START_TEST(test_batch_without_lookup_is_503_naming_postgres)
+{
+    json_t *j = get_batch("/v1/batches/b-1", 503);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "error")),
+                     "batches need Postgres (postgres.url)");
+    json_decref(j);
+    http_resp_t r = http("POST", "/v1/batches/b-1");
+    ck_assert_int_eq(r.status, 405);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_batch_lookup_answers_found_missing_and_down)
+{
+    hk_admin_set_batch_fn(adm, fake_batch, &batch_calls);
+    json_t *j = get_batch("/v1/batches/b-1", 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "b-1");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "succeeded")), 4);
+    json_decref(j);
+    j = get_batch("/v1/batches/tenant%3Abatch_2", 200); // URL-encoded ':'
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "tenant:batch_2");
+    json_decref(j);
+    j = get_batch("/v1/batches/nope", 404);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "error")), "nope"));
+    json_decref(j);
+    json_decref(get_batch("/v1/batches/pgdown", 503));
+    json_decref(get_batch("/v1/batches/broken", 500));
+    j = get_batch("/v1/batches/queued", 202);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "queued");
+    json_decref(j);
+    ck_assert_int_eq(batch_calls, 6);
+
+    hk_admin_set_batch_fn(adm, NULL, NULL);
+    json_decref(get_batch("/v1/batches/b-1", 503));
+    ck_assert_int_eq(batch_calls, 6);
+}
+END_TEST
+
+START_TEST(test_batch_id_is_validated_before_lookup)
+{
+    hk_admin_set_batch_fn(adm, fake_batch, &batch_calls);
+    char long_id[300] = "/v1/batches/";
+    memset(long_id + strlen(long_id), 'a', 256);
+    const char *bad[] = {
+        "/v1/batches/",     "/v1/batches/a%20b", "/v1/batches/a/b",    "/v1/batches/a%2Fb",
+        "/v1/batches/%22x", "/v1/batches/a.b",   "/v1/batches/%C3%A9", long_id};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        json_decref(get_batch(bad[i], 400));
+    ck_assert_int_eq(batch_calls, 0);
+    long_id[strlen(long_id) - 1] = '\0'; // 255: the longest id allowed
+    json_decref(get_batch(long_id, 404));
+    ck_assert_int_eq(batch_calls, 1);
 }
 END_TEST
 
@@ -496,7 +659,8 @@ static void parse_exposition(const char *text, exposition_t *e)
                 f->help = 1;
             } else {
                 ck_assert_msg(f->type[0] == '\0', "%s: two TYPE lines", name);
-                ck_assert_msg(strcmp(sp + 1, "counter") == 0 || strcmp(sp + 1, "gauge") == 0,
+                ck_assert_msg(strcmp(sp + 1, "counter") == 0 || strcmp(sp + 1, "gauge") == 0 ||
+                                  strcmp(sp + 1, "histogram") == 0,
                               "%s: type %s", name, sp + 1);
                 snprintf(f->type, sizeof(f->type), "%s", sp + 1);
             }
@@ -539,6 +703,19 @@ static void parse_exposition(const char *text, exposition_t *e)
         strtod(q + 1, &end);
         ck_assert_msg(end != q + 1 && *end == '\0', "bad value: %s", line);
 
+        // A histogram's samples are <name>_bucket, <name>_sum and <name>_count.
+        static const char *const hsuffix[] = {"_bucket", "_sum", "_count"};
+        for (size_t k = 0; k < 3; k++) {
+            size_t nl = strlen(name), sl = strlen(hsuffix[k]);
+            if (nl > sl && strcmp(name + nl - sl, hsuffix[k]) == 0) {
+                char base[128];
+                snprintf(base, sizeof(base), "%.*s", (int)(nl - sl), name);
+                for (int i = 0; i < e->cnt; i++)
+                    if (strcmp(e->fam[i].name, base) == 0 &&
+                        strcmp(e->fam[i].type, "histogram") == 0)
+                        snprintf(name, sizeof(name), "%s", base);
+            }
+        }
         family_t *f = family_get(e, name);
         ck_assert_msg(f->help && f->type[0], "%s: sample before HELP and TYPE", name);
         ck_assert_msg(!f->closed, "%s: samples not together", name);
@@ -572,7 +749,12 @@ START_TEST(test_metrics_has_help_and_type_for_every_family)
         int min_samples;
     } want[] = {
         {"hookd_jobs_consumed_total", "counter", 1},
-        {"hookd_deliveries_attempted_total", "counter", 1},
+        {"hookd_delivery_attempts_total", "counter", 1},
+        {"hookd_deliveries_total", "counter", 5},
+        {"hookd_delivery_duration_seconds", "histogram", HK_LATENCY_BUCKETS + 3},
+        {"hookd_postgres_up", "gauge", 1},
+        {"hookd_redis_up", "gauge", 1},
+        {"hookd_build_info", "gauge", 1},
         {"hookd_jobs_delivered_total", "counter", 1},
         {"hookd_jobs_dead_lettered_total", "counter", HK_OUTCOME__CNT - 1},
         {"hookd_retries_total", "counter", 2},
@@ -582,6 +764,8 @@ START_TEST(test_metrics_has_help_and_type_for_every_family)
         {"hookd_inflight_bytes", "gauge", 1},
         {"hookd_intake_paused", "gauge", 1},
         {"hookd_breaker_state", "gauge", 2},
+        {"hookd_breaker_open", "gauge", 2},
+        {"hookd_breaker_trips_total", "counter", 2},
         {"hookd_lane_inflight", "gauge", 2},
         {"hookd_lane_limit", "gauge", 2},
         {"hookd_lane_queued", "gauge", 2},
@@ -598,7 +782,11 @@ START_TEST(test_metrics_has_help_and_type_for_every_family)
         ck_assert_msg(e.fam[i].help && e.fam[i].type[0], "%s: no HELP or TYPE", e.fam[i].name);
 
     ck_assert_ptr_nonnull(
-        strstr(r.body, "\nhookd_breaker_state{endpoint=\"http://127.0.0.1:9\"} 1\n"));
+        strstr(r.body, "\nhookd_breaker_state{endpoint=\"http://127.0.0.1:9\"} 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "\nhookd_breaker_open{endpoint=\"http://127.0.0.1:9\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "\nhookd_breaker_trips_total{endpoint=\"http://127.0.0.1:9\"} 1\n"));
     ck_assert_ptr_nonnull(
         strstr(r.body, "\nhookd_breaker_state{endpoint=\"http://127.0.0.1:8080\"} 0\n"));
     ck_assert_ptr_nonnull(
@@ -627,18 +815,12 @@ START_TEST(test_metrics_without_lanes_still_declares_lane_families)
 }
 END_TEST
 
-START_TEST(test_metrics_escapes_label_values)
+START_TEST(test_metrics_lane_keys_cannot_carry_quotes)
 {
     // Lane keys come from curl's URL parser, so quotes and backslashes cannot reach
-    // them; the escaping is still exercised on the rendering function itself.
+    // them; the escaping itself is tested in check_metrics.
     ck_assert_int_eq(hk_dispatch_endpoint_disable(disp, "http://a\"b\\c\nd:80", 1), -1);
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    hk_admin_put_label_value(f, "a\"b\\c\nd");
-    fclose(f);
-    ck_assert_str_eq(out, "a\\\"b\\\\c\\nd");
-    free(out);
+    ck_assert_int_eq(lanes_count(), 0);
 }
 END_TEST
 
@@ -652,7 +834,8 @@ START_TEST(test_unknown_path_is_404)
                            "/v1/endpoints/http%3A%2F%2Fa%3A80/frobnicate",
                            "/v1/lanes/extra",
                            "/metrics/",
-                           "/v1/batches/1"};
+                           "/v1/batches",
+                           "/v1/batch/1"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         http_resp_t r = http("GET", paths[i]);
         ck_assert_msg(r.status == 404, "%s: %ld", paths[i], r.status);
@@ -750,6 +933,38 @@ START_TEST(test_non_loopback_without_token_is_refused)
 }
 END_TEST
 
+// On 0.0.0.0 (as in a container) a token is mandatory, and it is enforced on
+// every route but /healthz, new ones included.
+START_TEST(test_non_loopback_listener_enforces_its_token)
+{
+    char err[256] = "";
+    hk_admin_t *a = hk_admin_start("0.0.0.0:0", "container-token", disp, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    hk_admin_set_ready(a, 1);
+    hk_admin_set_batch_fn(a, fake_batch, &batch_calls);
+    int port = hk_admin_port(a);
+    http_resp_t r = http_on(port, "GET", "/healthz", NULL);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    const char *guarded[] = {"/readyz", "/metrics", "/v1/breakers", "/v1/batches/b-1",
+                             "/v1/batches/bad%20id"};
+    for (size_t i = 0; i < sizeof(guarded) / sizeof(guarded[0]); i++) {
+        r = http_on(port, "GET", guarded[i], NULL);
+        ck_assert_msg(r.status == 401, "%s without the token: %ld", guarded[i], r.status);
+        resp_free(&r);
+    }
+    ck_assert_int_eq(batch_calls, 0); // refused before the lookup
+    r = http_on(port, "GET", "/v1/batches/b-1", "Authorization: Bearer container-token");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    r = http_on(port, "GET", "/metrics", "Authorization: Bearer container-token");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    ck_assert_int_eq(batch_calls, 1);
+    hk_admin_stop(a);
+}
+END_TEST
+
 START_TEST(test_bad_listen_address_is_refused)
 {
     const char *bad[] = {"nonsense", "127.0.0.1", "127.0.0.1:",     ":9464", "127.0.0.1:70000",
@@ -804,6 +1019,15 @@ static Suite *admin_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_healthz_answers_ok);
     tcase_add_test(tc, test_readyz_follows_set_ready);
+    tcase_add_test(tc, test_readyz_needs_postgres_up_when_configured);
+    tcase_add_test(tc, test_readyz_redis_down_is_degraded_not_unready);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("batches");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_batch_without_lookup_is_503_naming_postgres);
+    tcase_add_test(tc, test_batch_lookup_answers_found_missing_and_down);
+    tcase_add_test(tc, test_batch_id_is_validated_before_lookup);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("actions");
@@ -823,7 +1047,7 @@ static Suite *admin_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_metrics_has_help_and_type_for_every_family);
     tcase_add_test(tc, test_metrics_without_lanes_still_declares_lane_families);
-    tcase_add_test(tc, test_metrics_escapes_label_values);
+    tcase_add_test(tc, test_metrics_lane_keys_cannot_carry_quotes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("routing");
@@ -832,6 +1056,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_wrong_method_is_405_with_allow);
     tcase_add_test(tc, test_token_is_required_except_for_healthz);
     tcase_add_test(tc, test_non_loopback_without_token_is_refused);
+    tcase_add_test(tc, test_non_loopback_listener_enforces_its_token);
     tcase_add_test(tc, test_bad_listen_address_is_refused);
     tcase_add_test(tc, test_ipv6_loopback_listens);
     tcase_add_test(tc, test_stop_null_is_a_noop);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,8 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "retry/breaker.h"
-#include "retry/classify.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 
@@ -39,6 +38,9 @@ struct hk_admin_s {
     unsigned char ad_token_sha[SHA256_DIGEST_LENGTH];
     atomic_int ad_starting; // libmicrohttpd messages go to ad_start_err until started
     char ad_start_err[256];
+    pthread_mutex_t ad_batch_lock; // guards the two below (set from main, read per request)
+    hk_admin_batch_fn *ad_batch_fn;
+    void *ad_batch_arg;
 };
 
 typedef enum route {
@@ -50,6 +52,7 @@ typedef enum route {
     ROUTE_ENABLE,
     ROUTE_DISABLE,
     ROUTE_RESET,
+    ROUTE_BATCH,
 } route_t;
 
 __attribute__((format(printf, 3, 4))) static void errf(char *errstr, size_t errstr_size,
@@ -176,158 +179,12 @@ reply_error(struct MHD_Connection *conn, unsigned int status, const char *allow,
 
 // ---- /metrics ----
 
-void hk_admin_put_label_value(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\')
-            fputs("\\\\", out);
-        else if (*s == '"')
-            fputs("\\\"", out);
-        else if (*s == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*s, out);
-    }
-}
-
-static void put_family(FILE *out, const char *name, const char *type, const char *help)
-{
-    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void put_counter(FILE *out, const char *name, const char *help, uint_fast64_t v)
-{
-    put_family(out, name, "counter", help);
-    fprintf(out, "%s %llu\n", name, (unsigned long long)v);
-}
-
-static void put_gauge(FILE *out, const char *name, const char *help, int_fast64_t v)
-{
-    put_family(out, name, "gauge", help);
-    fprintf(out, "%s %lld\n", name, (long long)v);
-}
-
-// A lane's value for a per-endpoint gauge: `field` of its /v1/lanes object
-// (booleans as 0/1; "state" as 0 closed, 1 open, 2 half_open). 0 if absent.
-static int lane_value(json_t *lane, const char *field, double *v)
-{
-    json_t *j = json_object_get(lane, field);
-    if (json_is_string(j)) {
-        for (int s = HK_BREAKER_CLOSED; s <= HK_BREAKER_HALF_OPEN; s++) {
-            if (strcmp(json_string_value(j), hk_breaker_state_name((hk_breaker_state_t)s)) == 0) {
-                *v = s;
-                return 1;
-            }
-        }
-        return 0;
-    }
-    if (json_is_boolean(j)) {
-        *v = json_is_true(j);
-        return 1;
-    }
-    if (json_is_number(j)) {
-        *v = json_number_value(j);
-        return 1;
-    }
-    return 0;
-}
-
-static void put_lane_gauge(FILE *out, json_t *lanes, const char *name, const char *field,
-                           const char *help)
-{
-    put_family(out, name, "gauge", help);
-    size_t i;
-    json_t *lane;
-    json_array_foreach(lanes, i, lane)
-    {
-        const char *endpoint = json_string_value(json_object_get(lane, "endpoint"));
-        double v;
-        if (!endpoint || !lane_value(lane, field, &v))
-            continue;
-        fprintf(out, "%s{endpoint=\"", name);
-        hk_admin_put_label_value(out, endpoint);
-        fprintf(out, "\"} %.17g\n", v);
-    }
-}
-
-// The exposition in text format 0.0.4; malloc'ed, NULL when out of memory.
-static char *metrics_text(hk_dispatch_t *d, size_t *len)
-{
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buf, &size);
-    if (!out)
-        return NULL;
-
-    put_counter(out, "hookd_jobs_consumed_total", "Messages read from the jobs topic.",
-                hk_metric_get(consumed));
-    put_counter(out, "hookd_jobs_invalid_total",
-                "Messages rejected by the job parser (dead-lettered as invalid).",
-                hk_metric_get(invalid));
-    put_counter(out, "hookd_deliveries_attempted_total", "HTTP delivery attempts started.",
-                hk_metric_get(attempts));
-    put_counter(out, "hookd_jobs_delivered_total", "Jobs delivered with a 2xx response.",
-                hk_metric_get(delivered));
-    put_family(out, "hookd_jobs_dead_lettered_total", "counter",
-               "Jobs whose dead-letter record was acknowledged, by error class.");
-    for (int c = 0; c < HK_OUTCOME__CNT; c++) {
-        if (c == HK_OUTCOME_DELIVERED)
-            continue; // never a dead-letter class
-        fputs("hookd_jobs_dead_lettered_total{class=\"", out);
-        hk_admin_put_label_value(out, hk_outcome_name((hk_outcome_t)c));
-        fprintf(out, "\"} %llu\n",
-                (unsigned long long)atomic_load_explicit(&hk_metrics.dlq_by_class[c],
-                                                         memory_order_relaxed));
-    }
-    put_family(out, "hookd_retries_total", "counter",
-               "Retries scheduled: via=\"memory\" waited in the delay heap, via=\"topic\" "
-               "went to the retry topic (acknowledged).");
-    fprintf(out, "hookd_retries_total{via=\"memory\"} %llu\n",
-            (unsigned long long)hk_metric_get(retries_inline));
-    fprintf(out, "hookd_retries_total{via=\"topic\"} %llu\n",
-            (unsigned long long)hk_metric_get(retried_via_topic));
-    put_counter(out, "hookd_deferred_open_breaker_total",
-                "Tasks deferred by an open circuit breaker, without charging an attempt.",
-                hk_metric_get(deferred_open));
-    put_counter(out, "hookd_offset_commits_total", "Offset commits that succeeded.",
-                hk_metric_get(committed));
-
-    put_gauge(out, "hookd_inflight_jobs", "Jobs consumed and not yet finished.",
-              hk_metric_get(inflight_jobs));
-    put_gauge(out, "hookd_inflight_bytes", "Memory held by in-flight jobs, in bytes.",
-              hk_metric_get(inflight_bytes));
-    put_gauge(out, "hookd_intake_paused", "1 while intake is paused for flow control.",
-              hk_metric_get(paused));
-    put_gauge(out, "hookd_paused_partitions",
-              "Partitions paused now: in-flight limits, partition span, or a retry partition "
-              "held until its head is due.",
-              hk_metric_get(paused_partitions));
-
-    json_t *lanes = hk_dispatch_lanes_json(d, hk_clock_mono_ms());
-    put_lane_gauge(out, lanes, "hookd_breaker_state", "state",
-                   "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half_open.");
-    put_lane_gauge(out, lanes, "hookd_lane_inflight", "in_flight",
-                   "Attempts in flight per endpoint.");
-    put_lane_gauge(out, lanes, "hookd_lane_limit", "limit",
-                   "Adaptive concurrency limit per endpoint.");
-    put_lane_gauge(out, lanes, "hookd_lane_queued", "queued",
-                   "Tasks queued or delayed per endpoint.");
-    put_lane_gauge(out, lanes, "hookd_endpoint_disabled", "disabled",
-                   "1 while the endpoint is disabled (410 Gone or operator).");
-    json_decref(lanes);
-
-    if (fclose(out) != 0) {
-        free(buf);
-        return NULL;
-    }
-    *len = size;
-    return buf;
-}
-
 static enum MHD_Result reply_metrics(hk_admin_t *adm, struct MHD_Connection *conn)
 {
     size_t len = 0;
-    char *text = metrics_text(adm->ad_dispatch, &len);
+    json_t *lanes = hk_dispatch_lanes_json(adm->ad_dispatch, hk_clock_mono_ms());
+    char *text = hk_metrics_render(lanes, &len);
+    json_decref(lanes);
     if (!text)
         return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -412,10 +269,77 @@ static enum MHD_Result handle_action(hk_admin_t *adm, struct MHD_Connection *con
     return reply_json(conn, MHD_HTTP_OK, body, NULL);
 }
 
+// ---- /readyz ----
+
+// Ready = this replica has partitions to work on and every store it cannot work
+// without is up. Postgres is required once configured (batches and dead-letter
+// records live there); Redis only degrades hookd to local state, so it is
+// reported but never makes the replica unready.
+static enum MHD_Result reply_readyz(hk_admin_t *adm, struct MHD_Connection *conn)
+{
+    int assigned = atomic_load(&adm->ad_ready);
+    int pg_configured = hk_metric_get(pg_configured) > 0, pg_up = hk_metric_get(pg_up) > 0;
+    int redis_configured = hk_metric_get(redis_configured) > 0,
+        redis_up = hk_metric_get(redis_up) > 0;
+    int ready = assigned && (!pg_configured || pg_up);
+    const char *pg = !pg_configured ? "not configured" : pg_up ? "up" : "down";
+    const char *redis = !redis_configured ? "not configured"
+                        : redis_up        ? "up"
+                                          : "down (degraded: local state)";
+    return reply_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                      json_pack("{s:b,s:b,s:s,s:s}", "ready", ready, "assigned", assigned,
+                                "postgres", pg, "redis", redis),
+                      NULL);
+}
+
+// ---- /v1/batches/<id> ----
+
+// The job contract's id rule (DESIGN §4): 1 to 255 of [A-Za-z0-9_:-].
+static int valid_batch_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 1 || n > 255)
+        return 0;
+    return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-") == n;
+}
+
+static enum MHD_Result handle_batch(hk_admin_t *adm, struct MHD_Connection *conn, const char *id)
+{
+    if (!valid_batch_id(id)) {
+        char shown[256];
+        sanitize(id, shown, sizeof(shown));
+        return reply_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
+                           "\"%s\" is not a batch id: want 1 to 255 of [A-Za-z0-9_:-]", shown);
+    }
+    pthread_mutex_lock(&adm->ad_batch_lock);
+    hk_admin_batch_fn *fn = adm->ad_batch_fn;
+    void *arg = adm->ad_batch_arg;
+    pthread_mutex_unlock(&adm->ad_batch_lock);
+    if (!fn)
+        return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                           "batches need Postgres (postgres.url)");
+    int status = MHD_HTTP_OK;
+    json_t *body = fn(id, &status, arg);
+    if (!body) {
+        if (status == MHD_HTTP_NOT_FOUND)
+            return reply_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no batch %s", id);
+        if (status < 400 || status > 599)
+            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        return reply_error(conn, (unsigned int)status, NULL,
+                           status == MHD_HTTP_SERVICE_UNAVAILABLE
+                               ? "batch %s: Postgres is unavailable, try again"
+                               : "batch %s: lookup failed (see the log)",
+                           id);
+    }
+    if (status < 200 || status > 599)
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return reply_json(conn, (unsigned int)status, body, NULL);
+}
+
 // ---- routing ----
 
 // The route of `url`; for the actions *endpoint (allocated) is the path's
-// <endpoint> part, as libmicrohttpd unescaped it.
+// <endpoint> part, for a batch its <id>, as libmicrohttpd unescaped it.
 static route_t route_of(const char *url, char **endpoint)
 {
     static const struct {
@@ -434,10 +358,15 @@ static route_t route_of(const char *url, char **endpoint)
         {"/v1/endpoints/", "/disable", ROUTE_DISABLE},
         {"/v1/breakers/", "/reset", ROUTE_RESET},
     };
+    static const char batches[] = "/v1/batches/";
     *endpoint = NULL;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (strcmp(url, fixed[i].path) == 0)
             return fixed[i].route;
+    if (strncmp(url, batches, sizeof(batches) - 1) == 0) {
+        *endpoint = strdup(url + sizeof(batches) - 1); // the id, validated by handle_batch
+        return *endpoint ? ROUTE_BATCH : ROUTE_NONE;
+    }
     size_t len = strlen(url);
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
         size_t pl = strlen(actions[i].prefix), sl = strlen(actions[i].suffix);
@@ -505,12 +434,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         case ROUTE_HEALTHZ:
             r = reply_json(conn, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"), NULL);
             break;
-        case ROUTE_READYZ: {
-            int ready = atomic_load(&adm->ad_ready);
-            r = reply_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                           json_pack("{s:b}", "ready", ready), NULL);
+        case ROUTE_READYZ:
+            r = reply_readyz(adm, conn);
             break;
-        }
+        case ROUTE_BATCH:
+            r = handle_batch(adm, conn, endpoint);
+            break;
         case ROUTE_LANES:
             r = reply_json(conn, MHD_HTTP_OK,
                            json_pack("{s:o}", "lanes",
@@ -571,6 +500,7 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
         SHA256((const unsigned char *)token, strlen(token), adm->ad_token_sha);
     atomic_init(&adm->ad_ready, 0);
     atomic_init(&adm->ad_starting, 1);
+    pthread_mutex_init(&adm->ad_batch_lock, NULL);
 
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
@@ -585,6 +515,7 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     if (!adm->ad_mhd) {
         errf(errstr, errstr_size, "admin.listen %s: cannot start the admin server: %s", listen,
              adm->ad_start_err[0] ? adm->ad_start_err : "libmicrohttpd refused the options");
+        pthread_mutex_destroy(&adm->ad_batch_lock);
         free(adm);
         return NULL;
     }
@@ -601,6 +532,7 @@ void hk_admin_stop(hk_admin_t *adm)
         return;
     MHD_stop_daemon(adm->ad_mhd);
     OPENSSL_cleanse(adm->ad_token_sha, sizeof(adm->ad_token_sha));
+    pthread_mutex_destroy(&adm->ad_batch_lock);
     free(adm);
 }
 
@@ -612,4 +544,12 @@ int hk_admin_port(const hk_admin_t *adm)
 void hk_admin_set_ready(hk_admin_t *adm, int ready)
 {
     atomic_store(&adm->ad_ready, ready ? 1 : 0);
+}
+
+void hk_admin_set_batch_fn(hk_admin_t *adm, hk_admin_batch_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&adm->ad_batch_lock);
+    adm->ad_batch_fn = fn;
+    adm->ad_batch_arg = arg;
+    pthread_mutex_unlock(&adm->ad_batch_lock);
 }

@@ -2,12 +2,15 @@
 // Prometheus /metrics, and the lane/breaker controls of worker/dispatch.
 //
 //   GET  /healthz                              200 {"status":"ok"}
-//   GET  /readyz                               200 {"ready":true} | 503 {"ready":false}
+//   GET  /readyz                               200 | 503 {"ready":..,"assigned":..,
+//                                              "postgres":..,"redis":..} (hk_admin_set_ready)
 //   GET  /v1/lanes, /v1/breakers               200 {"lanes":[...]} (hk_dispatch_lanes_json)
 //   POST /v1/endpoints/<endpoint>/enable       200 {"endpoint":...,"disabled":false} | 404
 //   POST /v1/endpoints/<endpoint>/disable      200 {"endpoint":...,"disabled":true}
 //   POST /v1/breakers/<endpoint>/reset         200 {"endpoint":...,"reset":true} | 404
-//   GET  /metrics                              Prometheus text format 0.0.4
+//   GET  /v1/batches/<id>                      what hk_admin_set_batch_fn's fn answers;
+//                                              400 bad id, 404, 503 no fn (no Postgres)
+//   GET  /metrics                              Prometheus text format 0.0.4 (hk_metrics_render)
 //
 // <endpoint> is "scheme://host:port" or any http(s) URL (reduced to its endpoint
 // key), URL-encoded or literal; anything else is 400. Unknown paths are 404, a
@@ -20,8 +23,8 @@
 #ifndef HK_ADMIN_H
 #define HK_ADMIN_H
 
+#include <jansson.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #include "worker/dispatch.h"
 
@@ -42,10 +45,23 @@ void hk_admin_stop(hk_admin_t *adm);
 // The bound TCP port.
 int hk_admin_port(const hk_admin_t *adm);
 
-// What /readyz answers (initially 0). Any thread.
+// Whether this replica has work assigned (initially 0). /readyz answers 200 when
+// it has and Postgres, if configured (hk_metrics.pg_configured), is up
+// (hk_metrics.pg_up); Redis being down is reported in the body as degraded but
+// never makes the replica unready. Any thread.
 void hk_admin_set_ready(hk_admin_t *adm, int ready);
 
-// Writes `s` as a Prometheus label value (backslash, quote and newline escaped).
-void hk_admin_put_label_value(FILE *out, const char *s);
+// Looks up batch `id` (already validated: 1-255 of [A-Za-z0-9_:-]) for GET
+// /v1/batches/<id>. Returns the JSON body to send (the admin takes ownership)
+// with *http_status (preset to 200) left or changed; or NULL with *http_status
+// 404 (no such batch), 503 (Postgres down) or anything else (500). Runs on the
+// admin thread, one request at a time: it must use its own Postgres connection
+// or a lock, and should answer within a few seconds.
+typedef json_t *hk_admin_batch_fn(const char *id, int *http_status, void *arg);
+
+// Registers the batch lookup (NULL fn: none, GET /v1/batches/<id> answers 503
+// "batches need Postgres (postgres.url)"). `arg` is borrowed and must outlive the
+// server or the next call. Any thread, any time.
+void hk_admin_set_batch_fn(hk_admin_t *adm, hk_admin_batch_fn *fn, void *arg);
 
 #endif

@@ -235,6 +235,11 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
                                .curl_code = (int)code,
                                .blocked = slot->blocked && status == 0};
     hk_outcome_t outcome = hk_classify(&res);
+    // Per attempt, before main turns a last retryable one into "exhausted".
+    curl_off_t total_us = 0;
+    if (curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total_us) != CURLE_OK)
+        total_us = 0;
+    hk_metrics_observe_attempt(outcome, (int64_t)total_us);
     task->curl_code = (int)code;
     task->retry_after_ms = -1;
     int64_t delay;

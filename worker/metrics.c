@@ -1,3 +1,382 @@
+// metrics: the process-wide counters (metrics.h) and their Prometheus rendering.
+// Every family is declared here once, with its HELP and TYPE, in the order
+// docs/operations.md lists them; per-endpoint families come from the lane
+// objects of worker/dispatch.
 #include "worker/metrics.h"
 
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "retry/breaker.h"
+
 hk_metrics_t hk_metrics;
+
+const int64_t hk_latency_bounds_us[HK_LATENCY_BUCKETS] = {
+    5000,    10000,   25000,   50000,    100000,   250000,   500000,
+    1000000, 2500000, 5000000, 10000000, 30000000, 60000000, 120000000,
+};
+
+// Wall-clock time the process started, in seconds since the epoch; set before
+// main() runs, so it is the start of the process within a few milliseconds.
+static double start_time_s;
+
+__attribute__((constructor)) static void record_start_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    start_time_s = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
+void hk_metrics_observe_attempt(hk_outcome_t outcome, int64_t latency_us)
+{
+    if ((int)outcome >= 0 && outcome < HK_OUTCOME__CNT)
+        hk_metric_add(attempts_by_outcome[outcome], 1);
+    if (latency_us < 0)
+        latency_us = 0;
+    int b = 0;
+    while (b < HK_LATENCY_BUCKETS && latency_us > hk_latency_bounds_us[b])
+        b++;
+    // The sum first: a scrape in between sees a sum a little ahead of the
+    // count, which rate(sum)/rate(count) absorbs.
+    hk_metric_add(latency_sum_us, (uint_fast64_t)latency_us);
+    hk_metric_add(latency_buckets[b], 1);
+}
+
+void hk_metrics_put_label_value(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\\\", out);
+        else if (*s == '"')
+            fputs("\\\"", out);
+        else if (*s == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+// ---- families ----
+
+static void put_family(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_counter(FILE *out, const char *name, const char *help, uint_fast64_t v)
+{
+    put_family(out, name, "counter", help);
+    fprintf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void put_gauge(FILE *out, const char *name, const char *help, int_fast64_t v)
+{
+    put_family(out, name, "gauge", help);
+    fprintf(out, "%s %lld\n", name, (long long)v);
+}
+
+// One sample with one label: name{label="value"} v
+static void put_labeled(FILE *out, const char *name, const char *label, const char *value,
+                        unsigned long long v)
+{
+    fprintf(out, "%s{%s=\"", name, label);
+    hk_metrics_put_label_value(out, value);
+    fprintf(out, "\"} %llu\n", v);
+}
+
+// ---- per endpoint, from the lane objects ----
+
+// Breaker state as a number that grows with trouble: 0 closed, 1 half_open, 2 open.
+static int breaker_level(const char *state, double *v)
+{
+    static const struct {
+        hk_breaker_state_t state;
+        int level;
+    } levels[] = {{HK_BREAKER_CLOSED, 0}, {HK_BREAKER_HALF_OPEN, 1}, {HK_BREAKER_OPEN, 2}};
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+        if (strcmp(state, hk_breaker_state_name(levels[i].state)) == 0) {
+            *v = levels[i].level;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// A lane's value for a per-endpoint family: `field` of its /v1/lanes object
+// (booleans as 0/1; "state" as breaker_level). 0 when absent or not a number.
+static int lane_value(json_t *lane, const char *field, double *v)
+{
+    json_t *j = json_object_get(lane, field);
+    if (json_is_string(j))
+        return breaker_level(json_string_value(j), v);
+    if (json_is_boolean(j)) {
+        *v = json_is_true(j);
+        return 1;
+    }
+    if (json_is_number(j)) {
+        *v = json_number_value(j);
+        return 1;
+    }
+    return 0;
+}
+
+typedef enum lane_map {
+    LANE_AS_IS,   // the field's value
+    LANE_IS_OPEN, // 1 when the breaker level is 2 (open), else 0
+} lane_map_t;
+
+static void put_lane_family(FILE *out, json_t *lanes, const char *name, const char *type,
+                            const char *field, lane_map_t map, const char *help)
+{
+    put_family(out, name, type, help);
+    size_t i;
+    json_t *lane;
+    json_array_foreach(lanes, i, lane)
+    {
+        const char *endpoint = json_string_value(json_object_get(lane, "endpoint"));
+        double v;
+        if (!endpoint || !lane_value(lane, field, &v))
+            continue;
+        if (map == LANE_IS_OPEN)
+            v = v == 2;
+        fprintf(out, "%s{endpoint=\"", name);
+        hk_metrics_put_label_value(out, endpoint);
+        fprintf(out, "\"} %.17g\n", v);
+    }
+}
+
+// ---- the latency histogram ----
+
+static void put_latency(FILE *out)
+{
+    static const char name[] = "hookd_delivery_duration_seconds";
+    put_family(out, name, "histogram",
+               "Transfer time of each finished delivery attempt (connect, TLS, request and "
+               "response), in seconds.");
+    // One snapshot of the buckets: _count is the +Inf bucket by construction.
+    uint_fast64_t counts[HK_LATENCY_BUCKETS + 1];
+    for (int b = 0; b <= HK_LATENCY_BUCKETS; b++)
+        counts[b] = hk_metric_get(latency_buckets[b]);
+    uint_fast64_t sum_us = hk_metric_get(latency_sum_us);
+    unsigned long long cum = 0;
+    for (int b = 0; b < HK_LATENCY_BUCKETS; b++) {
+        cum += counts[b];
+        fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, (double)hk_latency_bounds_us[b] / 1e6,
+                cum);
+    }
+    cum += counts[HK_LATENCY_BUCKETS];
+    fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    fprintf(out, "%s_sum %llu.%06llu\n", name, (unsigned long long)(sum_us / 1000000),
+            (unsigned long long)(sum_us % 1000000));
+    fprintf(out, "%s_count %llu\n", name, cum);
+}
+
+// ---- the process ----
+
+static void put_process(FILE *out)
+{
+    put_family(out, "process_start_time_seconds", "gauge",
+               "Start time of the process since the Unix epoch, in seconds.");
+    fprintf(out, "process_start_time_seconds %.3f\n", start_time_s);
+
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        put_family(out, "process_cpu_seconds_total", "counter",
+                   "User and system CPU time spent, in seconds.");
+        fprintf(out, "process_cpu_seconds_total %.6f\n", cpu);
+    }
+
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (statm) {
+        unsigned long long size_pages, rss_pages;
+        if (fscanf(statm, "%llu %llu", &size_pages, &rss_pages) == 2) {
+            long page = sysconf(_SC_PAGESIZE);
+            put_gauge(out, "process_resident_memory_bytes", "Resident memory size, in bytes.",
+                      (int_fast64_t)(rss_pages * (unsigned long long)page));
+            put_gauge(out, "process_virtual_memory_bytes", "Virtual memory size, in bytes.",
+                      (int_fast64_t)(size_pages * (unsigned long long)page));
+        }
+        fclose(statm);
+    }
+
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds) {
+        long long n = 0;
+        for (struct dirent *de; (de = readdir(fds));)
+            if (de->d_name[0] != '.')
+                n++;
+        closedir(fds);
+        put_gauge(out, "process_open_fds", "Open file descriptors (this scrape's included).",
+                  (int_fast64_t)n);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        put_gauge(out, "process_max_fds", "Limit on open file descriptors.",
+                  (int_fast64_t)rl.rlim_cur);
+}
+
+// ---- the exposition ----
+
+static void put_all(FILE *out, json_t *lanes)
+{
+    // What it is.
+    put_family(out, "hookd_build_info", "gauge",
+               "Always 1; the labels say which hookd build is running.");
+    fputs("hookd_build_info{version=\"", out);
+    hk_metrics_put_label_value(out, HOOKD_VERSION);
+    fputs("\"} 1\n", out);
+    put_process(out);
+
+    // Intake.
+    put_counter(out, "hookd_jobs_consumed_total", "Messages read from the jobs topic.",
+                hk_metric_get(consumed));
+    put_counter(out, "hookd_jobs_invalid_total",
+                "Messages rejected by the job parser (dead-lettered as invalid).",
+                hk_metric_get(invalid));
+    put_gauge(out, "hookd_consumer_lag",
+              "Messages behind the high watermark, summed over the assigned partitions.",
+              hk_metric_get(consumer_lag));
+    put_gauge(out, "hookd_inflight_jobs",
+              "Jobs consumed and not yet finished (including retries waiting in memory).",
+              hk_metric_get(inflight_jobs));
+    put_gauge(out, "hookd_inflight_bytes", "Memory held by in-flight jobs, in bytes.",
+              hk_metric_get(inflight_bytes));
+    put_gauge(out, "hookd_intake_paused",
+              "1 while intake is paused because an in-flight limit (jobs or bytes) is reached.",
+              hk_metric_get(paused));
+    put_gauge(out, "hookd_paused_partitions",
+              "Partitions paused now: in-flight limits, partition span, or a retry partition "
+              "held until its head is due.",
+              hk_metric_get(paused_partitions));
+    put_counter(out, "hookd_offset_commits_total", "Offset commits that succeeded.",
+                hk_metric_get(committed));
+
+    // Delivery.
+    put_counter(out, "hookd_delivery_attempts_total", "HTTP delivery attempts started.",
+                hk_metric_get(attempts));
+    put_family(out, "hookd_deliveries_total", "counter",
+               "Finished delivery attempts by outcome: delivered (2xx), retryable, permanent, "
+               "gone (410), blocked (network guard).");
+    for (int o = 0; o < HK_OUTCOME__CNT; o++) {
+        uint_fast64_t v = hk_metric_get(attempts_by_outcome[o]);
+        // exhausted, expired and invalid describe jobs, not attempts: shown only
+        // if something ever counted one.
+        if (v == 0 &&
+            (o == HK_OUTCOME_EXHAUSTED || o == HK_OUTCOME_EXPIRED || o == HK_OUTCOME_INVALID))
+            continue;
+        put_labeled(out, "hookd_deliveries_total", "outcome", hk_outcome_name((hk_outcome_t)o),
+                    (unsigned long long)v);
+    }
+    put_latency(out);
+    put_counter(out, "hookd_jobs_delivered_total", "Jobs delivered with a 2xx response.",
+                hk_metric_get(delivered));
+    put_family(out, "hookd_jobs_dead_lettered_total", "counter",
+               "Jobs whose dead-letter record was acknowledged, by error class.");
+    for (int c = 0; c < HK_OUTCOME__CNT; c++) {
+        if (c == HK_OUTCOME_DELIVERED)
+            continue; // never a dead-letter class
+        put_labeled(out, "hookd_jobs_dead_lettered_total", "class",
+                    hk_outcome_name((hk_outcome_t)c),
+                    (unsigned long long)hk_metric_get(dlq_by_class[c]));
+    }
+    put_family(out, "hookd_retries_total", "counter",
+               "Retries scheduled: via=\"memory\" waited in the delay heap, via=\"topic\" "
+               "went to the retry topic (acknowledged by the broker).");
+    put_labeled(out, "hookd_retries_total", "via", "memory",
+                (unsigned long long)hk_metric_get(retries_inline));
+    put_labeled(out, "hookd_retries_total", "via", "topic",
+                (unsigned long long)hk_metric_get(retried_via_topic));
+    put_counter(out, "hookd_deferred_open_breaker_total",
+                "Tasks deferred by an open circuit breaker, without charging an attempt.",
+                hk_metric_get(deferred_open));
+    put_counter(out, "hookd_rate_limited_total",
+                "Times a lane waited for a rate-limit permit (endpoint rate/burst).",
+                hk_metric_get(rate_limited));
+    put_counter(out, "hookd_duplicates_suppressed_total",
+                "Jobs not sent because Redis already held their delivered marker.",
+                hk_metric_get(duplicate_suppressed));
+
+    // Batches.
+    put_counter(out, "hookd_batches_started_total",
+                "Batch jobs taken up, including ones resumed from a checkpoint.",
+                hk_metric_get(batches_started));
+    put_counter(out, "hookd_batches_finished_total", "Batch jobs that reached a terminal status.",
+                hk_metric_get(batches_finished));
+    put_gauge(out, "hookd_batches_active", "Batch jobs being worked on now.",
+              hk_metric_get(batches_active));
+    put_family(out, "hookd_batch_items_total", "counter",
+               "Batch items by status: succeeded, failed, skipped (batch aborted), resumed "
+               "(already terminal in Postgres after a restart: not sent again).");
+    put_labeled(out, "hookd_batch_items_total", "status", "succeeded",
+                (unsigned long long)hk_metric_get(batch_items_succeeded));
+    put_labeled(out, "hookd_batch_items_total", "status", "failed",
+                (unsigned long long)hk_metric_get(batch_items_failed));
+    put_labeled(out, "hookd_batch_items_total", "status", "skipped",
+                (unsigned long long)hk_metric_get(batch_items_skipped));
+    put_labeled(out, "hookd_batch_items_total", "status", "resumed",
+                (unsigned long long)hk_metric_get(batch_items_resumed));
+    put_counter(out, "hookd_batch_checkpoints_total",
+                "Batch checkpoint transactions committed to Postgres.", hk_metric_get(checkpoints));
+
+    // Stores.
+    put_gauge(out, "hookd_postgres_configured", "1 when postgres.url is set.",
+              hk_metric_get(pg_configured));
+    put_gauge(out, "hookd_postgres_up",
+              "1 while connected to Postgres (0 when down or not configured).",
+              hk_metric_get(pg_up));
+    put_counter(out, "hookd_postgres_errors_total",
+                "Postgres connection and query errors (each one also logged).",
+                hk_metric_get(pg_errors));
+    put_gauge(out, "hookd_redis_configured", "1 when redis.url is set.",
+              hk_metric_get(redis_configured));
+    put_gauge(out, "hookd_redis_up",
+              "1 while connected to Redis (0 when down or not configured; down means local "
+              "state only, not unready).",
+              hk_metric_get(redis_up));
+    put_counter(out, "hookd_redis_errors_total",
+                "Redis connection and command errors (each one also logged).",
+                hk_metric_get(redis_errors));
+
+    // Per endpoint.
+    put_lane_family(out, lanes, "hookd_breaker_state", "gauge", "state", LANE_AS_IS,
+                    "Circuit breaker state per endpoint: 0 closed, 1 half_open, 2 open.");
+    put_lane_family(out, lanes, "hookd_breaker_open", "gauge", "state", LANE_IS_OPEN,
+                    "1 while the endpoint's circuit breaker is open, else 0.");
+    put_lane_family(out, lanes, "hookd_breaker_trips_total", "counter", "trips", LANE_AS_IS,
+                    "Times the endpoint's circuit breaker opened.");
+    put_lane_family(out, lanes, "hookd_lane_inflight", "gauge", "in_flight", LANE_AS_IS,
+                    "Attempts in flight per endpoint.");
+    put_lane_family(out, lanes, "hookd_lane_limit", "gauge", "limit", LANE_AS_IS,
+                    "Adaptive concurrency limit per endpoint.");
+    put_lane_family(out, lanes, "hookd_lane_queued", "gauge", "queued", LANE_AS_IS,
+                    "Tasks queued or delayed per endpoint.");
+    put_lane_family(out, lanes, "hookd_endpoint_disabled", "gauge", "disabled", LANE_AS_IS,
+                    "1 while the whole endpoint is disabled (410 Gone or operator).");
+}
+
+char *hk_metrics_render(json_t *lanes, size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&buf, &size);
+    if (!out)
+        return NULL;
+    put_all(out, lanes);
+    if (ferror(out)) {
+        fclose(out);
+        free(buf);
+        return NULL;
+    }
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}

@@ -1,12 +1,23 @@
-// metrics: process-wide counters and gauges, updated lock-free from any thread,
-// read by the periodic summary line and (later) the admin /metrics endpoint.
+// metrics: process-wide counters, gauges and the delivery latency histogram,
+// updated lock-free from any thread, read by the periodic summary line and
+// rendered for the admin /metrics endpoint (Prometheus text format 0.0.4; the
+// metric names and labels are listed in docs/operations.md).
 #ifndef HK_METRICS_H
 #define HK_METRICS_H
 
+#include <jansson.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "retry/classify.h"
+
+// Upper bounds of the delivery latency histogram, in microseconds (rendered in
+// seconds: 0.005 .. 120; the last bucket, +Inf, is implicit). 120 s is the
+// largest per-attempt timeout a job may ask for.
+#define HK_LATENCY_BUCKETS 14
+extern const int64_t hk_latency_bounds_us[HK_LATENCY_BUCKETS];
 
 typedef struct hk_metrics {
     atomic_uint_fast64_t consumed;      // messages read from the jobs topic
@@ -25,9 +36,18 @@ typedef struct hk_metrics {
     atomic_int_fast64_t paused_partitions;  // partitions paused now (limits, span, retry hold)
     atomic_int_fast64_t consumer_lag;       // messages behind the high watermark, assigned parts
 
+    // Per attempt (worker/deliver.c, hk_metrics_observe_attempt): the attempt's
+    // own outcome as hk_classify() saw it (delivered, retryable, permanent, gone,
+    // blocked), and its transfer time. latency_buckets[i] counts the attempts
+    // that took at most hk_latency_bounds_us[i] and more than the bound before it
+    // (not cumulative); latency_buckets[HK_LATENCY_BUCKETS] those above the last.
+    atomic_uint_fast64_t attempts_by_outcome[HK_OUTCOME__CNT];
+    atomic_uint_fast64_t latency_buckets[HK_LATENCY_BUCKETS + 1];
+    atomic_uint_fast64_t latency_sum_us;
+
     // Batches (worker/batch.c)
-    atomic_uint_fast64_t batches_started;   // batch jobs taken up (including resumed ones)
-    atomic_uint_fast64_t batches_finished;  // reached a terminal status
+    atomic_uint_fast64_t batches_started;  // batch jobs taken up (including resumed ones)
+    atomic_uint_fast64_t batches_finished; // reached a terminal status
     atomic_uint_fast64_t batch_items_succeeded;
     atomic_uint_fast64_t batch_items_failed;
     atomic_uint_fast64_t batch_items_skipped;
@@ -51,5 +71,22 @@ extern hk_metrics_t hk_metrics;
 #define hk_metric_add(name, n)                                                                     \
     atomic_fetch_add_explicit(&hk_metrics.name, (n), memory_order_relaxed)
 #define hk_metric_get(name) atomic_load_explicit(&hk_metrics.name, memory_order_relaxed)
+
+// One finished delivery attempt: its classified outcome and how long the
+// transfer took (microseconds; negative counts as 0). Lock-free; any thread.
+void hk_metrics_observe_attempt(hk_outcome_t outcome, int64_t latency_us);
+
+// The whole exposition in Prometheus text format 0.0.4: every counter, gauge
+// and the latency histogram, plus per-endpoint families from `lanes` (the
+// array of hk_dispatch_lanes_json(); borrowed; NULL = no endpoints yet).
+// malloc'ed and NUL-terminated, *len without the NUL; NULL when out of memory.
+// Any thread: the values are read one by one, so a scrape that races updates
+// may see one counter a step ahead of another, never a torn value; a histogram's
+// buckets, _count and +Inf always agree with each other.
+char *hk_metrics_render(json_t *lanes, size_t *len);
+
+// Writes `s` as a Prometheus label value: backslash, double quote and newline
+// escaped (\\, \", \n), everything else as is.
+void hk_metrics_put_label_value(FILE *out, const char *s);
 
 #endif
