@@ -658,6 +658,31 @@ static bool cf_check_redis_url(const char *value, char *why, size_t why_size)
     return false;
 }
 
+// 0 when `listen` ("host:port", "[v6]:port") names an address literal that is not
+// loopback (0.0.0.0 and :: included); 1 for loopback literals and host names.
+static int cf_listen_maybe_loopback(const char *listen)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (n >= sizeof(host))
+        return 1;
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    char *h = host;
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h[n - 1] = '\0';
+        h++;
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, h, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 1;
+}
+
 static bool cf_check_listen(const char *value, char *why, size_t why_size)
 {
     if (value[0] == '\0')
@@ -1298,6 +1323,14 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
                     (long long)cf_get_integer(cfg, hi));
             return -1;
         }
+    }
+    // The admin API off loopback needs a token. Addresses are judged here when
+    // they are literals (hookd judges the resolved address again when it binds).
+    if (cfg->admin_listen[0] && !cfg->admin_token[0] &&
+        !cf_listen_maybe_loopback(cfg->admin_listen)) {
+        cf_errf(errstr, errstr_size, "config: admin.listen %s is not loopback: set admin.token",
+                cfg->admin_listen);
+        return -1;
     }
     return 0;
 }

@@ -57,6 +57,12 @@ struct hk_intake_s {
     _Atomic(const hk_config_t *) in_next_cfg; // set by hk_intake_set_config
     hk_intake_cancel_cb *in_cancel;
     void *in_cancel_arg;
+    hk_intake_batch_cb *in_batch;
+    void *in_batch_arg;
+    hk_intake_cancel_cb *in_revoking;
+    void *in_revoking_arg;
+    hk_intake_submit_cb *in_submit;
+    void *in_submit_arg;
     atomic_int in_stop;
     atomic_int in_assigned; // partitions assigned (both topics)
     atomic_long in_inflight;
@@ -324,6 +330,9 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     drain_done(in);
     if (!lost)
         commit_now(in, parts, "revoke");
+    // Batches of these partitions checkpoint and come back (worker/batch.h).
+    for (int i = 0; in->in_revoking && i < parts->cnt; i++)
+        in->in_revoking(parts->elems[i].topic, parts->elems[i].partition, in->in_revoking_arg);
 
     // Queued tasks are dropped at once. Their offsets stay unfinished (the new
     // owner sends them), so they are counted out of what the wait below waits for.
@@ -592,8 +601,9 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
                               .max_job_bytes = (size_t)cfg->limits_max_job_bytes};
     char reason[512];
     hk_job_t *job = hk_job_parse(msg->payload, msg->len, &src, &defs, reason, sizeof(reason));
-    if (job && job->type == HK_JOB_BATCH) {
-        snprintf(reason, sizeof(reason), "$.type: batch jobs are not supported by this version");
+    if (job && job->type == HK_JOB_BATCH && !in->in_batch) {
+        snprintf(reason, sizeof(reason),
+                 "$.type: batch jobs need Postgres, and this hookd has none (postgres.url)");
         hk_job_destroy(job);
         job = NULL;
     }
@@ -611,7 +621,11 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
         hk_producer_dead_letter(in->in_producer, task);
         return;
     }
-    if (due)
+    if (job->type == HK_JOB_BATCH)
+        in->in_batch(task, in->in_batch_arg);
+    else if (in->in_submit)
+        in->in_submit(task, due, in->in_submit_arg);
+    else if (due)
         hk_dispatch_defer(in->in_dispatch, task, due);
     else
         hk_dispatch_submit(in->in_dispatch, task);
@@ -691,6 +705,24 @@ void hk_intake_set_cancel(hk_intake_t *in, hk_intake_cancel_cb *cancel, void *ar
 {
     in->in_cancel = cancel;
     in->in_cancel_arg = arg;
+}
+
+void hk_intake_set_batch(hk_intake_t *in, hk_intake_batch_cb *batch, void *arg)
+{
+    in->in_batch = batch;
+    in->in_batch_arg = arg;
+}
+
+void hk_intake_set_submit(hk_intake_t *in, hk_intake_submit_cb *submit, void *arg)
+{
+    in->in_submit = submit;
+    in->in_submit_arg = arg;
+}
+
+void hk_intake_set_revoking(hk_intake_t *in, hk_intake_cancel_cb *revoking, void *arg)
+{
+    in->in_revoking = revoking;
+    in->in_revoking_arg = arg;
 }
 
 int hk_intake_assigned(hk_intake_t *in)

@@ -44,6 +44,24 @@ void hk_intake_done(hk_task_t *task, void *in);
 typedef void hk_intake_cancel_cb(const char *topic, int32_t partition, void *arg);
 void hk_intake_set_cancel(hk_intake_t *in, hk_intake_cancel_cb *cancel, void *arg);
 
+// Batch jobs go to `batch` (the batch runner) instead of the dispatcher; without
+// one they are dead-lettered as invalid. Set before hk_intake_run().
+typedef void hk_intake_batch_cb(hk_task_t *task, void *arg);
+void hk_intake_set_batch(hk_intake_t *in, hk_intake_batch_cb *batch, void *arg);
+
+// Valid webhook jobs go to `submit` instead of straight to the dispatcher (main
+// checks Redis first: a job another replica delivered is not sent again). `due_ms`
+// is when it may be sent (CLOCK_MONOTONIC; 0 = now): the callee ends with
+// hk_dispatch_submit/defer or hands the task back through hk_intake_done. Set
+// before hk_intake_run().
+typedef void hk_intake_submit_cb(hk_task_t *task, int64_t due_ms, void *arg);
+void hk_intake_set_submit(hk_intake_t *in, hk_intake_submit_cb *submit, void *arg);
+
+// Called on the intake thread as a revoke begins, once per partition, before the
+// bounded wait for its in-flight work (batches use it to checkpoint and hand
+// their tasks back within that wait). Set before hk_intake_run().
+void hk_intake_set_revoking(hk_intake_t *in, hk_intake_cancel_cb *revoking, void *arg);
+
 // SIGHUP: the limits and shutdown.grace_ms of `cfg` apply from the intake loop's
 // next turn. `cfg` must live until hk_intake_destroy(). Any thread.
 void hk_intake_set_config(hk_intake_t *in, const hk_config_t *cfg);

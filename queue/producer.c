@@ -93,6 +93,10 @@ static int produce(hk_producer_t *p, hk_task_t *task, int block)
     add_int(hdrs, "hookd-original-offset", task->origin_offset);
     if (task->job)
         rd_kafka_header_add(hdrs, "hookd-job-id", -1, task->job->id, -1);
+    if (task->batch_id) {
+        rd_kafka_header_add(hdrs, "hookd-batch-id", -1, task->batch_id, -1);
+        add_int(hdrs, "hookd-batch-index", task->item_idx);
+    }
 
     rd_kafka_resp_err_t err = rd_kafka_producev(
         p->p_rk, RD_KAFKA_V_RKT(task->to_retry_topic ? p->p_retry : p->p_dlq),

@@ -25,7 +25,8 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
 // hookd-error-class, hookd-error, hookd-http-status, hookd-attempts,
 // hookd-original-topic, hookd-original-partition, hookd-original-offset (where
 // the job was first produced, also for jobs that went through the retry topic),
-// hookd-first-attempt-at and hookd-job-id.
+// hookd-first-attempt-at and hookd-job-id; a batch item's record also
+// hookd-batch-id and hookd-batch-index (its value is the item as a standalone job).
 // Blocks while the local produce queue is full (backpressure, never a drop).
 void hk_producer_dead_letter(hk_producer_t *p, hk_task_t *task);
 

@@ -164,6 +164,23 @@ static void record_closed(hk_breaker_t *br, int64_t now_ms, int failed)
         trip_from_closed(br, now_ms);
 }
 
+int hk_breaker_force_open(hk_breaker_t *br, int64_t now_ms, int64_t until_ms)
+{
+    if (until_ms <= now_ms)
+        return 0;
+    if (br->br_state == HK_BREAKER_OPEN && now_ms < br->br_open_until) {
+        if (until_ms <= br->br_open_until)
+            return 0;
+        br->br_open_until = until_ms; // same open period, held longer
+        return 1;
+    }
+    int64_t dur = until_ms - now_ms;
+    br->br_open_dur = dur < br->br_opts.open_ms ? br->br_opts.open_ms : dur;
+    set_state(br, now_ms, HK_BREAKER_OPEN);
+    br->br_open_until = until_ms;
+    return 1;
+}
+
 int hk_breaker_allow(hk_breaker_t *br, int64_t now_ms, hk_breaker_ticket_t *ticket)
 {
     if (br->br_state == HK_BREAKER_OPEN && now_ms >= br->br_open_until)

@@ -93,6 +93,12 @@ void hk_breaker_record(hk_breaker_t *br, int64_t now_ms, hk_breaker_ticket_t tic
 // (the stored state, and the reported transition, follow at the next allow()).
 hk_breaker_state_t hk_breaker_state(const hk_breaker_t *br, int64_t now_ms);
 
+// Another replica opened this endpoint's breaker (shared through Redis): be OPEN
+// until `until_ms` (this breaker's clock). An open breaker is only held longer;
+// results of calls already in flight no longer count (their tickets go stale),
+// and it half-opens at `until_ms` as usual. Returns 1 when anything changed.
+int hk_breaker_force_open(hk_breaker_t *br, int64_t now_ms, int64_t until_ms);
+
 // When the current OPEN period ends (ms), 0 when not OPEN. It may already have
 // passed: see hk_breaker_state().
 int64_t hk_breaker_open_until(const hk_breaker_t *br);

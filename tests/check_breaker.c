@@ -527,6 +527,32 @@ START_TEST(test_breaker_opts_are_clamped)
 }
 END_TEST
 
+// Another replica's open breaker (shared through Redis) opens this one until its
+// end, holds an open one longer, and makes in-flight results stale.
+START_TEST(test_breaker_force_open)
+{
+    hk_breaker_ticket_t t;
+    ck_assert(hk_breaker_allow(br, 1000, &t)); // in flight when the remote trip arrives
+    ck_assert_int_eq(hk_breaker_force_open(br, 1000, 1000), 0); // not in the future
+    ck_assert_int_eq(hk_breaker_force_open(br, 1000, 5000), 1);
+    ck_assert_int_eq(hk_breaker_state(br, 1000), HK_BREAKER_OPEN);
+    ck_assert_int_eq(hk_breaker_open_until(br), 5000);
+    expect_transition(HK_BREAKER_CLOSED, HK_BREAKER_OPEN);
+    hk_breaker_record(br, 1100, t, S); // stale ticket: no effect
+    ck_assert_int_eq(hk_breaker_state(br, 1100), HK_BREAKER_OPEN);
+    ck_assert(!attempt(4999, S));
+    // Held longer, never shortened.
+    ck_assert_int_eq(hk_breaker_force_open(br, 2000, 4000), 0);
+    ck_assert_int_eq(hk_breaker_open_until(br), 5000);
+    ck_assert_int_eq(hk_breaker_force_open(br, 2000, 6000), 1);
+    ck_assert_int_eq(hk_breaker_open_until(br), 6000);
+    // Half-opens at the end as usual, and closes on good probes.
+    ck_assert(!attempt(5999, S));
+    attempts(6000, "SSS");
+    ck_assert_int_eq(hk_breaker_state(br, 6000), HK_BREAKER_CLOSED);
+}
+END_TEST
+
 START_TEST(test_breaker_open_until_saturates)
 {
     int64_t now = INT64_MAX - 10;
@@ -580,6 +606,7 @@ static Suite *breaker_suite(void)
     tcase_add_test(tc, test_breaker_keeps_the_newest_transitions_when_not_taken);
     tcase_add_test(tc, test_breaker_snapshot_describes_the_state);
     tcase_add_test(tc, test_breaker_opts_are_clamped);
+    tcase_add_test(tc, test_breaker_force_open);
     suite_add_tcase(s, tc);
     return s;
 }

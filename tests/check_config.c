@@ -230,7 +230,8 @@ START_TEST(test_file_overrides_defaults)
             "[retry]\n"
             "max_attempts = 3\n"
             "[admin]\n"
-            "listen = 0.0.0.0:9000\n",
+            "listen = 0.0.0.0:9000\n"
+            "token = 0123456789abcdef\n",
             NULL);
     ck_assert_str_eq(cfg->kafka_brokers, "k1:9092,k2:9092");
     ck_assert_str_eq(cfg->kafka_topic, "orders");
@@ -728,10 +729,23 @@ END_TEST
 
 START_TEST(test_admin_listen_must_be_host_port_or_empty)
 {
-    const char *good[] = {"0.0.0.0:9464", "[::1]:9464", "localhost:1", "127.0.0.1:0", "\"\""};
+    const char *good[] = {"[::1]:9464", "localhost:1", "127.0.0.1:0", "127.9.9.9:1", "\"\""};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char text[128];
         snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", good[i]);
+        load_ok(text, NULL);
+        reset_cfg();
+    }
+    // Off loopback the API needs a token: --check-config says so before hookd starts.
+    const char *open[] = {"0.0.0.0:9464", "[::]:9464", "10.1.2.3:80", "[2001:db8::1]:9464"};
+    for (size_t i = 0; i < sizeof(open) / sizeof(open[0]); i++) {
+        char text[160], want[160];
+        snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", open[i]);
+        snprintf(want, sizeof(want), "config: admin.listen %s is not loopback: set admin.token",
+                 open[i]);
+        assert_load_fails(text, NULL, want);
+        reset_cfg();
+        snprintf(text, sizeof(text), "[admin]\nlisten = %s\ntoken = 0123456789abcdef\n", open[i]);
         load_ok(text, NULL);
         reset_cfg();
     }

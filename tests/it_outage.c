@@ -889,7 +889,8 @@ START_TEST(test_410_disables_that_url_and_later_jobs_are_gone_without_a_request)
     for (int i = 2; i <= 4; i++) {
         char id[16];
         snprintf(id, sizeof(id), "gone-%d", i);
-        check_dead_letter(recs, nrec, id, "gone", "0", "0", "endpoint disabled after 410 Gone");
+        check_dead_letter(recs, nrec, id, "gone", "0", "0",
+                          "URL disabled after 410 Gone (or by an operator)");
         ck_assert_msg(requests_for(reqs, nreq, id, NULL) == 0, "%s reached the sink", id);
     }
     ck_assert_uint_eq(gone_requests, 1);

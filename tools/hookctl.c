@@ -4,10 +4,15 @@
 //   hookctl [-c FILE] [-a HOST:PORT] status | breakers
 //   hookctl [-c FILE] [-a HOST:PORT] endpoint enable|disable ENDPOINT
 //   hookctl [-c FILE] [-a HOST:PORT] breaker reset ENDPOINT
+//   hookctl [-c FILE] [-p CONNINFO] migrate [status]
+//   hookctl [-c FILE] [-p CONNINFO] batch show ID [--json]
+//   hookctl [-c FILE] [-p CONNINFO] dlq list [--reason R] [--replayed] [--limit N] [--json]
+//   hookctl [-c FILE] [-p CONNINFO] [-b BROKERS] [-t TOPIC] dlq replay --id ID | --reason R | --all
 //
 // Settings come from the same config file and HOOKD_* environment as hookd;
 // -b, -t and -a override them. The admin commands talk HTTP to hookd's admin
 // server (worker/admin.h) at admin.listen, with the token from HOOKD_ADMIN_TOKEN.
+// The Postgres commands connect to postgres.url (-p overrides).
 #include <curl/curl.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -18,6 +23,10 @@
 
 #include "config/config.h"
 #include "queue/kconf.h"
+#include "store/checkpoint.h"
+#include "store/dlstore.h"
+#include "store/migrate.h"
+#include "store/pg.h"
 
 extern char **environ;
 
@@ -120,6 +129,231 @@ static int cmd_produce(const hk_config_t *cfg, const char *brokers, const char *
     printf("{\"produced\":%ld,\"acknowledged\":%ld,\"failed\":%ld,\"topic\":\"%s\"}\n", st.produced,
            st.acked, st.failed, topic);
     return st.failed == 0 && st.acked == st.produced ? 0 : 1;
+}
+
+// ---- Postgres commands ----
+
+static hk_pg_t *pg_open(const hk_config_t *cfg, const char *conninfo)
+{
+    if (!conninfo)
+        conninfo = cfg->postgres_url;
+    if (!conninfo[0]) {
+        fprintf(stderr, "hookctl: no Postgres configured: set postgres.url (or HOOKD_POSTGRES_URL) "
+                        "or pass -p CONNINFO\n");
+        return NULL;
+    }
+    hk_pg_opts_t po = {.conninfo = conninfo,
+                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
+                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
+    hk_pg_t *pg = hk_pg_new(&po);
+    char err[512];
+    if (!pg || hk_pg_ensure(pg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hookctl: postgres: %s\n", pg ? err : "out of memory");
+        hk_pg_destroy(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+static int cmd_migrate(hk_pg_t *pg, int argc, char **argv)
+{
+    char err[512];
+    if (argc > 1 && strcmp(argv[1], "status") == 0) {
+        if (hk_migrate_status(pg, stdout, err, sizeof(err)) != 0) {
+            fprintf(stderr, "hookctl: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    int applied = 0;
+    if (hk_migrate_apply(pg, &applied, err, sizeof(err)) != 0) {
+        fprintf(stderr, "hookctl: migrate: %s\n", err);
+        return 1;
+    }
+    printf("{\"applied\":%d}\n", applied);
+    return hk_migrate_status(pg, stdout, err, sizeof(err)) == 0 ? 0 : 1;
+}
+
+static const char *str_or(json_t *obj, const char *field, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(obj, field));
+    return s ? s : dflt;
+}
+
+static long long int_of(json_t *obj, const char *field)
+{
+    return (long long)json_integer_value(json_object_get(obj, field));
+}
+
+static int cmd_batch(hk_pg_t *pg, int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[1], "show") != 0) {
+        fprintf(stderr, "usage: hookctl batch show ID [--json]\n");
+        return 2;
+    }
+    int as_json = argc > 3 && strcmp(argv[3], "--json") == 0;
+    char err[512];
+    json_t *b = hk_ckpt_show(pg, argv[2], 100, err, sizeof(err));
+    if (!b) {
+        fprintf(stderr, "hookctl: %s\n", err);
+        return 1;
+    }
+    if (as_json) {
+        char *s = json_dumps(b, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(s);
+        free(s);
+        json_decref(b);
+        return 0;
+    }
+    printf("batch %s (tenant %s): %s\n", argv[2], str_or(b, "tenant", "?"),
+           str_or(b, "status", "?"));
+    printf("  items %lld: succeeded %lld, failed %lld, skipped %lld, pending %lld (%.1f%% done)\n",
+           int_of(b, "total"), int_of(b, "succeeded"), int_of(b, "failed"), int_of(b, "skipped"),
+           int_of(b, "pending"), json_number_value(json_object_get(b, "percent")));
+    printf("  cursor %lld, created %s, last update %s\n", int_of(b, "cursor"),
+           str_or(b, "created_at", "?"), str_or(b, "updated_at", "?"));
+    json_t *failed = json_object_get(b, "failed_items");
+    if (json_array_size(failed)) {
+        printf("  failed items%s:\n",
+               json_is_true(json_object_get(b, "failed_items_truncated")) ? " (first 100)" : "");
+        size_t i;
+        json_t *it;
+        json_array_foreach(failed, i, it)
+        {
+            json_t *st = json_object_get(it, "http_status");
+            char status[16] = "-";
+            if (json_is_integer(st))
+                snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(st));
+            printf("    #%-6lld attempts %-3lld HTTP %-4s %s\n", int_of(it, "index"),
+                   int_of(it, "attempts"), status, str_or(it, "error", ""));
+        }
+    }
+    json_decref(b);
+    return 0;
+}
+
+// Replays produce through one producer, waiting for each record's acknowledgement
+// (hk_dls_replay marks a row replayed only once its record is durable).
+typedef struct replayer {
+    rd_kafka_t *rk;
+    const char *topic;
+    produce_stats_t st;
+} replayer_t;
+
+static int replay_one(const void *key, size_t key_len, const void *value, size_t value_len,
+                      void *arg)
+{
+    replayer_t *r = arg;
+    long failed = r->st.failed, acked = r->st.acked;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        r->rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_END);
+    if (e) {
+        fprintf(stderr, "hookctl: produce: %s\n", rd_kafka_err2str(e));
+        return -1;
+    }
+    r->st.produced++;
+    rd_kafka_flush(r->rk, 30000);
+    return r->st.acked == acked + 1 && r->st.failed == failed ? 0 : -1;
+}
+
+static int cmd_dlq(const hk_config_t *cfg, hk_pg_t *pg, const char *brokers, const char *topic,
+                   int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : "";
+    const char *reason = NULL;
+    long long id = 0, limit = 50;
+    int replayed = 0, all = 0, as_json = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
+            reason = argv[++i];
+        else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+            id = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
+            limit = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--replayed") == 0)
+            replayed = 1;
+        else if (strcmp(argv[i], "--all") == 0)
+            all = 1;
+        else if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else {
+            fprintf(stderr, "hookctl: dlq: unknown argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    char err[512];
+    if (strcmp(sub, "list") == 0) {
+        json_t *rows =
+            hk_dls_list(pg, reason, replayed, limit > 0 ? (size_t)limit : 50, err, sizeof(err));
+        if (!rows) {
+            fprintf(stderr, "hookctl: %s\n", err);
+            return 1;
+        }
+        size_t i;
+        json_t *r;
+        json_array_foreach(rows, i, r)
+        {
+            if (as_json) {
+                char *s = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                puts(s);
+                free(s);
+                continue;
+            }
+            json_t *st = json_object_get(r, "http_status");
+            char status[16] = "-";
+            if (json_is_integer(st))
+                snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(st));
+            printf("%-8lld %-24s %-10s %-10s HTTP %-4s attempts %-3lld %s%s%s\n", int_of(r, "id"),
+                   str_or(r, "created_at", ""), str_or(r, "error_class", ""),
+                   str_or(r, "tenant", ""), status, int_of(r, "attempts"), str_or(r, "job_id", ""),
+                   json_is_null(json_object_get(r, "replayed_at")) ? "" : " (replayed)", "");
+            printf("         %s\n", str_or(r, "error", ""));
+        }
+        if (!as_json)
+            printf("%zu dead letter(s)\n", json_array_size(rows));
+        json_decref(rows);
+        return 0;
+    }
+    if (strcmp(sub, "replay") != 0) {
+        fprintf(stderr, "usage: hookctl dlq list|replay ...\n");
+        return 2;
+    }
+    if (!id && !reason && !all) {
+        fprintf(stderr, "hookctl: dlq replay needs --id ID, --reason R or --all\n");
+        return 2;
+    }
+    if (strcmp(brokers, "mock") == 0) {
+        fprintf(stderr, "hookctl: kafka.brokers is \"mock\": pass the cluster's address with -b\n");
+        return 1;
+    }
+    static const char *const defaults[] = {"acks", "all", "linger.ms", "0", NULL};
+    rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, err, sizeof(err));
+    if (!conf) {
+        fprintf(stderr, "hookctl: %s\n", err);
+        return 1;
+    }
+    replayer_t rp = {.topic = topic};
+    rd_kafka_conf_set_opaque(conf, &rp.st);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    if (!(rp.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
+        fprintf(stderr, "hookctl: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    long n = hk_dls_replay(pg, id > 0 ? id : -1, reason, replay_one, &rp, err, sizeof(err));
+    rd_kafka_destroy(rp.rk);
+    if (n < 0) {
+        fprintf(stderr, "hookctl: dlq replay: %s\n", err);
+        return 1;
+    }
+    printf("{\"replayed\":%ld,\"topic\":\"%s\"}\n", n, topic);
+    return 0;
+}
+
+static int is_pg_command(const char *cmd)
+{
+    return strcmp(cmd, "migrate") == 0 || strcmp(cmd, "batch") == 0 || strcmp(cmd, "dlq") == 0;
 }
 
 // ---- admin commands: HTTP to hookd's admin server ----
@@ -425,31 +659,44 @@ static int is_admin_command(const char *cmd)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: hookctl [-c FILE] [-b BROKERS] [-t TOPIC] [-a HOST:PORT] COMMAND\n"
-            "commands:\n"
-            "  produce [FILE|-]   produce each line of FILE (JSONL; default stdin) to the jobs\n"
-            "                     topic, key = ordering_key or tenant; prints how many were\n"
-            "                     acknowledged; exit 0 only if all were\n"
-            "  status             hookd's /healthz and /readyz answers\n"
-            "  breakers           every endpoint's lane: breaker state, failure rate,\n"
-            "                     concurrency, queue, time to the next probe, disabled\n"
-            "  endpoint enable|disable ENDPOINT\n"
-            "                     stop or resume deliveries to ENDPOINT (scheme://host:port or\n"
-            "                     any URL on it); disabled endpoints' jobs are dead-lettered\n"
-            "  breaker reset ENDPOINT\n"
-            "                     close ENDPOINT's circuit breaker and forget its failures\n"
-            "The admin commands call hookd's admin server at admin.listen (-a overrides),\n"
-            "sending HOOKD_ADMIN_TOKEN as a bearer token when set; exit 0 on a 2xx answer,\n"
-            "1 otherwise.\n");
+    fprintf(
+        out,
+        "usage: hookctl [-c FILE] [-b BROKERS] [-t TOPIC] [-a HOST:PORT] [-p CONNINFO] COMMAND\n"
+        "commands:\n"
+        "  produce [FILE|-]   produce each line of FILE (JSONL; default stdin) to the jobs\n"
+        "                     topic, key = ordering_key or tenant; prints how many were\n"
+        "                     acknowledged; exit 0 only if all were\n"
+        "  status             hookd's /healthz and /readyz answers\n"
+        "  breakers           every endpoint's lane: breaker state, failure rate,\n"
+        "                     concurrency, queue, time to the next probe, disabled\n"
+        "  endpoint enable|disable ENDPOINT\n"
+        "                     stop or resume deliveries to ENDPOINT (scheme://host:port or\n"
+        "                     any URL on it); disabled endpoints' jobs are dead-lettered\n"
+        "  breaker reset ENDPOINT\n"
+        "                     close ENDPOINT's circuit breaker and forget its failures\n"
+        "  migrate [status]   apply hookd's schema migrations (or list them)\n"
+        "  batch show ID [--json]\n"
+        "                     a batch's status, counts, progress and failed items\n"
+        "  dlq list [--reason R] [--replayed] [--limit N] [--json]\n"
+        "                     dead letters, newest first (R: error class or error text)\n"
+        "  dlq replay --id ID | --reason R | --all\n"
+        "                     produce dead letters again to the jobs topic (attempts start\n"
+        "                     over) and mark them replayed\n"
+        "The Postgres commands use postgres.url (-p CONNINFO overrides).\n"
+        "The admin commands call hookd's admin server at admin.listen (-a overrides),\n"
+        "sending HOOKD_ADMIN_TOKEN as a bearer token when set; exit 0 on a 2xx answer,\n"
+        "1 otherwise.\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *brokers = NULL, *topic = NULL, *admin = NULL;
+    const char *path = NULL, *brokers = NULL, *topic = NULL, *admin = NULL, *conninfo = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+c:b:t:a:h")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:b:t:a:p:h")) != -1) {
         switch (opt) {
+        case 'p':
+            conninfo = optarg;
+            break;
         case 'c':
             path = optarg;
             break;
@@ -487,6 +734,16 @@ int main(int argc, char **argv)
     int rc = 2;
     if (is_admin_command(argv[optind])) {
         rc = cmd_admin(cfg, admin, argc - optind, argv + optind);
+    } else if (is_pg_command(argv[optind])) {
+        hk_pg_t *pg = pg_open(cfg, conninfo);
+        rc = 1;
+        if (pg && strcmp(argv[optind], "migrate") == 0)
+            rc = cmd_migrate(pg, argc - optind, argv + optind);
+        else if (pg && strcmp(argv[optind], "batch") == 0)
+            rc = cmd_batch(pg, argc - optind, argv + optind);
+        else if (pg)
+            rc = cmd_dlq(cfg, pg, brokers, topic, argc - optind, argv + optind);
+        hk_pg_destroy(pg);
     } else if (strcmp(brokers, "mock") == 0) {
         fprintf(stderr, "hookctl: kafka.brokers is \"mock\": pass the mock cluster's address "
                         "with -b (hookd logs it as event \"mock_cluster\")\n");

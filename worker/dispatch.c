@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "retry/ratelimit.h"
 #include "worker/clock.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
@@ -70,6 +71,18 @@ struct lane {
     size_t gone_cnt;
     size_t queued; // tasks in this lane's queues (not delayed)
     uint64_t delivered, failed;
+
+    // Rate limit ([endpoint] rate/burst): permits granted by the shared limiter
+    // (Redis GCRA) when there is one and it answers, else a local GCRA.
+    double rate; // requests per second, 0 = none
+    int burst;
+    hk_gcra_t gcra;
+    int permits;            // granted, not yet used
+    int64_t permits_ms;     // when they were granted (they go stale after a second)
+    int permit_asked;       // a request for permits is out
+    int64_t shared_down_ms; // the shared limiter could not answer: local until then
+    int64_t rate_wake_ms;   // parked for the rate: unpark then (0 = not waiting)
+    link_t rate_link;       // in d_rate_wait while rate_wake_ms is set
     char key[];
 };
 
@@ -127,6 +140,16 @@ struct hk_dispatch_s {
     size_t d_queued;    // tasks in queues
     hk_task_t **d_heap; // delayed tasks, min-heap on due_ms
     size_t d_heap_cnt, d_heap_cap;
+    link_t d_rate_wait; // lanes parked until a rate-limit time (lane_t.rate_link)
+    // Calls to the shared-state hooks, made after the lock is let go.
+    struct note {
+        int kind; // NOTE_*
+        double rate;
+        int burst, want;
+        int64_t until_wall_ms;
+        char endpoint[256];
+    } * d_notes;
+    size_t d_notes_cnt, d_notes_cap;
     worker_t d_workers[MAX_WORKERS];
     int d_workers_cnt;
     int d_wake_next;
@@ -173,6 +196,90 @@ int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
     return rc;
 }
 
+enum { NOTE_LANE, NOTE_OPEN, NOTE_CLOSE, NOTE_PERMITS };
+
+// Queues a call to a shared-state hook (lock held); flush_notes() makes it.
+static void note_add(hk_dispatch_t *d, int kind, const lane_t *l, int want)
+{
+    int hooked = kind == NOTE_PERMITS ? d->d_opts.want_permits != NULL
+                 : kind == NOTE_LANE  ? d->d_opts.on_lane != NULL
+                                      : d->d_opts.on_breaker != NULL;
+    if (!hooked)
+        return;
+    if (d->d_notes_cnt == d->d_notes_cap) {
+        d->d_notes_cap = d->d_notes_cap ? d->d_notes_cap * 2 : 8;
+        d->d_notes = realloc(d->d_notes, d->d_notes_cap * sizeof(*d->d_notes));
+        if (!d->d_notes)
+            abort();
+    }
+    struct note *n = &d->d_notes[d->d_notes_cnt++];
+    n->kind = kind;
+    n->rate = l->rate;
+    n->burst = l->burst;
+    n->want = want;
+    n->until_wall_ms = 0;
+    if (kind == NOTE_OPEN) // the hooks speak wall-clock time: it is shared
+        n->until_wall_ms = hk_clock_wall_ms() + (hk_breaker_open_until(l->br) - hk_clock_mono_ms());
+    snprintf(n->endpoint, sizeof(n->endpoint), "%s", l->key);
+}
+
+// Makes the queued hook calls, without the lock.
+static void flush_notes(hk_dispatch_t *d)
+{
+    pthread_mutex_lock(&d->d_lock);
+    struct note *notes = d->d_notes;
+    size_t cnt = d->d_notes_cnt;
+    d->d_notes = NULL;
+    d->d_notes_cnt = d->d_notes_cap = 0;
+    pthread_mutex_unlock(&d->d_lock);
+    void *arg = d->d_opts.arg;
+    for (size_t i = 0; i < cnt; i++) {
+        struct note *n = &notes[i];
+        if (n->kind == NOTE_LANE)
+            d->d_opts.on_lane(n->endpoint, arg);
+        else if (n->kind == NOTE_PERMITS)
+            d->d_opts.want_permits(n->endpoint, n->rate, n->burst, n->want, arg);
+        else
+            d->d_opts.on_breaker(n->endpoint, n->kind == NOTE_OPEN ? n->until_wall_ms : 0, arg);
+    }
+    free(notes);
+}
+
+static void rate_wait(hk_dispatch_t *d, lane_t *l, int64_t when_ms)
+{
+    l->rate_wake_ms = when_ms;
+    if (link_alone(&l->rate_link))
+        link_insert_before(&d->d_rate_wait, &l->rate_link);
+}
+
+// One request's worth of the lane's rate limit; 0 when it must wait (the caller
+// parks the queue: an answer from the shared limiter, or the lane's rate wake-up,
+// unparks it).
+static int rate_take(hk_dispatch_t *d, lane_t *l, int64_t now_ms)
+{
+    if (l->permits > 0 && now_ms - l->permits_ms > 1000)
+        l->permits = 0; // unused for a second: the fleet's budget has moved on
+    if (l->permits > 0) {
+        l->permits--;
+        return 1;
+    }
+    if (d->d_opts.want_permits && now_ms >= l->shared_down_ms) {
+        hk_metric_add(rate_limited, 1);
+        if (!l->permit_asked) {
+            l->permit_asked = 1;
+            size_t want = l->queued + 1;
+            note_add(d, NOTE_PERMITS, l, want < (size_t)l->burst ? (int)want : l->burst);
+        }
+        return 0;
+    }
+    int64_t retry = 1;
+    if (hk_gcra_take(&l->gcra, l->rate, l->burst, 1, now_ms, &retry) == 1)
+        return 1;
+    hk_metric_add(rate_limited, 1);
+    rate_wait(d, l, now_ms + (retry > 0 ? retry : 1));
+    return 0;
+}
+
 static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
 {
     uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
@@ -189,8 +296,10 @@ static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
         abort();
     hk_aimd_init(&l->lim, &d->d_opts.lane);
     link_init(&l->waiting);
+    link_init(&l->rate_link);
     l->hash_next = d->d_lanes[b];
     d->d_lanes[b] = l;
+    note_add(d, NOTE_LANE, l, 0);
     return l;
 }
 
@@ -388,6 +497,7 @@ hk_dispatch_t *hk_dispatch_new(const hk_dispatch_opts_t *opts)
     d->d_opts = *opts;
     pthread_mutex_init(&d->d_lock, NULL);
     link_init(&d->d_tenants);
+    link_init(&d->d_rate_wait);
     return d;
 }
 
@@ -430,6 +540,7 @@ void hk_dispatch_destroy(hk_dispatch_t *d)
     for (size_t i = 0; i < d->d_heap_cnt; i++)
         hk_task_destroy(d->d_heap[i]);
     free(d->d_heap);
+    free(d->d_notes);
     pthread_mutex_destroy(&d->d_lock);
     free(d);
 }
@@ -542,7 +653,8 @@ void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
 {
     pthread_mutex_lock(&d->d_lock);
     queue_t *q = queue_of(d, task);
-    if (d->d_opts.ordered && !task->chain && task->job->ordering_key) {
+    // Batch items are ordered by their batch, never chained by key (they share one).
+    if (d->d_opts.ordered && !task->chain && !task->batch && task->job->ordering_key) {
         chain_t *c = chain_get(d, task->job->ordering_key);
         task->chain = c;
         if (c->active) { // an earlier job of this key is not terminal yet: wait
@@ -564,9 +676,12 @@ void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
         queue_push(d, q, task);
     }
     worker_t w = (due_ms == 0 || first) ? pick_idle(d) : (worker_t){0};
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
     if (w.wake)
         w.wake(w.arg);
+    if (notes)
+        flush_notes(d);
 }
 
 #define HK_URL_NORM_MAX 8448
@@ -639,13 +754,20 @@ static int url_gone_set(lane_t *l, const char *url, int gone)
     return 1;
 }
 
-static void log_transitions(lane_t *l)
+// Logs the breaker's transitions once each, and has opens and closes published to
+// the other replicas (not those another replica caused: `remote`).
+static void log_transitions(hk_dispatch_t *d, lane_t *l, int remote)
 {
     hk_breaker_state_t from, to;
-    while (hk_breaker_take_transition(l->br, &from, &to))
-        hk_log(HK_LOG_INFO, "breaker", "{s:s,s:s,s:s,s:f}", "endpoint", l->key, "from",
+    while (hk_breaker_take_transition(l->br, &from, &to)) {
+        hk_log(HK_LOG_INFO, "breaker", "{s:s,s:s,s:s,s:f,s:b}", "endpoint", l->key, "from",
                hk_breaker_state_name(from), "to", hk_breaker_state_name(to), "failure_rate",
-               hk_breaker_failure_rate(l->br));
+               hk_breaker_failure_rate(l->br), "remote", remote);
+        if (!remote && to == HK_BREAKER_OPEN)
+            note_add(d, NOTE_OPEN, l, 0);
+        else if (!remote && to == HK_BREAKER_CLOSED)
+            note_add(d, NOTE_CLOSE, l, 0);
+    }
 }
 
 static void divert_add(diverted_t **list, size_t *cnt, size_t *cap, hk_task_t *task,
@@ -668,9 +790,19 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     size_t div_cnt = 0, div_cap = 0, n = 0;
 
     pthread_mutex_lock(&d->d_lock);
+    for (link_t *k = d->d_rate_wait.next, *kn; k != &d->d_rate_wait; k = kn) {
+        kn = k->next;
+        lane_t *l = container_of(k, lane_t, rate_link);
+        if (l->rate_wake_ms <= now_ms) {
+            link_remove(&l->rate_link);
+            l->rate_wake_ms = 0;
+            lane_unpark(d, l);
+        }
+    }
     while (d->d_heap_cnt > 0 && d->d_heap[0]->due_ms <= now_ms) {
         hk_task_t *task = heap_remove(d, 0);
         task->due_ms = 0;
+        task->open_deferred = 0;
         queue_push(d, task->queue, task);
     }
 
@@ -681,7 +813,7 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
 
         if (l->disabled) {
             while (q->cnt)
-                divert_add(&div, &div_cnt, &div_cap, queue_pop(d, q), HK_DIVERT_GONE, 0);
+                divert_add(&div, &div_cnt, &div_cap, queue_pop(d, q), HK_DIVERT_DISABLED, 0);
             continue;
         }
         if (l->gone_cnt && url_gone(l, q->head->job->url)) {
@@ -695,8 +827,9 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             while (q->cnt) {
                 hk_task_t *task = queue_pop(d, q);
                 hk_metric_add(deferred_open, 1);
-                if (due - now_ms <= d->d_opts.inline_max_ms || task->chain) {
+                if (due - now_ms <= d->d_opts.inline_max_ms || task->chain || task->batch) {
                     task->due_ms = due;
+                    task->open_deferred = 1;
                     heap_push(d, task);
                 } else {
                     divert_add(&div, &div_cnt, &div_cap, task, HK_DIVERT_RETRY_TOPIC, due);
@@ -708,14 +841,19 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             queue_park(q);
             continue;
         }
+        if (l->rate > 0 && !rate_take(d, l, now_ms)) {
+            hk_aimd_release(&l->lim, HK_AIMD_IGNORE);
+            queue_park(q);
+            continue;
+        }
         hk_breaker_ticket_t ticket;
         if (!hk_breaker_allow(l->br, now_ms, &ticket)) {
             hk_aimd_release(&l->lim, HK_AIMD_IGNORE);
             queue_park(q); // half-open with every probe out: wait for a result
-            log_transitions(l);
+            log_transitions(d, l, 0);
             continue;
         }
-        log_transitions(l);
+        log_transitions(d, l, 0);
         hk_task_t *task = queue_pop(d, q);
         task->lane_held = 1;
         task->ticket = ticket;
@@ -734,13 +872,22 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     }
     if (slot >= 0 && slot < d->d_workers_cnt)
         d->d_workers[slot].idle = (n < max);
-    if (next_due_ms)
+    if (next_due_ms) {
         *next_due_ms = d->d_heap_cnt ? d->d_heap[0]->due_ms : INT64_MAX;
+        for (link_t *k = d->d_rate_wait.next; k != &d->d_rate_wait; k = k->next) {
+            lane_t *l = container_of(k, lane_t, rate_link);
+            if (l->rate_wake_ms < *next_due_ms)
+                *next_due_ms = l->rate_wake_ms;
+        }
+    }
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
 
     for (size_t i = 0; i < div_cnt; i++)
         d->d_opts.divert(div[i].task, div[i].why, div[i].due_ms, d->d_opts.arg);
     free(div);
+    if (notes)
+        flush_notes(d);
     return n;
 }
 
@@ -805,14 +952,17 @@ void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
         url_norm(task->job->url, norm, sizeof(norm)) == 0 && url_gone_set(l, norm, 1))
         hk_log(HK_LOG_WARN, "url_disabled", "{s:s,s:s,s:s}", "endpoint", l->key, "url",
                task->job->url, "reason", "410 Gone");
-    log_transitions(l);
+    log_transitions(d, l, 0);
     if (l->br_stale && hk_breaker_state(l->br, now_ms) == HK_BREAKER_CLOSED)
         lane_new_breaker(d, l);
     lane_unpark(d, l);
     worker_t w = pick_idle(d);
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
     if (w.wake)
         w.wake(w.arg);
+    if (notes)
+        flush_notes(d);
 }
 
 void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
@@ -877,13 +1027,83 @@ int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
 {
     pthread_mutex_lock(&d->d_lock);
     lane_t *l = lane_find(d, endpoint, 0);
+    worker_t w = {0};
     if (l) {
         lane_new_breaker(d, l);
-        hk_log(HK_LOG_WARN, "breaker_reset", "{s:s}", "endpoint", l->key);
+        // What the open breaker deferred is due now, not when it would have half-opened.
+        int64_t now = hk_clock_mono_ms();
+        size_t released = 0;
+        for (size_t i = 0; i < d->d_heap_cnt; i++) {
+            hk_task_t *task = d->d_heap[i];
+            if (task->open_deferred && ((queue_t *)task->queue)->lane == l) {
+                task->due_ms = now;
+                released++;
+            }
+        }
+        for (size_t i = d->d_heap_cnt / 2; released && i-- > 0;)
+            heap_down(d, i);
+        hk_log(HK_LOG_WARN, "breaker_reset", "{s:s,s:I}", "endpoint", l->key, "released",
+               (json_int_t)released);
+        note_add(d, NOTE_CLOSE, l, 0);
         lane_unpark(d, l);
+        w = pick_idle(d);
     }
     pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+    flush_notes(d);
     return l ? 0 : -1;
+}
+
+void hk_dispatch_set_rate(hk_dispatch_t *d, const char *endpoint, double rate, int burst)
+{
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, endpoint, 1);
+    if (l->rate != rate || l->burst != burst)
+        l->gcra = (hk_gcra_t){0};
+    l->rate = rate > 0 ? rate : 0;
+    l->burst = burst > 0 ? burst : 1;
+    l->permits = 0;
+    lane_unpark(d, l);
+    worker_t w = pick_idle(d);
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+    flush_notes(d);
+}
+
+void hk_dispatch_permits(hk_dispatch_t *d, const char *endpoint, int granted, int64_t retry_in_ms)
+{
+    int64_t now = hk_clock_mono_ms();
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, endpoint, 0);
+    if (l) {
+        l->permit_asked = 0;
+        if (granted < 0) {
+            l->shared_down_ms = now + 1000; // local limiter for a second
+            lane_unpark(d, l);
+        } else if (granted > 0) {
+            l->permits += granted;
+            l->permits_ms = now;
+            lane_unpark(d, l);
+        } else {
+            rate_wait(d, l, now + (retry_in_ms > 0 ? retry_in_ms : 1));
+        }
+    }
+    // Wake someone either way: a sleeper must learn the new wake-up time.
+    worker_t w = pick_idle(d);
+    pthread_mutex_unlock(&d->d_lock);
+    if (w.wake)
+        w.wake(w.arg);
+}
+
+void hk_dispatch_remote_open(hk_dispatch_t *d, const char *endpoint, int64_t until_ms)
+{
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, endpoint, 0);
+    if (l && hk_breaker_force_open(l->br, hk_clock_mono_ms(), until_ms))
+        log_transitions(d, l, 1);
+    pthread_mutex_unlock(&d->d_lock);
 }
 
 json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms)
@@ -1007,7 +1227,7 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
     size_t kept = 0;
     for (size_t i = 0; i < d->d_heap_cnt; i++) {
         hk_task_t *task = d->d_heap[i];
-        if (task->chain) {
+        if (task->chain || task->batch) {
             task->heap_idx = kept;
             d->d_heap[kept++] = task;
             continue;

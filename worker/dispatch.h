@@ -7,7 +7,8 @@
 // and an adaptive concurrency limit (retry/aimd). A queue whose lane is full, or
 // whose breaker is half-open with no probe free, is parked on the lane until a
 // slot frees. A queue whose breaker is OPEN is deferred whole until the breaker
-// half-opens, without charging an attempt. Tasks may also wait in a delay heap
+// half-opens, without charging an attempt (in memory for batch items and keyed
+// tasks, whatever the wait). Tasks may also wait in a delay heap
 // until a due time (inline retries).
 //
 // What the dispatcher will not deliver now it hands to `divert`, outside its lock:
@@ -29,7 +30,8 @@
 typedef struct hk_dispatch_s hk_dispatch_t;
 
 typedef enum hk_divert {
-    HK_DIVERT_GONE,        // the endpoint is disabled: dead-letter as gone
+    HK_DIVERT_GONE,        // the URL answered 410 Gone before: dead-letter as gone
+    HK_DIVERT_DISABLED,    // an operator (or the config) disabled the endpoint: the same
     HK_DIVERT_RETRY_TOPIC, // deferred past inline_max_ms: produce to the retry topic, due at due_ms
 } hk_divert_t;
 
@@ -39,12 +41,24 @@ typedef void hk_dispatch_divert_cb(hk_task_t *task, hk_divert_t why, int64_t due
 // Called, without the lock held, to wake an idle delivery thread.
 typedef void hk_dispatch_wake_cb(void *arg);
 
+// Shared-state hooks (Redis, store/redis.h), all optional, all called without
+// the lock. A new endpoint appeared (watch other replicas' breakers for it):
+typedef void hk_dispatch_lane_cb(const char *endpoint, void *arg);
+// Its breaker opened until `until_wall_ms` (ms since the epoch), or closed (0):
+typedef void hk_dispatch_breaker_cb(const char *endpoint, int64_t until_wall_ms, void *arg);
+// It needs up to `want` permits of its rate limit; answer with hk_dispatch_permits():
+typedef void hk_dispatch_permits_cb(const char *endpoint, double rate, int burst, int want,
+                                    void *arg);
+
 typedef struct hk_dispatch_opts {
     hk_breaker_opts_t breaker;
     hk_aimd_opts_t lane;
     int64_t inline_max_ms;
     int ordered; // dispatch.ordering = key: one task per ordering key at a time
     hk_dispatch_divert_cb *divert;
+    hk_dispatch_lane_cb *on_lane;
+    hk_dispatch_breaker_cb *on_breaker;
+    hk_dispatch_permits_cb *want_permits; // NULL: rate limits are this process's own
     void *arg;
 } hk_dispatch_opts_t;
 
@@ -98,6 +112,19 @@ void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
 int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled);
 int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint);
 
+// [endpoint] rate and burst: at most `rate` requests per second (0 = no limit),
+// `burst` at once. With want_permits the permits come from the shared limiter
+// (the whole fleet's rate); while it cannot answer, from a local GCRA.
+void hk_dispatch_set_rate(hk_dispatch_t *d, const char *endpoint, double rate, int burst);
+
+// The shared limiter's answer to want_permits: `granted` permits (0: none until
+// retry_in_ms from now; -1: it could not say, use the local limiter for now).
+void hk_dispatch_permits(hk_dispatch_t *d, const char *endpoint, int granted, int64_t retry_in_ms);
+
+// Another replica opened `endpoint`'s breaker: hold ours open until `until_ms`
+// (CLOCK_MONOTONIC). In-flight attempts finish; nothing new is sent until then.
+void hk_dispatch_remote_open(hk_dispatch_t *d, const char *endpoint, int64_t until_ms);
+
 // Lane and breaker state, one object per endpoint: endpoint, state, failure_rate,
 // calls, trips, next_probe_in_ms (0 unless open), in_flight, limit, queued,
 // disabled, disabled_urls, delivered, failed.
@@ -111,6 +138,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
 // linked through task->next, each with its due_ms kept (for a hand-off to the
 // retry topic at shutdown). Tasks of an ordering key stay: handing one off would
 // let the key's next job overtake it; uncommitted, they are redelivered in order.
+// Batch items stay too: their batch takes them back (worker/batch.h).
 hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d);
 
 // Tasks queued or delayed (not in a delivery thread).

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 enum {
     JOB_MAX_DEPTH = 64, // containers open at once, the top-level object included
@@ -1280,4 +1281,72 @@ hk_job_t *hk_job_parse(const void *value, size_t len, const hk_job_src_t *src,
 void hk_job_destroy(hk_job_t *job)
 {
     free(job);
+}
+
+// Standard base64 with padding of `len` bytes into a new string.
+static char *base64_of(const char *data, size_t len)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    const unsigned char *in = (const unsigned char *)data;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = tab[(v >> 6) & 63];
+        *o++ = tab[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+char *hk_job_to_json(const hk_job_t *job, size_t *len)
+{
+    json_t *obj =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i}", "id", job->id, "type", "webhook", "tenant",
+                  job->tenant, "url", job->url ? job->url : "", "method", job->method,
+                  "max_attempts", job->max_attempts, "timeout_ms", job->timeout_ms);
+    if (!obj)
+        return NULL;
+    if (job->headers_cnt) {
+        json_t *h = json_object();
+        for (size_t i = 0; i < job->headers_cnt; i++)
+            json_object_set_new(h, job->headers[i].name, json_string(job->headers[i].value));
+        json_object_set_new(obj, "headers", h);
+    }
+    if (job->body) {
+        char *b64 = base64_of(job->body, job->body_len);
+        json_object_set_new(obj, "body_base64", json_string(b64 ? b64 : ""));
+        free(b64);
+        json_object_set_new(
+            obj, "content_type",
+            json_string(job->content_type ? job->content_type : "application/octet-stream"));
+    }
+    if (job->expires_at_ms) {
+        time_t secs = (time_t)(job->expires_at_ms / 1000);
+        struct tm tm;
+        char when[64];
+        gmtime_r(&secs, &tm);
+        size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(job->expires_at_ms % 1000));
+        json_object_set_new(obj, "expires_at", json_string(when));
+    }
+    if (job->ordering_key)
+        json_object_set_new(obj, "ordering_key", json_string(job->ordering_key));
+    char *out = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    if (out && len)
+        *len = strlen(out);
+    return out;
 }

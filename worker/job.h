@@ -66,4 +66,11 @@ hk_job_t *hk_job_parse(const void *value, size_t len, const hk_job_src_t *src,
 
 void hk_job_destroy(hk_job_t *job);
 
+// The webhook `job` (for instance a batch item, after inheritance) as a standalone
+// job message that hk_job_parse() reads back as the same job: what a failed item's
+// dead letter carries, so a replay sends it on its own, with the same id. The body
+// goes as body_base64 + content_type, so its bytes survive exactly. Caller frees;
+// NULL on ENOMEM. *len (may be NULL) gets the length.
+char *hk_job_to_json(const hk_job_t *job, size_t *len);
+
 #endif

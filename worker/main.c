@@ -21,7 +21,12 @@
 #include "queue/mockkafka.h"
 #include "queue/producer.h"
 #include "retry/backoff.h"
+#include "store/checkpoint.h"
+#include "store/migrate.h"
+#include "store/pg.h"
+#include "store/redis.h"
 #include "worker/admin.h"
+#include "worker/batch.h"
 #include "worker/deliver.h"
 #include "worker/dispatch.h"
 #include "worker/log.h"
@@ -67,8 +72,189 @@ typedef struct app {
     hk_producer_t *producer;
     hk_dispatch_t *dispatch;
     hk_deliver_t *deliver;
-    atomic_int draining; // shutting down: every retry goes to the retry topic
+    hk_batch_t *batch; // NULL without Postgres
+    hk_redis_t *redis; // NULL without Redis
+
+    pthread_mutex_t reclaim_lock; // tasks whose key another replica has in flight
+    hk_task_t *reclaim;           // (lease busy): asked again at task->due_ms
+    atomic_int draining;          // shutting down: every retry goes to the retry topic
+
+    pthread_mutex_t admin_pg_lock; // the admin thread's own connection, for GET /v1/batches
+    hk_pg_t *admin_pg;
 } app_t;
+
+// A task is finished with: batch items go back to their batch, everything else
+// to intake (which commits its offset unless task->cancelled).
+static void task_done(app_t *app, hk_task_t *task)
+{
+    if (task->batch)
+        hk_batch_item_done(app->batch, task);
+    else
+        hk_intake_done(task, app->intake);
+}
+
+// The producer's acknowledgement: a dead letter (recorded in Postgres too) or a
+// retry record. Either way the job left this process: its Redis lease goes.
+static void on_produced(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    if (!task->to_retry_topic && app->batch)
+        hk_batch_record_dead_letter(app->batch, task);
+    if (app->redis && task->job && !task->batch)
+        hk_redis_release(app->redis, task->job->tenant, task->job->id);
+    task_done(app, task);
+}
+
+// ---- Redis (store/redis.h): dedupe across replicas, shared limits ----
+
+#define RECLAIM_MS 500 // a key another replica has in flight is asked about again after this
+
+typedef struct claim {
+    app_t *app;
+    hk_task_t *task;
+    int64_t due_ms;
+} claim_t;
+
+static void on_claim(hk_claim_t result, void *arg)
+{
+    claim_t *c = arg;
+    app_t *app = c->app;
+    hk_task_t *task = c->task;
+    int64_t due = c->due_ms;
+    free(c);
+    switch (result) {
+    case HK_CLAIM_DONE: // delivered already (by another replica, or before a crash)
+        hk_metric_add(duplicate_suppressed, 1);
+        hk_log(HK_LOG_INFO, "duplicate_suppressed", "{s:s,s:s}", "id", task->job->id, "tenant",
+               task->job->tenant);
+        task->outcome = HK_OUTCOME_DELIVERED;
+        hk_intake_done(task, app->intake);
+        return;
+    case HK_CLAIM_BUSY: // another replica is sending it right now: ask again soon
+        task->due_ms = hk_clock_mono_ms() + RECLAIM_MS;
+        task->retry_due_wall_ms = due; // when it may be sent, kept for later
+        pthread_mutex_lock(&app->reclaim_lock);
+        task->next = app->reclaim;
+        app->reclaim = task;
+        pthread_mutex_unlock(&app->reclaim_lock);
+        return;
+    case HK_CLAIM_OK:
+    case HK_CLAIM_UNKNOWN: // Redis cannot say: deliver on what this process knows
+        if (due)
+            hk_dispatch_defer(app->dispatch, task, due);
+        else
+            hk_dispatch_submit(app->dispatch, task);
+        return;
+    }
+}
+
+static void claim(app_t *app, hk_task_t *task, int64_t due_ms)
+{
+    claim_t *c = malloc(sizeof(*c));
+    if (!c)
+        abort();
+    *c = (claim_t){.app = app, .task = task, .due_ms = due_ms};
+    hk_redis_claim(app->redis, task->job->tenant, task->job->id, on_claim, c);
+}
+
+// Intake hands over each webhook job: with Redis, dedupe first.
+static void on_intake_submit(hk_task_t *task, int64_t due_ms, void *arg)
+{
+    app_t *app = arg;
+    if (app->redis) {
+        claim(app, task, due_ms);
+    } else if (due_ms) {
+        hk_dispatch_defer(app->dispatch, task, due_ms);
+    } else {
+        hk_dispatch_submit(app->dispatch, task);
+    }
+}
+
+// Main loop: asks again about keys that were busy. With `topic`, instead hands
+// back that partition's waiting tasks cancelled (revoked).
+static void reclaim_due(app_t *app, const char *topic, int32_t partition)
+{
+    int64_t now = hk_clock_mono_ms();
+    hk_task_t *ready = NULL, *gone = NULL;
+    pthread_mutex_lock(&app->reclaim_lock);
+    for (hk_task_t **pp = &app->reclaim; *pp;) {
+        hk_task_t *t = *pp;
+        int revoked = topic && t->partition == partition && strcmp(t->topic, topic) == 0;
+        if (revoked || (!topic && t->due_ms <= now)) {
+            *pp = t->next;
+            if (revoked) {
+                t->next = gone;
+                gone = t;
+            } else {
+                t->next = ready;
+                ready = t;
+            }
+        } else {
+            pp = &t->next;
+        }
+    }
+    pthread_mutex_unlock(&app->reclaim_lock);
+    while (ready) {
+        hk_task_t *t = ready;
+        ready = t->next;
+        t->due_ms = 0;
+        claim(app, t, t->retry_due_wall_ms);
+    }
+    while (gone) {
+        hk_task_t *t = gone;
+        gone = t->next;
+        t->cancelled = 1;
+        hk_intake_done(t, app->intake);
+    }
+}
+
+static void on_lane(const char *endpoint, void *arg)
+{
+    app_t *app = arg;
+    if (app->redis)
+        hk_redis_watch(app->redis, endpoint);
+}
+
+static void on_breaker(const char *endpoint, int64_t until_wall_ms, void *arg)
+{
+    app_t *app = arg;
+    if (!app->redis)
+        return;
+    if (until_wall_ms)
+        hk_redis_breaker_open(app->redis, endpoint, until_wall_ms);
+    else
+        hk_redis_breaker_closed(app->redis, endpoint);
+}
+
+// Another replica's breaker for `endpoint` opened (Redis thread).
+static void on_remote_breaker(const char *endpoint, int64_t until_wall_ms, void *arg)
+{
+    app_t *app = arg;
+    int64_t until = hk_clock_mono_ms() + (until_wall_ms - hk_clock_wall_ms());
+    hk_dispatch_remote_open(app->dispatch, endpoint, until);
+}
+
+typedef struct permits_req {
+    app_t *app;
+    char endpoint[256];
+} permits_req_t;
+
+static void on_permits(int granted, int64_t retry_in_ms, void *arg)
+{
+    permits_req_t *r = arg;
+    hk_dispatch_permits(r->app->dispatch, r->endpoint, granted, retry_in_ms);
+    free(r);
+}
+
+static void want_permits(const char *endpoint, double rate, int burst, int want, void *arg)
+{
+    permits_req_t *r = malloc(sizeof(*r));
+    if (!r)
+        abort();
+    r->app = arg;
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", endpoint);
+    hk_redis_permits(r->app->redis, endpoint, rate, burst, want, on_permits, r);
+}
 
 static policy_t *policy_new(const hk_config_t *cfg)
 {
@@ -103,10 +289,11 @@ static uint64_t *rng(void)
 // Waits `delay_ms` before the next attempt: in memory when short, else through
 // the retry topic (the source offset is then committed once that record is acked).
 // A job with an ordering key always waits in memory: through the retry topic the
-// key's next job would overtake it.
+// key's next job would overtake it. So does a batch item: its batch holds it.
 static void schedule_retry(app_t *app, const policy_t *pol, hk_task_t *task, int64_t delay_ms)
 {
-    int in_memory = task->chain || (delay_ms <= pol->inline_max_ms && !atomic_load(&app->draining));
+    int in_memory = task->chain || task->batch ||
+                    (delay_ms <= pol->inline_max_ms && !atomic_load(&app->draining));
     hk_log(HK_LOG_DEBUG, "retry_scheduled", "{s:s,s:i,s:I,s:s,s:s}", "id", task->job->id,
            "attempts", task->attempts, "delay_ms", (json_int_t)delay_ms, "via",
            in_memory ? "memory" : "topic", "error", task->error);
@@ -129,7 +316,9 @@ static void on_delivery_done(hk_task_t *task, void *arg)
     switch (task->outcome) {
     case HK_OUTCOME_DELIVERED:
         hk_dispatch_release(app->dispatch, task);
-        hk_intake_done(task, app->intake);
+        if (app->redis && !task->batch)
+            hk_redis_done(app->redis, task->job->tenant, task->job->id);
+        task_done(app, task);
         return;
     case HK_OUTCOME_RETRYABLE: {
         const hk_job_t *job = task->job;
@@ -166,7 +355,9 @@ static void on_delivery_cancel(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
     hk_dispatch_abandon(app->dispatch, task);
-    hk_intake_done(task, app->intake);
+    if (app->redis && !task->batch)
+        hk_redis_release(app->redis, task->job->tenant, task->job->id);
+    task_done(app, task);
 }
 
 // Intake asks: cancel what is still being sent for a revoked partition.
@@ -174,19 +365,109 @@ static void cancel_partition(const char *topic, int32_t partition, void *arg)
 {
     app_t *app = arg;
     hk_deliver_cancel(app->deliver, topic, partition);
+    reclaim_due(app, topic, partition);
 }
 
 // The dispatcher will not deliver these now (see worker/dispatch.h).
 static void on_divert(hk_task_t *task, hk_divert_t why, int64_t due_ms, void *arg)
 {
     app_t *app = arg;
-    if (why == HK_DIVERT_GONE) {
-        hk_task_fail(task, HK_OUTCOME_GONE, 0, "endpoint disabled after 410 Gone");
+    if (why == HK_DIVERT_GONE || why == HK_DIVERT_DISABLED) {
+        hk_task_fail(task, HK_OUTCOME_GONE, 0, "%s",
+                     why == HK_DIVERT_GONE ? "URL disabled after 410 Gone (or by an operator)"
+                                           : "endpoint disabled by an operator or the config");
         hk_dispatch_release(app->dispatch, task);
         hk_producer_dead_letter(app->producer, task);
         return;
     }
     hk_producer_retry(app->producer, task, hk_clock_wall_ms() + (due_ms - hk_clock_mono_ms()));
+}
+
+// ---- batches (worker/batch.h) ----
+
+// The longest a revoked partition's batches may take to hand their tasks back:
+// inside intake's own bounded revoke wait, with room for the checkpoint.
+static int batch_revoke_wait_ms(const hk_config_t *cfg)
+{
+    int wait = cfg->shutdown_grace_ms < 5000 ? cfg->shutdown_grace_ms : 5000;
+    return wait > 1000 ? wait - 1000 : wait / 2;
+}
+
+static void on_batch_intake(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    hk_batch_submit(app->batch, task);
+}
+
+static void on_batch_done(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    hk_intake_done(task, app->intake);
+}
+
+static void on_batch_dead_letter(hk_task_t *task, void *arg)
+{
+    app_t *app = arg;
+    hk_producer_dead_letter(app->producer, task);
+}
+
+static void on_batch_cancel(int32_t no, void *arg)
+{
+    app_t *app = arg;
+    hk_deliver_cancel(app->deliver, HK_TASK_ITEM_TOPIC, no);
+}
+
+static void on_revoking(const char *topic, int32_t partition, void *arg)
+{
+    app_t *app = arg;
+    hk_batch_suspend(app->batch, topic, partition,
+                     batch_revoke_wait_ms(atomic_load(&app->policy)->cfg));
+}
+
+// GET /v1/batches/<id>, on the admin thread, with its own connection.
+static json_t *admin_batch(const char *id, int *http_status, void *arg)
+{
+    app_t *app = arg;
+    char err[512];
+    pthread_mutex_lock(&app->admin_pg_lock);
+    json_t *out = NULL;
+    if (hk_pg_ensure(app->admin_pg, err, sizeof(err)) != 0) {
+        *http_status = 503;
+    } else if (!(out = hk_ckpt_show(app->admin_pg, id, 100, err, sizeof(err)))) {
+        *http_status = strstr(err, "not found") ? 404 : hk_pg_up(app->admin_pg) ? 500 : 503;
+    } else {
+        *http_status = 200;
+    }
+    pthread_mutex_unlock(&app->admin_pg_lock);
+    return out ? out : json_pack("{s:s}", "error", err);
+}
+
+// Applies the schema migrations before anything is consumed. A changed or unknown
+// applied migration stops startup; an unreachable Postgres does not (webhooks
+// flow, and the batch runner migrates once it connects).
+static int migrate_at_start(const hk_config_t *cfg, char *err, size_t err_size)
+{
+    hk_pg_opts_t po = {.conninfo = cfg->postgres_url,
+                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
+                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
+    hk_pg_t *pg = hk_pg_new(&po);
+    if (!pg) {
+        snprintf(err, err_size, "postgres: out of memory");
+        return -1;
+    }
+    int rc = 0, applied = 0;
+    char why[400];
+    if (hk_pg_ensure(pg, why, sizeof(why)) != 0) {
+        hk_log(HK_LOG_WARN, "postgres_unavailable", "{s:s,s:s}", "error", why, "effect",
+               "batches wait until it is reachable; webhook jobs flow");
+    } else if (hk_migrate_apply(pg, &applied, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "postgres migrations: %s", why);
+        rc = -1;
+    } else {
+        hk_log(HK_LOG_INFO, "migrations_checked", "{s:i}", "applied", applied);
+    }
+    hk_pg_destroy(pg);
+    return rc;
 }
 
 static void *intake_main(void *arg)
@@ -222,14 +503,27 @@ static hk_dispatch_opts_t dispatch_opts_of(const hk_config_t *cfg, app_t *app)
         .inline_max_ms = cfg->retry_inline_max_ms,
         .ordered = strcmp(cfg->dispatch_ordering, "key") == 0,
         .divert = on_divert,
+        .on_lane = cfg->redis_url[0] ? on_lane : NULL,
+        .on_breaker = cfg->redis_url[0] ? on_breaker : NULL,
+        .want_permits = cfg->redis_url[0] ? want_permits : NULL,
         .arg = app,
     };
 }
 
-static void apply_endpoints(hk_dispatch_t *d, const hk_config_t *cfg)
+// [endpoint] sections: disabled, rate and burst. Endpoints `old` had and `cfg`
+// has not lose their rate limit.
+static void apply_endpoints(hk_dispatch_t *d, const hk_config_t *cfg, const hk_config_t *old)
 {
-    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
-        hk_dispatch_endpoint_disable(d, cfg->endpoints[i].endpoint, cfg->endpoints[i].disabled);
+    for (size_t i = 0; old && i < old->endpoints_cnt; i++)
+        if (!hk_config_endpoint(cfg, old->endpoints[i].endpoint) && old->endpoints[i].rate[0])
+            hk_dispatch_set_rate(d, old->endpoints[i].endpoint, 0, 1);
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++) {
+        const hk_endpoint_conf_t *ep = &cfg->endpoints[i];
+        hk_dispatch_endpoint_disable(d, ep->endpoint, ep->disabled);
+        double rate = 0;
+        if (hk_config_parse_rate(ep->rate, &rate) == 0 && (rate > 0 || old))
+            hk_dispatch_set_rate(d, ep->endpoint, rate, ep->burst);
+    }
 }
 
 // The keys whose values differ between two configs, as "section.key" strings
@@ -297,7 +591,7 @@ static const hk_config_t *reload(app_t *app, const char *path, const hk_config_t
     atomic_store(&app->policy, pol);
     hk_dispatch_opts_t dopts = dispatch_opts_of(next, app);
     hk_dispatch_set_policy(app->dispatch, &dopts.breaker, &dopts.lane, dopts.inline_max_ms);
-    apply_endpoints(app->dispatch, next);
+    apply_endpoints(app->dispatch, next, cur);
     hk_intake_set_config(app->intake, next);
     hk_log(HK_LOG_INFO, "config_reloaded", "{s:o}", "changed", changed_keys(cur, next));
     kept_t *k = calloc(1, sizeof(*k));
@@ -321,7 +615,7 @@ static void summary(int64_t *last_ms, uint64_t *last_done)
             json_object_set_new(by_class, hk_outcome_name((hk_outcome_t)c),
                                 json_integer((json_int_t)n));
     }
-    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
+    hk_log(HK_LOG_INFO, "summary", "{s:I,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
            "consumed", (json_int_t)hk_metric_get(consumed), "attempts",
            (json_int_t)hk_metric_get(attempts), "delivered", (json_int_t)hk_metric_get(delivered),
            "dead_lettered", (json_int_t)hk_metric_get(dead_lettered), "dead_lettered_by_class",
@@ -330,7 +624,8 @@ static void summary(int64_t *last_ms, uint64_t *last_done)
            (json_int_t)hk_metric_get(deferred_open), "invalid", (json_int_t)hk_metric_get(invalid),
            "inflight", (json_int_t)hk_metric_get(inflight_jobs), "inflight_bytes",
            (json_int_t)hk_metric_get(inflight_bytes), "paused_partitions",
-           (json_int_t)hk_metric_get(paused_partitions), "rate", rate);
+           (json_int_t)hk_metric_get(paused_partitions), "batches",
+           (json_int_t)hk_metric_get(batches_active), "rate", rate);
     *last_ms = now;
     *last_done = done;
 }
@@ -399,6 +694,8 @@ int main(int argc, char **argv)
     hk_deliver_t *deliver = NULL;
     hk_admin_t *admin = NULL;
     app_t app = {.cfg = cfg};
+    pthread_mutex_init(&app.admin_pg_lock, NULL);
+    pthread_mutex_init(&app.reclaim_lock, NULL);
     policy_t *first_policy = policy_new(cfg);
     atomic_store(&app.policy, first_policy);
     kept_t *kept = NULL;
@@ -418,15 +715,52 @@ int main(int argc, char **argv)
     }
     if (!(guard = hk_netguard_new(cfg->delivery_allow_cidrs, err, sizeof(err))))
         goto out;
+    if (cfg->postgres_url[0] && migrate_at_start(cfg, err, sizeof(err)) != 0)
+        goto out;
     hk_dispatch_opts_t dispatch_opts = dispatch_opts_of(cfg, &app);
+    if (cfg->redis_url[0]) {
+        hk_redis_opts_t ro = {.url = cfg->redis_url,
+                              .timeout_ms = cfg->redis_timeout_ms,
+                              .dedupe_ttl_s = cfg->redis_dedupe_ttl_s,
+                              .lease_ms = cfg->redis_lease_ms,
+                              .sync_ms = cfg->redis_sync_ms,
+                              .on_breaker = on_remote_breaker,
+                              .arg = &app};
+        if (!(app.redis = hk_redis_start(&ro, err, sizeof(err))))
+            goto out;
+        hk_log(HK_LOG_INFO, "redis_configured", "{s:s,s:b}", "instance",
+               hk_redis_instance(app.redis), "up", hk_redis_up(app.redis));
+    }
     dispatch = app.dispatch = hk_dispatch_new(&dispatch_opts);
-    apply_endpoints(dispatch, cfg);
+    apply_endpoints(dispatch, cfg, NULL);
+    // The admin server first: a listen address it cannot use stops startup before
+    // hookd joins the consumer group (a member that joins and dies holds up the
+    // group's next join).
+    if (cfg->admin_listen[0] &&
+        !(admin = hk_admin_start(cfg->admin_listen, cfg->admin_token, dispatch, err, sizeof(err))))
+        goto out;
     if (!(app.intake = hk_intake_new(cfg, brokers, dispatch, err, sizeof(err))))
         goto out;
     hk_intake_set_cancel(app.intake, cancel_partition, &app);
-    if (!(app.producer =
-              hk_producer_new(cfg, brokers, hk_intake_done, app.intake, err, sizeof(err))))
+    hk_intake_set_submit(app.intake, on_intake_submit, &app);
+    if (!(app.producer = hk_producer_new(cfg, brokers, on_produced, &app, err, sizeof(err))))
         goto out;
+    if (cfg->postgres_url[0]) {
+        hk_batch_opts_t bopts = {.cfg = cfg,
+                                 .dispatch = dispatch,
+                                 .done = on_batch_done,
+                                 .dead_letter = on_batch_dead_letter,
+                                 .cancel = on_batch_cancel,
+                                 .arg = &app};
+        if (!(app.batch = hk_batch_start(&bopts, err, sizeof(err))))
+            goto out;
+        hk_intake_set_batch(app.intake, on_batch_intake, &app);
+        hk_intake_set_revoking(app.intake, on_revoking, &app);
+        hk_pg_opts_t po = {.conninfo = cfg->postgres_url,
+                           .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
+                           .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
+        app.admin_pg = hk_pg_new(&po);
+    }
     hk_deliver_opts_t dopts = {.cfg = cfg,
                                .dispatch = dispatch,
                                .guard = guard,
@@ -435,9 +769,8 @@ int main(int argc, char **argv)
                                .arg = &app};
     if (!(deliver = app.deliver = hk_deliver_start(&dopts, err, sizeof(err))))
         goto out;
-    if (cfg->admin_listen[0] &&
-        !(admin = hk_admin_start(cfg->admin_listen, cfg->admin_token, dispatch, err, sizeof(err))))
-        goto out;
+    if (admin && app.admin_pg)
+        hk_admin_set_batch_fn(admin, admin_batch, &app);
 
     hk_log(HK_LOG_INFO, "started", "{s:s,s:s,s:s,s:i,s:i}", "version", HOOKD_VERSION, "topic",
            cfg->kafka_topic, "group", cfg->kafka_group, "threads", cfg->delivery_threads,
@@ -454,6 +787,8 @@ int main(int argc, char **argv)
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);
+        if (app.redis)
+            reclaim_due(&app, NULL, 0);
         if (reload_requested) {
             reload_requested = 0;
             cur = reload(&app, path, cur, &kept);
@@ -466,6 +801,10 @@ int main(int argc, char **argv)
     hk_admin_set_ready(admin, 0);
     hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cur->shutdown_grace_ms);
     int64_t t0 = hk_clock_mono_ms();
+    // Batches checkpoint and hand their tasks back uncommitted: they resume from
+    // their checkpoints wherever their partitions go next.
+    if (app.batch)
+        hk_batch_suspend_all(app.batch, batch_revoke_wait_ms(cur));
     hk_intake_stop(app.intake);
     // Retries waiting in memory would hold their offsets for the whole grace
     // period: hand them to the retry topic (attempts and due time kept), so their
@@ -485,6 +824,8 @@ int main(int argc, char **argv)
     deliver = app.deliver = NULL;
     size_t abandoned = hk_producer_destroy(app.producer, 1000);
     app.producer = NULL;
+    hk_batch_stop(app.batch);
+    app.batch = NULL;
     summary(&last_ms, &last_done);
     hk_log(HK_LOG_INFO, "stopped", "{s:i,s:i,s:i}", "aborted_transfers", (int)aborted,
            "unacked_dead_letters", (int)abandoned, "shutdown_ms", (int)(hk_clock_mono_ms() - t0));
@@ -495,8 +836,18 @@ out:
         hk_log(HK_LOG_ERROR, "startup_failed", "{s:s}", "error", err);
     hk_deliver_stop(deliver);
     hk_producer_destroy(app.producer, 0);
+    hk_batch_stop(app.batch);
+    hk_redis_stop(app.redis); // pending claims complete now (their tasks go to the dispatcher)
+    while (app.reclaim) {
+        hk_task_t *t = app.reclaim;
+        app.reclaim = t->next;
+        hk_task_destroy(t);
+    }
     hk_intake_destroy(app.intake);
     hk_admin_stop(admin);
+    pthread_mutex_destroy(&app.reclaim_lock);
+    hk_pg_destroy(app.admin_pg);
+    pthread_mutex_destroy(&app.admin_pg_lock);
     hk_dispatch_destroy(dispatch);
     hk_netguard_destroy(guard);
     hk_mockkafka_destroy(mock);

@@ -23,6 +23,7 @@ hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uin
     task->origin_offset = offset;
     task->retry_after_ms = -1;
     task->heap_idx = SIZE_MAX;
+    task->item_idx = -1;
     if (key) {
         task->key = p;
         task->key_len = key_len;

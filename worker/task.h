@@ -49,8 +49,9 @@ struct hk_task {
     int cancelled; // its transfer was cancelled (partition revoked): no outcome
     int lane_held; // taken: holds a lane slot and a breaker ticket
     hk_breaker_ticket_t ticket;
-    int64_t due_ms;  // CLOCK_MONOTONIC time it may be taken, 0 = now
-    size_t heap_idx; // position in the delay heap, SIZE_MAX when not in it
+    int64_t due_ms;    // CLOCK_MONOTONIC time it may be taken, 0 = now
+    int open_deferred; // waits in the delay heap for its endpoint's breaker to half-open
+    size_t heap_idx;   // position in the delay heap, SIZE_MAX when not in it
 
     hk_outcome_t outcome; // final outcome once terminal
     int http_status;      // last HTTP status, 0 when none
@@ -61,7 +62,16 @@ struct hk_task {
     int to_retry_topic;        // its record goes to the retry topic, not the DLQ
 
     size_t mem_bytes; // memory held by the task and its job
+
+    // Batch items (worker/batch.c): topic is HK_TASK_ITEM_TOPIC, partition the
+    // batch's number in this process and offset the item's index; NULL/-1 otherwise.
+    void *batch;          // the batch the item belongs to
+    const char *batch_id; // its id (lives as long as the batch)
+    int32_t item_idx;     // the item's index in the batch, -1 for other tasks
 };
+
+// The `topic` of batch items: never a Kafka topic name (those cannot hold '#').
+#define HK_TASK_ITEM_TOPIC "#batch-item"
 
 // Copies key and value into one allocation with the task. NULL on ENOMEM.
 hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uint64_t generation,

@@ -446,9 +446,22 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *arg)
 
 long hk_th_http(const char *method, const char *url, int timeout_ms, char **body)
 {
+    return hk_th_http_auth(method, url, NULL, timeout_ms, body);
+}
+
+long hk_th_http_auth(const char *method, const char *url, const char *token, int timeout_ms,
+                     char **body)
+{
     CURL *c = curl_easy_init();
     if (!c)
         return 0;
+    struct curl_slist *hdrs = NULL;
+    if (token) {
+        char auth[512];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, auth);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
     http_buf_t b = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROXY, "");
@@ -462,6 +475,7 @@ long hk_th_http(const char *method, const char *url, int timeout_ms, char **body
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
     if (body)
         *body = b.data;
     else

@@ -78,6 +78,9 @@ int hk_th_admin_port(const char *log);
 // status, 0 when there was no answer; the body goes to *body (caller frees) when
 // body is not NULL.
 long hk_th_http(const char *method, const char *url, int timeout_ms, char **body);
+// The same with "Authorization: Bearer <token>" (none when token is NULL).
+long hk_th_http_auth(const char *method, const char *url, const char *token, int timeout_ms,
+                     char **body);
 
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
