@@ -19,7 +19,10 @@
 #include "worker/metrics.h"
 
 #define STORE_INTERVAL_MS  50
+#define LAG_INTERVAL_MS    1000
 #define REVOKE_WAIT_MAX_MS 5000
+#define REVOKE_SETTLE_MS   500 // see revoke()
+#define COMMIT_RETRY_MS    20
 
 typedef struct part {
     hk_offsets_t *ot;   // NULL when not assigned to us
@@ -53,6 +56,7 @@ struct hk_intake_s {
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
     int64_t in_last_store_ms;
+    int64_t in_last_lag_ms;
 
     _Atomic(const hk_config_t *) in_next_cfg; // set by hk_intake_set_config
     hk_intake_cancel_cb *in_cancel;
@@ -278,9 +282,11 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 
 // Commits, synchronously, the highest finished offset of each of `parts` that is
 // past what was last stored, and stores it too, so librdkafka's own commit on
-// unassign cannot write an older stored offset back. Returns how many offsets
-// were committed.
-static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, const char *when)
+// unassign cannot write an older stored offset back. A commit refused because
+// the group is rebalancing is tried again until retry_until_ms (monotonic).
+// Returns how many offsets were committed.
+static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, const char *when,
+                      int64_t retry_until_ms)
 {
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
@@ -301,6 +307,14 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
             hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s,s:s}", "when", when, "error",
                    rd_kafka_err2str(err));
         err = rd_kafka_commit(in->in_rk, commit, 0);
+        // A group between assignment and the next join refuses commits until every
+        // member has its assignment (the mock cluster does, briefly): try again
+        // while the caller can wait.
+        while (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS &&
+               hk_clock_mono_ms() + COMMIT_RETRY_MS < retry_until_ms) {
+            sleep_ms(COMMIT_RETRY_MS);
+            err = rd_kafka_commit(in->in_rk, commit, 0);
+        }
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", when, "error",
                    rd_kafka_err2str(err));
@@ -325,11 +339,15 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     // Commit first, before waiting: every member that gives partitions away got its
     // new assignment at the same moment, and the first of them to rejoin starts the
     // next join, during which a broker may refuse commits (the mock cluster refuses
-    // them all). What finished before the revoke is most of what is uncommitted;
-    // the second commit below covers only what was in flight.
+    // them all, and also until every member has its assignment). So no member
+    // rejoins before REVOKE_SETTLE_MS, and within that time refused commits are
+    // tried again. What finished before the revoke is most of what is uncommitted;
+    // the second commit below covers what was in flight.
+    int64_t revoke_start = hk_clock_mono_ms();
+    int64_t settle_end = in->in_closing ? 0 : revoke_start + REVOKE_SETTLE_MS;
     drain_done(in);
     if (!lost)
-        commit_now(in, parts, "revoke");
+        commit_now(in, parts, "revoke", settle_end);
     // Batches of these partitions checkpoint and come back (worker/batch.h).
     for (int i = 0; in->in_revoking && i < parts->cnt; i++)
         in->in_revoking(parts->elems[i].topic, parts->elems[i].partition, in->in_revoking_arg);
@@ -373,7 +391,13 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     free(dropped);
 
     if (!lost)
-        commit_now(in, parts, "revoke");
+        commit_now(in, parts, "revoke", settle_end);
+    if (!lost && !in->in_closing) {
+        // Returning rejoins the group: not before the settle time is over.
+        int64_t settle = settle_end - hk_clock_mono_ms();
+        if (settle > 0)
+            sleep_ms((int)settle);
+    }
     for (int i = 0; i < parts->cnt; i++) {
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p || !p->ot)
@@ -631,6 +655,37 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
         hk_dispatch_submit(in->in_dispatch, task);
 }
 
+// hookd_consumer_lag: over the assigned jobs partitions, messages between what is
+// finished (the offset stored for commit; before any, the fetch position) and the
+// high watermark. Watermarks are librdkafka's cached ones: no broker round trip.
+static void update_lag(hk_intake_t *in)
+{
+    topic_parts_t *tp = &in->in_topics[T_JOBS];
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(tp->cnt);
+    for (int i = 0; i < tp->cnt; i++)
+        if (tp->parts[i].ot && tp->parts[i].stored < 0)
+            rd_kafka_topic_partition_list_add(pos, tp->name, i);
+    if (pos->cnt)
+        rd_kafka_position(in->in_rk, pos);
+    int64_t lag = 0;
+    for (int i = 0; i < tp->cnt; i++) {
+        part_t *p = &tp->parts[i];
+        int64_t lo, hi;
+        if (!p->ot || rd_kafka_get_watermark_offsets(in->in_rk, tp->name, i, &lo, &hi) != 0 ||
+            hi < 0)
+            continue;
+        int64_t done = p->stored;
+        if (done < 0) {
+            rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_find(pos, tp->name, i);
+            done = e && e->offset >= 0 ? e->offset : lo;
+        }
+        if (hi > done)
+            lag += hi - done;
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
+    atomic_store_explicit(&hk_metrics.consumer_lag, lag, memory_order_relaxed);
+}
+
 // Releases retry partitions whose held head is due.
 static void release_held(hk_intake_t *in, int64_t now)
 {
@@ -664,6 +719,10 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
         if (now - in->in_last_store_ms >= STORE_INTERVAL_MS) {
             store_offsets(in);
             in->in_last_store_ms = now;
+        }
+        if (now - in->in_last_lag_ms >= LAG_INTERVAL_MS) {
+            update_lag(in);
+            in->in_last_lag_ms = now;
         }
     }
 

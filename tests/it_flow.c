@@ -285,6 +285,7 @@ typedef struct backlog_progress {
     long long hwm;     // latest VmHWM
     int admin_port;
     long long max_inflight; // largest hookd_inflight_jobs seen
+    long long max_lag;      // largest hookd_consumer_lag seen
     int metric_samples;
 } backlog_progress_t;
 
@@ -309,6 +310,9 @@ static int backlog_delivered(void *arg)
         pr->metric_samples++;
         if (inflight > pr->max_inflight)
             pr->max_inflight = inflight;
+        long long lag = metric_value(pr->admin_port, "hookd_consumer_lag");
+        if (lag > pr->max_lag)
+            pr->max_lag = lag;
     }
     hk_sink_stats_t st;
     hk_sink_stats(sink_a, &st);
@@ -387,6 +391,14 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
                   "committed offsets did not reach the end (lag %lld)",
                   (long long)hk_th_group_lag(brokers, "hookd", "jobs"));
 
+    // hookd's own view of the lag: the backlog while it ran, nothing once done
+    // (it is refreshed every second).
+    long long lag_end = -1;
+    for (int i = 0; i < 40 && lag_end != 0; i++) {
+        hk_th_sleep_ms(100);
+        lag_end = metric_value(pr.admin_port, "hookd_consumer_lag");
+    }
+
     // The peak, just before SIGTERM.
     sample_rss(&pr);
     long long peak = pr.hwm;
@@ -402,11 +414,17 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     printf("it_flow backlog: %d jobs produced in %.1f s; delivered %llu (duplicates %llu) in "
            "%.1f s incl. group join (%.0f jobs/s); intake paused %d times, resumed %d; summaries "
            "%d, max inflight %lld jobs / %lld bytes (limit %d jobs / %lld bytes); /metrics "
-           "samples %d, max hookd_inflight_jobs %lld\n",
+           "samples %d, max hookd_inflight_jobs %lld, hookd_consumer_lag max %lld, at the end "
+           "%lld\n",
            BL_JOBS, (double)produce_ms / 1000.0, (unsigned long long)st.unique_ok,
            (unsigned long long)st.duplicate_ok, secs, (double)st.unique_ok / secs, paused, resumed,
            summaries, (long long)max_inflight, (long long)max_inflight_bytes, BL_MAX_INFLIGHT,
-           (long long)BL_MAX_BYTES, pr.metric_samples, pr.max_inflight);
+           (long long)BL_MAX_BYTES, pr.metric_samples, pr.max_inflight, pr.max_lag, lag_end);
+    ck_assert_msg(pr.max_lag > BL_JOBS / 2, "hookd_consumer_lag peaked at %lld with %d waiting",
+                  pr.max_lag, BL_JOBS);
+    ck_assert_msg(pr.max_lag <= BL_JOBS, "hookd_consumer_lag %lld exceeds the %d jobs", pr.max_lag,
+                  BL_JOBS);
+    ck_assert_int_eq(lag_end, 0);
     printf("it_flow backlog: RSS baseline (idle) %.1f MiB (its VmHWM %.1f MiB), peak VmHWM %.1f "
            "MiB, largest VmRSS seen %.1f MiB, bound %.1f MiB (baseline + 8 MiB in flight + 64 MiB "
            "fetch queue, curl and slack)%s\n",

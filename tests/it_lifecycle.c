@@ -469,11 +469,13 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
     // OffsetCommit while a join is in progress (a real broker accepts commits of the
     // current generation then), and with cooperative rebalancing the first replica to
     // finish its revoke starts the next join. hookd commits a revoked partition's
-    // finished offsets first thing in the revoke, before anyone can rejoin, and again
-    // after its in-flight deliveries ended; only that second commit can be refused,
-    // so only what was in flight at the revoke can repeat: at most the replicas'
-    // transfer slots (1 thread x 4 here, for each of 4 replicas). A repeat on a
-    // partition handed over without a refused commit fails the test.
+    // finished offsets first thing in the revoke, again after its in-flight
+    // deliveries ended, retries refused commits, and rejoins no sooner than 500 ms
+    // after the revoke began, so every member's commits land before anyone's join.
+    // Only a delivery still in flight when another member rejoins could repeat: at
+    // most the replicas' transfer slots (1 thread x 4 here, for each of 4 replicas);
+    // none did in the runs so far. A repeat on a partition handed over without a
+    // refused commit fails the test.
     const char *phase[] = {"3 replicas", "scale-out", "after SIGTERM", "after SIGKILL"};
     uint64_t repeats_in[4] = {0}, sent_by[MAX_REPLICAS] = {0};
     int64_t *first_at = malloc(N_REPLICAS * sizeof(int64_t));
