@@ -23,17 +23,32 @@
 #define REVOKE_WAIT_MAX_MS 5000
 #define REVOKE_SETTLE_MS   500 // see revoke()
 #define COMMIT_RETRY_MS    20
+#define ASSIGN_SETTLE_MS   1000 // see part_t.settle_until
+#define ORPHAN_TTL_MS      5000 // refused revoke commits are tried again this long
+#define ORPHAN_RETRY_MS    100
 
 typedef struct part {
-    hk_offsets_t *ot;   // NULL when not assigned to us
-    uint64_t gen;       // generation of the current assignment
-    int64_t stored;     // last offset handed to rd_kafka_offsets_store
-    int64_t committed;  // last offset this consumer committed itself (revoke), -1 none
-    int dirty;          // finished offsets since the last store
-    int span_over;      // span past limits.max_partition_span (hysteresis at 80%)
-    int paused;         // paused at the broker (by us)
-    int64_t held_until; // retry topic: head not due before this (monotonic ms), 0 = not held
+    hk_offsets_t *ot;     // NULL when not assigned to us
+    uint64_t gen;         // generation of the current assignment
+    int64_t stored;       // last offset handed to rd_kafka_offsets_store
+    int64_t committed;    // last offset this consumer committed itself (revoke), -1 none
+    int dirty;            // finished offsets since the last store
+    int span_over;        // span past limits.max_partition_span (hysteresis at 80%)
+    int paused;           // paused at the broker (by us)
+    int64_t held_until;   // retry topic: head not due before this (monotonic ms), 0 = not held
+    int64_t settle_until; // just assigned: paused until then, then seeks to the committed
+                          // offset (the last owner may still be committing), 0 = settled
 } part_t;
+
+// A revoked partition's finished offset the broker refused to commit during the
+// revoke: committed after this member rejoined, while the new owner settles.
+typedef struct orphan {
+    struct orphan *next;
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+    int64_t until_ms;
+} orphan_t;
 
 // The two topics intake consumes: jobs, and hookd's own retry topic.
 enum { T_JOBS = 0, T_RETRY = 1, T_CNT = 2 };
@@ -56,6 +71,8 @@ struct hk_intake_s {
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
     int64_t in_last_store_ms;
+    orphan_t *in_orphans;
+    int64_t in_orphans_next_ms;
     int64_t in_last_lag_ms;
 
     _Atomic(const hk_config_t *) in_next_cfg; // set by hk_intake_set_config
@@ -232,7 +249,8 @@ static void apply_pause(hk_intake_t *in)
             part_t *p = &tp->parts[i];
             if (!p->ot)
                 continue;
-            int want = in->in_over || p->span_over || p->held_until || atomic_load(&in->in_stop);
+            int want = in->in_over || p->span_over || p->held_until || p->settle_until ||
+                       atomic_load(&in->in_stop);
             if (want == p->paused)
                 continue;
             p->paused = want;
@@ -263,10 +281,81 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
         hk_offsets_destroy(p->ot);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
-        *p = (part_t){
-            .ot = hk_offsets_new(), .gen = ++in->in_gen_seq, .stored = -1, .committed = -1};
+        *p = (part_t){.ot = hk_offsets_new(),
+                      .gen = ++in->in_gen_seq,
+                      .stored = -1,
+                      .committed = -1,
+                      .settle_until = hk_clock_mono_ms() + ASSIGN_SETTLE_MS};
     }
-    in->in_fc_dirty = 1; // new partitions start paused if we are over a limit
+    in->in_fc_dirty = 1; // new partitions start paused (settling, or over a limit)
+}
+
+// Partitions whose settle time is over: read their committed offsets again (the
+// last owner's late commits included), seek there, and let apply_pause resume them.
+static void settle(hk_intake_t *in, int64_t now)
+{
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (int t = 0; t < T_CNT; t++) {
+        topic_parts_t *tp = &in->in_topics[t];
+        for (int i = 0; i < tp->cnt; i++) {
+            if (tp->parts[i].ot && tp->parts[i].settle_until && tp->parts[i].settle_until <= now) {
+                if (!list)
+                    list = rd_kafka_topic_partition_list_new(8);
+                rd_kafka_topic_partition_list_add(list, tp->name, i);
+            }
+        }
+    }
+    if (!list)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_committed(in->in_rk, list, 5000);
+    rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(list->cnt);
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &list->elems[i];
+        part_t *p = part_get(in, e->topic, e->partition);
+        if (err && now < p->settle_until + 5000) {
+            p->settle_until = now + 200; // the group is busy: ask again shortly
+            continue;
+        }
+        p->settle_until = 0;
+        in->in_fc_dirty = 1;
+        if (!err && !e->err && e->offset >= 0)
+            rd_kafka_topic_partition_list_add(seek, e->topic, e->partition)->offset = e->offset;
+    }
+    if (seek->cnt) {
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(in->in_rk, seek, 5000);
+        if (error) {
+            hk_log(HK_LOG_WARN, "seek_failed", "{s:s}", "error", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+// Tries again the revoke commits the broker refused (see orphan_t).
+static void commit_orphans(hk_intake_t *in, int64_t now)
+{
+    if (!in->in_orphans || now < in->in_orphans_next_ms)
+        return;
+    in->in_orphans_next_ms = now + ORPHAN_RETRY_MS;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    for (orphan_t *o = in->in_orphans; o; o = o->next)
+        rd_kafka_topic_partition_list_add(list, o->topic, o->partition)->offset = o->offset;
+    rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, list, 0);
+    for (orphan_t **pp = &in->in_orphans; *pp;) {
+        orphan_t *o = *pp;
+        if (!err || now >= o->until_ms) {
+            hk_log(err ? HK_LOG_WARN : HK_LOG_INFO,
+                   err ? "orphan_commit_failed" : "orphan_committed", "{s:s,s:i,s:I,s:s}", "topic",
+                   o->topic, "partition", (int)o->partition, "offset", (json_int_t)o->offset,
+                   "error", err ? rd_kafka_err2str(err) : "");
+            *pp = o->next;
+            free(o);
+        } else {
+            pp = &o->next;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
 }
 
 static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
@@ -402,6 +491,18 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
         if (!p || !p->ot)
             continue;
+        int64_t finished = hk_offsets_committable(p->ot);
+        if (!lost && finished > p->committed) {
+            orphan_t *o = calloc(1, sizeof(*o));
+            if (o) {
+                snprintf(o->topic, sizeof(o->topic), "%s", parts->elems[i].topic);
+                o->partition = parts->elems[i].partition;
+                o->offset = finished;
+                o->until_ms = hk_clock_mono_ms() + ORPHAN_TTL_MS;
+                o->next = in->in_orphans;
+                in->in_orphans = o;
+            }
+        }
         hk_log(HK_LOG_INFO, "partition_revoked", "{s:s,s:i,s:I,s:I,s:i,s:b}", "topic",
                parts->elems[i].topic, "partition", parts->elems[i].partition, "committed",
                (json_int_t)p->committed, "finished", (json_int_t)hk_offsets_committable(p->ot),
@@ -429,6 +530,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
+        // Paused while they settle (see part_t.settle_until).
+        if (parts->cnt && !error) {
+            rd_kafka_pause_partitions(rk, parts);
+            for (int i = 0; i < parts->cnt; i++) {
+                part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
+                if (p && !p->paused) {
+                    p->paused = 1;
+                    hk_metric_add(paused_partitions, 1);
+                }
+            }
+        }
     } else {
         int lost = rd_kafka_assignment_lost(rk);
         if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
@@ -591,6 +703,11 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
                (int)msg->partition, "offset", (json_int_t)msg->offset);
         return;
     }
+    if (p->settle_until) {
+        // Fetched before the pause took hold: the seek at the end of the settle
+        // time delivers it again.
+        return;
+    }
     const hk_config_t *cfg = in->in_cfg;
     hk_task_t *task = hk_task_new(in->in_topics[ti].name, msg->partition, msg->offset, p->gen,
                                   msg->key, msg->key_len, msg->payload, msg->len);
@@ -720,6 +837,8 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             store_offsets(in);
             in->in_last_store_ms = now;
         }
+        settle(in, now);
+        commit_orphans(in, now);
         if (now - in->in_last_lag_ms >= LAG_INTERVAL_MS) {
             update_lag(in);
             in->in_last_lag_ms = now;
@@ -801,6 +920,11 @@ void hk_intake_destroy(hk_intake_t *in)
     if (in->in_rk)
         rd_kafka_destroy(in->in_rk);
     drain_done(in);
+    while (in->in_orphans) {
+        orphan_t *o = in->in_orphans;
+        in->in_orphans = o->next;
+        free(o);
+    }
     for (int t = 0; t < T_CNT; t++) {
         for (int i = 0; i < in->in_topics[t].cnt; i++)
             hk_offsets_destroy(in->in_topics[t].parts[i].ot);
