@@ -199,7 +199,7 @@ static int cmd_batch(hk_pg_t *pg, int argc, char **argv)
         return 1;
     }
     if (as_json) {
-        char *s = json_dumps(b, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *s = json_dumps(b, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         puts(s);
         free(s);
         json_decref(b);

@@ -144,7 +144,7 @@ static int is_loopback(const struct sockaddr *sa)
 static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned int status, json_t *body,
                                   const char *allow)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(body);
     if (!text)
         return MHD_NO;
