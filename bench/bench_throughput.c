@@ -377,7 +377,7 @@ static const char *syscall_name(long nr)
 // thread name: tells a sink waiting on a lock from one waiting for events.
 static void print_threads(void)
 {
-    char names[64][48];
+    char names[64][128];
     int counts[64], n = 0;
     DIR *d = opendir("/proc/self/task");
     struct dirent *de;
@@ -400,7 +400,7 @@ static void print_threads(void)
             fclose(f);
         }
         const char *name = syscall_name(strtol(sc, NULL, 10));
-        char key[48];
+        char key[128];
         snprintf(key, sizeof(key), "%s in %s", comm, name ? name : sc);
         int i = 0;
         while (i < n && strcmp(names[i], key) != 0)
