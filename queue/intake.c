@@ -860,9 +860,31 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     drain_done(in);
     store_offsets(in);
     rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    // The group may be rebalancing (or have moved to a new generation) while we
+    // drain: keep serving it (poll) and commit again until it takes the commit,
+    // within the grace period (at least a couple of seconds).
+    int64_t commit_deadline =
+        deadline > hk_clock_mono_ms() + 2000 ? deadline : hk_clock_mono_ms() + 2000;
+    while ((err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+            err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) &&
+           hk_clock_mono_ms() < commit_deadline) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 50);
+        if (msg)
+            rd_kafka_message_destroy(msg);
+        drain_done(in);
+        store_offsets(in);
+        err = rd_kafka_commit(in->in_rk, NULL, 0);
+    }
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "shutdown", "error",
                rd_kafka_err2str(err));
+    } else {
+        // Committed: the revokes of rd_kafka_consumer_close need not commit again.
+        for (int t = 0; t < T_CNT; t++)
+            for (int i = 0; i < in->in_topics[t].cnt; i++)
+                if (in->in_topics[t].parts[i].ot)
+                    in->in_topics[t].parts[i].committed = in->in_topics[t].parts[i].stored;
+    }
     hk_log(HK_LOG_INFO, "intake_drained", "{s:I,s:i}", "unfinished",
            (json_int_t)atomic_load(&in->in_inflight), "drain_ms", (int)(hk_clock_mono_ms() - t0));
     in->in_closing = 1;
