@@ -815,6 +815,18 @@ static void release_held(hk_intake_t *in, int64_t now)
     }
 }
 
+// One turn of the shutdown drain: serves the group (rebalance callbacks) for up
+// to `poll_ms`, then takes in what finished. Messages fetched before the pause
+// took hold are left uncommitted.
+static void drain_turn(hk_intake_t *in, int poll_ms)
+{
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, poll_ms);
+    if (msg)
+        rd_kafka_message_destroy(msg);
+    drain_done(in);
+    store_offsets(in);
+}
+
 void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
 {
     in->in_producer = producer;
@@ -850,13 +862,8 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     apply_pause(in);
     int64_t t0 = hk_clock_mono_ms();
     int64_t deadline = t0 + in->in_cfg->shutdown_grace_ms;
-    while (atomic_load(&in->in_inflight) > 0 && hk_clock_mono_ms() < deadline) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 10);
-        if (msg)
-            rd_kafka_message_destroy(msg); // fetched before the pause: left uncommitted
-        drain_done(in);
-        store_offsets(in);
-    }
+    while (atomic_load(&in->in_inflight) > 0 && hk_clock_mono_ms() < deadline)
+        drain_turn(in, 10);
     drain_done(in);
     store_offsets(in);
     rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, NULL, 0);
@@ -868,11 +875,7 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     while ((err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
             err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) &&
            hk_clock_mono_ms() < commit_deadline) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 50);
-        if (msg)
-            rd_kafka_message_destroy(msg);
-        drain_done(in);
-        store_offsets(in);
+        drain_turn(in, 50);
         err = rd_kafka_commit(in->in_rk, NULL, 0);
     }
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {

@@ -122,6 +122,14 @@ static void mark_down(hk_pg_t *pg)
     stmts_clear(pg);
 }
 
+hk_pg_t *hk_pg_new_config(const hk_config_t *cfg, const char *conninfo)
+{
+    hk_pg_opts_t po = {.conninfo = conninfo ? conninfo : cfg->postgres_url,
+                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
+                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
+    return hk_pg_new(&po);
+}
+
 hk_pg_t *hk_pg_new(const hk_pg_opts_t *opts)
 {
     if (opts == NULL || opts->conninfo == NULL)

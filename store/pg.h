@@ -17,6 +17,8 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+#include "config/config.h"
+
 typedef struct hk_pg_s hk_pg_t;
 
 typedef struct hk_pg_opts {
@@ -28,6 +30,10 @@ typedef struct hk_pg_opts {
 
 // No I/O yet; NULL on ENOMEM (or a NULL conninfo).
 hk_pg_t *hk_pg_new(const hk_pg_opts_t *opts);
+
+// hk_pg_new() with the [postgres] settings of `cfg`; `conninfo` NULL means
+// postgres.url.
+hk_pg_t *hk_pg_new_config(const hk_config_t *cfg, const char *conninfo);
 // Closes the connection (an open transaction is rolled back by the server).
 void hk_pg_destroy(hk_pg_t *pg);
 

@@ -1128,12 +1128,64 @@ START_TEST(test_random_mutations_never_crash)
 }
 END_TEST
 
+// A batch item written back as a standalone job (what its dead letter carries)
+// parses to the same job: id, tenant, url, method, headers, exact body bytes
+// (JSON and raw, every length mod 3 for the base64), limits, expiry, key.
+START_TEST(test_item_to_json_round_trips)
+{
+    hk_job_t *batch = parse_ok(
+        "{\"id\":\"b7\",\"type\":\"batch\",\"tenant\":\"acme\",\"url\":\"https://a.example/h\","
+        "\"headers\":{\"X-Run\":\"n1\"},\"max_attempts\":4,\"timeout_ms\":2500,"
+        "\"expires_at\":\"2031-01-02T03:04:05.678Z\",\"ordering_key\":\"k1\",\"items\":["
+        "{\"body\":{\"total\": 19.90, \"x\":[1,2]}},"
+        "{\"method\":\"PUT\",\"body_base64\":\"AAH/\",\"content_type\":\"application/x-b\"},"
+        "{\"body_base64\":\"AAH/AA==\",\"content_type\":\"a/b\"},"
+        "{\"body_base64\":\"AAH/AAE=\",\"content_type\":\"a/b\"},"
+        "{\"url\":\"http://b.example:8080/x?y=1\"}]}");
+    ck_assert_uint_eq(batch->items_cnt, 5);
+    for (size_t i = 0; i < batch->items_cnt; i++) {
+        const hk_job_t *a = &batch->items[i];
+        size_t len = 0;
+        char *json = hk_job_to_json(a, &len);
+        ck_assert_ptr_nonnull(json);
+        ck_assert_uint_eq(len, strlen(json));
+        hk_job_t *b = parse_ok(json);
+        ck_assert_str_eq(b->id, a->id);
+        ck_assert_str_eq(b->tenant, a->tenant);
+        ck_assert_str_eq(b->url, a->url);
+        ck_assert_str_eq(b->method, a->method);
+        ck_assert_uint_eq(b->headers_cnt, a->headers_cnt);
+        for (size_t h = 0; h < a->headers_cnt; h++) {
+            ck_assert_str_eq(b->headers[h].name, a->headers[h].name);
+            ck_assert_str_eq(b->headers[h].value, a->headers[h].value);
+        }
+        ck_assert_uint_eq(b->body_len, a->body_len);
+        ck_assert(a->body_len == 0 || memcmp(b->body, a->body, a->body_len) == 0);
+        if (a->content_type)
+            ck_assert_str_eq(b->content_type, a->content_type);
+        ck_assert_int_eq(b->max_attempts, a->max_attempts);
+        ck_assert_int_eq(b->timeout_ms, a->timeout_ms);
+        ck_assert_int_eq(b->expires_at_ms, a->expires_at_ms);
+        if (a->ordering_key) // else b's comes from the test's Kafka key
+            ck_assert_str_eq(b->ordering_key, a->ordering_key);
+        hk_job_destroy(b);
+        free(json);
+    }
+    ck_assert_str_eq(batch->items[0].body, "{\"total\":19.90,\"x\":[1,2]}");
+    ck_assert_uint_eq(batch->items[1].body_len, 3);
+    ck_assert_uint_eq(batch->items[2].body_len, 4);
+    ck_assert_uint_eq(batch->items[3].body_len, 5);
+    hk_job_destroy(batch);
+}
+END_TEST
+
 static Suite *job_suite(void)
 {
     Suite *s = suite_create("job");
 
     TCase *tc = tcase_create("valid");
     tcase_add_test(tc, test_minimal_webhook_gets_defaults);
+    tcase_add_test(tc, test_item_to_json_round_trips);
     tcase_add_test(tc, test_all_fields_are_read);
     tcase_add_test(tc, test_every_method_is_accepted);
     tcase_add_test(tc, test_derived_id_sanitizes_topic);

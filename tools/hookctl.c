@@ -142,10 +142,7 @@ static hk_pg_t *pg_open(const hk_config_t *cfg, const char *conninfo)
                         "or pass -p CONNINFO\n");
         return NULL;
     }
-    hk_pg_opts_t po = {.conninfo = conninfo,
-                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
-                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
-    hk_pg_t *pg = hk_pg_new(&po);
+    hk_pg_t *pg = hk_pg_new_config(cfg, conninfo);
     char err[512];
     if (!pg || hk_pg_ensure(pg, err, sizeof(err)) != 0) {
         fprintf(stderr, "hookctl: postgres: %s\n", pg ? err : "out of memory");
@@ -180,9 +177,19 @@ static const char *str_or(json_t *obj, const char *field, const char *dflt)
     return s ? s : dflt;
 }
 
+// A numeric (or boolean: 0/1) field of a JSON object; 0 when missing.
 static long long int_of(json_t *obj, const char *field)
 {
-    return (long long)json_integer_value(json_object_get(obj, field));
+    json_t *j = json_object_get(obj, field);
+    return json_is_boolean(j) ? json_is_true(j) : (long long)json_number_value(j);
+}
+
+// An object's "http_status" as text: the code, or "-" when null or missing.
+static const char *http_status_of(json_t *obj, char *buf, size_t size)
+{
+    json_t *st = json_object_get(obj, "http_status");
+    snprintf(buf, size, "%lld", (long long)json_integer_value(st));
+    return json_is_integer(st) ? buf : "-";
 }
 
 static int cmd_batch(hk_pg_t *pg, int argc, char **argv)
@@ -220,12 +227,10 @@ static int cmd_batch(hk_pg_t *pg, int argc, char **argv)
         json_t *it;
         json_array_foreach(failed, i, it)
         {
-            json_t *st = json_object_get(it, "http_status");
-            char status[16] = "-";
-            if (json_is_integer(st))
-                snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(st));
+            char status[16];
             printf("    #%-6lld attempts %-3lld HTTP %-4s %s\n", int_of(it, "index"),
-                   int_of(it, "attempts"), status, str_or(it, "error", ""));
+                   int_of(it, "attempts"), http_status_of(it, status, sizeof(status)),
+                   str_or(it, "error", ""));
         }
     }
     json_decref(b);
@@ -300,14 +305,12 @@ static int cmd_dlq(const hk_config_t *cfg, hk_pg_t *pg, const char *brokers, con
                 free(s);
                 continue;
             }
-            json_t *st = json_object_get(r, "http_status");
-            char status[16] = "-";
-            if (json_is_integer(st))
-                snprintf(status, sizeof(status), "%lld", (long long)json_integer_value(st));
-            printf("%-8lld %-24s %-10s %-10s HTTP %-4s attempts %-3lld %s%s%s\n", int_of(r, "id"),
+            char status[16];
+            printf("%-8lld %-24s %-10s %-10s HTTP %-4s attempts %-3lld %s%s\n", int_of(r, "id"),
                    str_or(r, "created_at", ""), str_or(r, "error_class", ""),
-                   str_or(r, "tenant", ""), status, int_of(r, "attempts"), str_or(r, "job_id", ""),
-                   json_is_null(json_object_get(r, "replayed_at")) ? "" : " (replayed)", "");
+                   str_or(r, "tenant", ""), http_status_of(r, status, sizeof(status)),
+                   int_of(r, "attempts"), str_or(r, "job_id", ""),
+                   json_is_null(json_object_get(r, "replayed_at")) ? "" : " (replayed)");
             printf("         %s\n", str_or(r, "error", ""));
         }
         if (!as_json)
@@ -506,12 +509,6 @@ static int lane_cmp(const void *a, const void *b)
     return strcmp(ea ? ea : "", eb ? eb : "");
 }
 
-static long long lane_int(json_t *lane, const char *field)
-{
-    json_t *j = json_object_get(lane, field);
-    return json_is_boolean(j) ? json_is_true(j) : (long long)json_number_value(j);
-}
-
 static int cmd_breakers(const admin_client_t *ac)
 {
     admin_reply_t r;
@@ -564,8 +561,8 @@ static int cmd_breakers(const admin_client_t *ac)
             snprintf(next, sizeof(next), "%.1fs", (double)next_ms / 1000.0);
         printf("%-*s  %-9s  %8.1f  %9lld  %5lld  %6lld  %10s  %s\n", width, e ? e : "?",
                state ? state : "?", json_number_value(json_object_get(l, "failure_rate")) * 100.0,
-               lane_int(l, "in_flight"), lane_int(l, "limit"), lane_int(l, "queued"), next,
-               lane_int(l, "disabled") ? "yes" : "no");
+               int_of(l, "in_flight"), int_of(l, "limit"), int_of(l, "queued"), next,
+               int_of(l, "disabled") ? "yes" : "no");
     }
     free(rows);
     json_decref(root);

@@ -171,10 +171,9 @@ void hk_batch_record_dead_letter(hk_batch_t *b, const hk_task_t *task)
     }
     const hk_job_t *job = task->job;
     const char *job_id = job ? job->id : "";
-    char derived[300];
-    if (!job) {
-        snprintf(derived, sizeof(derived), "%s-%d-%lld", task->origin_topic,
-                 (int)task->origin_partition, (long long)task->origin_offset);
+    char derived[HK_JOB_ID_MAX + 1] = "";
+    if (!job) { // not a valid job: the id it would have had without one
+        hk_job_derive_id(task->origin_topic, task->origin_partition, task->origin_offset, derived);
         job_id = derived;
     }
     const char *tenant = job ? job->tenant : "default";
@@ -760,10 +759,7 @@ hk_batch_t *hk_batch_start(const hk_batch_opts_t *opts, char *errstr, size_t err
     b->dls_tail = &b->dls;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
-    hk_pg_opts_t po = {.conninfo = cfg->postgres_url,
-                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
-                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
-    if (!(b->pg = hk_pg_new(&po))) {
+    if (!(b->pg = hk_pg_new_config(cfg, NULL))) {
         snprintf(errstr, errstr_size, "batch runner: out of memory");
         hk_batch_stop(b);
         return NULL;

@@ -458,6 +458,15 @@ static void heap_down(hk_dispatch_t *d, size_t i)
     }
 }
 
+// Restores the heap order after entries were filtered out or their due times
+// changed in place (removing or updating them one by one could skip an entry
+// that moves up past the scan).
+static void heap_rebuild(hk_dispatch_t *d)
+{
+    for (size_t i = d->d_heap_cnt / 2; i-- > 0;)
+        heap_down(d, i);
+}
+
 static void heap_push(hk_dispatch_t *d, hk_task_t *task)
 {
     if (d->d_heap_cnt == d->d_heap_cap) {
@@ -1040,8 +1049,8 @@ int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
                 released++;
             }
         }
-        for (size_t i = d->d_heap_cnt / 2; released && i-- > 0;)
-            heap_down(d, i);
+        if (released)
+            heap_rebuild(d);
         hk_log(HK_LOG_WARN, "breaker_reset", "{s:s,s:I}", "endpoint", l->key, "released",
                (json_int_t)released);
         note_add(d, NOTE_CLOSE, l, 0);
@@ -1195,8 +1204,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
             }
         }
     }
-    // Filter the delay heap, then rebuild it (removing in place could skip an
-    // entry that moves up past the scan).
+    // Filter the delay heap, then rebuild it.
     size_t kept = 0;
     for (size_t i = 0; i < d->d_heap_cnt; i++) {
         hk_task_t *task = d->d_heap[i];
@@ -1210,8 +1218,7 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
         }
     }
     d->d_heap_cnt = kept;
-    for (size_t i = kept / 2; i-- > 0;)
-        heap_down(d, i);
+    heap_rebuild(d);
     // Removed active tasks hand their key to its next waiting task (the waiting
     // ones of this partition were taken out first).
     for (hk_task_t *task = removed; task != waiting_removed; task = task->next)
@@ -1237,8 +1244,7 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
         removed = task;
     }
     d->d_heap_cnt = kept;
-    for (size_t i = kept / 2; i-- > 0;)
-        heap_down(d, i);
+    heap_rebuild(d);
     pthread_mutex_unlock(&d->d_lock);
     return removed;
 }

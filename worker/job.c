@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@
 
 enum {
     JOB_MAX_DEPTH = 64, // containers open at once, the top-level object included
-    JOB_ID_MAX = 255,
+    JOB_ID_MAX = HK_JOB_ID_MAX,
     JOB_TENANT_MAX = 128,
     JOB_URL_MAX = 8192,
     JOB_HEADERS_MAX = 64,
@@ -1037,24 +1038,33 @@ static int fill_common(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job,
     return 0;
 }
 
-static int derive_id(ctx_t *c)
+size_t hk_job_derive_id(const char *topic, int32_t partition, int64_t offset,
+                        char out[HK_JOB_ID_MAX + 1])
 {
-    if (!c->src)
-        return fail(c, ".id: required when the job has no Kafka source to derive it from");
     char tail[48];
-    int tn =
-        snprintf(tail, sizeof tail, "-%" PRId32 "-%" PRId64, c->src->partition, c->src->offset);
+    int tn = snprintf(tail, sizeof tail, "-%" PRId32 "-%" PRId64, partition, offset);
     if (tn < 0 || (size_t)tn >= sizeof tail)
-        return fail(c, ".id: cannot derive one from the Kafka source");
-    const char *topic = c->src->topic ? c->src->topic : "";
+        return 0;
+    if (!topic)
+        topic = "";
     size_t tl = strnlen(topic, JOB_ID_MAX);
     if (tl > JOB_ID_MAX - (size_t)tn)
         tl = JOB_ID_MAX - (size_t)tn;
     for (size_t i = 0; i < tl; i++)
-        c->derived_id[i] = is_id_char((unsigned char)topic[i]) ? topic[i] : '_';
-    memcpy(c->derived_id + tl, tail, (size_t)tn + 1);
+        out[i] = is_id_char((unsigned char)topic[i]) ? topic[i] : '_';
+    memcpy(out + tl, tail, (size_t)tn + 1);
+    return tl + (size_t)tn;
+}
+
+static int derive_id(ctx_t *c)
+{
+    if (!c->src)
+        return fail(c, ".id: required when the job has no Kafka source to derive it from");
+    size_t n = hk_job_derive_id(c->src->topic, c->src->partition, c->src->offset, c->derived_id);
+    if (n == 0)
+        return fail(c, ".id: cannot derive one from the Kafka source");
     c->batch_id = c->derived_id;
-    c->batch_id_len = tl + (size_t)tn;
+    c->batch_id_len = n;
     return 0;
 }
 
@@ -1286,28 +1296,9 @@ void hk_job_destroy(hk_job_t *job)
 // Standard base64 with padding of `len` bytes into a new string.
 static char *base64_of(const char *data, size_t len)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *out = malloc((len + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    char *o = out;
-    const unsigned char *in = (const unsigned char *)data;
-    size_t i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
+    if (out)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data, (int)len);
     return out;
 }
 

@@ -73,4 +73,12 @@ void hk_job_destroy(hk_job_t *job);
 // NULL on ENOMEM. *len (may be NULL) gets the length.
 char *hk_job_to_json(const hk_job_t *job, size_t *len);
 
+#define HK_JOB_ID_MAX 255
+
+// The id of a job without one: "<topic>-<partition>-<offset>", the topic's
+// characters outside [A-Za-z0-9_:-] replaced by '_' and the topic cut so the
+// whole fits HK_JOB_ID_MAX. Writes it into `out`; returns its length (0: none).
+size_t hk_job_derive_id(const char *topic, int32_t partition, int64_t offset,
+                        char out[HK_JOB_ID_MAX + 1]);
+
 #endif

@@ -447,10 +447,7 @@ static json_t *admin_batch(const char *id, int *http_status, void *arg)
 // flow, and the batch runner migrates once it connects).
 static int migrate_at_start(const hk_config_t *cfg, char *err, size_t err_size)
 {
-    hk_pg_opts_t po = {.conninfo = cfg->postgres_url,
-                       .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
-                       .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
-    hk_pg_t *pg = hk_pg_new(&po);
+    hk_pg_t *pg = hk_pg_new_config(cfg, NULL);
     if (!pg) {
         snprintf(err, err_size, "postgres: out of memory");
         return -1;
@@ -756,10 +753,7 @@ int main(int argc, char **argv)
             goto out;
         hk_intake_set_batch(app.intake, on_batch_intake, &app);
         hk_intake_set_revoking(app.intake, on_revoking, &app);
-        hk_pg_opts_t po = {.conninfo = cfg->postgres_url,
-                           .connect_timeout_ms = cfg->postgres_connect_timeout_ms,
-                           .reconnect_max_ms = cfg->postgres_reconnect_max_ms};
-        app.admin_pg = hk_pg_new(&po);
+        app.admin_pg = hk_pg_new_config(cfg, NULL);
     }
     hk_deliver_opts_t dopts = {.cfg = cfg,
                                .dispatch = dispatch,

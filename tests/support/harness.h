@@ -65,6 +65,10 @@ const char *hk_th_header(const hk_th_record_t *rec, const char *name);
 int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic);
 
 int64_t hk_th_now_ms(void);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read
+// back, closed), for servers the tests start; -1 on error.
+int hk_th_free_port(void);
 void hk_th_sleep_ms(int ms);
 
 // Polls `cond(arg)` every 50 ms until true or timeout; returns 1 if it became true.

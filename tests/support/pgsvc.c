@@ -2,6 +2,7 @@
 // from a forked child that drops to the postgres user itself, so the pid we get
 // is the postmaster's and nothing sits in between.
 #include "tests/support/pgsvc.h"
+#include "tests/support/harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,21 +132,6 @@ static int file_contains(const char *path, const char *needle)
         found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
-}
-
-static int pick_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
 }
 
 static void admin_conninfo(const hk_pgsvc_t *s, const char *db, char *out, size_t size)
@@ -334,7 +320,7 @@ int hk_pgsvc_start(hk_pgsvc_t *s)
     // Another process may take the port between pick and bind: try a few.
     int ok = 0;
     for (int attempt = 0; attempt < 5 && !ok; attempt++) {
-        s->port = pick_port();
+        s->port = hk_th_free_port();
         int bind_failed = 0;
         if (s->port > 0 && launch(s, &bind_failed) == 0)
             ok = 1;

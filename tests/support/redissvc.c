@@ -2,6 +2,7 @@
 // readiness check that asks the server for its own pid (so a foreign server that
 // happens to hold the port is never mistaken for ours), and an exit-time sweep.
 #include "tests/support/redissvc.h"
+#include "tests/support/harness.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -130,21 +131,6 @@ static void track(hk_redissvc_t *svc, int add)
             return;
         }
     }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
 }
 
 static redisContext *connect_svc(const hk_redissvc_t *svc, int timeout_ms)
@@ -311,7 +297,7 @@ hk_redissvc_t *hk_redissvc_start(const hk_redissvc_opts_t *opts, char *err, size
     // parallel): then redis-server exits and another port is tried.
     char why[256] = "";
     for (int attempt = 0; attempt < SVC_PORT_RETRIES; attempt++) {
-        svc->rs_port = free_port();
+        svc->rs_port = hk_th_free_port();
         if (svc->rs_port <= 0) {
             snprintf(why, sizeof(why), "no free port: %s", strerror(errno));
             continue;
