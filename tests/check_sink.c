@@ -944,7 +944,7 @@ END_TEST
 typedef struct busy_arg {
     atomic_bool *quit;
     int worker;
-    int answered;
+    atomic_int answered; // read by the test while the worker runs
 } busy_arg_t;
 
 static void *busy_main(void *p)
@@ -955,7 +955,8 @@ static void *busy_main(void *p)
     for (int i = arg->worker; !atomic_load(arg->quit); i++) {
         http_res_t res;
         http_do(c, "POST", paths[i % 5], "{}", 2, NULL, 30, &res);
-        arg->answered += res.rc == CURLE_OK;
+        if (res.rc == CURLE_OK)
+            atomic_fetch_add(&arg->answered, 1);
     }
     curl_easy_cleanup(c);
     return NULL;
@@ -971,19 +972,27 @@ START_TEST(test_stop_returns_promptly_under_load)
         args[i] = (busy_arg_t){.quit = &quit, .worker = i};
         ck_assert_int_eq(pthread_create(&th[i], NULL, busy_main, &args[i]), 0);
     }
+    // Under load means the sink has been answering: wait for a first answer
+    // within its 30 ms client timeout (which a slow machine can take a while to
+    // see) rather than trusting 300 ms to be enough. A sink that never answers
+    // still fails here.
     sleep_ms(300);
+    int answered = 0;
+    for (double end = now_s() + 5.0;; sleep_ms(10)) {
+        for (int i = 0; i < WORKERS; i++)
+            answered += atomic_load(&args[i].answered);
+        if (answered > 0 || now_s() >= end)
+            break;
+    }
+    ck_assert_msg(answered > 0, "no request answered in 5 s of load");
     double t0 = now_s();
     hk_sink_stop(sink);
     sink = NULL;
     double took = now_s() - t0;
     atomic_store(&quit, true);
-    int answered = 0;
-    for (int i = 0; i < WORKERS; i++) {
+    for (int i = 0; i < WORKERS; i++)
         pthread_join(th[i], NULL);
-        answered += args[i].answered;
-    }
     ck_assert_msg(took < 1.0, "hk_sink_stop took %.3f s", took);
-    ck_assert_int_gt(answered, 0);
 }
 END_TEST
 
