@@ -23,9 +23,10 @@
 #define REVOKE_WAIT_MAX_MS 5000
 #define REVOKE_SETTLE_MS   500 // see revoke()
 #define COMMIT_RETRY_MS    20
-#define ASSIGN_SETTLE_MS   1000 // see part_t.settle_until
-#define ORPHAN_TTL_MS      5000 // refused revoke commits are tried again this long
+#define ASSIGN_SETTLE_MS   1000  // see part_t.settle_until
+#define ORPHAN_TTL_MS      30000 // refused revoke commits are tried again this long
 #define ORPHAN_RETRY_MS    100
+#define COMMITTED_WAIT_MS  2000 // OffsetFetch (rd_kafka_committed) timeout
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
@@ -41,7 +42,9 @@ typedef struct part {
 } part_t;
 
 // A revoked partition's finished offset the broker refused to commit during the
-// revoke: committed after this member rejoined, while the new owner settles.
+// revoke: committed once this member has rejoined (see in_rejoining), unless the
+// group's committed offset is already there. Any such commit is safe from loss:
+// every offset below it finished here. The new owner settles meanwhile.
 typedef struct orphan {
     struct orphan *next;
     char topic[256];
@@ -70,6 +73,14 @@ struct hk_intake_s {
     int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
+    // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
+    // the group rebalances, until the next assignment. hookd makes no commit of its
+    // own then (outside the revoke callback, where none is): the coordinator
+    // answers requests on a connection in order, so a commit queued behind our
+    // JoinGroup is judged against the generation that join creates, refused as
+    // ILLEGAL_GENERATION, and librdkafka then declares the whole assignment lost,
+    // which costs every finished offset not committed yet and another join round.
+    int in_rejoining;
     int64_t in_last_store_ms;
     orphan_t *in_orphans;
     int64_t in_orphans_next_ms;
@@ -294,6 +305,8 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
 // last owner's late commits included), seek there, and let apply_pause resume them.
 static void settle(hk_intake_t *in, int64_t now)
 {
+    if (in->in_rejoining)
+        return; // the OffsetFetch would wait behind our JoinGroup: after it
     rd_kafka_topic_partition_list_t *list = NULL;
     for (int t = 0; t < T_CNT; t++) {
         topic_parts_t *tp = &in->in_topics[t];
@@ -307,7 +320,7 @@ static void settle(hk_intake_t *in, int64_t now)
     }
     if (!list)
         return;
-    rd_kafka_resp_err_t err = rd_kafka_committed(in->in_rk, list, 5000);
+    rd_kafka_resp_err_t err = rd_kafka_committed(in->in_rk, list, COMMITTED_WAIT_MS);
     rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(list->cnt);
     for (int i = 0; i < list->cnt; i++) {
         rd_kafka_topic_partition_t *e = &list->elems[i];
@@ -332,30 +345,76 @@ static void settle(hk_intake_t *in, int64_t now)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-// Tries again the revoke commits the broker refused (see orphan_t).
-static void commit_orphans(hk_intake_t *in, int64_t now)
+// Whether a commit's error says the group is between generations (this member
+// is about to join, or its join is under way).
+static int rebalancing(rd_kafka_resp_err_t err)
 {
-    if (!in->in_orphans || now < in->in_orphans_next_ms)
-        return;
-    in->in_orphans_next_ms = now + ORPHAN_RETRY_MS;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
-    for (orphan_t *o = in->in_orphans; o; o = o->next)
-        rd_kafka_topic_partition_list_add(list, o->topic, o->partition)->offset = o->offset;
-    rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, list, 0);
-    for (orphan_t **pp = &in->in_orphans; *pp;) {
-        orphan_t *o = *pp;
-        if (!err || now >= o->until_ms) {
-            hk_log(err ? HK_LOG_WARN : HK_LOG_INFO,
-                   err ? "orphan_commit_failed" : "orphan_committed", "{s:s,s:i,s:I,s:s}", "topic",
-                   o->topic, "partition", (int)o->partition, "offset", (json_int_t)o->offset,
-                   "error", err ? rd_kafka_err2str(err) : "");
+    return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID;
+}
+
+static void orphan_done(hk_intake_t *in, orphan_t *o, const char *event, const char *why)
+{
+    hk_log(strcmp(event, "orphan_commit_failed") ? HK_LOG_INFO : HK_LOG_WARN, event,
+           "{s:s,s:i,s:I,s:s}", "topic", o->topic, "partition", (int)o->partition, "offset",
+           (json_int_t)o->offset, "why", why);
+    for (orphan_t **pp = &in->in_orphans; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
             *pp = o->next;
-            free(o);
-        } else {
-            pp = &o->next;
+            break;
         }
     }
+    free(o);
+}
+
+// Tries again the revoke commits the broker refused (see orphan_t), between joins.
+static void commit_orphans(hk_intake_t *in, int64_t now)
+{
+    if (!in->in_orphans || in->in_rejoining || now < in->in_orphans_next_ms)
+        return;
+    in->in_orphans_next_ms = now + ORPHAN_RETRY_MS;
+    for (orphan_t *o = in->in_orphans, *next; o; o = next) {
+        next = o->next;
+        if (now >= o->until_ms)
+            orphan_done(in, o, "orphan_commit_failed", "expired");
+    }
+    if (!in->in_orphans)
+        return;
+    // Only where the group's committed offset is still behind (the new owner may
+    // have committed past it by now).
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    for (orphan_t *o = in->in_orphans; o; o = o->next)
+        rd_kafka_topic_partition_list_add(list, o->topic, o->partition);
+    rd_kafka_resp_err_t err = rd_kafka_committed(in->in_rk, list, COMMITTED_WAIT_MS);
+    if (err) {
+        if (rebalancing(err))
+            in->in_rejoining = 1;
+        rd_kafka_topic_partition_list_destroy(list);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(list->cnt);
+    for (orphan_t *o = in->in_orphans, *next; o; o = next) {
+        next = o->next;
+        rd_kafka_topic_partition_t *e =
+            rd_kafka_topic_partition_list_find(list, o->topic, o->partition);
+        if (e && !e->err && e->offset >= o->offset)
+            orphan_done(in, o, "orphan_superseded", "committed already");
+        else
+            rd_kafka_topic_partition_list_add(commit, o->topic, o->partition)->offset = o->offset;
+    }
     rd_kafka_topic_partition_list_destroy(list);
+    if (commit->cnt) {
+        err = rd_kafka_commit(in->in_rk, commit, 0);
+        if (rebalancing(err)) {
+            in->in_rejoining = 1; // again after the next assignment
+        } else {
+            while (in->in_orphans)
+                orphan_done(in, in->in_orphans, err ? "orphan_commit_failed" : "orphan_committed",
+                            err ? rd_kafka_err2str(err) : "");
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(commit);
 }
 
 static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
@@ -523,6 +582,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *error = NULL;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        // A join ended (cooperative rebalancing calls this after every one, with
+        // what it adds, maybe nothing): commits of our own can go out again.
+        in->in_rejoining = 0;
+        in->in_orphans_next_ms = 0;
         assign(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
@@ -547,6 +610,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             revoke(in, parts, lost);
         else
             hk_log(HK_LOG_ERROR, "rebalance_error", "{s:s}", "error", rd_kafka_err2str(err));
+        in->in_rejoining = 1; // librdkafka joins again once this returns
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -563,7 +627,9 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     (void)rk;
     (void)offsets;
-    (void)opaque;
+    hk_intake_t *in = opaque;
+    if (rebalancing(err))
+        in->in_rejoining = 1;
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         hk_metric_add(committed, 1);
     else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -610,6 +676,7 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
     hk_intake_t *in = calloc(1, sizeof(*in));
     in->in_cfg = cfg;
     in->in_dispatch = dispatch;
+    in->in_rejoining = 1; // until the first assignment
     pthread_mutex_init(&in->in_lock, NULL);
     rd_kafka_conf_set_opaque(conf, in);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -866,17 +933,22 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
         drain_turn(in, 10);
     drain_done(in);
     store_offsets(in);
-    rd_kafka_resp_err_t err = rd_kafka_commit(in->in_rk, NULL, 0);
-    // The group may be rebalancing (or have moved to a new generation) while we
-    // drain: keep serving it (poll) and commit again until it takes the commit,
-    // within the grace period (at least a couple of seconds).
+    // The group may be rebalancing while we drain: keep serving it (poll) until
+    // our join is over, and commit between joins (see in_rejoining), within the
+    // grace period (at least a couple of seconds).
     int64_t commit_deadline =
         deadline > hk_clock_mono_ms() + 2000 ? deadline : hk_clock_mono_ms() + 2000;
-    while ((err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
-            err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) &&
-           hk_clock_mono_ms() < commit_deadline) {
-        drain_turn(in, 50);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__NO_OFFSET;
+    while (atomic_load(&in->in_assigned) > 0 && hk_clock_mono_ms() < commit_deadline) {
+        err = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+        if (in->in_rejoining) {
+            drain_turn(in, 50);
+            continue;
+        }
         err = rd_kafka_commit(in->in_rk, NULL, 0);
+        if (!rebalancing(err))
+            break;
+        in->in_rejoining = 1;
     }
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", "shutdown", "error",
