@@ -220,6 +220,35 @@ static double ok_rate(hk_sink_t *s, size_t *count, int64_t *first, int64_t *last
     return ok > 1 && hi > lo ? (double)(ok - 1) * 1000.0 / (double)(hi - lo) : 0.0;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+// The longest time without a 2xx at the sink that overlaps [from, to]: the
+// largest gap between consecutive 2xx arrivals where the later one comes after
+// `from` and the earlier one before `to`. 0 when there is no such pair.
+static int64_t max_ok_gap(hk_sink_t *s, int64_t from, int64_t to)
+{
+    hk_sink_req_t *reqs;
+    size_t n = hk_sink_reqs(s, &reqs);
+    int64_t *at = calloc(n ? n : 1, sizeof(*at));
+    ck_assert_ptr_nonnull(at);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i].status >= 200 && reqs[i].status <= 299)
+            at[m++] = reqs[i].at_ms;
+    hk_sink_reqs_free(reqs, n);
+    qsort(at, m, sizeof(*at), cmp_i64);
+    int64_t worst = 0;
+    for (size_t i = 1; i < m; i++)
+        if (at[i] > from && at[i - 1] < to && at[i] - at[i - 1] > worst)
+            worst = at[i] - at[i - 1];
+    free(at);
+    return worst;
+}
+
 static int count_fds(pid_t pid)
 {
     char path[64];
@@ -318,8 +347,9 @@ static int b_jobs_settled(void *arg)
 // concurrency hookd gives it; B never answers. Phase 1: A alone. Phase 2: A and B
 // at once, in the same tenant: a per-tenant FIFO (or one shared limit) would let
 // B's hung requests hold up A's jobs behind them, the harder case for fairness.
-// A's throughput must stay at 80% or more, and every connection to B must be
-// closed by hookd's timeouts once B's jobs are parked or dead-lettered.
+// A's 2xx answers must keep coming while B's requests hang, and every connection
+// to B must be closed by hookd's timeouts once B's jobs are parked or
+// dead-lettered.
 START_TEST(test_hung_endpoint_does_not_starve_a_healthy_one)
 {
     sink_a = start_sink(16);
@@ -354,6 +384,7 @@ START_TEST(test_hung_endpoint_does_not_starve_a_healthy_one)
     int64_t f1, l1;
     double rate1 = ok_rate(sink_a, &n1, &f1, &l1);
     ck_assert_uint_eq(n1, HUNG_N_A);
+    int64_t gap1 = max_ok_gap(sink_a, f1, l1); // for comparison only
 
     // Let the last responses and the commits settle, then take the baseline.
     // hookd keeps a pool of idle keep-alive connections to A whose size varies
@@ -409,16 +440,27 @@ START_TEST(test_hung_endpoint_does_not_starve_a_healthy_one)
     hk_sink_reqs_free(rb, nb);
     ck_assert_uint_gt(nb, 0);
 
+    // No head-of-line blocking: while B had requests hanging, A's 2xx answers
+    // kept coming. Were B's hung requests holding A's jobs (a per-tenant FIFO,
+    // one shared limit), A would get nothing from the moment they fill the slots
+    // (B's 32 arrive within ~10 ms) until hookd's 1 s timeouts let them go: a
+    // gap of nearly 1 s. Half the timeout tells the two apart, and unlike a
+    // throughput ratio between the two ~2 s phases it does not fail when the
+    // box merely runs slower during phase 2; only a stall of 500 ms does.
+    int64_t gap2 = max_ok_gap(sink_a, b_first, pr.released_at);
     double ratio = rate2 / rate1;
     printf("it_retry hung: A alone %.0f jobs/s (%.2fs), A next to hung B %.0f jobs/s (%.2fs), "
            "ratio %.3f; B: %zu requests, %u hung at once at most, first at +%lld ms, last at "
-           "+%lld ms of A's phase-2 window\n",
+           "+%lld ms of A's phase-2 window; longest time without an A 2xx: %lld ms alone, "
+           "%lld ms while B hung\n",
            rate1, (double)(l1 - f1) / 1000.0, rate2, (double)(l2 - f2) / 1000.0, ratio, nb,
-           pr.max_pending_b, (long long)(b_first - f2), (long long)(b_last - f2));
+           pr.max_pending_b, (long long)(b_first - f2), (long long)(b_last - f2), (long long)gap1,
+           (long long)gap2);
     ck_assert_msg(pr.max_pending_b > 0 && b_first < l2,
                   "B never hung while A was served: the test proves nothing");
-    ck_assert_msg(ratio >= 0.80, "A's throughput fell to %.1f%% next to a hung endpoint",
-                  ratio * 100.0);
+    ck_assert_msg(gap2 < 1000 / 2,
+                  "A got no 2xx for %lld ms while B's requests hung (B's timeout 1 s)",
+                  (long long)gap2);
 
     // The last hung request went within its 1 s timeout plus a margin.
     int64_t release_ms = pr.released_at - b_last;
@@ -574,6 +616,16 @@ END_TEST
 // --- 3. retries in the retry topic across a restart -------------------------------
 
 #define RT_N 200
+// The retry delay. Before the first retry is due, the test must get every first
+// attempt in, see the summary, stop the first hookd and start a second one that
+// joins the group (the mock cluster holds a first join ~3 s). That took ~2.3 s
+// under ASan on an idle box and ~4 s on a loaded 2-core one; 12 s leaves three
+// times that, and the test checks it was enough (else "none early" is vacuous).
+#define RT_DELAY_S      12
+#define RT_DELAY_MS     (RT_DELAY_S * 1000)
+#define RT_STR_(x)      #x
+#define RT_STR(x)       RT_STR_(x)
+#define RT_SCHEDULE_ENV "HOOKD_RETRY_SCHEDULE=" RT_STR(RT_DELAY_S) "s"
 
 typedef struct rt_job {
     int64_t at_ms;  // the sink's time of the first attempt
@@ -618,14 +670,14 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
     // retries back at once instead of waiting for them to come due. The mock
     // cluster lets a group that a member left rebalance only after that
     // member's session timeout less 1 s (9 s with hookd's 10 s): 3 s lets the
-    // second hookd in well before the retries are due.
+    // second hookd in well before the retries are due (RT_DELAY_S).
     const char *conf = "it_retry_restart1.conf";
     FILE *cf = fopen(conf, "w");
     ck_assert_ptr_nonnull(cf);
     fprintf(cf, "[kafka]\nrdkafka.session.timeout.ms = 3000\n");
     fclose(cf);
     char *env[] = {"HOOKD_RETRY_INLINE_MAX_MS=0",
-                   "HOOKD_RETRY_SCHEDULE=5s",
+                   RT_SCHEDULE_ENV,
                    "HOOKD_BREAKER_CONSECUTIVE_FAILURES=1000",
                    "HOOKD_BREAKER_MIN_CALLS=1000",
                    "HOOKD_BREAKER_WINDOW=1000",
@@ -669,14 +721,16 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
         ck_assert_ptr_nonnull(due);
         ck_assert_ptr_nonnull(first);
         jobs[k].due_at = strtoll(due, NULL, 10);
-        ck_assert_int_ge(jobs[k].due_at, strtoll(first, NULL, 10) + 5000);
+        ck_assert_int_ge(jobs[k].due_at, strtoll(first, NULL, 10) + RT_DELAY_MS);
         min_due = jobs[k].due_at < min_due ? jobs[k].due_at : min_due;
     }
     hk_th_records_free(recs, nrec);
-    ck_assert_msg(stop_at < min_due, "the first hookd was stopped after a retry was due");
+    ck_assert_msg(stop_at < min_due,
+                  "the first hookd was stopped %lld ms after a retry was due (schedule %d s)",
+                  (long long)(stop_at - min_due), RT_DELAY_S);
 
     ck_assert_int_eq(hk_sink_set_rule(sink_a, "/rt", 0, 0, NULL), 0);
-    char *env2[] = {"HOOKD_RETRY_INLINE_MAX_MS=0", "HOOKD_RETRY_SCHEDULE=5s", NULL};
+    char *env2[] = {"HOOKD_RETRY_INLINE_MAX_MS=0", RT_SCHEDULE_ENV, NULL};
     const char *log2 = "it_retry_restart2.log";
     start_hookd(env2, log2);
     want_ok_t w = {sink_a, RT_N};
@@ -710,9 +764,9 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
     for (int k = 0; k < RT_N; k++) {
         ck_assert_int_eq(jobs[k].fails, 1);
         ck_assert_int_eq(jobs[k].oks, 1);
-        ck_assert_msg(jobs[k].ok_at >= jobs[k].at_ms + 5000 - 50,
-                      "rt-%03d delivered %lld ms after its first attempt (schedule 5 s)", k,
-                      (long long)(jobs[k].ok_at - jobs[k].at_ms));
+        ck_assert_msg(jobs[k].ok_at >= jobs[k].at_ms + RT_DELAY_MS - 50,
+                      "rt-%03d delivered %lld ms after its first attempt (schedule %d s)", k,
+                      (long long)(jobs[k].ok_at - jobs[k].at_ms), RT_DELAY_S);
         ck_assert_msg(jobs[k].ok_at >= jobs[k].due_at - 50, "rt-%03d delivered %lld ms early", k,
                       (long long)(jobs[k].due_at - jobs[k].ok_at));
         int64_t late = jobs[k].ok_at - jobs[k].due_at;
@@ -727,7 +781,9 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
            (long long)late_min, (long long)late_max, (long long)(min_due - assigned));
     ck_assert_int_gt(assigned, 0);
     ck_assert_msg(assigned < min_due,
-                  "the second hookd joined after the retries were due: proves nothing");
+                  "the second hookd joined %lld ms after the first retry was due (schedule %d s): "
+                  "proves nothing",
+                  (long long)(assigned - min_due), RT_DELAY_S);
 }
 END_TEST
 
@@ -873,31 +929,58 @@ END_TEST
 #define HOL_ROUNDS 12
 #define HOL_PER    8
 
+#define HOL_DOWN_MS 3000 // a soon job's endpoint fails for this long after its produce
+
 typedef struct hol_state {
-    int64_t first[HOL_ROUNDS * HOL_PER]; // sink time of a "soon" job's first attempt
-    int64_t ok[HOL_ROUNDS * HOL_PER];    // and of its 2xx
+    int64_t first[HOL_ROUNDS * HOL_PER];  // sink time of a "soon" job's first attempt
+    int64_t second[HOL_ROUNDS * HOL_PER]; // and of its second one (its 1 s retry)
+    int first_ok[HOL_ROUNDS * HOL_PER];   // 1: the first attempt got a 2xx, no retry
 } hol_state_t;
 
-static int soon_all_delivered(void *arg)
+// Fills `st` from sink B's records; returns how many soon jobs are settled: their
+// first attempt got a 2xx, or their 1 s retry has been made.
+static int hol_scan(hol_state_t *st)
 {
-    (void)arg;
+    memset(st, 0, sizeof(*st));
     hk_sink_req_t *reqs;
     size_t n = hk_sink_reqs(sink_b, &reqs);
-    size_t ok = 0;
-    for (size_t i = 0; i < n; i++)
-        ok += reqs[i].status == 200;
+    for (size_t i = 0; i < n; i++) {
+        int k;
+        ck_assert(sscanf(reqs[i].webhook_id, "soon-%d", &k) == 1 && k >= 0 &&
+                  k < HOL_ROUNDS * HOL_PER);
+        if (!st->first[k]) {
+            st->first[k] = reqs[i].at_ms;
+            st->first_ok[k] = reqs[i].status == 200;
+        } else if (!st->second[k]) {
+            st->second[k] = reqs[i].at_ms;
+        }
+    }
     hk_sink_reqs_free(reqs, n);
-    return ok >= HOL_ROUNDS * HOL_PER;
+    int settled = 0;
+    for (int k = 0; k < HOL_ROUNDS * HOL_PER; k++)
+        settled += st->first_ok[k] || st->second[k];
+    return settled;
+}
+
+static int soon_all_retried(void *arg)
+{
+    return hol_scan(arg) >= HOL_ROUNDS * HOL_PER;
 }
 
 // Keyless jobs whose retries wait 1 s, next to jobs whose second retry waits 20 s,
 // all through the retry topic. hookd holds a retry partition while its head is not
 // due, so a 1 s retry must never queue behind a 20 s one (producer.c partitions
-// retry records by delay tier for exactly this).
+// retry records by delay tier for exactly this). What is judged is when a soon
+// job's second attempt (its 1 s retry) comes, whatever it is answered: its
+// endpoint fails for HOL_DOWN_MS after the produce, so a first attempt up to that
+// late still fails and is retried, however slowly hookd picks the jobs up. (With
+// a shorter outage a slow box would make the first attempts after it, and leave
+// no retry to judge.) A soon job whose 1 s retry still fails goes on to a 20 s
+// retry of its own, after the test has looked.
 START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
 {
     sink_a = start_sink(4); // "late" jobs: 503 every time
-    sink_b = start_sink(4); // "soon" jobs: 503 once, then 200
+    sink_b = start_sink(4); // "soon" jobs: 503 for HOL_DOWN_MS after the produce, then 200
     int port_a = hk_sink_port(sink_a), port_b = hk_sink_port(sink_b);
     char *env[] = {"HOOKD_RETRY_INLINE_MAX_MS=0",  "HOOKD_RETRY_SCHEDULE=1s,20s",
                    "HOOKD_RETRY_MAX_ATTEMPTS=3",   "HOOKD_BREAKER_CONSECUTIVE_FAILURES=1000",
@@ -921,40 +1004,31 @@ START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
             ck_assert(asprintf(&values[2 * i + 1],
                                "{\"id\":\"soon-%d\",\"url\":\"http://127.0.0.1:%d/down-until/"
                                "%lld\"}",
-                               k, port_b, (long long)(now + 600)) > 0);
+                               k, port_b, (long long)(now + HOL_DOWN_MS)) > 0);
         }
         ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, NULL, 2 * HOL_PER), 2 * HOL_PER);
         for (int i = 0; i < 2 * HOL_PER; i++)
             free(values[i]);
         hk_th_sleep_ms(250);
     }
-    int delivered = hk_th_wait_for(soon_all_delivered, NULL, 8000);
-
     hol_state_t st;
-    memset(&st, 0, sizeof(st));
-    hk_sink_req_t *reqs;
-    size_t n = hk_sink_reqs(sink_b, &reqs);
-    for (size_t i = 0; i < n; i++) {
-        int k;
-        ck_assert(sscanf(reqs[i].webhook_id, "soon-%d", &k) == 1 && k >= 0 &&
-                  k < HOL_ROUNDS * HOL_PER);
-        if (!st.first[k])
-            st.first[k] = reqs[i].at_ms;
-        if (reqs[i].status == 200 && !st.ok[k])
-            st.ok[k] = reqs[i].at_ms;
-    }
-    hk_sink_reqs_free(reqs, n);
-    int retried = 0, held = 0;
+    int in_time = hk_th_wait_for(soon_all_retried, &st, 8000);
+    hol_scan(&st);
+    int retried = 0, held = 0, unattempted = 0;
     int64_t worst = 0;
     for (int k = 0; k < HOL_ROUNDS * HOL_PER; k++) {
-        if (st.ok[k] == st.first[k])
+        if (!st.first[k]) {
+            unattempted++;
+            continue;
+        }
+        if (st.first_ok[k])
             continue; // delivered at the first attempt: no retry to judge
         retried++;
-        if (!st.ok[k]) {
+        if (!st.second[k]) {
             held++;
             continue;
         }
-        int64_t took = st.ok[k] - st.first[k];
+        int64_t took = st.second[k] - st.first[k];
         held += took > 1000 + 4000;
         worst = took > worst ? took : worst;
     }
@@ -974,10 +1048,11 @@ START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
         printf(" p%d %d/%d", p, by_part[p][0], by_part[p][1]);
     printf("\n");
     printf("it_retry hol: %d soon jobs retried, %d took over 5 s (1 s schedule), worst %lld ms; "
-           "all delivered in time: %s\n",
-           retried, held, (long long)worst, delivered ? "yes" : "no");
+           "%d never attempted; all retried in time: %s\n",
+           retried, held, (long long)worst, unattempted, in_time ? "yes" : "no");
+    ck_assert_msg(unattempted == 0, "%d soon jobs were never attempted", unattempted);
     ck_assert_int_gt(retried, 0);
-    ck_assert_msg(delivered && held == 0,
+    ck_assert_msg(in_time && held == 0,
                   "%d of %d retries due after 1 s were held behind 20 s retries in the retry "
                   "topic",
                   held, retried);
