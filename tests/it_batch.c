@@ -208,15 +208,21 @@ static int pq_at_least(void *arg)
 // Wall clock ms of a log line's "ts" ("2026-01-02T03:04:05.678Z"); -1 if unreadable.
 static int64_t line_ts(json_t *line)
 {
-    const char *ts = json_string_value(json_object_get(line, "ts"));
-    struct tm tm = {0};
-    int ms;
-    if (!ts || sscanf(ts, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                      &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    return hk_th_log_ts(json_string_value(json_object_get(line, "ts")));
+}
+
+typedef struct first_since {
+    int64_t since_ms;
+    json_t *line;
+} first_since_t;
+
+static int first_since(json_t *line, int64_t at_ms, void *arg)
+{
+    first_since_t *w = arg;
+    if (at_ms < w->since_ms)
+        return 0;
+    w->line = json_incref(line);
+    return 1;
 }
 
 // The first line of `log` for `event` logged at or after `since_ms` (wall clock),
@@ -225,24 +231,9 @@ static json_t *log_event_since(const char *log, const char *event, int64_t since
 {
     char needle[128];
     snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
-    FILE *f = fopen(log, "r");
-    if (!f)
-        return NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    json_t *j = NULL;
-    while (!j && getline(&line, &cap, f) >= 0) {
-        if (!strstr(line, needle))
-            continue;
-        j = json_loads(line, 0, NULL);
-        if (j && line_ts(j) < since_ms) {
-            json_decref(j);
-            j = NULL;
-        }
-    }
-    free(line);
-    fclose(f);
-    return j;
+    first_since_t w = {since_ms, NULL};
+    hk_th_log_each(log, needle, first_since, &w);
+    return w.line;
 }
 
 // The first line of `log` for `event` as JSON; NULL when there is none.

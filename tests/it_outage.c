@@ -289,19 +289,6 @@ static size_t by_id(hk_sink_req_t *reqs, size_t n, const char *prefix, hk_sink_r
     return k;
 }
 
-// "2025-01-31T12:34:56.789Z" as ms since the epoch; -1 when malformed.
-static int64_t parse_log_ts(const char *ts)
-{
-    struct tm tm = {0};
-    int ms = 0;
-    if (!ts || sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                      &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
 typedef struct transition {
     int64_t at_ms; // wall clock of the log line
     char from[16];
@@ -332,7 +319,7 @@ static size_t breaker_log(const char *log, const char *endpoint, transition_t **
                 v = realloc(v, cap * sizeof(*v));
             }
             transition_t *t = &v[n++];
-            t->at_ms = parse_log_ts(json_string_value(json_object_get(j, "ts")));
+            t->at_ms = hk_th_log_ts(json_string_value(json_object_get(j, "ts")));
             const char *from = json_string_value(json_object_get(j, "from"));
             const char *to = json_string_value(json_object_get(j, "to"));
             snprintf(t->from, sizeof(t->from), "%s", from ? from : "?");

@@ -129,15 +129,11 @@ static int64_t log_first_ts(const char *log, const char *needle)
     size_t cap = 0;
     int64_t at = -1;
     while (at < 0 && getline(&line, &cap, f) >= 0) {
-        struct tm tm = {0};
-        int ms;
         const char *ts = strstr(line, "\"ts\":\"");
-        if (strstr(line, needle) && ts &&
-            sscanf(ts + 6, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) == 7) {
-            tm.tm_year -= 1900;
-            tm.tm_mon -= 1;
-            at = (int64_t)timegm(&tm) * 1000 + ms;
+        if (strstr(line, needle) && ts) {
+            char stamp[32]; // the string value, up to its closing quote
+            snprintf(stamp, sizeof(stamp), "%.*s", (int)strcspn(ts + 6, "\""), ts + 6);
+            at = hk_th_log_ts(stamp);
         }
     }
     free(line);

@@ -408,45 +408,48 @@ static int both_sending(void *arg)
     return seen == 3;
 }
 
-// "2025-01-31T12:34:56.789Z" as ms since the epoch; -1 when malformed.
-static int64_t parse_log_ts(const char *ts)
+typedef struct breaker_want {
+    const char *endpoint, *to;
+    int remote;
+    int64_t at;
+} breaker_want_t;
+
+static int breaker_match(json_t *j, int64_t at_ms, void *arg)
 {
-    struct tm tm = {0};
-    int ms = 0;
-    if (!ts || sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                      &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    breaker_want_t *w = arg;
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *ep = json_string_value(json_object_get(j, "endpoint"));
+    const char *t = json_string_value(json_object_get(j, "to"));
+    int rem = json_is_true(json_object_get(j, "remote"));
+    if (!ev || !ep || !t || strcmp(ev, "breaker") != 0 || strcmp(ep, w->endpoint) != 0 ||
+        strcmp(t, w->to) != 0 || (w->remote >= 0 && rem != w->remote))
+        return 0;
+    w->at = at_ms;
+    return 1;
 }
 
 // The first breaker line of `log` for `endpoint` going to `to`, with "remote" equal
 // to `remote` (-1: either). Its wall clock ms, 0 when there is none.
 static int64_t breaker_event(const char *log, const char *endpoint, const char *to, int remote)
 {
-    FILE *f = fopen(log, "r");
-    if (!f)
-        return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    int64_t at = 0;
-    while (!at && getline(&line, &cap, f) >= 0) {
-        if (!strstr(line, "\"breaker\""))
-            continue;
-        json_t *j = json_loads(line, 0, NULL);
-        const char *ev = json_string_value(json_object_get(j, "event"));
-        const char *ep = json_string_value(json_object_get(j, "endpoint"));
-        const char *t = json_string_value(json_object_get(j, "to"));
-        int rem = json_is_true(json_object_get(j, "remote"));
-        if (ev && ep && t && strcmp(ev, "breaker") == 0 && strcmp(ep, endpoint) == 0 &&
-            strcmp(t, to) == 0 && (remote < 0 || rem == remote))
-            at = parse_log_ts(json_string_value(json_object_get(j, "ts")));
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    return at;
+    breaker_want_t w = {endpoint, to, remote, 0};
+    hk_th_log_each(log, "\"breaker\"", breaker_match, &w);
+    return w.at;
+}
+
+typedef struct events_in {
+    const char *event;
+    int64_t from_ms, to_ms, first;
+    int n;
+} events_in_t;
+
+static int event_in(json_t *j, int64_t at_ms, void *arg)
+{
+    events_in_t *w = arg;
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    if (ev && strcmp(ev, w->event) == 0 && at_ms >= w->from_ms && at_ms <= w->to_ms && !w->n++)
+        w->first = at_ms;
+    return 0;
 }
 
 // Lines of `log` whose "event" is `event`, stamped from_ms..to_ms (wall clock);
@@ -454,26 +457,10 @@ static int64_t breaker_event(const char *log, const char *endpoint, const char *
 static int log_events_between(const char *log, const char *event, int64_t from_ms, int64_t to_ms,
                               int64_t *first)
 {
-    *first = 0;
-    FILE *f = fopen(log, "r");
-    if (!f)
-        return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    while (getline(&line, &cap, f) >= 0) {
-        json_t *j = json_loads(line, 0, NULL);
-        const char *ev = json_string_value(json_object_get(j, "event"));
-        int64_t at = parse_log_ts(json_string_value(json_object_get(j, "ts")));
-        if (ev && strcmp(ev, event) == 0 && at >= from_ms && at <= to_ms) {
-            if (!n++)
-                *first = at;
-        }
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    return n;
+    events_in_t w = {event, from_ms, to_ms, 0, 0};
+    hk_th_log_each(log, NULL, event_in, &w);
+    *first = w.first;
+    return w.n;
 }
 
 // Field `field` of the lane of `endpoint` in GET /v1/breakers: a string as it

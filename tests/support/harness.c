@@ -516,3 +516,60 @@ int hk_th_log_count(const char *path, const char *needle)
     fclose(f);
     return n;
 }
+
+// The number in the n digits at s (checked to be digits by the caller).
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+int64_t hk_th_log_ts(const char *ts)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    if (!ts)
+        return -1;
+    // Up to and including shape's NUL: a shorter ts stops at its own NUL, a longer one fails there.
+    for (size_t i = 0; i < sizeof(shape); i++)
+        if (shape[i] == 'd' ? ts[i] < '0' || ts[i] > '9' : ts[i] != shape[i])
+            return -1;
+    int mon = digits(ts + 5, 2), day = digits(ts + 8, 2);
+    struct tm tm = {.tm_year = digits(ts, 4) - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = day,
+                    .tm_hour = digits(ts + 11, 2),
+                    .tm_min = digits(ts + 14, 2),
+                    .tm_sec = digits(ts + 17, 2)};
+    if (tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 59)
+        return -1;
+    time_t t = timegm(&tm);
+    // timegm normalises: a day past the month's end (or a month 0 or 13) moves them.
+    if (tm.tm_mon != mon - 1 || tm.tm_mday != day)
+        return -1;
+    return (int64_t)t * 1000 + digits(ts + 20, 3);
+}
+
+int hk_th_log_each(const char *path, const char *needle, hk_th_log_fn *fn, void *arg)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, stop = 0;
+    while (!stop && getline(&line, &cap, f) >= 0) {
+        if (needle && !strstr(line, needle))
+            continue;
+        json_t *j = json_loads(line, 0, NULL);
+        if (json_is_object(j)) {
+            n++;
+            stop = fn(j, hk_th_log_ts(json_string_value(json_object_get(j, "ts"))), arg);
+        }
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return n;
+}

@@ -4,6 +4,7 @@
 #ifndef HK_HARNESS_H
 #define HK_HARNESS_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -88,5 +89,19 @@ long hk_th_http_auth(const char *method, const char *url, const char *token, int
 
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
+
+// A hookd log "ts" ("2026-11-21T11:04:26.176Z", UTC) as wall clock ms since the
+// epoch; -1 when ts is NULL or not exactly that shape.
+int64_t hk_th_log_ts(const char *ts);
+
+// Called by hk_th_log_each with one log line (owned by the caller: json_incref to
+// keep it) and its "ts" as hk_th_log_ts gives it (-1 when absent or malformed).
+// Nonzero stops the scan.
+typedef int hk_th_log_fn(json_t *line, int64_t at_ms, void *arg);
+// Calls fn, in file order, for each line of log file `path` that contains
+// `needle` (NULL: every line) and parses as a JSON object; other lines are
+// skipped. Returns how many lines fn was given (the one that stopped the scan
+// included), -1 when `path` cannot be opened.
+int hk_th_log_each(const char *path, const char *needle, hk_th_log_fn *fn, void *arg);
 
 #endif
