@@ -18,15 +18,16 @@
 #include "worker/log.h"
 #include "worker/metrics.h"
 
-#define STORE_INTERVAL_MS  50
-#define LAG_INTERVAL_MS    1000
-#define REVOKE_WAIT_MAX_MS 5000
-#define REVOKE_SETTLE_MS   500 // see revoke()
-#define COMMIT_RETRY_MS    20
-#define ASSIGN_SETTLE_MS   1000  // see part_t.settle_until
-#define ORPHAN_TTL_MS      30000 // refused revoke commits are tried again this long
-#define ORPHAN_RETRY_MS    100
-#define COMMITTED_WAIT_MS  2000 // OffsetFetch (rd_kafka_committed) timeout
+#define STORE_INTERVAL_MS      50
+#define LAG_INTERVAL_MS        1000
+#define REVOKE_WAIT_MAX_MS     5000
+#define REVOKE_SETTLE_MS       500 // see revoke()
+#define COMMIT_RETRY_MS        20
+#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until
+#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long
+#define ORPHAN_RETRY_MS        100
+#define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
+#define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
@@ -81,6 +82,10 @@ struct hk_intake_s {
     // ILLEGAL_GENERATION, and librdkafka then declares the whole assignment lost,
     // which costs every finished offset not committed yet and another join round.
     int in_rejoining;
+    // After a cooperative revoke (not lost, not closing) librdkafka calls the
+    // assignment callback with what this rebalance adds, at once, and joins again
+    // after it: that call ends no join. Until this time (monotonic ms), 0 = none.
+    int64_t in_assign_then_join;
     int64_t in_last_store_ms;
     orphan_t *in_orphans;
     int64_t in_orphans_next_ms;
@@ -583,9 +588,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         // A join ended (cooperative rebalancing calls this after every one, with
-        // what it adds, maybe nothing): commits of our own can go out again.
-        in->in_rejoining = 0;
-        in->in_orphans_next_ms = 0;
+        // what it adds, maybe nothing): commits of our own can go out again. Not
+        // if this is the assignment that follows a revoke within one rebalance:
+        // librdkafka joins again right after it (the partitions revoked here go
+        // to their new owners in that next join).
+        if (in->in_assign_then_join && hk_clock_mono_ms() < in->in_assign_then_join) {
+            in->in_assign_then_join = 0;
+        } else {
+            in->in_assign_then_join = 0;
+            in->in_rejoining = 0;
+            in->in_orphans_next_ms = 0;
+        }
         assign(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
@@ -611,6 +624,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         else
             hk_log(HK_LOG_ERROR, "rebalance_error", "{s:s}", "error", rd_kafka_err2str(err));
         in->in_rejoining = 1; // librdkafka joins again once this returns
+        in->in_assign_then_join =
+            cooperative && !lost && !in->in_closing && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                ? hk_clock_mono_ms() + ASSIGN_AFTER_REVOKE_MS
+                : 0;
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
         else
