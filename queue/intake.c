@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "queue/kconf.h"
 #include "queue/offsets.h"
@@ -107,12 +106,6 @@ struct hk_intake_s {
     pthread_mutex_t in_lock; // guards the done list
     hk_task_t *in_done;
 };
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static int topic_index(hk_intake_t *in, const char *topic)
 {
@@ -465,7 +458,7 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
         // while the caller can wait.
         while (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS &&
                hk_clock_mono_ms() + COMMIT_RETRY_MS < retry_until_ms) {
-            sleep_ms(COMMIT_RETRY_MS);
+            hk_clock_sleep_ms(COMMIT_RETRY_MS);
             err = rd_kafka_commit(in->in_rk, commit, 0);
         }
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
@@ -528,7 +521,7 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
                        : REVOKE_WAIT_MAX_MS;
         int64_t deadline = hk_clock_mono_ms() + wait;
         while (unfinished(in, parts) > dropped_all && hk_clock_mono_ms() < deadline) {
-            sleep_ms(5);
+            hk_clock_sleep_ms(5);
             drain_done(in);
         }
     }
@@ -549,7 +542,7 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         // Returning rejoins the group: not before the settle time is over.
         int64_t settle = settle_end - hk_clock_mono_ms();
         if (settle > 0)
-            sleep_ms((int)settle);
+            hk_clock_sleep_ms((int)settle);
     }
     for (int i = 0; i < parts->cnt; i++) {
         part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);

@@ -243,8 +243,7 @@ size_t hk_producer_destroy(hk_producer_t *p, int timeout_ms)
     // Let the poll thread serve delivery reports while we wait.
     int64_t deadline = hk_clock_mono_ms() + timeout_ms;
     while (atomic_load(&p->p_outstanding) > 0 && hk_clock_mono_ms() < deadline) {
-        struct timespec ts = {0, 10 * 1000000};
-        nanosleep(&ts, NULL);
+        hk_clock_sleep_ms(10);
     }
     atomic_store(&p->p_closing, 1);
     atomic_store(&p->p_run, 0);

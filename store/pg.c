@@ -13,7 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "worker/clock.h"
 
 #define PG_BACKOFF_FIRST_MS 100
 #define PG_CLIENT_GRACE_MS  5000 // the client waits this much longer than statement_timeout
@@ -42,13 +43,6 @@ struct hk_pg_s {
     size_t pg_stmts_cnt;
     size_t pg_stmts_cap;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 // Copies `msg` into err with runs of whitespace (libpq's newlines and tabs)
 // folded into one space and no trailing space.
@@ -183,7 +177,7 @@ static int wait_socket(PGconn *c, short events, int64_t deadline)
     for (;;) {
         int timeout = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - hk_clock_mono_ms();
             if (left <= 0)
                 return 0;
             timeout = left > INT32_MAX ? INT32_MAX : (int)left;
@@ -206,7 +200,7 @@ static int wait_socket(PGconn *c, short events, int64_t deadline)
 static PGresult *collect(hk_pg_t *pg, int timeout_ms, char *err, size_t err_size)
 {
     PGconn *c = pg->pg_conn;
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : hk_clock_mono_ms() + timeout_ms;
     PGresult *keep = NULL;
 
     for (;;) {
@@ -310,7 +304,7 @@ static int connect_once(hk_pg_t *pg, char *err, size_t err_size)
         set_err(err, err_size, "%s", "out of memory");
         return -1;
     }
-    int64_t deadline = now_ms() + pg->pg_connect_timeout_ms;
+    int64_t deadline = hk_clock_mono_ms() + pg->pg_connect_timeout_ms;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
         int w = wait_socket(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
@@ -368,7 +362,7 @@ int hk_pg_ensure(hk_pg_t *pg, char *err, size_t err_size)
         mark_down(pg);
     }
 
-    int64_t now = now_ms();
+    int64_t now = hk_clock_mono_ms();
     if (now < pg->pg_next_ms) {
         if (err && err_size)
             snprintf(err, err_size, "postgres unavailable, next attempt in %lld ms: %s",
@@ -390,7 +384,7 @@ int hk_pg_ensure(hk_pg_t *pg, char *err, size_t err_size)
         pg->pg_backoff_ms = pg->pg_reconnect_max_ms;
     if (pg->pg_backoff_ms > pg->pg_reconnect_max_ms)
         pg->pg_backoff_ms = pg->pg_reconnect_max_ms;
-    pg->pg_next_ms = now_ms() + pg->pg_backoff_ms;
+    pg->pg_next_ms = hk_clock_mono_ms() + pg->pg_backoff_ms;
     memcpy(pg->pg_last_err, why, sizeof(why));
     if (err && err_size)
         snprintf(err, err_size, "postgres unavailable, next attempt in %d ms: %s",

@@ -22,6 +22,7 @@
 #include "store/dlstore.h"
 #include "store/migrate.h"
 #include "store/pg.h"
+#include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 
 static hk_pgsvc_t svc;     // the suite's server
@@ -44,20 +45,6 @@ static json_t *hold_json(json_t *j)
     return j;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static hk_pg_t *new_pg(const char *ci, int reconnect_max_ms)
 {
     hk_pg_opts_t o = {
@@ -75,7 +62,7 @@ static void fresh_db(hk_pgsvc_t *s)
     static int seq;
     char name[64];
     snprintf(name, sizeof(name), "t_%d_%d_%lld", (int)getpid(), seq++,
-             (long long)(now_ms() % 1000000));
+             (long long)(hk_th_now_ms() % 1000000));
     ck_assert_int_eq(hk_pgsvc_create_db(s, name, conninfo, sizeof(conninfo)), 0);
 }
 
@@ -239,9 +226,9 @@ START_TEST(test_pg_statement_timeout_cancels_but_keeps_connection)
     hk_pg_opts_t o = {.conninfo = conninfo, .query_timeout_ms = 300};
     hk_pg_t *p = hk_pg_new(&o);
     held_pg[held_pg_cnt++] = p;
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     PGresult *r = hk_pg_exec(p, "t_sleep", "SELECT pg_sleep(3)", 0, NULL, err, sizeof(err));
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     ck_assert_ptr_null(r);
     ck_assert_str_eq(err, "canceling statement due to statement timeout");
     ck_assert_int_lt(took, 2000);
@@ -265,9 +252,9 @@ START_TEST(test_pg_connect_times_out_on_silent_server)
     hk_pg_opts_t o = {.conninfo = ci, .connect_timeout_ms = 300, .reconnect_max_ms = 1000};
     hk_pg_t *p = hk_pg_new(&o);
     held_pg[held_pg_cnt++] = p;
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     int rc = hk_pg_ensure(p, err, sizeof(err));
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     close(fd);
     ck_assert_int_eq(rc, -1);
     ck_assert_str_eq(err, "postgres unavailable, next attempt in 100 ms: connection attempt timed "
@@ -292,11 +279,11 @@ START_TEST(test_pg_backoff_doubles_up_to_max)
         ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "attempt %d: %s", i, err);
         ck_assert_ptr_nonnull(strstr(err, "nonexistent-hk"));
         // Inside the window: fails at once, without trying.
-        int64_t t0 = now_ms();
+        int64_t t0 = hk_th_now_ms();
         ck_assert_int_eq(hk_pg_ensure(p, err, sizeof(err)), -1);
-        ck_assert_int_lt(now_ms() - t0, 20);
+        ck_assert_int_lt(hk_th_now_ms() - t0, 20);
         ck_assert_ptr_nonnull(strstr(err, "postgres unavailable, next attempt in "));
-        sleep_ms(want[i] + 20);
+        hk_th_sleep_ms(want[i] + 20);
     }
 }
 END_TEST
@@ -356,16 +343,16 @@ START_TEST(test_pg_reconnects_after_outage)
 
     // Inside the backoff window: refused at once, saying when the next try is.
     hk_pg_ensure(pg, err, sizeof(err));
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     ck_assert_int_eq(hk_pg_ensure(pg, err, sizeof(err)), -1);
-    ck_assert_int_lt(now_ms() - t0, 20);
+    ck_assert_int_lt(hk_th_now_ms() - t0, 20);
     ck_assert_msg(strncmp(err, "postgres unavailable, next attempt in ", 38) == 0, "%s", err);
 
     ck_assert_int_eq(hk_pgsvc_restart(&outage), 0);
-    t0 = now_ms();
+    t0 = hk_th_now_ms();
     while (hk_pg_ensure(pg, err, sizeof(err)) != 0) {
-        ck_assert_msg(now_ms() - t0 < 5000, "no reconnect within 5 s: %s", err);
-        sleep_ms(50);
+        ck_assert_msg(hk_th_now_ms() - t0 < 5000, "no reconnect within 5 s: %s", err);
+        hk_th_sleep_ms(50);
     }
     ck_assert_int_eq(hk_pg_up(pg), 1);
     ck_assert_ptr_nonnull(hk_pg_conn(pg));
@@ -400,10 +387,10 @@ START_TEST(test_pg_transaction_not_continued_after_reconnect)
     hk_pg_rollback(pg);
     ck_assert_int_eq(hk_pg_in_transaction(pg), 0);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     while (hk_pg_ensure(pg, err, sizeof(err)) != 0) {
-        ck_assert_msg(now_ms() - t0 < 5000, "no reconnect: %s", err);
-        sleep_ms(50);
+        ck_assert_msg(hk_th_now_ms() - t0 < 5000, "no reconnect: %s", err);
+        hk_th_sleep_ms(50);
     }
     ck_assert_int_eq(q1_int(pg, "SELECT count(*) FROM t_tx"), 0);
 }
@@ -426,10 +413,10 @@ START_TEST(test_ckpt_flush_while_down_writes_nothing)
     ck_assert_int_eq(hk_pg_up(pg), 0);
 
     ck_assert_int_eq(hk_pgsvc_restart(&outage), 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     while (hk_pg_ensure(pg, err, sizeof(err)) != 0) {
-        ck_assert_msg(now_ms() - t0 < 5000, "no reconnect: %s", err);
-        sleep_ms(50);
+        ck_assert_msg(hk_th_now_ms() - t0 < 5000, "no reconnect: %s", err);
+        hk_th_sleep_ms(50);
     }
     ck_assert_int_eq(q1_int(pg, "SELECT count(*) FROM batch_items WHERE batch_id = 'b-out'"), 1);
     ck_assert_str_eq(q1(pg, "SELECT succeeded || '/' || failed || '/' || cursor FROM batches"
@@ -864,11 +851,11 @@ START_TEST(test_ckpt_flush_1000_items_in_one_statement)
     hk_ckpt_item_t items[1000];
     for (int i = 0; i < 1000; i++)
         items[i] = (hk_ckpt_item_t){i, HK_ITEM_FAILED, 2, 400 + i % 100, errs[i % 6]};
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     ck_assert_msg(hk_ckpt_flush(pg, "big", items, 1000, 1000, "completed_with_failures", err,
                                 sizeof(err)) == 0,
                   "%s", err);
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     ck_assert_msg(took < 2000, "1000-item flush took %lld ms", (long long)took);
     ck_assert_str_eq(counters("big"), "0/1000/0 c1000 completed_with_failures");
     ck_assert_str_eq(q1(pg, "SELECT last_error FROM batch_items WHERE batch_id='big' AND idx=0"),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store/redis.h"
+#include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
 #include "worker/clock.h"
 #include "worker/metrics.h"
@@ -61,17 +62,6 @@ static void teardown(void)
     svc = NULL;
 }
 
-static int64_t now_ms(void)
-{
-    return hk_clock_mono_ms();
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static hk_redis_opts_t opts_for(const char *url, const char *instance)
 {
     return (hk_redis_opts_t){
@@ -86,9 +76,9 @@ static hk_redis_opts_t opts_for(const char *url, const char *instance)
 
 static int wait_up(hk_redis_t *r, int ms)
 {
-    int64_t end = now_ms() + ms;
-    while (!hk_redis_up(r) && now_ms() < end)
-        sleep_ms(10);
+    int64_t end = hk_th_now_ms() + ms;
+    while (!hk_redis_up(r) && hk_th_now_ms() < end)
+        hk_th_sleep_ms(10);
     return hk_redis_up(r);
 }
 
@@ -191,11 +181,11 @@ static hk_claim_t claim_on(hk_redis_t *r, const char *tenant, const char *key, i
 {
     waiter_t w;
     waiter_init(&w);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_claim(r, tenant, key, on_claim, &w);
     ck_assert_msg(waiter_wait(&w, 10000), "claim %s:%s never completed", tenant, key);
     if (took_ms)
-        *took_ms = now_ms() - t0;
+        *took_ms = hk_th_now_ms() - t0;
     if (on_caller)
         *on_caller = w.on_caller;
     hk_claim_t res = w.claim;
@@ -213,11 +203,11 @@ static int permits_on(hk_redis_t *r, const char *endpoint, double rate, int burs
 {
     waiter_t w;
     waiter_init(&w);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_permits(r, endpoint, rate, burst, want, on_permits, &w);
     ck_assert_msg(waiter_wait(&w, 10000), "permits for %s never completed", endpoint);
     if (took_ms)
-        *took_ms = now_ms() - t0;
+        *took_ms = hk_th_now_ms() - t0;
     if (retry_in_ms)
         *retry_in_ms = w.retry_in_ms;
     if (on_caller)
@@ -332,7 +322,7 @@ END_TEST
 static void ck_fresh_lease(int64_t t0, const char *what)
 {
     long long pttl = hk_redissvc_int(svc, "PTTL hookd:lease:t:k");
-    int64_t el = now_ms() - t0;
+    int64_t el = hk_th_now_ms() - t0;
     ck_assert_msg(pttl >= LEASE_MS - el - 1 && pttl <= LEASE_MS,
                   "%s: lease PTTL %lld read %lld ms after the claim, want [%lld, %d]", what, pttl,
                   (long long)el, (long long)(LEASE_MS - el - 1), LEASE_MS);
@@ -346,22 +336,22 @@ START_TEST(test_lease_expires_after_lease_ms)
     o.lease_ms = LEASE_MS;
     hk_redis_t *a = client(&o);
     hk_redis_t *b = client_at("replica-b");
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     ck_claim(a, "t", "k", HK_CLAIM_OK);
     ck_fresh_lease(t0, "first claim");
     ck_claim(b, "t", "k", HK_CLAIM_BUSY);
-    sleep_ms(LEASE_MS * 6 / 10);
+    hk_th_sleep_ms(LEASE_MS * 6 / 10);
     // The refresh: a PTTL near lease_ms again. What is left of the first lease is
     // at least 600 ms short of the bound, however long reading it takes.
-    int64_t t_r = now_ms();
+    int64_t t_r = hk_th_now_ms();
     ck_claim(a, "t", "k", HK_CLAIM_OK);
     ck_fresh_lease(t_r, "refreshed");
-    sleep_ms(LEASE_MS * 6 / 10);
-    int64_t t_b = now_ms();
+    hk_th_sleep_ms(LEASE_MS * 6 / 10);
+    int64_t t_b = hk_th_now_ms();
     hk_claim_t res = claim(b, "t", "k", NULL);
     ck_assert_msg(res == HK_CLAIM_BUSY, "claim %lld ms after the refresh = %s, want BUSY (held)",
                   (long long)(t_b - t_r), claim_name(res));
-    sleep_ms(LEASE_MS * 6 / 10);        // over lease_ms since the refresh, however slow the machine
+    hk_th_sleep_ms(LEASE_MS * 6 / 10);  // over lease_ms since the refresh, however slow the machine
     ck_claim(b, "t", "k", HK_CLAIM_OK); // expired
     hk_redis_stop(a);
     hk_redis_stop(b);
@@ -416,9 +406,9 @@ static void claim_many(hk_redis_t *r, many_t *m, many_arg_t *args)
         snprintf(key, sizeof(key), "k%d", i);
         hk_redis_claim(r, "bulk", key, on_many, &args[i]);
     }
-    int64_t end = now_ms() + 30000;
-    while (atomic_load(&m->completed) < MANY && now_ms() < end)
-        sleep_ms(5);
+    int64_t end = hk_th_now_ms() + 30000;
+    while (atomic_load(&m->completed) < MANY && hk_th_now_ms() < end)
+        hk_th_sleep_ms(5);
     ck_assert_int_eq(atomic_load(&m->completed), MANY);
 }
 
@@ -431,9 +421,9 @@ START_TEST(test_10000_claims_are_pipelined_in_few_round_trips)
 
     hk_redis_stats_t st0, st1;
     hk_redis_stats(a, &st0);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     claim_many(a, m, args);
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     hk_redis_stats(a, &st1);
     for (int i = 0; i < MANY; i++)
         ck_assert_msg(m->results[i] == HK_CLAIM_OK, "claim k%d = %d", i, m->results[i]);
@@ -486,13 +476,13 @@ typedef struct replica_loop {
 static void *replica_main(void *arg)
 {
     replica_loop_t *rl = arg;
-    rl->first_call_ms = now_ms();
-    while (now_ms() - rl->start_ms < rl->run_ms) {
+    rl->first_call_ms = hk_th_now_ms();
+    while (hk_th_now_ms() - rl->start_ms < rl->run_ms) {
         waiter_t w;
         waiter_init(&w);
         hk_redis_permits(rl->r, "https://api.example:443", 200, 10, 4, on_permits, &w);
         int done = waiter_wait(&w, 5000);
-        rl->last_cb_ms = now_ms();
+        rl->last_cb_ms = hk_th_now_ms();
         if (!done || w.granted < 0 || w.granted > 4) {
             rl->failures++;
             waiter_destroy(&w);
@@ -501,7 +491,7 @@ static void *replica_main(void *arg)
         rl->calls++;
         rl->granted += w.granted;
         if (w.granted < 4)
-            sleep_ms(w.retry_in_ms < 10 ? (int)w.retry_in_ms : 10);
+            hk_th_sleep_ms(w.retry_in_ms < 10 ? (int)w.retry_in_ms : 10);
         waiter_destroy(&w);
     }
     return NULL;
@@ -512,7 +502,7 @@ START_TEST(test_permits_shared_by_two_replicas_follow_rate_and_burst)
     hk_redis_t *a = client_at("replica-a");
     hk_redis_t *b = client_at("replica-b");
     replica_loop_t la = {.r = a, .run_ms = 3000}, lb = {.r = b, .run_ms = 3000};
-    la.start_ms = lb.start_ms = now_ms();
+    la.start_ms = lb.start_ms = hk_th_now_ms();
     pthread_t ta, tb;
     pthread_create(&ta, NULL, replica_main, &la);
     pthread_create(&tb, NULL, replica_main, &lb);
@@ -547,10 +537,10 @@ START_TEST(test_permits_shared_by_two_replicas_follow_rate_and_burst)
     // Idle: the key expires (about 1 s after its TAT), and the burst is back.
     long long pttl = hk_redissvc_int(svc, "PTTL hookd:rate:https://api.example:443");
     ck_assert_msg(pttl > 0 && pttl <= 1100, "rate key PTTL %lld", pttl);
-    sleep_ms(1200);
+    hk_th_sleep_ms(1200);
     ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:rate:https://api.example:443"), 0);
     int64_t retry = -1;
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     ck_assert_int_eq(permits(a, "https://api.example:443", 200, 10, 50, &retry, NULL), 10);
     ck_assert_int_eq(retry, 5); // one emission interval
     // The burst is spent: b gets nothing unless one emission interval (5 ms)
@@ -559,7 +549,7 @@ START_TEST(test_permits_shared_by_two_replicas_follow_rate_and_burst)
     // the script's 1e-6 fudge, so a hair under 5 ms will do; this clock reads whole
     // ms, so that span can read as 4 here (x.0 to x+4.9997), never as less.
     int g = permits(b, "https://api.example:443", 200, 10, 1, &retry, NULL);
-    span = now_ms() - t0;
+    span = hk_th_now_ms() - t0;
     if (g == 0) {
         ck_assert_int_ge(retry, 1);
         ck_assert_int_le(retry, 5);
@@ -611,7 +601,7 @@ static void on_breaker(const char *endpoint, int64_t until, void *arg)
     s->calls++;
     snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
     s->until = until;
-    s->at_ms = now_ms();
+    s->at_ms = hk_th_now_ms();
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -625,9 +615,9 @@ static int seen_calls(breaker_seen_t *s)
 
 static int wait_calls(breaker_seen_t *s, int n, int ms)
 {
-    int64_t end = now_ms() + ms;
-    while (seen_calls(s) < n && now_ms() < end)
-        sleep_ms(2);
+    int64_t end = hk_th_now_ms() + ms;
+    while (seen_calls(s) < n && hk_th_now_ms() < end)
+        hk_th_sleep_ms(2);
     return seen_calls(s) >= n;
 }
 
@@ -649,7 +639,7 @@ START_TEST(test_breaker_opened_by_one_replica_reaches_the_other_once)
     hk_redis_watch(b, e); // idempotent
 
     int64_t until = hk_clock_wall_ms() + 5000;
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_breaker_open(a, e, until);
     ck_assert_msg(wait_calls(&sb, 1, 1000), "b never heard of a's breaker");
     // b polls every sync_ms, so it hears within one poll interval plus slack.
@@ -666,7 +656,7 @@ START_TEST(test_breaker_opened_by_one_replica_reaches_the_other_once)
     ck_assert_msg(pttl > 4000 && pttl <= 5000, "breaker PTTL %lld", pttl);
 
     // Once per until value; a never hears of its own publication.
-    sleep_ms(300);
+    hk_th_sleep_ms(300);
     ck_assert_int_eq(seen_calls(&sb), 1);
     ck_assert_int_eq(seen_calls(&sa), 0);
 
@@ -689,7 +679,7 @@ START_TEST(test_breaker_opened_by_one_replica_reaches_the_other_once)
     hk_redis_breaker_open(b, e, until3);
     ck_assert_msg(wait_calls(&sa, 1, 1000), "a never heard of b's breaker");
     ck_assert_int_eq(sa.until, until3);
-    sleep_ms(200);
+    hk_th_sleep_ms(200);
     ck_assert_int_eq(seen_calls(&sb), 2);
 
     // Unwatched endpoints are not reported; an until in the past is not published.
@@ -698,7 +688,7 @@ START_TEST(test_breaker_opened_by_one_replica_reaches_the_other_once)
     ck_claim(a, "t", "barrier-a2", HK_CLAIM_OK);
     ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:http://unwatched:80"), 1);
     ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:breaker:http://past:80"), 0);
-    sleep_ms(200);
+    hk_th_sleep_ms(200);
     ck_assert_int_eq(seen_calls(&sb), 2);
     hk_redis_stop(a);
     hk_redis_stop(b);
@@ -710,18 +700,18 @@ START_TEST(test_idle_client_sleeps_and_polls_only_every_sync_ms)
     hk_redis_t *a = client_at("replica-a");
     hk_redis_stats_t st0, st1;
     hk_redis_stats(a, &st0);
-    sleep_ms(500);
+    hk_th_sleep_ms(500);
     hk_redis_stats(a, &st1);
     ck_assert_uint_eq(st1.round_trips, st0.round_trips); // nothing watched: silent
 
     hk_redis_watch(a, "http://w:80");
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_stats(a, &st0);
-    sleep_ms(1000);
+    hk_th_sleep_ms(1000);
     hk_redis_stats(a, &st1);
-    int64_t el = now_ms() - t0;
+    int64_t el = hk_th_now_ms() - t0;
     getrusage(RUSAGE_SELF, &ru1);
     // Bounded by the real gap between the snapshots, which a loaded machine
     // stretches. A poll is sent at least sync_ms after the one before (the thread
@@ -763,7 +753,7 @@ START_TEST(test_down_redis_answers_unknown_promptly_then_recovers)
         ck_assert_msg(res == HK_CLAIM_UNKNOWN, "claim while down = %s", claim_name(res));
         if (took > worst)
             worst = took;
-        sleep_ms(20);
+        hk_th_sleep_ms(20);
     }
     ck_assert_msg(worst < TIMEOUT_MS + SLACK_MS, "a claim waited %lld ms on a down Redis",
                   (long long)worst);
@@ -775,15 +765,16 @@ START_TEST(test_down_redis_answers_unknown_promptly_then_recovers)
 
     // Back on the same port: a fresh server, so the scripts must be loaded again.
     ck_assert_int_eq(hk_redissvc_restart(svc), 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_claim_t res = HK_CLAIM_UNKNOWN;
-    while (res != HK_CLAIM_OK && now_ms() - t0 < 8000) {
+    while (res != HK_CLAIM_OK && hk_th_now_ms() - t0 < 8000) {
         res = claim(a, "t", "after", NULL);
         if (res != HK_CLAIM_OK)
-            sleep_ms(50);
+            hk_th_sleep_ms(50);
     }
     ck_assert_msg(res == HK_CLAIM_OK, "not back 8 s after the restart: %s", claim_name(res));
-    fprintf(stderr, "check_redis: back %lld ms after the restart\n", (long long)(now_ms() - t0));
+    fprintf(stderr, "check_redis: back %lld ms after the restart\n",
+            (long long)(hk_th_now_ms() - t0));
     ck_assert_int_eq(hk_redis_up(a), 1);
     ck_assert_int_eq(atomic_load(&hk_metrics.redis_up), 1);
     ck_claim(a, "t", "before", HK_CLAIM_OK); // the old lease died with the old server
@@ -854,7 +845,7 @@ START_TEST(test_paused_server_times_out_requests_as_unknown)
         ck_assert_str_eq(claim_name(res), "UNKNOWN");
         ck_assert_msg(on_caller, "claim on a down Redis was queued, not refused");
         ck_assert_msg(took < AT_ONCE_MS, "claim on a down Redis took %lld ms", (long long)took);
-        sleep_ms(30);
+        hk_th_sleep_ms(30);
     }
     hk_redissvc_resume(svc);
     ck_assert_msg(wait_up(a, 8000), "not back after SIGCONT");
@@ -878,9 +869,9 @@ START_TEST(test_silent_listener_never_hangs_a_caller)
     hk_redis_opts_t o = opts_for(url, "replica-a");
     o.timeout_ms = 300;
     char err[256];
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_t *a = hk_redis_start(&o, err, sizeof(err));
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     ck_assert_ptr_nonnull(a);
     ck_assert_msg(took >= 250 && took < 2 * 300 + SLACK_MS, "start took %lld ms", (long long)took);
     ck_assert_int_eq(hk_redis_up(a), 0);
@@ -895,11 +886,11 @@ START_TEST(test_silent_listener_never_hangs_a_caller)
         ck_assert_int_eq(permits_on(a, "e", 10, 1, 1, &retry, &took, &on_caller), -1);
         ck_assert_msg(on_caller, "permits were queued, not refused");
         ck_assert_msg(took < AT_ONCE_MS, "permits took %lld ms", (long long)took);
-        sleep_ms(50);
+        hk_th_sleep_ms(50);
     }
-    t0 = now_ms();
+    t0 = hk_th_now_ms();
     hk_redis_stop(a);
-    took = now_ms() - t0;
+    took = hk_th_now_ms() - t0;
     ck_assert_msg(took < 2 * 300 + SLACK_MS, "stop took %lld ms", (long long)took);
     close(fd);
 }
@@ -932,19 +923,20 @@ START_TEST(test_full_queue_completes_at_once_as_unknown)
     hk_redissvc_pause(svc); // the thread blocks on the first batch
     counted_t c = {.caller = pthread_self()};
     char key[16];
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     for (int i = 0; i < 200; i++) {
         snprintf(key, sizeof(key), "q%d", i);
         hk_redis_claim(a, "t", key, on_counted, &c);
     }
-    ck_assert_msg(now_ms() - t0 < 500, "enqueueing took %lld ms", (long long)(now_ms() - t0));
+    ck_assert_msg(hk_th_now_ms() - t0 < 500, "enqueueing took %lld ms",
+                  (long long)(hk_th_now_ms() - t0));
     ck_assert_int_eq(atomic_load(&c.unknown), 200 - 64);
     ck_assert_int_eq(atomic_load(&c.on_caller), 200 - 64);
     ck_assert_int_eq(atomic_load(&c.ok), 0);
     hk_redissvc_resume(svc);
-    int64_t end = now_ms() + 5000;
-    while (atomic_load(&c.ok) + atomic_load(&c.unknown) < 200 && now_ms() < end)
-        sleep_ms(5);
+    int64_t end = hk_th_now_ms() + 5000;
+    while (atomic_load(&c.ok) + atomic_load(&c.unknown) < 200 && hk_th_now_ms() < end)
+        hk_th_sleep_ms(5);
     ck_assert_int_eq(atomic_load(&c.ok), 64);
     ck_assert_int_eq(atomic_load(&c.unknown), 200 - 64);
     ck_assert_int_eq(atomic_load(&c.other), 0);
@@ -969,11 +961,11 @@ START_TEST(test_stop_completes_pending_requests_as_unknown)
         hk_redis_claim(a, "t", key, on_counted, &c);
     }
     ck_assert_int_eq(atomic_load(&c.unknown), 0); // queued, not refused
-    sleep_ms(100);                                // the thread is waiting for the replies
+    hk_th_sleep_ms(100);                          // the thread is waiting for the replies
     ck_assert_int_eq(atomic_load(&c.unknown), 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = hk_th_now_ms();
     hk_redis_stop(a);
-    int64_t took = now_ms() - t0;
+    int64_t took = hk_th_now_ms() - t0;
     ck_assert_int_eq(atomic_load(&c.unknown), 50);
     ck_assert_int_eq(atomic_load(&c.ok) + atomic_load(&c.other), 0);
     ck_assert_msg(took < 400 + SLACK_MS, "stop took %lld ms", (long long)took);

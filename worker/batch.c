@@ -742,8 +742,7 @@ static void *run(void *arg)
         } else if (stopping && b->batches) {
             // Waiting for items to come back: do not spin.
             pthread_mutex_unlock(&b->lock);
-            struct timespec ts = {0, 5 * 1000000};
-            nanosleep(&ts, NULL);
+            hk_clock_sleep_ms(5);
             pthread_mutex_lock(&b->lock);
         }
     }

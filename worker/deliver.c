@@ -11,7 +11,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "retry/backoff.h"
@@ -304,8 +303,7 @@ void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition)
         curl_multi_wakeup(dl->dl_threads[t].multi);
     for (int t = 0; t < dl->dl_threads_cnt; t++) {
         while (atomic_load(&dl->dl_threads[t].cancel_done) < seq && atomic_load(&dl->dl_run)) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+            hk_clock_sleep_ms(1);
         }
     }
     pthread_mutex_unlock(&dl->dl_cancel_lock);

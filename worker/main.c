@@ -776,8 +776,7 @@ int main(int argc, char **argv)
     int64_t last_ms = hk_clock_mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
     uint64_t last_done = 0;
     while (!stop_signals) {
-        struct timespec ts = {0, 50 * 1000000};
-        nanosleep(&ts, NULL);
+        hk_clock_sleep_ms(50);
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/clock.h"
+
 extern char **environ;
 
 int hk_th_free_port(void)
@@ -35,16 +37,12 @@ int hk_th_free_port(void)
 
 int64_t hk_th_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return hk_clock_mono_ms();
 }
 
 void hk_th_sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    hk_clock_sleep_ms(ms);
 }
 
 int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms)

@@ -31,20 +31,6 @@ static const char *bindir(void)
     return d && *d ? d : HK_PGSVC_BIN;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 // Who the server runs as: postgres when we are root (initdb and postgres refuse
 // root), else ourselves (uid -1).
 static int server_user(uid_t *uid, gid_t *gid)
@@ -167,11 +153,11 @@ static int exited(pid_t pid)
 
 static int wait_exit(pid_t pid, int timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = hk_th_now_ms() + timeout_ms;
     while (!exited(pid)) {
-        if (mono_ms() >= deadline)
+        if (hk_th_now_ms() >= deadline)
             return -1;
-        sleep_ms(10);
+        hk_th_sleep_ms(10);
     }
     return 0;
 }
@@ -212,7 +198,7 @@ static int launch(hk_pgsvc_t *s, int *bind_failed)
     if (pid < 0)
         return -1;
     admin_conninfo(s, "postgres", ping, sizeof(ping));
-    int64_t deadline = mono_ms() + PGSVC_READY_MS;
+    int64_t deadline = hk_th_now_ms() + PGSVC_READY_MS;
     for (;;) {
         if (PQping(ping) == PQPING_OK) {
             s->pid = pid;
@@ -223,13 +209,13 @@ static int launch(hk_pgsvc_t *s, int *bind_failed)
                            file_contains(log, "could not create any TCP/IP sockets");
             break;
         }
-        if (mono_ms() >= deadline) {
+        if (hk_th_now_ms() >= deadline) {
             fprintf(stderr, "pgsvc: postgres not ready after %d ms\n", PGSVC_READY_MS);
             kill(pid, SIGQUIT);
             wait_exit(pid, 5000);
             break;
         }
-        sleep_ms(20);
+        hk_th_sleep_ms(20);
     }
     if (!*bind_failed)
         print_file(log);

@@ -53,20 +53,6 @@ __attribute__((format(printf, 3, 4))) static void errf(char *err, size_t err_siz
     va_end(ap);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 // Removes a server directory and the files in it (it has no subdirectories).
 static void remove_dir(const char *dir)
 {
@@ -177,7 +163,7 @@ static int answers(const hk_redissvc_t *svc)
 // Waits up to ms for the child to exit. 1 if it did (reaped), 0 if not.
 static int reap(hk_redissvc_t *svc, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = hk_th_now_ms() + ms;
     for (;;) {
         int status;
         pid_t p = waitpid(svc->rs_pid, &status, WNOHANG);
@@ -185,9 +171,9 @@ static int reap(hk_redissvc_t *svc, int ms)
             svc->rs_pid = 0;
             return 1;
         }
-        if (now_ms() >= end)
+        if (hk_th_now_ms() >= end)
             return 0;
-        sleep_ms(10);
+        hk_th_sleep_ms(10);
     }
 }
 
@@ -256,8 +242,8 @@ static int spawn(hk_redissvc_t *svc, char *err, size_t err_size)
     }
     svc->rs_pid = pid;
 
-    int64_t end = now_ms() + SVC_READY_MS;
-    while (now_ms() < end) {
+    int64_t end = hk_th_now_ms() + SVC_READY_MS;
+    while (hk_th_now_ms() < end) {
         if (reap(svc, 0)) {
             errf(err, err_size, "redis-server on port %d exited at start (see %s)", svc->rs_port,
                  logfile);
@@ -265,7 +251,7 @@ static int spawn(hk_redissvc_t *svc, char *err, size_t err_size)
         }
         if (answers(svc))
             return 0;
-        sleep_ms(10);
+        hk_th_sleep_ms(10);
     }
     errf(err, err_size, "redis-server on port %d did not answer within %d ms", svc->rs_port,
          SVC_READY_MS);
