@@ -242,27 +242,23 @@ static json_t *log_event(const char *log, const char *event)
     return log_event_since(log, event, 0);
 }
 
+// "event":"<event>", as it stands in a log line.
+static const char *event_needle(char *buf, size_t size, const char *event)
+{
+    snprintf(buf, size, "\"event\":\"%s\"", event);
+    return buf;
+}
+
 static int log_events(const char *log, const char *event)
 {
     char needle[128];
-    snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
-    return hk_th_log_count(log, needle);
-}
-
-typedef struct log_wait {
-    const char *log, *event;
-} log_wait_t;
-
-static int log_has(void *arg)
-{
-    log_wait_t *w = arg;
-    return log_events(w->log, w->event) > 0;
+    return hk_th_log_count(log, event_needle(needle, sizeof(needle), event));
 }
 
 static int wait_log(const char *log, const char *event, int timeout_ms)
 {
-    log_wait_t w = {log, event};
-    return hk_th_wait_for(log_has, &w, timeout_ms);
+    char needle[128];
+    return hk_th_wait_for_log(log, event_needle(needle, sizeof(needle), event), 1, timeout_ms);
 }
 
 static long long jint(json_t *obj, const char *field)

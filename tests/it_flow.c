@@ -186,23 +186,6 @@ static json_t *log_nth(const char *log, const char *needle, int nth)
     return j;
 }
 
-typedef struct log_want {
-    const char *log, *a, *b;
-    int n; // at least this many lines
-} log_want_t;
-
-static int log_has(void *arg)
-{
-    log_want_t *w = arg;
-    return log_count2(w->log, w->a, w->b) >= w->n;
-}
-
-static int wait_for_log(const char *log, const char *a, const char *b, int n, int timeout_ms)
-{
-    log_want_t w = {log, a, b, n};
-    return hk_th_wait_for(log_has, &w, timeout_ms);
-}
-
 // Largest value of `field` over every summary line; -1 when there is none.
 static int64_t summary_max(const char *log, const char *field, int *lines)
 {
@@ -357,7 +340,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
                         NULL};
     const char *idle_log = "it_flow_baseline.log";
     start_hookd(idle_env, NULL, idle_log);
-    ck_assert_msg(wait_for_log(idle_log, "\"event\":\"partitions_assigned\"", NULL, 1, 30000),
+    ck_assert_msg(hk_th_wait_for_log(idle_log, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "idle hookd never joined the group");
     hk_th_sleep_ms(1000);
     long long base_rss = proc_status_bytes(hookd.pid, "VmRSS");
@@ -489,7 +472,7 @@ START_TEST(test_idle_cpu_is_near_zero)
                    "HOOKD_RETRY_INLINE_MAX_MS=120000", NULL};
     const char *log = "it_flow_idle.log";
     start_hookd(env, NULL, log);
-    ck_assert_msg(wait_for_log(log, "\"event\":\"partitions_assigned\"", NULL, 1, 30000),
+    ck_assert_msg(hk_th_wait_for_log(log, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "hookd never joined the group");
     hk_th_sleep_ms(1000);
     double idle = cpu_percent_over(5000);
@@ -610,7 +593,7 @@ static json_t *hup_and_wait(const char *event, int nth)
     char needle[64];
     snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
     hk_th_kill(&hookd, SIGHUP);
-    int got = wait_for_log(HUP_LOG, needle, NULL, nth + 1, 2000);
+    int got = hk_th_wait_for_log(HUP_LOG, needle, nth + 1, 2000);
     ck_assert_msg(hookd_running(), "hookd exited on SIGHUP");
     ck_assert_msg(got, "no %s line within 2 s of SIGHUP", event);
     json_t *j = log_nth(HUP_LOG, needle, nth);
@@ -629,7 +612,7 @@ START_TEST(test_sighup_reloads_valid_config_and_keeps_old_on_invalid)
     // retried (a debug-level retry_scheduled line), then delivered.
     write_conf("[log]\nlevel = info\n[retry]\nschedule = 100ms\n");
     start_hookd(NULL, HUP_CONF, HUP_LOG);
-    ck_assert_msg(wait_for_log(HUP_LOG, "\"event\":\"partitions_assigned\"", NULL, 1, 30000),
+    ck_assert_msg(hk_th_wait_for_log(HUP_LOG, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "hookd never joined the group");
     deliver_one("hup-pre", "/flap");
     ck_assert_int_eq(hk_th_log_count(HUP_LOG, "\"level\":\"debug\""), 0);

@@ -41,45 +41,6 @@ static hk_sink_t *sink;
 static hk_th_proc_t kafka, hookd;
 static char brokers[512];
 
-// What a test holds is freed in teardown: a failed assertion leaves the test by
-// longjmp (CK_FORK=no), so anything freed at the test's end would leak under ASan.
-typedef enum { HELD_MEM, HELD_STRS, HELD_REQS, HELD_RECS } held_kind_t;
-
-typedef struct held {
-    held_kind_t kind;
-    void *p;
-    size_t n;
-} held_t;
-
-static held_t held[32];
-static size_t held_cnt;
-
-static void *hold(held_kind_t kind, void *p, size_t n)
-{
-    ck_assert_uint_lt(held_cnt, sizeof(held) / sizeof(held[0]));
-    held[held_cnt++] = (held_t){.kind = kind, .p = p, .n = n};
-    return p;
-}
-
-static void release_held(void)
-{
-    for (size_t i = 0; i < held_cnt; i++) {
-        if (held[i].kind == HELD_REQS) {
-            hk_sink_reqs_free(held[i].p, held[i].n);
-        } else if (held[i].kind == HELD_RECS) {
-            hk_th_records_free(held[i].p, held[i].n);
-        } else if (held[i].kind == HELD_STRS) {
-            char **v = held[i].p;
-            for (size_t j = 0; j < held[i].n; j++)
-                free(v[j]);
-            free(v);
-        } else {
-            free(held[i].p);
-        }
-    }
-    held_cnt = 0;
-}
-
 static void setup(void)
 {
     hookd = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
@@ -98,7 +59,7 @@ static void teardown(void)
     hk_th_kafka_stop(&kafka);
     hk_sink_stop(sink);
     sink = NULL;
-    release_held();
+    hk_th_release_held();
 }
 
 // ---- helpers ------------------------------------------------------------------
@@ -121,7 +82,7 @@ static char **strs_new(size_t n)
 {
     char **v = calloc(n, sizeof(*v));
     ck_assert_ptr_nonnull(v);
-    return hold(HELD_STRS, v, n);
+    return hk_th_hold(HK_TH_HELD_STRS, v, n);
 }
 
 static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -187,7 +148,7 @@ static int dlq_reached(void *arg)
 static size_t sink_requests(hk_sink_req_t **out)
 {
     size_t n = hk_sink_reqs(sink, out);
-    hold(HELD_REQS, *out, n);
+    hk_th_hold(HK_TH_HELD_REQS, *out, n);
     return n;
 }
 
@@ -225,7 +186,7 @@ static seq_seen_t *index_keyed(const hk_sink_req_t *reqs, size_t n, int keys, in
 {
     seq_seen_t *seen = calloc((size_t)keys * (size_t)seqs, sizeof(*seen));
     ck_assert_ptr_nonnull(seen);
-    hold(HELD_MEM, seen, 0);
+    hk_th_hold(HK_TH_HELD_MEM, seen, 0);
     for (size_t i = 0; i < (size_t)keys * (size_t)seqs; i++)
         seen[i] = (seq_seen_t){-1, -1, -1, -1};
     for (size_t i = 0; i < n; i++) {
@@ -279,7 +240,7 @@ static int max_in_flight_per_key(const hk_sink_req_t *reqs, size_t n, int keys, 
     int best = 0;
     int64_t *at = calloc(n ? n : 1, sizeof(*at));
     ck_assert_ptr_nonnull(at);
-    hold(HELD_MEM, at, 0);
+    hk_th_hold(HK_TH_HELD_MEM, at, 0);
     for (int k = 0; k < keys; k++) {
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
@@ -446,7 +407,7 @@ START_TEST(test_key_order_holds_under_random_503s)
 
     hk_th_record_t *recs;
     size_t ndlq = hk_th_read_topic(brokers, "jobs.dlq", &recs);
-    hold(HELD_RECS, recs, ndlq);
+    hk_th_hold(HK_TH_HELD_RECS, recs, ndlq);
     ck_assert_msg(ndlq == 0, "%zu jobs dead-lettered", ndlq);
     hookd_stop();
 }
@@ -537,7 +498,7 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
 
     hk_th_record_t *recs;
     size_t ndlq = hk_th_read_topic(brokers, "jobs.dlq", &recs);
-    hold(HELD_RECS, recs, ndlq);
+    hk_th_hold(HK_TH_HELD_RECS, recs, ndlq);
     ck_assert_uint_eq(ndlq, 1);
     const char *id = hk_th_header(&recs[0], "hookd-job-id");
     const char *cls = hk_th_header(&recs[0], "hookd-error-class");

@@ -29,44 +29,6 @@ static hk_sink_t *sink, *sink2;
 static hk_th_proc_t kafka, hookd;
 static char brokers[512];
 
-// What a test holds is freed in teardown: a failed assertion leaves the test by
-// longjmp, so anything freed at the test's end would leak under ASan.
-typedef enum { HELD_MEM, HELD_REQS, HELD_RECS } held_kind_t;
-
-typedef struct held {
-    held_kind_t kind;
-    void *p;
-    size_t n;
-} held_t;
-
-static held_t held[64];
-static size_t held_cnt;
-
-static void *hold(held_kind_t kind, void *p, size_t n)
-{
-    ck_assert_uint_lt(held_cnt, sizeof(held) / sizeof(held[0]));
-    held[held_cnt++] = (held_t){.kind = kind, .p = p, .n = n};
-    return p;
-}
-
-static void *hold_mem(void *p)
-{
-    return hold(HELD_MEM, p, 0);
-}
-
-static void release_held(void)
-{
-    for (size_t i = 0; i < held_cnt; i++) {
-        if (held[i].kind == HELD_REQS)
-            hk_sink_reqs_free(held[i].p, held[i].n);
-        else if (held[i].kind == HELD_RECS)
-            hk_th_records_free(held[i].p, held[i].n);
-        else
-            free(held[i].p);
-    }
-    held_cnt = 0;
-}
-
 static void setup(void)
 {
     char err[256];
@@ -87,7 +49,7 @@ static void teardown(void)
     hk_th_kafka_stop(&kafka);
     hk_sink_stop(sink2);
     hk_sink_stop(sink);
-    release_held();
+    hk_th_release_held();
 }
 
 // ---- helpers ------------------------------------------------------------------
@@ -113,22 +75,11 @@ static void hookd_stop(void)
                   status);
 }
 
-typedef struct log_wait {
-    const char *log;
-    const char *needle;
-} log_wait_t;
-
-static int log_has(void *arg)
-{
-    log_wait_t *w = arg;
-    return hk_th_log_count(w->log, w->needle) > 0;
-}
-
 // Waits until the group gave hookd its partitions (the mock's join takes ~3 s).
 static void hookd_wait_assigned(const char *log)
 {
-    log_wait_t w = {log, "\"partitions_assigned\""};
-    ck_assert_msg(hk_th_wait_for(log_has, &w, 30000), "hookd never got partitions (see %s)", log);
+    ck_assert_msg(hk_th_wait_for_log(log, "\"partitions_assigned\"", 1, 30000),
+                  "hookd never got partitions (see %s)", log);
 }
 
 // Produces every value (with a NULL key) and frees them.
@@ -154,14 +105,14 @@ static char *endpoint_of(hk_sink_t *s)
 {
     char *e = NULL;
     ck_assert(asprintf(&e, "http://127.0.0.1:%d", hk_sink_port(s)) > 0);
-    return hold_mem(e);
+    return hk_th_hold_mem(e);
 }
 
 // Every request the sink recorded so far (held until teardown).
 static size_t sink_requests(hk_sink_t *s, hk_sink_req_t **out)
 {
     size_t n = hk_sink_reqs(s, out);
-    hold(HELD_REQS, *out, n);
+    hk_th_hold(HK_TH_HELD_REQS, *out, n);
     return n;
 }
 
@@ -169,7 +120,7 @@ static size_t sink_requests(hk_sink_t *s, hk_sink_req_t **out)
 static size_t dlq_records(hk_th_record_t **out)
 {
     size_t n = hk_th_read_topic(brokers, "jobs.dlq", out);
-    hold(HELD_RECS, *out, n);
+    hk_th_hold(HK_TH_HELD_RECS, *out, n);
     return n;
 }
 
@@ -330,7 +281,7 @@ static size_t breaker_log(const char *log, const char *endpoint, transition_t **
     }
     free(line);
     fclose(f);
-    *out = hold_mem(v);
+    *out = hk_th_hold_mem(v);
     ck_assert_msg(bad_ts == 0, "%zu breaker lines in %s without a usable ts", bad_ts, log);
     return n;
 }
@@ -444,7 +395,7 @@ static char *lane_disabled_urls(int port, const char *endpoint)
 {
     char *body = NULL;
     long status = admin_call(port, "GET", "/v1/lanes", &body);
-    hold_mem(body);
+    hk_th_hold_mem(body);
     ck_assert_msg(status == 200, "GET /v1/lanes answered %ld", status);
     json_t *doc = json_loads(body ? body : "", 0, NULL);
     json_t *arr = json_object_get(doc, "lanes");
@@ -460,7 +411,7 @@ static char *lane_disabled_urls(int port, const char *endpoint)
     }
     json_decref(doc);
     ck_assert_msg(is_array, "/v1/lanes has no \"lanes\" array: %s", body ? body : "");
-    return hold_mem(out ? out : strdup("(no lane)"));
+    return hk_th_hold_mem(out ? out : strdup("(no lane)"));
 }
 
 // ---- 1. outage --------------------------------------------------------------------
@@ -542,7 +493,7 @@ START_TEST(test_outage_503_then_recovery_delivers_everything_and_breaker_cycles)
     // open breaker can only make them longer).
     hk_sink_req_t **v;
     size_t nv = by_id(reqs, nreq, "out-", &v);
-    hold_mem(v);
+    hk_th_hold_mem(v);
     int max_attempts = 0, violations = 0;
     int64_t min_slack = INT64_MAX;
     char worst[400] = "";
@@ -851,7 +802,7 @@ START_TEST(test_410_disables_that_url_and_later_jobs_are_gone_without_a_request)
     curl_easy_cleanup(c);
     char *answer = NULL;
     long enable_status = admin_call(aport, "POST", apath, &answer);
-    hold_mem(answer);
+    hk_th_hold_mem(answer);
     char *disabled_after = lane_disabled_urls(aport, ep);
     char *last[] = {job("gone-5", port, "/status/410")};
     produce(last, 1);

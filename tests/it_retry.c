@@ -141,22 +141,6 @@ static int64_t log_first_ts(const char *log, const char *needle)
     return at;
 }
 
-typedef struct log_needle {
-    const char *log, *needle;
-} log_needle_t;
-
-static int log_has(void *arg)
-{
-    log_needle_t *ln = arg;
-    return hk_th_log_count(ln->log, ln->needle) > 0;
-}
-
-static int hk_th_wait_for_log(const char *log, const char *needle, int timeout_ms)
-{
-    log_needle_t ln = {log, needle};
-    return hk_th_wait_for(log_has, &ln, timeout_ms);
-}
-
 // --- conditions for hk_th_wait_for ---------------------------------------------
 
 typedef struct want_ok {
@@ -984,7 +968,7 @@ START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
                    "HOOKD_SHUTDOWN_GRACE_MS=0",    NULL};
     const char *log = "it_retry_hol.log";
     start_hookd(env, log);
-    ck_assert_msg(hk_th_wait_for_log(log, "\"event\":\"partitions_assigned\"", 30000),
+    ck_assert_msg(hk_th_wait_for_log(log, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "hookd never got its partitions");
 
     // Rounds 250 ms apart: from the 5th on, the late jobs' 20 s retries are being

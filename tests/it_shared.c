@@ -45,51 +45,6 @@ static char brokers[512];
 
 // ---- what a test holds is freed in teardown (a failed assertion longjmps out) ----
 
-typedef enum { HELD_MEM, HELD_REQS, HELD_RECS } held_kind_t;
-
-typedef struct held {
-    held_kind_t kind;
-    void *p;
-    size_t n;
-} held_t;
-
-static held_t *held; // grows: polling loops hold what each poll read
-static size_t held_cnt, held_cap;
-
-static void *hold(held_kind_t kind, void *p, size_t n)
-{
-    if (held_cnt == held_cap) {
-        size_t cap = held_cap ? held_cap * 2 : 256;
-        held_t *h = realloc(held, cap * sizeof(*h));
-        ck_assert_ptr_nonnull(h);
-        held = h;
-        held_cap = cap;
-    }
-    held[held_cnt++] = (held_t){.kind = kind, .p = p, .n = n};
-    return p;
-}
-
-static void *hold_mem(void *p)
-{
-    return hold(HELD_MEM, p, 0);
-}
-
-static void release_held(void)
-{
-    for (size_t i = 0; i < held_cnt; i++) {
-        if (held[i].kind == HELD_REQS)
-            hk_sink_reqs_free(held[i].p, held[i].n);
-        else if (held[i].kind == HELD_RECS)
-            hk_th_records_free(held[i].p, held[i].n);
-        else
-            free(held[i].p);
-    }
-    held_cnt = 0;
-    free(held);
-    held = NULL;
-    held_cap = 0;
-}
-
 // printf into a string held until teardown.
 __attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...)
 {
@@ -99,7 +54,7 @@ __attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...)
     int n = vasprintf(&s, f, ap);
     va_end(ap);
     ck_assert_int_ge(n, 0);
-    return hold_mem(s);
+    return hk_th_hold_mem(s);
 }
 
 static void setup(void)
@@ -130,7 +85,7 @@ static void teardown(void)
     redis = NULL;
     hk_sink_stop(sink2);
     hk_sink_stop(sink);
-    release_held();
+    hk_th_release_held();
 }
 
 // ---- helpers ------------------------------------------------------------------
@@ -198,23 +153,10 @@ static void hookd_stop_all(int n)
     }
 }
 
-typedef struct log_wait {
-    const char *log;
-    const char *needle;
-    int want;
-} log_wait_t;
-
-static int log_reached(void *arg)
-{
-    log_wait_t *w = arg;
-    return hk_th_log_count(w->log, w->needle) >= (w->want ? w->want : 1);
-}
-
 static void wait_assigned(const char *log)
 {
-    log_wait_t w = {log, "\"partitions_assigned\"", 1};
-    ck_assert_msg(hk_th_wait_for(log_reached, &w, 30000), "hookd never got partitions (see %s)",
-                  log);
+    ck_assert_msg(hk_th_wait_for_log(log, "\"partitions_assigned\"", 1, 30000),
+                  "hookd never got partitions (see %s)", log);
 }
 
 static int admin_port(const char *log)
@@ -238,7 +180,7 @@ static long admin_call(int port, const char *method, const char *path, const cha
     long status = hk_th_http_auth(method, url, token, 10000, &text);
     if (!text)
         text = strdup("");
-    hold_mem(text);
+    hk_th_hold_mem(text);
     if (body)
         *body = text;
     return status;
@@ -312,8 +254,8 @@ static void produce_to(const char *topic, char **values, char **keys, size_t n)
 static void produce_jobs(const char *topic, hk_sink_t *s, const char *prefix,
                          const char *path_prefix, size_t n)
 {
-    char **values = hold_mem(calloc(n, sizeof(char *)));
-    char **keys = hold_mem(calloc(n, sizeof(char *)));
+    char **values = hk_th_hold_mem(calloc(n, sizeof(char *)));
+    char **keys = hk_th_hold_mem(calloc(n, sizeof(char *)));
     ck_assert(values && keys);
     for (size_t i = 0; i < n; i++) {
         char id[64], path[96];
@@ -329,7 +271,7 @@ static void produce_jobs(const char *topic, hk_sink_t *s, const char *prefix,
 static size_t sink_requests(hk_sink_t *s, hk_sink_req_t **out)
 {
     size_t n = hk_sink_reqs(s, out);
-    hold(HELD_REQS, *out, n);
+    hk_th_hold(HK_TH_HELD_REQS, *out, n);
     return n;
 }
 
@@ -337,7 +279,7 @@ static size_t sink_requests(hk_sink_t *s, hk_sink_req_t **out)
 static size_t topic_records(const char *topic, hk_th_record_t **out)
 {
     size_t n = hk_th_read_topic(brokers, topic, out);
-    hold(HELD_RECS, *out, n);
+    hk_th_hold(HK_TH_HELD_RECS, *out, n);
     return n;
 }
 
@@ -485,7 +427,7 @@ static char *lane_field(int port, const char *token, const char *endpoint, const
         if (json_is_string(v))
             out = fmt("%s", json_string_value(v));
         else
-            out = hold_mem(json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY));
+            out = hk_th_hold_mem(json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY));
     }
     json_decref(doc);
     ck_assert_msg(is_array, "/v1/breakers has no \"lanes\" array: %s", body);
@@ -653,8 +595,7 @@ START_TEST(test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next)
     hookd_start(3, env_cb, conf, log_cb);
     int done = hk_th_wait_for(both_lags_zero, NULL, 60000);
     int64_t t_done = hk_th_now_ms();
-    log_wait_t lw = {log_b, "\"duplicate_suppressed\"", DD_JOBS};
-    hk_th_wait_for(log_reached, &lw, 5000);
+    hk_th_wait_for_log(log_b, "\"duplicate_suppressed\"", DD_JOBS, 5000);
     assert_running(1, "at the end");
     assert_running(3, "at the end");
     int port_b = admin_port(log_b);
@@ -768,7 +709,7 @@ START_TEST(test_rate_limit_is_shared_by_the_replicas)
 
     hk_sink_req_t *reqs;
     size_t nreq = sink_requests(sink, &reqs);
-    int64_t *at = hold_mem(calloc(nreq + 1, sizeof(*at)));
+    int64_t *at = hk_th_hold_mem(calloc(nreq + 1, sizeof(*at)));
     ck_assert_ptr_nonnull(at);
     size_t in_window = 0, share[2] = {0, 0}, unsigned_reqs = 0;
     for (size_t i = 0; i < nreq; i++) {
@@ -882,8 +823,7 @@ START_TEST(test_breaker_opened_by_one_replica_stops_the_other)
     int64_t t_fail = hk_clock_wall_ms();
     ck_assert_int_eq(hk_sink_set_rule(sink, "/b", 503, BR_ANSWER_MS, NULL), 0);
     char *ep = endpoint_of(sink);
-    log_wait_t lw = {log1, "\"to\":\"open\"", 1};
-    int opened = hk_th_wait_for(log_reached, &lw, 10000);
+    int opened = hk_th_wait_for_log(log1, "\"to\":\"open\"", 1, 10000);
     ck_assert_msg(opened, "replica 1's breaker never opened (see %s)", log1);
     int64_t t_open = breaker_event(log1, ep, "open", 0);
     ck_assert_msg(t_open > 0, "no breaker open line for %s in %s", ep, log1);
@@ -891,8 +831,7 @@ START_TEST(test_breaker_opened_by_one_replica_stops_the_other)
     // a bound below), then watches both replicas for 3 s after the open and at least
     // BR_WATCH_MS past replica 2's quiet time, so that a replica 2 that went on
     // sending would have sent several requests where none may be.
-    log_wait_t rw = {log2, "\"remote\":true", 1};
-    hk_th_wait_for(log_reached, &rw, 10000);
+    hk_th_wait_for_log(log2, "\"remote\":true", 1, 10000);
     int64_t t_remote = breaker_event(log2, ep, "open", 1);
     int64_t watch_end = t_open + 3000;
     if (t_remote && t_remote + BR_QUIET_MS + BR_WATCH_MS > watch_end)
@@ -1034,8 +973,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     int64_t t_down_end = hk_th_now_ms();
     ck_assert_int_eq(hk_redissvc_restart(redis), 0);
     int64_t t_restart = hk_th_now_ms();
-    log_wait_t lw = {log, "\"redis_up\"", 2}; // the first one is the start
-    int back = hk_th_wait_for(log_reached, &lw, 15000);
+    int back = hk_th_wait_for_log(log, "\"redis_up\"", 2, 15000); // the first one is the start
     int64_t t_up = hk_th_now_ms(), t_up_wall = hk_clock_wall_ms();
     double up_after = metric(metrics_get(port, NULL), "hookd_redis_up");
     hk_sink_stats_t at_up;
@@ -1185,7 +1123,7 @@ static int promtool_check(const char *text, char **out)
     buf[n] = '\0';
     int st = pclose(p);
     unlink(path);
-    *out = hold_mem(buf);
+    *out = hk_th_hold_mem(buf);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 && n == 0;
 }
 

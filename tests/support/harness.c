@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/sink.h"
 #include "worker/clock.h"
 
 extern char **environ;
@@ -497,6 +498,74 @@ long hk_th_http_auth(const char *method, const char *url, const char *token, int
     else
         free(b.data);
     return status;
+}
+
+typedef struct log_wait {
+    const char *path, *needle;
+    int n;
+} log_wait_t;
+
+static int log_reached(void *arg)
+{
+    log_wait_t *w = arg;
+    return hk_th_log_count(w->path, w->needle) >= w->n;
+}
+
+int hk_th_wait_for_log(const char *path, const char *needle, int n, int timeout_ms)
+{
+    log_wait_t w = {path, needle, n};
+    return hk_th_wait_for(log_reached, &w, timeout_ms);
+}
+
+typedef struct held {
+    hk_th_held_t kind;
+    void *p;
+    size_t n;
+} held_t;
+
+static held_t *held; // grows: polling loops hold what each poll read
+static size_t held_cnt, held_cap;
+
+void *hk_th_hold(hk_th_held_t kind, void *p, size_t n)
+{
+    if (held_cnt == held_cap) {
+        size_t cap = held_cap ? held_cap * 2 : 256;
+        held_t *h = realloc(held, cap * sizeof(*h));
+        if (!h)
+            abort();
+        held = h;
+        held_cap = cap;
+    }
+    held[held_cnt++] = (held_t){.kind = kind, .p = p, .n = n};
+    return p;
+}
+
+void *hk_th_hold_mem(void *p)
+{
+    return hk_th_hold(HK_TH_HELD_MEM, p, 0);
+}
+
+void hk_th_release_held(void)
+{
+    for (size_t i = 0; i < held_cnt; i++) {
+        held_t *h = &held[i];
+        if (h->kind == HK_TH_HELD_REQS) {
+            hk_sink_reqs_free(h->p, h->n);
+        } else if (h->kind == HK_TH_HELD_RECS) {
+            hk_th_records_free(h->p, h->n);
+        } else if (h->kind == HK_TH_HELD_STRS) {
+            char **v = h->p;
+            for (size_t j = 0; v && j < h->n; j++)
+                free(v[j]);
+            free(v);
+        } else {
+            free(h->p);
+        }
+    }
+    held_cnt = 0;
+    free(held);
+    held = NULL;
+    held_cap = 0;
 }
 
 int hk_th_log_count(const char *path, const char *needle)

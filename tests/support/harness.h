@@ -89,6 +89,18 @@ long hk_th_http_auth(const char *method, const char *url, const char *token, int
 
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
+// Waits up to timeout_ms for at least `n` lines of `path` to contain `needle`;
+// 1 if they did.
+int hk_th_wait_for_log(const char *path, const char *needle, int n, int timeout_ms);
+
+// What a test holds, freed by hk_th_release_held() from its teardown: with
+// CK_FORK=no a failed assertion leaves the test by longjmp, so anything freed at
+// the test's end would leak under ASan. HK_TH_HELD_STRS is an array of `n`
+// malloc'd strings, REQS hk_sink_reqs() output, RECS hk_th_read_topic() output.
+typedef enum { HK_TH_HELD_MEM, HK_TH_HELD_STRS, HK_TH_HELD_REQS, HK_TH_HELD_RECS } hk_th_held_t;
+void *hk_th_hold(hk_th_held_t kind, void *p, size_t n); // returns p
+void *hk_th_hold_mem(void *p);                          // hk_th_hold(HK_TH_HELD_MEM, p, 0)
+void hk_th_release_held(void);
 
 // A hookd log "ts" ("2026-11-21T11:04:26.176Z", UTC) as wall clock ms since the
 // epoch; -1 when ts is NULL or not exactly that shape.
