@@ -277,40 +277,15 @@ static run_result_t run_baseline(const bench_opts_t *o, int run)
 // utime + stime of `pid` in seconds, -1 when unreadable.
 static double proc_cpu_s(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    char *p = strrchr(buf, ')');
-    unsigned long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    long long ticks = hk_th_proc_cpu_ticks(pid);
+    return ticks < 0 ? -1 : (double)ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
 // VmHWM of `pid` in MiB, -1 when unreadable.
 static double proc_hwm_mib(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    double mib = -1;
-    while (fgets(line, sizeof(line), f)) {
-        long kb;
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
-            mib = (double)kb / 1024.0;
-            break;
-        }
-    }
-    fclose(f);
-    return mib;
+    long long bytes = hk_th_proc_status_bytes(pid, "VmHWM");
+    return bytes < 0 ? -1 : (double)bytes / (1024.0 * 1024.0);
 }
 
 // Where the bytes wait during a stall: unread data on established loopback TCP

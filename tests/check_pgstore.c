@@ -5,7 +5,6 @@
 // own so they can stop and restart it. Works with CK_FORK=yes and CK_FORK=no.
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -1187,15 +1186,6 @@ static Suite *pgstore_suite(void)
     return s;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 int main(void)
 {
     // Every server of this run lives under one dir, removed at the end: a test
@@ -1215,6 +1205,6 @@ int main(void)
     } else {
         fprintf(stderr, "check_pgstore: could not start postgres\n");
     }
-    nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    hk_th_rmtree(tmp);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -331,13 +331,6 @@ static size_t reqs_between(const char *prefix, int64_t from, int64_t to)
     return n;
 }
 
-static int sink_unique_ok(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= *(uint64_t *)arg;
-}
-
 typedef struct ids_ok {
     const char *prefix; // ids are <prefix><0..n-1>
     int n;
@@ -734,7 +727,7 @@ START_TEST(test_batch_resumes_from_its_checkpoint_after_sigkill)
     fprintf(cf, "[kafka]\nrdkafka.session.timeout.ms = %d\n", S3_SESSION_MS);
     fclose(cf);
     start_hookd_conf(0, log1, env, conf);
-    ck_assert_msg(hk_th_wait_for(sink_unique_ok, &kill_at, 90000), "b3 never reached %llu",
+    ck_assert_msg(hk_th_wait_unique_ok(sink, kill_at, 90000), "b3 never reached %llu",
                   (unsigned long long)kill_at);
     hk_th_kill(&hookd[0], SIGKILL);
     ck_assert_int_ne(hk_th_wait(&hookd[0], 10000), -1);
@@ -834,8 +827,7 @@ START_TEST(test_postgres_outage_pauses_the_batch_while_webhooks_flow)
     char *env[] = {conc, "HOOKD_POSTGRES_RECONNECT_MAX_MS=500", NULL};
     const char *log = "it_batch_outage_hookd.log";
     start_hookd(0, log, env);
-    uint64_t quarter = S4_N / 4;
-    ck_assert_msg(hk_th_wait_for(sink_unique_ok, &quarter, 90000), "b4 never reached 25%%");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, S4_N / 4, 90000), "b4 never reached 25%%");
 
     ck_assert_int_eq(hk_pgsvc_stop(&pgs), 0);
     int64_t t_down = wall_ms();

@@ -96,54 +96,13 @@ static void free_strs(char **v, size_t n)
 
 // --- /proc ----------------------------------------------------------------------
 
-// A "Name:   123 kB" field of /proc/<pid>/status in bytes; -1 when unreadable.
-static long long proc_status_bytes(pid_t pid, const char *field)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long long kib = -1;
-    size_t len = strlen(field);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, field, len) == 0 && line[len] == ':' &&
-            sscanf(line + len + 1, "%lld", &kib) == 1)
-            break;
-    fclose(f);
-    return kib < 0 ? -1 : kib * 1024;
-}
-
-// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat);
-// -1 when unreadable.
-static long long proc_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    // The command name (field 2) may hold spaces and parentheses: skip to its end.
-    const char *p = strrchr(buf, ')');
-    unsigned long long ut, st;
-    // Fields 3..13 after the name, then utime (14) and stime (15).
-    if (!p ||
-        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
 // CPU hookd uses over `ms` of wall time, in percent of one core.
 static double cpu_percent_over(int ms)
 {
-    long long t0 = proc_cpu_ticks(hookd.pid);
+    long long t0 = hk_th_proc_cpu_ticks(hookd.pid);
     int64_t w0 = hk_th_now_ms();
     hk_th_sleep_ms(ms);
-    long long t1 = proc_cpu_ticks(hookd.pid);
+    long long t1 = hk_th_proc_cpu_ticks(hookd.pid);
     int64_t w1 = hk_th_now_ms();
     ck_assert_msg(t0 >= 0 && t1 >= t0, "cannot read /proc/%d/stat", (int)hookd.pid);
     double cpu_s = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK);
@@ -277,8 +236,8 @@ typedef struct backlog_progress {
 
 static void sample_rss(backlog_progress_t *pr)
 {
-    long long rss = proc_status_bytes(hookd.pid, "VmRSS");
-    long long hwm = proc_status_bytes(hookd.pid, "VmHWM");
+    long long rss = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
+    long long hwm = hk_th_proc_status_bytes(hookd.pid, "VmHWM");
     if (rss > pr->max_rss)
         pr->max_rss = rss;
     if (hwm > pr->hwm)
@@ -343,8 +302,8 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     ck_assert_msg(hk_th_wait_for_log(idle_log, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "idle hookd never joined the group");
     hk_th_sleep_ms(1000);
-    long long base_rss = proc_status_bytes(hookd.pid, "VmRSS");
-    long long base_hwm = proc_status_bytes(hookd.pid, "VmHWM");
+    long long base_rss = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
+    long long base_hwm = hk_th_proc_status_bytes(hookd.pid, "VmHWM");
     ck_assert_int_gt(base_rss, 0);
     stop_hookd_expect_exit_0();
 

@@ -119,17 +119,6 @@ static size_t produce_keyed(size_t keys, size_t seqs, const char *path)
     return hk_th_produce(brokers, "jobs", values, kkeys, n);
 }
 
-typedef struct unique_wait {
-    uint64_t want;
-} unique_wait_t;
-
-static int unique_reached(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= ((unique_wait_t *)arg)->want;
-}
-
 static int lag_zero(void *arg)
 {
     (void)arg;
@@ -287,8 +276,7 @@ START_TEST(test_key_order_holds_under_random_503s)
     const char *log = "it_ordering_keyed.log";
     int64_t t0 = hk_th_now_ms();
     hookd_start(env, log);
-    unique_wait_t want = {KEYS * SEQS};
-    int all = hk_th_wait_for(unique_reached, &want, 60000);
+    int all = hk_th_wait_unique_ok(sink, KEYS * SEQS, 60000);
     double from_start_s = (double)(hk_th_now_ms() - t0) / 1000.0;
 
     hk_sink_stats_t st;
@@ -424,9 +412,8 @@ START_TEST(test_ordering_none_does_not_serialize)
                       (size_t)CTRL_KEYS * CTRL_SEQS);
     const char *log = "it_ordering_none.log";
     hookd_start(NULL, log);
-    unique_wait_t want = {CTRL_KEYS * CTRL_SEQS};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &want, 60000), "not every job delivered (see %s)",
-                  log);
+    ck_assert_msg(hk_th_wait_unique_ok(sink, CTRL_KEYS * CTRL_SEQS, 60000),
+                  "not every job delivered (see %s)", log);
 
     hk_sink_req_t *reqs;
     size_t n = sink_requests(&reqs);
@@ -489,9 +476,8 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
                    "HOOKD_RETRY_SCHEDULE=" HOL_STR(HOL_RETRY_MS) "ms", NULL};
     const char *log = "it_ordering_hol.log";
     hookd_start(env, log);
-    unique_wait_t want = {2 * HOL_FOLLOWERS + 1};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &want, 30000), "followers not delivered (see %s)",
-                  log);
+    ck_assert_msg(hk_th_wait_unique_ok(sink, 2 * HOL_FOLLOWERS + 1, 30000),
+                  "followers not delivered (see %s)", log);
     size_t one = 1;
     ck_assert_msg(hk_th_wait_for(dlq_reached, &one, 30000), "head not dead-lettered");
     ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");

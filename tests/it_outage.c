@@ -124,19 +124,6 @@ static size_t dlq_records(hk_th_record_t **out)
     return n;
 }
 
-typedef struct unique_wait {
-    hk_sink_t *sink;
-    uint64_t want;
-} unique_wait_t;
-
-static int unique_reached(void *arg)
-{
-    unique_wait_t *w = arg;
-    hk_sink_stats_t st;
-    hk_sink_stats(w->sink, &st);
-    return st.unique_ok >= w->want;
-}
-
 static int dlq_reached(void *arg)
 {
     hk_th_record_t *recs;
@@ -459,9 +446,9 @@ START_TEST(test_outage_503_then_recovery_delivers_everything_and_breaker_cycles)
         }
         produce(values, OUT_PER_BATCH + SIDE_PER_BATCH);
     }
-    unique_wait_t w = {sink, OUT_JOBS}, w2 = {sink2, OUT_BATCHES * SIDE_PER_BATCH};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &w, 60000), "not every job was delivered");
-    ck_assert_msg(hk_th_wait_for(unique_reached, &w2, 10000), "side jobs not delivered");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, OUT_JOBS, 60000), "not every job was delivered");
+    ck_assert_msg(hk_th_wait_unique_ok(sink2, OUT_BATCHES * SIDE_PER_BATCH, 10000),
+                  "side jobs not delivered");
     int64_t done_wall = wall_now_ms();
     hk_th_sleep_ms(300); // a repeat would show up now
     hookd_stop();
@@ -624,8 +611,7 @@ START_TEST(test_retry_after_seconds_and_date_are_lower_bounds)
     seen_wait_t sw = {sink, "ra-", RA_JOBS};
     ck_assert_msg(hk_th_wait_for(seen_reached, &sw, 30000), "not every ra- job was attempted");
     ck_assert_int_eq(hk_sink_set_rule(sink, "/ra", 0, 0, NULL), 0);
-    unique_wait_t w = {sink, RA_JOBS};
-    int ok1 = hk_th_wait_for(unique_reached, &w, 30000);
+    int ok1 = hk_th_wait_unique_ok(sink, RA_JOBS, 30000);
 
     // Phase 2: an HTTP date 4-5 s ahead (whole seconds, as the header carries them),
     // so the first attempts come well before it even on a slow machine.
@@ -646,8 +632,7 @@ START_TEST(test_retry_after_seconds_and_date_are_lower_bounds)
     ck_assert_msg(hk_th_wait_for(seen_reached, &sw, 30000), "not every rd- job was attempted");
     int64_t all_seen_wall = wall_now_ms();
     ck_assert_int_eq(hk_sink_set_rule(sink, "/rd", 0, 0, NULL), 0);
-    w.want = 2 * RA_JOBS;
-    int ok2 = hk_th_wait_for(unique_reached, &w, 30000);
+    int ok2 = hk_th_wait_unique_ok(sink, 2 * RA_JOBS, 30000);
     hk_th_sleep_ms(300);
     hookd_stop();
 
@@ -783,8 +768,7 @@ START_TEST(test_410_disables_that_url_and_later_jobs_are_gone_without_a_request)
     produce(more, 6);
     want = 4;
     ck_assert_msg(hk_th_wait_for(dlq_reached, &want, 30000), "gone-2..4 not dead-lettered");
-    unique_wait_t w = {sink, 3};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &w, 30000), "jobs to /ok not delivered");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, 3, 30000), "jobs to /ok not delivered");
     size_t gone_requests = 0;
     {
         hk_sink_req_t *reqs;
@@ -886,8 +870,7 @@ START_TEST(test_flapping_endpoint_loses_nothing_and_breaker_respects_open_time)
                    NULL};
     int64_t t0_wall = wall_now_ms();
     hookd_start(env, log);
-    unique_wait_t w = {sink, FLAP_JOBS};
-    int all = hk_th_wait_for(unique_reached, &w, 60000);
+    int all = hk_th_wait_unique_ok(sink, FLAP_JOBS, 60000);
     int64_t done_wall = wall_now_ms();
     hk_th_sleep_ms(300);
     hookd_stop();

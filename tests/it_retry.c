@@ -143,19 +143,6 @@ static int64_t log_first_ts(const char *log, const char *needle)
 
 // --- conditions for hk_th_wait_for ---------------------------------------------
 
-typedef struct want_ok {
-    hk_sink_t *sink;
-    uint64_t n;
-} want_ok_t;
-
-static int sink_unique_ok(void *arg)
-{
-    want_ok_t *w = arg;
-    hk_sink_stats_t st;
-    hk_sink_stats(w->sink, &st);
-    return st.unique_ok >= w->n;
-}
-
 static int topic_count_at_least(const char *topic, size_t n)
 {
     hk_th_record_t *recs;
@@ -272,7 +259,7 @@ static int tcp_conns_to(int port)
 }
 
 typedef struct hung_progress {
-    want_ok_t a;
+    uint64_t want_a;        // A's jobs answered 2xx
     unsigned max_pending_b; // most hung requests seen at B at once
     int64_t released_at;    // wall ms when B's hung requests were all let go
 } hung_progress_t;
@@ -288,8 +275,11 @@ static void watch_b(hung_progress_t *pr)
 
 static int phase2_done(void *arg)
 {
-    watch_b(arg);
-    return sink_unique_ok(&((hung_progress_t *)arg)->a);
+    hung_progress_t *pr = arg;
+    watch_b(pr);
+    hk_sink_stats_t st;
+    hk_sink_stats(sink_a, &st);
+    return st.unique_ok >= pr->want_a;
 }
 
 static int b_released(void *arg)
@@ -358,8 +348,7 @@ START_TEST(test_hung_endpoint_does_not_starve_a_healthy_one)
                            i, port_a, i) > 0);
     ck_assert_uint_eq(hk_th_produce(brokers, "jobs", va, NULL, HUNG_N_A), HUNG_N_A);
     free_strs(va, HUNG_N_A);
-    want_ok_t w1 = {sink_a, HUNG_N_A};
-    ck_assert_msg(hk_th_wait_for(sink_unique_ok, &w1, 90000), "phase 1: A's jobs not delivered");
+    ck_assert_msg(hk_th_wait_unique_ok(sink_a, HUNG_N_A, 90000), "phase 1: A's jobs not delivered");
     size_t n1;
     int64_t f1, l1;
     double rate1 = ok_rate(sink_a, &n1, &f1, &l1);
@@ -397,7 +386,7 @@ START_TEST(test_hung_endpoint_does_not_starve_a_healthy_one)
     }
     ck_assert_uint_eq(hk_th_produce(brokers, "jobs", v2, NULL, n2), n2);
     free_strs(v2, n2);
-    hung_progress_t pr = {.a = {sink_a, HUNG_N_A}};
+    hung_progress_t pr = {.want_a = HUNG_N_A};
     ck_assert_msg(hk_th_wait_for(phase2_done, &pr, 90000), "phase 2: A's jobs not delivered");
     size_t n2a;
     int64_t f2, l2;
@@ -713,8 +702,7 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
     char *env2[] = {"HOOKD_RETRY_INLINE_MAX_MS=0", RT_SCHEDULE_ENV, NULL};
     const char *log2 = "it_retry_restart2.log";
     start_hookd(env2, log2);
-    want_ok_t w = {sink_a, RT_N};
-    ck_assert_msg(hk_th_wait_for(sink_unique_ok, &w, 60000), "jobs lost after the restart");
+    ck_assert_msg(hk_th_wait_unique_ok(sink_a, RT_N, 60000), "jobs lost after the restart");
     ck_assert_msg(hk_th_wait_for(lag_zero, "jobs.retry", 10000),
                   "retry records not committed after delivery");
     hk_th_sleep_ms(1000); // a late duplicate would show up here

@@ -296,19 +296,6 @@ static size_t dlq_count(const char *topic, const char *cls)
     return c;
 }
 
-typedef struct unique_wait {
-    hk_sink_t *sink;
-    uint64_t want;
-} unique_wait_t;
-
-static int unique_reached(void *arg)
-{
-    unique_wait_t *w = arg;
-    hk_sink_stats_t st;
-    hk_sink_stats(w->sink, &st);
-    return st.unique_ok >= w->want;
-}
-
 typedef struct lag_wait {
     const char *group;
     const char *topic;
@@ -940,8 +927,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     const char *log = "it_shared_redis_outage.log";
     hookd_start(0, env, NULL, log);
     int port = admin_port(log);
-    unique_wait_t w = {sink, 1000};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &w, 60000), "hookd never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, 1000, 60000), "hookd never got going");
     char *m_before = metrics_get(port, NULL);
 
     hk_sink_stats_t at_stop;
@@ -979,8 +965,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     hk_sink_stats_t at_up;
     hk_sink_stats(sink, &at_up);
 
-    unique_wait_t all = {sink, OUT_JOBS};
-    int delivered = hk_th_wait_for(unique_reached, &all, 90000);
+    int delivered = hk_th_wait_unique_ok(sink, OUT_JOBS, 90000);
     lag_wait_t lagw = {"hookd", "jobs"};
     int lag0 = hk_th_wait_for(lag_zero, &lagw, 30000);
     assert_running(0, "at the end");
@@ -1150,8 +1135,7 @@ START_TEST(test_metrics_agree_with_the_sink_and_pass_promtool)
     const char *log = "it_shared_metrics.log";
     hookd_start(0, env, NULL, log);
     int port = admin_port(log);
-    unique_wait_t w = {sink, MX_OK};
-    ck_assert_msg(hk_th_wait_for(unique_reached, &w, 60000), "the 200s were not all delivered");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, MX_OK, 60000), "the 200s were not all delivered");
     mx_wait_t mw = {port, MX_404 + MX_503};
     int settled = hk_th_wait_for(mx_settled, &mw, 30000);
     hk_th_sleep_ms(300); // nothing more may happen now: what still does shows below
@@ -1356,8 +1340,7 @@ START_TEST(test_admin_api_disable_enable_reset_and_token)
     char *enable_body;
     long s_enable = admin_call(port, "POST", p_enable, ADMIN_TOKEN, &enable_body);
     produce_jobs("jobs", sink, "ad-on", "/ok", 5);
-    unique_wait_t uw = {sink, 5};
-    int on = hk_th_wait_for(unique_reached, &uw, 30000);
+    int on = hk_th_wait_unique_ok(sink, 5, 30000);
     size_t gone_after = dlq_count("jobs.dlq", "gone");
 
     // Breaker: two 503s open it for 30 s; their retries (2 s) find it open and are

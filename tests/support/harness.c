@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +46,58 @@ int64_t hk_th_now_ms(void)
 void hk_th_sleep_ms(int ms)
 {
     hk_clock_sleep_ms(ms);
+}
+
+long long hk_th_proc_status_bytes(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long long kib = -1;
+    size_t len = strlen(field);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, len) == 0 && line[len] == ':' &&
+            sscanf(line + len + 1, "%lld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+long long hk_th_proc_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    // The command name (field 2) may hold spaces and parentheses: skip to its end.
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    // Fields 3..13 after the name, then utime (14) and stime (15).
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void hk_th_rmtree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
@@ -515,6 +569,25 @@ int hk_th_wait_for_log(const char *path, const char *needle, int n, int timeout_
 {
     log_wait_t w = {path, needle, n};
     return hk_th_wait_for(log_reached, &w, timeout_ms);
+}
+
+typedef struct unique_wait {
+    hk_sink_t *sink;
+    uint64_t n;
+} unique_wait_t;
+
+static int unique_reached(void *arg)
+{
+    unique_wait_t *w = arg;
+    hk_sink_stats_t st;
+    hk_sink_stats(w->sink, &st);
+    return st.unique_ok >= w->n;
+}
+
+int hk_th_wait_unique_ok(hk_sink_t *sink, uint64_t n, int timeout_ms)
+{
+    unique_wait_t w = {sink, n};
+    return hk_th_wait_for(unique_reached, &w, timeout_ms);
 }
 
 typedef struct held {

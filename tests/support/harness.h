@@ -67,6 +67,15 @@ int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topi
 
 int64_t hk_th_now_ms(void);
 
+// A "Name:   123 kB" field of /proc/<pid>/status in bytes; -1 when unreadable.
+long long hk_th_proc_status_bytes(pid_t pid, const char *field);
+// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat);
+// -1 when unreadable.
+long long hk_th_proc_cpu_ticks(pid_t pid);
+
+// Removes `dir` and everything below it (does not follow symlinks).
+void hk_th_rmtree(const char *dir);
+
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read
 // back, closed), for servers the tests start; -1 on error.
 int hk_th_free_port(void);
@@ -92,6 +101,11 @@ int hk_th_log_count(const char *path, const char *needle);
 // Waits up to timeout_ms for at least `n` lines of `path` to contain `needle`;
 // 1 if they did.
 int hk_th_wait_for_log(const char *path, const char *needle, int n, int timeout_ms);
+
+typedef struct hk_sink_s hk_sink_t;
+// Waits up to timeout_ms for `sink` to have answered 2xx to at least `n` distinct
+// jobs (hk_sink_stats' unique_ok); 1 if it did.
+int hk_th_wait_unique_ok(hk_sink_t *sink, uint64_t n, int timeout_ms);
 
 // What a test holds, freed by hk_th_release_held() from its teardown: with
 // CK_FORK=no a failed assertion leaves the test by longjmp, so anything freed at

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
@@ -391,19 +390,10 @@ int hk_pgsvc_restart(hk_pgsvc_t *s)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void hk_pgsvc_destroy(hk_pgsvc_t *s)
 {
     hk_pgsvc_stop(s);
     if (s->dir[0])
-        nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        hk_th_rmtree(s->dir);
     memset(s, 0, sizeof(*s));
 }

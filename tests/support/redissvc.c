@@ -53,24 +53,6 @@ __attribute__((format(printf, 3, 4))) static void errf(char *err, size_t err_siz
     va_end(ap);
 }
 
-// Removes a server directory and the files in it (it has no subdirectories).
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char path[512];
-            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 // Check ends a failed forked test with _exit(): neither teardown nor atexit run,
 // and only the server dies (PR_SET_PDEATHSIG). Directories are named after the
 // process that made them, so later runs remove those whose process is gone.
@@ -88,7 +70,7 @@ static void remove_stale_dirs(void)
             continue;
         char path[300];
         snprintf(path, sizeof(path), SVC_TMP "/%s", de->d_name);
-        remove_dir(path);
+        hk_th_rmtree(path);
     }
     closedir(d);
 }
@@ -348,7 +330,7 @@ void hk_redissvc_destroy(hk_redissvc_t *svc)
     if (!svc)
         return;
     hk_redissvc_stop(svc);
-    remove_dir(svc->rs_dir);
+    hk_th_rmtree(svc->rs_dir);
     track(svc, 0);
     free(svc);
 }
