@@ -133,6 +133,7 @@ static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
 #define CF_INT_ROW(...)     CF_INT_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_INT64_ROW(...)   CF_INT64_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_DOUBLE_ROW(...)  CF_DOUBLE_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_BOOL_ROW(...)    CF_BOOL_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_STR_ROW(...)     CF_STR_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_SECRET_ROW(...)  CF_SECRET_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_MS_LIST_ROW(...) CF_MS_LIST_ROW_OF(hk_config_t, __VA_ARGS__)
@@ -147,6 +148,13 @@ static const cf_row_t cf_rows[] = {
                cf_check_topic_or_empty),
     CF_INT_ROW("kafka", "mock_partitions", kafka_mock_partitions, CF_PLAIN, "8", 1, 1024,
                CF_NO_RELOAD),
+    CF_BOOL_ROW("kafka", "create_topics", kafka_create_topics, "false", CF_NO_RELOAD),
+    CF_INT_ROW("kafka", "topic_partitions", kafka_topic_partitions, CF_PLAIN, "0", 0, 100000,
+               CF_NO_RELOAD),
+    CF_INT_ROW("kafka", "topic_replication", kafka_topic_replication, CF_PLAIN, "0", 0, 32767,
+               CF_NO_RELOAD),
+    CF_INT_ROW("kafka", "startup_timeout_ms", kafka_startup_timeout_ms, CF_MS, "30000", 1000,
+               600000, CF_NO_RELOAD),
 
     CF_INT_ROW("delivery", "threads", delivery_threads, CF_PLAIN, "2", 1, 256, CF_NO_RELOAD),
     CF_INT_ROW("delivery", "max_transfers_per_thread", delivery_max_transfers_per_thread, CF_PLAIN,

@@ -28,13 +28,17 @@ typedef struct hk_endpoint_conf {
 
 typedef struct hk_config {
     // [kafka]
-    char *kafka_brokers;       // "mock" starts an in-process mock cluster
-    char *kafka_topic;         // jobs topic
-    char *kafka_group;         // consumer group id
-    char *kafka_dlq_topic;     // default "<topic>.dlq"
-    char *kafka_retry_topic;   // default "<topic>.retry"
-    int kafka_mock_partitions; // partitions of each topic in the mock cluster
-    hk_kv_t *kafka_props;      // rdkafka.<prop> = value, passed to librdkafka as is
+    char *kafka_brokers;          // "mock" starts an in-process mock cluster
+    char *kafka_topic;            // jobs topic
+    char *kafka_group;            // consumer group id
+    char *kafka_dlq_topic;        // default "<topic>.dlq"
+    char *kafka_retry_topic;      // default "<topic>.retry"
+    int kafka_mock_partitions;    // partitions of each topic in the mock cluster
+    int kafka_create_topics;      // create missing jobs/retry/DLQ topics at start (else refuse)
+    int kafka_topic_partitions;   // ... with this many partitions (0: the broker's default)
+    int kafka_topic_replication;  // ... and this replication factor (0: the broker's default)
+    int kafka_startup_timeout_ms; // the cluster must answer within this at start
+    hk_kv_t *kafka_props;         // rdkafka.<prop> = value, passed to librdkafka as is
     size_t kafka_props_cnt;
 
     // [delivery]

@@ -20,6 +20,7 @@
 #include "queue/intake.h"
 #include "queue/mockkafka.h"
 #include "queue/producer.h"
+#include "queue/topics.h"
 #include "retry/backoff.h"
 #include "store/checkpoint.h"
 #include "store/migrate.h"
@@ -710,6 +711,11 @@ int main(int argc, char **argv)
         hk_log(HK_LOG_INFO, "mock_cluster", "{s:s,s:i}", "bootstraps", brokers, "partitions",
                cfg->kafka_mock_partitions);
     }
+    // The cluster answers and the topics exist (or are created) before anything
+    // joins the group: a wrong password, CA or topic name stops start-up with a
+    // reason instead of a consumer that waits forever.
+    if (!mock && hk_topics_check(cfg, brokers, err, sizeof(err)) != 0)
+        goto out;
     if (!(guard = hk_netguard_new(cfg->delivery_allow_cidrs, err, sizeof(err))))
         goto out;
     if (cfg->postgres_url[0] && migrate_at_start(cfg, err, sizeof(err)) != 0)
