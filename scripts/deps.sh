@@ -10,6 +10,7 @@ build_pkgs=(
 	build-essential cmake pkg-config
 	librdkafka-dev libcurl4-openssl-dev libpq-dev libhiredis-dev
 	libjansson-dev libssl-dev libmicrohttpd-dev libinih-dev check
+	python3 # scripts/gen-man: the man pages are built with hookd
 )
 # Tests, demo and checks: local Postgres and Redis servers, promtool (from
 # Debian's prometheus package: check_metrics runs `promtool check metrics`),
@@ -17,6 +18,7 @@ build_pkgs=(
 dev_pkgs=(
 	clang-format postgresql redis-server procps curl ca-certificates
 	prometheus python3 python3-yaml
+	lintian groff-base systemd # scripts/check-install: the .deb, the man pages, the unit
 )
 
 case "${HOOKD_DEPS:-all}" in

@@ -1,0 +1,91 @@
+# Installing hookd the way operators install daemons (included from the top
+# CMakeLists.txt):
+#   cmake --install build [--prefix P]   binaries, /etc/hookd/hookd.conf, man pages,
+#                                        the systemd unit and sysusers entry,
+#                                        Prometheus rules, docs
+#   cpack --config build/CPackConfig.cmake   a .deb of the same tree (prefix /usr)
+# scripts/check-install installs into a temporary prefix, builds the .deb and
+# checks both.
+# A daemon packaged for Debian: /usr by default. The config goes to /etc/hookd
+# when the prefix is /usr, else to <prefix>/etc/hookd, decided when installing,
+# so `cmake --install build --prefix P` keeps everything under P (the systemd
+# unit names the paths it was installed with).
+if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
+  set(CMAKE_INSTALL_PREFIX /usr CACHE PATH "Install prefix" FORCE)
+endif()
+include(GNUInstallDirs)
+
+# Man pages, generated from the built binaries and config/hookd.conf; the
+# generator fails the build when the sample config and the config table differ.
+find_program(HK_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT HK_PYTHON3)
+  find_program(HK_PYTHON3 NAMES python3)
+endif()
+set(HK_MAN_DIR ${CMAKE_BINARY_DIR}/man)
+set(HK_MAN_PAGES ${HK_MAN_DIR}/hookd.8 ${HK_MAN_DIR}/hookctl.1 ${HK_MAN_DIR}/hookd.conf.5)
+# Debian policy: man pages and the changelog are installed gzip -9n'd.
+configure_file(deploy/debian/changelog.in ${CMAKE_BINARY_DIR}/changelog @ONLY)
+add_custom_command(
+  OUTPUT ${HK_MAN_DIR}/hookd.8.gz ${HK_MAN_DIR}/hookctl.1.gz ${HK_MAN_DIR}/hookd.conf.5.gz
+         ${CMAKE_BINARY_DIR}/changelog.gz
+  COMMAND ${HK_PYTHON3} ${CMAKE_SOURCE_DIR}/scripts/gen-man ${HK_MAN_DIR} $<TARGET_FILE:hookd>
+          $<TARGET_FILE:hookctl> ${CMAKE_SOURCE_DIR}/config/hookd.conf ${PROJECT_VERSION}
+  COMMAND gzip -9nkf ${HK_MAN_PAGES} ${CMAKE_BINARY_DIR}/changelog
+  DEPENDS hookd hookctl ${CMAKE_SOURCE_DIR}/scripts/gen-man ${CMAKE_SOURCE_DIR}/config/hookd.conf
+          ${CMAKE_BINARY_DIR}/changelog
+  COMMENT "man pages: hookd(8), hookctl(1), hookd.conf(5)"
+  VERBATIM)
+add_custom_target(hookd_man ALL DEPENDS ${HK_MAN_DIR}/hookd.8.gz ${CMAKE_BINARY_DIR}/changelog.gz)
+
+
+install(TARGETS hookd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS hookctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The config (0644 as shipped; the .deb's postinst makes it 0640 root:hookd) and
+# the unit, which names the installed paths: both placed when installing.
+install(CODE "
+  if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\")
+    set(HK_SYSCONFDIR /etc)
+  else()
+    set(HK_SYSCONFDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SYSCONFDIR}\")
+  endif()
+  set(HK_SBINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SBINDIR}\")
+  configure_file(${CMAKE_SOURCE_DIR}/deploy/systemd/hookd.service.in
+                 ${CMAKE_BINARY_DIR}/hookd.service @ONLY)
+  file(INSTALL DESTINATION \"\${HK_SYSCONFDIR}/hookd\" TYPE FILE
+       FILES ${CMAKE_SOURCE_DIR}/config/hookd.conf)
+  file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\"
+       TYPE FILE FILES ${CMAKE_BINARY_DIR}/hookd.service)
+")
+install(FILES ${HK_MAN_DIR}/hookd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES ${HK_MAN_DIR}/hookctl.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${HK_MAN_DIR}/hookd.conf.5.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+install(FILES deploy/systemd/hookd.sysusers DESTINATION lib/sysusers.d RENAME hookd.conf)
+install(FILES deploy/prometheus/alerts.yml deploy/prometheus/prometheus.yml
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/hookd/prometheus)
+install(FILES deploy/grafana/hookd.json DESTINATION ${CMAKE_INSTALL_DATADIR}/hookd/grafana)
+install(FILES README.md docs/architecture.md docs/operations.md docs/testing.md
+              deploy/debian/copyright ${CMAKE_BINARY_DIR}/changelog.gz
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# The .deb: the same tree under /usr, /etc/hookd/hookd.conf as a conffile, the
+# library dependencies computed by dpkg-shlibdeps from the binaries.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME hookd)
+set(CPACK_PACKAGE_VENDOR "hookd")
+set(CPACK_PACKAGE_CONTACT "hookd maintainers <maintainers@hookd.dev>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "webhook delivery worker for Kafka jobs")
+set(CPACK_PACKAGE_DESCRIPTION "hookd consumes jobs from Kafka and delivers them as Standard Webhooks
+requests, with retries, circuit breakers, dead letters, PostgreSQL batch
+checkpoints and Redis shared state.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_SET_DESTDIR ON) # /etc/hookd is absolute
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, ca-certificates")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${CMAKE_SOURCE_DIR}/deploy/debian/postinst ${CMAKE_SOURCE_DIR}/deploy/debian/prerm
+    ${CMAKE_SOURCE_DIR}/deploy/debian/postrm ${CMAKE_SOURCE_DIR}/deploy/debian/conffiles)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+set(CPACK_STRIP_FILES ON)
+include(CPack)
