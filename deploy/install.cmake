@@ -78,6 +78,7 @@ set(CPACK_PACKAGE_DESCRIPTION "hookd consumes jobs from Kafka and delivers them 
 requests, with retries, circuit breakers, dead letters, PostgreSQL batch
 checkpoints and Redis shared state.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_INSTALL_PREFIX /usr) # whatever prefix this build tree was configured with
 set(CPACK_SET_DESTDIR ON) # /etc/hookd is absolute
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
