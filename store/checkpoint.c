@@ -12,22 +12,23 @@
 
 static const char open_insert_sql[] = "INSERT INTO batches (id, tenant, total)"
                                       " VALUES ($1, $2, $3::bigint)"
-                                      " ON CONFLICT (id) DO NOTHING";
+                                      " ON CONFLICT (tenant, id) DO NOTHING";
 
 // One statement, one snapshot: the batch row (idx -1) and its terminal items.
 static const char open_load_sql[] = "SELECT -1, status, total, succeeded, failed, skipped, cursor"
-                                    " FROM batches WHERE id = $1"
+                                    " FROM batches WHERE id = $1 AND tenant = $2"
                                     " UNION ALL"
                                     " SELECT idx, status, NULL, NULL, NULL, NULL, NULL"
-                                    " FROM batch_items WHERE batch_id = $1";
+                                    " FROM batch_items WHERE batch_id = $1 AND tenant = $2";
 
 static const char flush_sql[] =
     "WITH ins AS ("
-    " INSERT INTO batch_items (batch_id, idx, status, attempts, last_http_status, last_error)"
-    " SELECT $1, u.idx, u.status, u.attempts, NULLIF(u.http_status, 0), NULLIF(u.error, '')"
+    " INSERT INTO batch_items (tenant, batch_id, idx, status, attempts, last_http_status,"
+    " last_error)"
+    " SELECT $9, $1, u.idx, u.status, u.attempts, NULLIF(u.http_status, 0), NULLIF(u.error, '')"
     " FROM unnest($2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[])"
     "  AS u(idx, status, attempts, http_status, error)"
-    " ON CONFLICT (batch_id, idx) DO NOTHING"
+    " ON CONFLICT (tenant, batch_id, idx) DO NOTHING"
     " RETURNING status)"
     " UPDATE batches SET"
     " succeeded = succeeded + (SELECT count(*) FROM ins WHERE status = 'succeeded'),"
@@ -36,19 +37,19 @@ static const char flush_sql[] =
     " cursor = GREATEST(cursor, $7::bigint),"
     " status = COALESCE($8, status),"
     " updated_at = now()"
-    " WHERE id = $1"
+    " WHERE id = $1 AND tenant = $9"
     " RETURNING id";
 
 // clang-format off
 static const char show_batch_sql[] =
     "SELECT id, tenant, status, total, succeeded, failed, skipped, cursor,"
     " " HK_PG_RFC3339("created_at") ", " HK_PG_RFC3339("updated_at")
-    " FROM batches WHERE id = $1";
+    " FROM batches WHERE id = $1 AND tenant = $2";
 
 static const char show_failed_sql[] =
     "SELECT idx, attempts, last_http_status, last_error, " HK_PG_RFC3339("updated_at")
-    " FROM batch_items WHERE batch_id = $1 AND status = 'failed'"
-    " ORDER BY idx LIMIT $2::bigint";
+    " FROM batch_items WHERE batch_id = $1 AND tenant = $2 AND status = 'failed'"
+    " ORDER BY idx LIMIT $3::bigint";
 // clang-format on
 
 const char *hk_item_status_name(hk_item_status_t s)
@@ -86,8 +87,8 @@ void hk_ckpt_batch_free(hk_ckpt_batch_t *b)
 }
 
 // Fills `out` from the rows of open_load_sql.
-static int load(const PGresult *r, const char *batch_id, int64_t total, hk_ckpt_batch_t *out,
-                char *err, size_t err_size)
+static int load(const PGresult *r, const char *tenant, const char *batch_id, int64_t total,
+                hk_ckpt_batch_t *out, char *err, size_t err_size)
 {
     int head = -1;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -98,7 +99,7 @@ static int load(const PGresult *r, const char *batch_id, int64_t total, hk_ckpt_
     }
     if (head < 0) {
         // Only when someone deleted it between the insert and the load.
-        snprintf(err, err_size, "batch %s not found", batch_id);
+        snprintf(err, err_size, "batch %s of tenant %s not found", batch_id, tenant);
         return -1;
     }
     int64_t stored = strtoll(PQgetvalue(r, head, 2), NULL, 10);
@@ -143,6 +144,8 @@ int hk_ckpt_open(hk_pg_t *pg, const char *batch_id, const char *tenant, int64_t 
                  hk_ckpt_batch_t *out, char *err, size_t err_size)
 {
     memset(out, 0, sizeof(*out));
+    if (!tenant)
+        tenant = "default";
     if (total < 0 || total > (int64_t)INT32_MAX + 1) {
         snprintf(err, err_size, "batch %s: %" PRId64 " items is outside 0..2147483648", batch_id,
                  total);
@@ -152,15 +155,15 @@ int hk_ckpt_open(hk_pg_t *pg, const char *batch_id, const char *tenant, int64_t 
     snprintf(total_s, sizeof(total_s), "%" PRId64, total);
     char *tofree_id, *tofree_tenant;
     const char *id = hk_pg_utf8(batch_id, &tofree_id);
-    const char *params[] = {id, hk_pg_utf8(tenant ? tenant : "default", &tofree_tenant), total_s};
+    const char *params[] = {id, hk_pg_utf8(tenant, &tofree_tenant), total_s};
 
     int rc = -1;
     PGresult *r = hk_pg_exec(pg, "hk_ckpt_open_insert", open_insert_sql, 3, params, err, err_size);
     if (r) {
         PQclear(r);
-        r = hk_pg_exec(pg, "hk_ckpt_open_load", open_load_sql, 1, params, err, err_size);
+        r = hk_pg_exec(pg, "hk_ckpt_open_load", open_load_sql, 2, params, err, err_size);
         if (r) {
-            rc = load(r, batch_id, total, out, err, err_size);
+            rc = load(r, tenant, batch_id, total, out, err, err_size);
             PQclear(r);
         }
     }
@@ -169,9 +172,12 @@ int hk_ckpt_open(hk_pg_t *pg, const char *batch_id, const char *tenant, int64_t 
     return rc;
 }
 
-int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items, size_t n,
-                  int64_t cursor, const char *status, char *err, size_t err_size)
+int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const char *tenant,
+                  const hk_ckpt_item_t *items, size_t n, int64_t cursor, const char *status,
+                  char *err, size_t err_size)
 {
+    if (!tenant)
+        tenant = "default";
     for (size_t i = 0; i < n; i++) {
         if (items[i].idx < 0 || items[i].status < HK_ITEM_SUCCEEDED ||
             items[i].status > HK_ITEM_SKIPPED) {
@@ -195,7 +201,7 @@ int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items
     }
     char cursor_s[24];
     snprintf(cursor_s, sizeof(cursor_s), "%" PRId64, cursor);
-    char *tofree_id;
+    char *tofree_id, *tofree_tenant;
     const char *params[] = {
         hk_pg_utf8(batch_id, &tofree_id),
         hk_pg_array_finish(&a_idx),
@@ -205,6 +211,7 @@ int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items
         hk_pg_array_finish(&a_error),
         cursor_s,
         status,
+        hk_pg_utf8(tenant, &tofree_tenant),
     };
 
     int rc = -1;
@@ -213,18 +220,18 @@ int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items
         snprintf(err, err_size, "out of memory for a checkpoint of %zu items", n);
     } else {
         char why[512];
-        PGresult *r = hk_pg_exec(pg, "hk_ckpt_flush", flush_sql, 8, params, why, sizeof(why));
+        PGresult *r = hk_pg_exec(pg, "hk_ckpt_flush", flush_sql, 9, params, why, sizeof(why));
         if (r == NULL) {
             // With items, the foreign key fails first when the batches row is missing.
             if (strstr(why, "batch_items_batch_id_fkey"))
-                snprintf(err, err_size, "batch %s not found", batch_id);
+                snprintf(err, err_size, "batch %s of tenant %s not found", batch_id, tenant);
             else
                 snprintf(err, err_size, "%s", why);
         } else {
             if (PQntuples(r) == 1)
                 rc = 0;
             else
-                snprintf(err, err_size, "batch %s not found", batch_id);
+                snprintf(err, err_size, "batch %s of tenant %s not found", batch_id, tenant);
             PQclear(r);
         }
     }
@@ -234,6 +241,7 @@ int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items
     hk_pg_array_free(&a_http);
     hk_pg_array_free(&a_error);
     free(tofree_id);
+    free(tofree_tenant);
     return rc;
 }
 
@@ -259,27 +267,30 @@ static double percent(int64_t terminal, int64_t total)
     return p;
 }
 
-json_t *hk_ckpt_show(hk_pg_t *pg, const char *batch_id, size_t max_failed, char *err,
-                     size_t err_size)
+json_t *hk_ckpt_show(hk_pg_t *pg, const char *batch_id, const char *tenant, size_t max_failed,
+                     char *err, size_t err_size)
 {
-    char *tofree_id;
+    if (!tenant)
+        tenant = "default";
+    char *tofree_id, *tofree_tenant;
     char limit[24];
     // One more than shown tells whether the list was truncated.
     snprintf(limit, sizeof(limit), "%llu",
              max_failed >= (size_t)INT64_MAX ? (unsigned long long)INT64_MAX
                                              : (unsigned long long)max_failed + 1);
-    const char *params[] = {hk_pg_utf8(batch_id, &tofree_id), limit};
+    const char *params[] = {hk_pg_utf8(batch_id, &tofree_id), hk_pg_utf8(tenant, &tofree_tenant),
+                            limit};
 
     json_t *out = NULL;
-    PGresult *b = hk_pg_exec(pg, "hk_ckpt_show_batch", show_batch_sql, 1, params, err, err_size);
+    PGresult *b = hk_pg_exec(pg, "hk_ckpt_show_batch", show_batch_sql, 2, params, err, err_size);
     if (b == NULL)
         goto done;
     if (PQntuples(b) != 1) {
-        snprintf(err, err_size, "batch %s not found", batch_id);
+        snprintf(err, err_size, "batch %s of tenant %s not found", batch_id, tenant);
         PQclear(b);
         goto done;
     }
-    PGresult *f = hk_pg_exec(pg, "hk_ckpt_show_failed", show_failed_sql, 2, params, err, err_size);
+    PGresult *f = hk_pg_exec(pg, "hk_ckpt_show_failed", show_failed_sql, 3, params, err, err_size);
     if (f == NULL) {
         PQclear(b);
         goto done;
@@ -322,5 +333,6 @@ json_t *hk_ckpt_show(hk_pg_t *pg, const char *batch_id, size_t max_failed, char 
     PQclear(b);
 done:
     free(tofree_id);
+    free(tofree_tenant);
     return out;
 }

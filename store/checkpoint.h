@@ -46,6 +46,9 @@ static inline int hk_ckpt_is_terminal(const hk_ckpt_batch_t *b, int64_t i)
     return (b->terminal[i >> 3] >> (i & 7)) & 1;
 }
 
+// A batch is identified by (tenant, batch_id): the same id in two tenants is two
+// batches. `tenant` NULL means "default".
+//
 // Creates the batches row if new (status running, counters 0) and loads what is
 // stored: counters, cursor, status and the terminal items, all from one snapshot.
 // Fails (-1, err) when the stored total differs ("batch <id> has <n> items in
@@ -56,14 +59,16 @@ int hk_ckpt_open(hk_pg_t *pg, const char *batch_id, const char *tenant, int64_t 
 void hk_ckpt_batch_free(hk_ckpt_batch_t *b);
 
 // One statement, hence one transaction: inserts the n item rows with ON CONFLICT
-// (batch_id, idx) DO NOTHING, adds to succeeded/failed/skipped exactly the rows
+// (tenant, batch_id, idx) DO NOTHING, adds to succeeded/failed/skipped exactly the rows
 // actually inserted, sets cursor = GREATEST(cursor, cursor arg), status =
 // `status` unless it is NULL, updated_at = now(). The items travel as array
 // parameters, so 1000 items are one round trip. On any error nothing is written:
-// -1 with the server's message ("batch <id> not found" when there is no row).
-// Called inside the caller's hk_pg_begin() it joins that transaction instead.
-int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items, size_t n,
-                  int64_t cursor, const char *status, char *err, size_t err_size);
+// -1 with the server's message ("batch <id> of tenant <tenant> not found" when
+// there is no row). Called inside the caller's hk_pg_begin() it joins that
+// transaction instead.
+int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const char *tenant,
+                  const hk_ckpt_item_t *items, size_t n, int64_t cursor, const char *status,
+                  char *err, size_t err_size);
 
 // The batch for `hookctl batch show` and GET /v1/batches/<id>:
 // {id, tenant, status, total, succeeded, failed, skipped, pending (total - the
@@ -73,8 +78,9 @@ int hk_ckpt_flush(hk_pg_t *pg, const char *batch_id, const hk_ckpt_item_t *items
 // updated_at}] (at most max_failed, lowest index first), failed_items_truncated}.
 // percent is a JSON real: dump with JSON_REAL_PRECISION(15) or less to print
 // 33.3 rather than 33.299999999999997.
-// NULL with err "batch <id> not found" or the server's error. Caller json_decref()s.
-json_t *hk_ckpt_show(hk_pg_t *pg, const char *batch_id, size_t max_failed, char *err,
-                     size_t err_size);
+// NULL with err "batch <id> of tenant <tenant> not found" or the server's error.
+// Caller json_decref()s.
+json_t *hk_ckpt_show(hk_pg_t *pg, const char *batch_id, const char *tenant, size_t max_failed,
+                     char *err, size_t err_size);
 
 #endif

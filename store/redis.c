@@ -111,7 +111,7 @@ struct rq {
     int64_t rq_until;
     int rq_sent;     // a reply is expected for this request in the current round
     int rq_reloaded; // already sent again once: a second NOSCRIPT is an error
-    char rq_name[HK_REDIS_NAME_MAX + 1]; // "<tenant>:<key>" or the endpoint
+    char rq_name[HK_REDIS_NAME_MAX + 1]; // "{<tenant length>:<tenant>:<key>}" or the endpoint
 };
 
 typedef struct rd_chunk rd_chunk_t;
@@ -274,13 +274,17 @@ static rq_t *pool_get_locked(hk_redis_t *r)
     return rq;
 }
 
-// Queues one request described by `tmpl` (name in `a`, or "<a>:<b>" when b is not
-// NULL), or completes it at once as unknown when Redis is down, the queue is full
-// or the name does not fit.
+// Queues one request described by `tmpl` (name in `a`, or the dedupe name of
+// tenant a and key b when b is not NULL, see hk_redis_claim()), or completes it
+// at once as unknown when Redis is down, the queue is full or the name does not
+// fit.
 static void submit(hk_redis_t *r, const rq_t *tmpl, const char *a, const char *b)
 {
     size_t alen = a ? strlen(a) : 0, blen = b ? strlen(b) : 0;
-    size_t need = alen + (b ? 1 + blen : 0);
+    // "{<alen>:<a>:<b>}": the length says where the tenant ends, whatever it holds.
+    char prefix[24] = "";
+    size_t plen = b ? (size_t)snprintf(prefix, sizeof(prefix), "{%zu:", alen) : 0;
+    size_t need = plen + alen + (b ? 1 + blen + 1 : 0);
     if (!r || !a || need > HK_REDIS_NAME_MAX) {
         if (r)
             complete_unknown(r, tmpl->rq_kind, tmpl->rq_claim_cb, tmpl->rq_permits_cb,
@@ -309,12 +313,18 @@ static void submit(hk_redis_t *r, const rq_t *tmpl, const char *a, const char *b
         rq->rq_want = tmpl->rq_want;
         rq->rq_until = tmpl->rq_until;
         rq->rq_sent = rq->rq_reloaded = 0;
-        memcpy(rq->rq_name, a, alen);
+        char *w = rq->rq_name;
+        memcpy(w, prefix, plen);
+        w += plen;
+        memcpy(w, a, alen);
+        w += alen;
         if (b) {
-            rq->rq_name[alen] = ':';
-            memcpy(rq->rq_name + alen + 1, b, blen);
+            *w++ = ':';
+            memcpy(w, b, blen);
+            w += blen;
+            *w++ = '}';
         }
-        rq->rq_name[need] = '\0';
+        *w = '\0';
         rq->rq_next = NULL;
         int was_empty = r->rd_head == NULL;
         if (r->rd_tail)

@@ -33,8 +33,9 @@ typedef struct hk_redis_s hk_redis_t;
 #define HK_REDIS_BATCH_MAX 1024
 // Requests queued or in flight at most, unless opts.queue_max says otherwise.
 #define HK_REDIS_QUEUE_MAX 16384
-// Longest "<tenant>:<key>" and longest endpoint a request carries; longer ones
-// complete at once as unknown (job ids are at most 255 bytes, tenants 128).
+// Longest dedupe name "{<n>:<tenant>:<key>}" and longest endpoint a request
+// carries; longer ones complete at once as unknown (job ids are at most 255 bytes,
+// tenants 128).
 #define HK_REDIS_NAME_MAX 511
 
 // Another replica opened `endpoint`'s breaker until `open_until_wall_ms` (ms since
@@ -82,8 +83,15 @@ typedef struct hk_redis_stats {
 } hk_redis_stats_t;
 void hk_redis_stats(const hk_redis_t *r, hk_redis_stats_t *st);
 
+// Dedupe keys are hookd:done:{<n>:<tenant>:<key>} and hookd:lease:{<n>:<tenant>:<key>}
+// with n the tenant's length in bytes (decimal): ("a:b", "c") and ("a", "b:c")
+// are {3:a:b:c} and {1:a:b:c}, never the same key whatever the parts contain.
+// The braces are a Redis Cluster hash tag: a job's done and lease keys share a
+// slot (the scripts touch both), and different jobs spread over the slots.
+// Keys of the old "<tenant>:<key>" form are never read; they expire by TTL.
+//
 // Dedupe, before a job's first attempt. One script: DONE when
-// hookd:done:<tenant>:<key> exists; else OK when SET hookd:lease:<tenant>:<key>
+// hookd:done:{..} exists; else OK when SET hookd:lease:{..}
 // <instance> NX PX lease_ms succeeds, or when the lease is already ours (its PX is
 // refreshed); else BUSY (another replica has it in flight). UNKNOWN: Redis could
 // not say (down, timeout, error, queue full): deliver without dedupe.
@@ -96,7 +104,7 @@ typedef enum hk_claim {
 typedef void hk_redis_claim_cb(hk_claim_t result, void *arg);
 void hk_redis_claim(hk_redis_t *r, const char *tenant, const char *key, hk_redis_claim_cb *cb,
                     void *arg);
-// After a 2xx: SET hookd:done:<tenant>:<key> 1 EX dedupe_ttl_s and delete our
+// After a 2xx: SET hookd:done:{..} 1 EX dedupe_ttl_s and delete our
 // lease (only if it is ours). Fire and forget.
 void hk_redis_done(hk_redis_t *r, const char *tenant, const char *key);
 // The job ended without delivery or left this process (dead-lettered, handed to

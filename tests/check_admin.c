@@ -298,13 +298,13 @@ END_TEST
 
 // A stand-in for the Postgres lookup: "b-1" exists, "pgdown" finds Postgres down,
 // "broken" fails oddly, "queued" answers 202 with a body; anything else is 404.
-static json_t *fake_batch(const char *id, int *http_status, void *arg)
+static json_t *fake_batch(const char *id, const char *tenant, int *http_status, void *arg)
 {
     ck_assert_ptr_eq(arg, &batch_calls);
     batch_calls++;
     if (strcmp(id, "b-1") == 0 || strcmp(id, "tenant:batch_2") == 0)
-        return json_pack("{s:s,s:s,s:i,s:i,s:i}", "id", id, "status", "running", "total", 10,
-                         "succeeded", 4, "failed", 1);
+        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i}", "id", id, "tenant", tenant, "status",
+                         "running", "total", 10, "succeeded", 4, "failed", 1);
     if (strcmp(id, "pgdown") == 0) {
         *http_status = 503;
         return NULL;
@@ -384,6 +384,32 @@ START_TEST(test_batch_id_is_validated_before_lookup)
     long_id[strlen(long_id) - 1] = '\0'; // 255: the longest id allowed
     json_decref(get_batch(long_id, 404));
     ck_assert_int_eq(batch_calls, 1);
+}
+END_TEST
+
+// A batch is (tenant, id): ?tenant= reaches the lookup, "default" without it,
+// and a tenant the job contract would refuse is 400 before any lookup.
+START_TEST(test_batch_lookup_takes_the_tenant_from_the_query)
+{
+    hk_admin_set_batch_fn(adm, fake_batch, &batch_calls);
+    json_t *j = get_batch("/v1/batches/b-1", 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "tenant")), "default");
+    json_decref(j);
+    j = get_batch("/v1/batches/b-1?tenant=a%3Ab", 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "tenant")), "a:b");
+    json_decref(j);
+    char path[400] = "/v1/batches/b-1?tenant=";
+    memset(path + strlen(path), 't', 128); // 128: the longest tenant
+    j = get_batch(path, 200);
+    ck_assert_uint_eq(strlen(json_string_value(json_object_get(j, "tenant"))), 128);
+    json_decref(j);
+    ck_assert_int_eq(batch_calls, 3);
+    strcat(path, "t"); // 129
+    const char *bad[] = {"/v1/batches/b-1?tenant=", "/v1/batches/b-1?tenant=a%20b",
+                         "/v1/batches/b-1?tenant=%C3%A9", "/v1/batches/b-1?tenant=a%0Ab", path};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        json_decref(get_batch(bad[i], 400));
+    ck_assert_int_eq(batch_calls, 3);
 }
 END_TEST
 
@@ -1028,6 +1054,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_batch_without_lookup_is_503_naming_postgres);
     tcase_add_test(tc, test_batch_lookup_answers_found_missing_and_down);
     tcase_add_test(tc, test_batch_id_is_validated_before_lookup);
+    tcase_add_test(tc, test_batch_lookup_takes_the_tenant_from_the_query);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("actions");

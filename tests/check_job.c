@@ -230,6 +230,50 @@ START_TEST(test_ordering_key_from_kafka_key)
 }
 END_TEST
 
+// A Kafka key used as the ordering key is at most 255 bytes as it stands; a
+// longer one becomes "sha256:<64 hex>" of its bytes: the same key, the same
+// chain, in bounded memory, and the job is not lost.
+START_TEST(test_long_kafka_key_is_hashed_into_the_ordering_key)
+{
+    const char *json = "{\"url\":\"https://e.com/\"}";
+    static char key[70000];
+    memset(key, 'k', sizeof(key));
+    hk_job_src_t src = k_src;
+    src.key = key;
+    src.key_len = 255; // the longest taken as it stands
+    hk_job_t *job = parse_src(json, strlen(json), &src, &k_defs);
+    ck_assert_ptr_nonnull(job);
+    ck_assert_uint_eq(strlen(job->ordering_key), 255);
+    ck_assert_mem_eq(job->ordering_key, key, 255);
+    hk_job_destroy(job);
+
+    src.key_len = 256; // one past it
+    job = parse_src(json, strlen(json), &src, &k_defs);
+    ck_assert_ptr_nonnull(job);
+    // printf 'k%.0s' $(seq 256) | sha256sum
+    ck_assert_str_eq(job->ordering_key,
+                     "sha256:ce16fe78208a4e93f7158e62393680e025b2ad584f4e875ce903a654bb74cf93");
+    hk_job_destroy(job);
+
+    // Different long keys stay apart; the same long key maps to the same chain.
+    src.key_len = sizeof(key);
+    job = parse_src(json, strlen(json), &src, &k_defs);
+    ck_assert_ptr_nonnull(job);
+    ck_assert_uint_eq(strlen(job->ordering_key), 7 + 64);
+    char first[80];
+    snprintf(first, sizeof(first), "%s", job->ordering_key);
+    hk_job_destroy(job);
+    job = parse_src(json, strlen(json), &src, &k_defs);
+    ck_assert_str_eq(job->ordering_key, first);
+    hk_job_destroy(job);
+    key[sizeof(key) - 1] = 'x';
+    job = parse_src(json, strlen(json), &src, &k_defs);
+    ck_assert_str_ne(job->ordering_key, first);
+    ck_assert(strncmp(job->ordering_key, "sha256:", 7) == 0);
+    hk_job_destroy(job);
+}
+END_TEST
+
 START_TEST(test_base64_body_is_decoded)
 {
     hk_job_t *job = parse_ok("{\"url\":\"https://e.com/\",\"body_base64\":\"aGVsbG8AIHdvcmxk\","
@@ -1192,6 +1236,7 @@ static Suite *job_suite(void)
     tcase_add_test(tc, test_id_required_without_kafka_source);
     tcase_add_test(tc, test_defaults_come_from_config);
     tcase_add_test(tc, test_ordering_key_from_kafka_key);
+    tcase_add_test(tc, test_long_kafka_key_is_hashed_into_the_ordering_key);
     tcase_add_test(tc, test_base64_body_is_decoded);
     tcase_add_test(tc, test_content_type_header_moves_to_content_type);
     tcase_add_test(tc, test_body_is_compact_json_of_any_value);

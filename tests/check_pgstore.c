@@ -402,12 +402,12 @@ START_TEST(test_ckpt_flush_while_down_writes_nothing)
     ck_assert_int_eq(hk_ckpt_open(pg, "b-out", "acme", 10, &b, err, sizeof(err)), 0);
     hk_ckpt_batch_free(&b);
     hk_ckpt_item_t first[] = {{0, HK_ITEM_SUCCEEDED, 1, 200, NULL}};
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", first, 1, 1, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", "acme", first, 1, 1, NULL, err, sizeof(err)), 0);
 
     ck_assert_int_eq(hk_pgsvc_stop(&outage), 0);
     hk_ckpt_item_t more[] = {{1, HK_ITEM_SUCCEEDED, 1, 200, NULL},
                              {2, HK_ITEM_FAILED, 3, 500, "HTTP 500"}};
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", more, 2, 3, NULL, err, sizeof(err)), -1);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", "acme", more, 2, 3, NULL, err, sizeof(err)), -1);
     ck_assert_msg(err[0] != '\0', "no error message");
     ck_assert_int_eq(hk_pg_up(pg), 0);
 
@@ -422,7 +422,7 @@ START_TEST(test_ckpt_flush_while_down_writes_nothing)
                             " WHERE id = 'b-out'"),
                      "1/0/1");
     // Retried after the outage, it lands once.
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", more, 2, 3, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b-out", "acme", more, 2, 3, NULL, err, sizeof(err)), 0);
     ck_assert_str_eq(q1(pg, "SELECT succeeded || '/' || failed || '/' || cursor FROM batches"
                             " WHERE id = 'b-out'"),
                      "2/1/3");
@@ -438,13 +438,13 @@ START_TEST(test_migrate_fresh_applies_all_then_none)
     FILE *out = open_memstream(&buf, &len);
     ck_assert_int_eq(hk_migrate_status(pg, out, err, sizeof(err)), 0);
     fclose(out);
-    ck_assert_str_eq(buf, "1\tinit\tpending\n");
+    ck_assert_str_eq(buf, "1\tinit\tpending\n2\tbatch_tenant\tpending\n");
     free(buf);
 
     int applied = -1;
     ck_assert_msg(hk_migrate_apply(pg, &applied, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(applied, (int)hk_migrations_cnt);
-    ck_assert_int_eq(applied, 1);
+    ck_assert_int_eq(applied, 2);
     ck_assert_int_eq(hk_migrate_apply(pg, &applied, err, sizeof(err)), 0);
     ck_assert_int_eq(applied, 0);
 
@@ -458,7 +458,7 @@ START_TEST(test_migrate_fresh_applies_all_then_none)
     char want[128];
     snprintf(want, sizeof(want), "1 init %s", sum);
     ck_assert_str_eq(q1(pg, "SELECT version || ' ' || name || ' ' || checksum"
-                            " FROM hookd_schema_migrations"),
+                            " FROM hookd_schema_migrations WHERE version = 1"),
                      want);
 
     out = open_memstream(&buf, &len);
@@ -504,7 +504,7 @@ START_TEST(test_migrate_rejects_unknown_version)
     int applied = -1;
     ck_assert_int_eq(hk_migrate_apply(pg, &applied, err, sizeof(err)), -1);
     ck_assert_str_eq(
-        err, "database has migration 7, unknown to this hookd (newest known: 1); upgrade hookd");
+        err, "database has migration 7, unknown to this hookd (newest known: 2); upgrade hookd");
 
     char *buf = NULL;
     size_t len = 0;
@@ -529,6 +529,49 @@ START_TEST(test_migrate_failure_rolls_back_everything)
     ck_assert_str_eq(q1(pg, "SELECT coalesce(to_regclass('hookd_schema_migrations')::text, '-')"
                             " || coalesce(to_regclass('batches')::text, '-')"),
                      "--");
+}
+END_TEST
+
+// 0002 on a database 0001 made and filled: the rows keep their batch's tenant,
+// and afterwards the same id can be opened for another tenant.
+START_TEST(test_migrate_batch_tenant_keeps_existing_rows)
+{
+    ck_assert_uint_ge(hk_migrations_cnt, 2);
+    ck_assert_str_eq(hk_migrations[1].name, "batch_tenant");
+    PGresult *r = hk_pg_exec_script(pg, hk_migrations[0].sql, 0, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    PQclear(r);
+    r = hk_pg_exec_script(pg,
+                          "INSERT INTO batches (id, tenant, total, succeeded) VALUES"
+                          " ('b1', 'acme', 2, 1), ('b2', 'zeta', 1, 0);"
+                          " INSERT INTO batch_items (batch_id, idx, status) VALUES"
+                          " ('b1', 0, 'succeeded');",
+                          0, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    PQclear(r);
+    r = hk_pg_exec_script(pg, hk_migrations[1].sql, 0, err, sizeof(err));
+    ck_assert_msg(r != NULL, "0002: %s", err);
+    PQclear(r);
+    ck_assert_str_eq(q1(pg, "SELECT tenant || '/' || batch_id || '/' || idx FROM batch_items"),
+                     "acme/b1/0");
+    hk_ckpt_batch_t b;
+    ck_assert_msg(hk_ckpt_open(pg, "b1", "acme", 2, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(hk_ckpt_is_terminal(&b, 0), 1);
+    ck_assert_int_eq(b.succeeded, 1);
+    hk_ckpt_batch_free(&b);
+    ck_assert_msg(hk_ckpt_open(pg, "b1", "other", 5, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(hk_ckpt_is_terminal(&b, 0), 0);
+    hk_ckpt_batch_free(&b);
+    hk_ckpt_item_t it[] = {{0, HK_ITEM_FAILED, 1, 500, "x"}};
+    ck_assert_msg(hk_ckpt_flush(pg, "b1", "other", it, 1, 1, NULL, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_int_eq(q1_int(pg, "SELECT count(*) FROM batch_items"), 2);
+    // The items' reference follows (tenant, id): deleting one tenant's batch
+    // cascades to its items only.
+    r = hk_pg_exec_script(pg, "DELETE FROM batches WHERE tenant = 'other'", 0, err, sizeof(err));
+    ck_assert_msg(r != NULL, "%s", err);
+    PQclear(r);
+    ck_assert_int_eq(q1_int(pg, "SELECT count(*) FROM batch_items"), 1);
 }
 END_TEST
 
@@ -612,7 +655,7 @@ static int flush_range(const char *batch, int from, int to, hk_item_status_t st,
         items[n] = (hk_ckpt_item_t){i, s, 1 + i % 4, s == HK_ITEM_FAILED ? 500 : 0,
                                     s == HK_ITEM_FAILED ? msgs[n] : NULL};
     }
-    return hk_ckpt_flush(pg, batch, items, n, cursor, NULL, err, sizeof(err));
+    return hk_ckpt_flush(pg, batch, "acme", items, n, cursor, NULL, err, sizeof(err));
 }
 
 START_TEST(test_ckpt_open_creates_running_batch)
@@ -678,7 +721,8 @@ START_TEST(test_ckpt_replayed_flush_never_double_counts)
     hk_ckpt_item_t dup[] = {{80, HK_ITEM_SKIPPED, 0, 0, NULL},
                             {80, HK_ITEM_FAILED, 2, 503, "x"},
                             {81, HK_ITEM_SKIPPED, 0, 0, ""}};
-    ck_assert_msg(hk_ckpt_flush(pg, "b3", dup, 3, 82, NULL, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(hk_ckpt_flush(pg, "b3", "acme", dup, 3, 82, NULL, err, sizeof(err)) == 0, "%s",
+                  err);
     ck_assert_int_eq(stored_items("b3"), 77);
     ck_assert_int_eq(q1_int(pg, "SELECT succeeded + failed + skipped FROM batches WHERE id = 'b3'"),
                      77);
@@ -716,15 +760,16 @@ START_TEST(test_ckpt_cursor_only_grows_and_status_updates)
     hk_ckpt_batch_t b;
     ck_assert_int_eq(hk_ckpt_open(pg, "b5", "acme", 30, &b, err, sizeof(err)), 0);
     hk_ckpt_batch_free(&b);
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", NULL, 0, 10, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", "acme", NULL, 0, 10, NULL, err, sizeof(err)), 0);
     ck_assert_str_eq(counters("b5"), "0/0/0 c10 running");
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", NULL, 0, 5, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", "acme", NULL, 0, 5, NULL, err, sizeof(err)), 0);
     ck_assert_str_eq(counters("b5"), "0/0/0 c10 running");
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", NULL, 0, 30, "completed", err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", "acme", NULL, 0, 30, "completed", err, sizeof(err)),
+                     0);
     ck_assert_str_eq(counters("b5"), "0/0/0 c30 completed");
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", NULL, 0, 0, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", "acme", NULL, 0, 0, NULL, err, sizeof(err)), 0);
     ck_assert_str_eq(counters("b5"), "0/0/0 c30 completed");
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", NULL, 0, 0, "aborted", err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b5", "acme", NULL, 0, 0, "aborted", err, sizeof(err)), 0);
     ck_assert_str_eq(counters("b5"), "0/0/0 c30 aborted");
     ck_assert_int_eq(hk_ckpt_open(pg, "b5", "acme", 30, &b, err, sizeof(err)), 0);
     ck_assert_str_eq(b.status, "aborted");
@@ -746,6 +791,67 @@ START_TEST(test_ckpt_total_mismatch_fails)
 }
 END_TEST
 
+// Batch identity is (tenant, id): another tenant's finished batch with the same
+// id neither finishes the victim's (same total) nor rejects it (another total).
+START_TEST(test_ckpt_same_id_in_two_tenants_are_two_batches)
+{
+    hk_ckpt_batch_t b;
+    ck_assert_int_eq(hk_ckpt_open(pg, "inv-1", "evil", 3, &b, err, sizeof(err)), 0);
+    hk_ckpt_batch_free(&b);
+    hk_ckpt_item_t done[] = {{0, HK_ITEM_SUCCEEDED, 1, 200, NULL},
+                             {1, HK_ITEM_FAILED, 1, 500, "x"},
+                             {2, HK_ITEM_SKIPPED, 0, 0, NULL}};
+    ck_assert_int_eq(hk_ckpt_flush(pg, "inv-1", "evil", done, 3, 3, "completed", err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(hk_ckpt_open(pg, "inv-2", "evil", 5, &b, err, sizeof(err)), 0);
+    hk_ckpt_batch_free(&b);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "inv-2", "evil", NULL, 0, 5, "aborted", err, sizeof(err)),
+                     0);
+
+    // Same total: the victim's batch is new, running, with nothing terminal.
+    ck_assert_msg(hk_ckpt_open(pg, "inv-1", "victim", 3, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(b.status, "running");
+    ck_assert_int_eq(b.succeeded + b.failed + b.skipped + b.cursor, 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(hk_ckpt_is_terminal(&b, i), 0);
+    hk_ckpt_batch_free(&b);
+    // Another total: not "has 5 items in the store".
+    ck_assert_msg(hk_ckpt_open(pg, "inv-2", "victim", 7, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(b.status, "running");
+    ck_assert_int_eq(b.total, 7);
+    hk_ckpt_batch_free(&b);
+
+    // Flushes and lookups stay within their tenant.
+    hk_ckpt_item_t one[] = {{0, HK_ITEM_SUCCEEDED, 1, 200, NULL}};
+    ck_assert_int_eq(hk_ckpt_flush(pg, "inv-1", "victim", one, 1, 1, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "inv-1", "nobody", one, 1, 1, NULL, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "batch inv-1 of tenant nobody not found");
+    json_t *j = hold_json(hk_ckpt_show(pg, "inv-1", "victim", 10, err, sizeof(err)));
+    ck_assert_msg(j != NULL, "%s", err);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "tenant")), "victim");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "succeeded")), 1);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "failed_items")), 0);
+    j = hold_json(hk_ckpt_show(pg, "inv-1", "evil", 10, err, sizeof(err)));
+    ck_assert_msg(j != NULL, "%s", err);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "completed");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "failed_items")), 1);
+    ck_assert_ptr_null(hk_ckpt_show(pg, "inv-1", "nobody", 10, err, sizeof(err)));
+    ck_assert_str_eq(err, "batch inv-1 of tenant nobody not found");
+    ck_assert_int_eq(q1_int(pg, "SELECT count(*) FROM batch_items WHERE batch_id = 'inv-1'"), 4);
+
+    // The longest tenant (128) and id (255) the job contract allows.
+    char tenant[129], id[256];
+    memset(tenant, 't', 128);
+    tenant[128] = '\0';
+    memset(id, 'i', 255);
+    id[255] = '\0';
+    ck_assert_msg(hk_ckpt_open(pg, id, tenant, 1, &b, err, sizeof(err)) == 0, "%s", err);
+    hk_ckpt_batch_free(&b);
+    ck_assert_int_eq(hk_ckpt_flush(pg, id, tenant, one, 1, 1, "completed", err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(test_ckpt_flush_error_writes_nothing)
 {
     hk_ckpt_batch_t b;
@@ -754,20 +860,20 @@ START_TEST(test_ckpt_flush_error_writes_nothing)
     hk_ckpt_item_t items[] = {{0, HK_ITEM_SUCCEEDED, 1, 200, NULL},
                               {1, HK_ITEM_FAILED, 2, 500, "boom"}};
     // The status fails the batches update after the items were inserted: all or nothing.
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b8", items, 2, 2, "bogus", err, sizeof(err)), -1);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b8", "acme", items, 2, 2, "bogus", err, sizeof(err)), -1);
     ck_assert_msg(strstr(err, "violates check constraint \"batches_status_check\"") != NULL, "%s",
                   err);
     ck_assert_int_eq(stored_items("b8"), 0);
     ck_assert_str_eq(counters("b8"), "0/0/0 c0 running");
 
-    ck_assert_int_eq(hk_ckpt_flush(pg, "nope", items, 2, 2, NULL, err, sizeof(err)), -1);
-    ck_assert_str_eq(err, "batch nope not found");
-    ck_assert_int_eq(hk_ckpt_flush(pg, "nope", NULL, 0, 2, NULL, err, sizeof(err)), -1);
-    ck_assert_str_eq(err, "batch nope not found");
+    ck_assert_int_eq(hk_ckpt_flush(pg, "nope", "acme", items, 2, 2, NULL, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "batch nope of tenant acme not found");
+    ck_assert_int_eq(hk_ckpt_flush(pg, "nope", "acme", NULL, 0, 2, NULL, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "batch nope of tenant acme not found");
     ck_assert_int_eq(stored_items("nope"), 0);
 
     hk_ckpt_item_t bad[] = {{-1, HK_ITEM_SUCCEEDED, 1, 0, NULL}};
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b8", bad, 1, 2, NULL, err, sizeof(err)), -1);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b8", "acme", bad, 1, 2, NULL, err, sizeof(err)), -1);
     ck_assert_str_eq(err, "batch b8: item -1 has an invalid index or status 1");
 }
 END_TEST
@@ -781,9 +887,9 @@ START_TEST(test_ckpt_show_reports_progress)
                               {1, HK_ITEM_FAILED, 3, 500, "HTTP 500"},
                               {2, HK_ITEM_FAILED, 10, 0, "timeout after 10000 ms"},
                               {3, HK_ITEM_SKIPPED, 0, 0, NULL}};
-    ck_assert_int_eq(hk_ckpt_flush(pg, "b9", items, 4, 4, NULL, err, sizeof(err)), 0);
+    ck_assert_int_eq(hk_ckpt_flush(pg, "b9", "acme", items, 4, 4, NULL, err, sizeof(err)), 0);
 
-    json_t *j = hold_json(hk_ckpt_show(pg, "b9", 1, err, sizeof(err)));
+    json_t *j = hold_json(hk_ckpt_show(pg, "b9", "acme", 1, err, sizeof(err)));
     ck_assert_msg(j != NULL, "%s", err);
     ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "b9");
     ck_assert_str_eq(json_string_value(json_object_get(j, "tenant")), "acme");
@@ -809,7 +915,7 @@ START_TEST(test_ckpt_show_reports_progress)
     ck_assert(json_is_string(json_object_get(f0, "updated_at")));
     ck_assert(json_is_true(json_object_get(j, "failed_items_truncated")));
 
-    j = hold_json(hk_ckpt_show(pg, "b9", 10, err, sizeof(err)));
+    j = hold_json(hk_ckpt_show(pg, "b9", "acme", 10, err, sizeof(err)));
     ck_assert_ptr_nonnull(j);
     failed = json_object_get(j, "failed_items");
     ck_assert_uint_eq(json_array_size(failed), 2);
@@ -825,17 +931,17 @@ START_TEST(test_ckpt_show_reports_progress)
     hk_ckpt_item_t *many = calloc(9999, sizeof(*many));
     for (int i = 0; i < 9999; i++)
         many[i] = (hk_ckpt_item_t){i, HK_ITEM_SUCCEEDED, 1, 200, NULL};
-    int rc = hk_ckpt_flush(pg, "b10", many, 9999, 9999, NULL, err, sizeof(err));
+    int rc = hk_ckpt_flush(pg, "b10", "acme", many, 9999, 9999, NULL, err, sizeof(err));
     free(many);
     ck_assert_msg(rc == 0, "%s", err);
-    j = hold_json(hk_ckpt_show(pg, "b10", 5, err, sizeof(err)));
+    j = hold_json(hk_ckpt_show(pg, "b10", "acme", 5, err, sizeof(err)));
     ck_assert_ptr_nonnull(j);
     ck_assert_double_eq_tol(json_real_value(json_object_get(j, "percent")), 99.9, 1e-9);
     ck_assert_uint_eq(json_array_size(json_object_get(j, "failed_items")), 0);
     ck_assert(json_is_false(json_object_get(j, "failed_items_truncated")));
 
-    ck_assert_ptr_null(hk_ckpt_show(pg, "zz", 5, err, sizeof(err)));
-    ck_assert_str_eq(err, "batch zz not found");
+    ck_assert_ptr_null(hk_ckpt_show(pg, "zz", "acme", 5, err, sizeof(err)));
+    ck_assert_str_eq(err, "batch zz of tenant acme not found");
 }
 END_TEST
 
@@ -851,8 +957,8 @@ START_TEST(test_ckpt_flush_1000_items_in_one_statement)
     for (int i = 0; i < 1000; i++)
         items[i] = (hk_ckpt_item_t){i, HK_ITEM_FAILED, 2, 400 + i % 100, errs[i % 6]};
     int64_t t0 = hk_th_now_ms();
-    ck_assert_msg(hk_ckpt_flush(pg, "big", items, 1000, 1000, "completed_with_failures", err,
-                                sizeof(err)) == 0,
+    ck_assert_msg(hk_ckpt_flush(pg, "big", "acme", items, 1000, 1000, "completed_with_failures",
+                                err, sizeof(err)) == 0,
                   "%s", err);
     int64_t took = hk_th_now_ms() - t0;
     ck_assert_msg(took < 2000, "1000-item flush took %lld ms", (long long)took);
@@ -1158,6 +1264,7 @@ static Suite *pgstore_suite(void)
     tcase_add_test(tc, test_migrate_rejects_unknown_version);
     tcase_add_test(tc, test_migrate_failure_rolls_back_everything);
     tcase_add_test(tc, test_migrate_concurrent_appliers_apply_once);
+    tcase_add_test(tc, test_migrate_batch_tenant_keeps_existing_rows);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("checkpoint");
@@ -1169,6 +1276,7 @@ static Suite *pgstore_suite(void)
     tcase_add_test(tc, test_ckpt_open_loads_terminal_items);
     tcase_add_test(tc, test_ckpt_cursor_only_grows_and_status_updates);
     tcase_add_test(tc, test_ckpt_total_mismatch_fails);
+    tcase_add_test(tc, test_ckpt_same_id_in_two_tenants_are_two_batches);
     tcase_add_test(tc, test_ckpt_flush_error_writes_nothing);
     tcase_add_test(tc, test_ckpt_show_reports_progress);
     tcase_add_test(tc, test_ckpt_flush_1000_items_in_one_statement);

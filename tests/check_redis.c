@@ -266,7 +266,7 @@ START_TEST(test_claim_ok_then_busy_elsewhere_then_done_for_both)
     ck_assert_int_eq(atomic_load(&hk_metrics.redis_up), 1);
 
     ck_claim(a, "acme", "job-1", HK_CLAIM_OK);
-    char *lease = raw_get("hookd:lease:acme:job-1");
+    char *lease = raw_get("hookd:lease:{4:acme:job-1}");
     ck_assert_str_eq(lease, "replica-a");
     free(lease);
     ck_claim(b, "acme", "job-1", HK_CLAIM_BUSY);
@@ -276,8 +276,8 @@ START_TEST(test_claim_ok_then_busy_elsewhere_then_done_for_both)
     hk_redis_done(a, "acme", "job-1");
     ck_claim(a, "acme", "job-1", HK_CLAIM_DONE); // same queue: after the done marker
     ck_claim(b, "acme", "job-1", HK_CLAIM_DONE);
-    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:acme:job-1"), 0);
-    char *done = raw_get("hookd:done:acme:job-1");
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{4:acme:job-1}"), 0);
+    char *done = raw_get("hookd:done:{4:acme:job-1}");
     ck_assert_str_eq(done, "1");
     free(done);
 
@@ -300,16 +300,16 @@ START_TEST(test_release_frees_only_our_own_lease)
     ck_claim(b, "t", "k", HK_CLAIM_BUSY);
     hk_redis_release(a, "t", "k");
     ck_claim(a, "t", "barrier", HK_CLAIM_OK); // the release has run
-    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 0);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{1:t:k}"), 0);
     ck_claim(b, "t", "k", HK_CLAIM_OK);
-    char *lease = raw_get("hookd:lease:t:k");
+    char *lease = raw_get("hookd:lease:{1:t:k}");
     ck_assert_str_eq(lease, "replica-b");
     free(lease);
     ck_claim(a, "t", "k", HK_CLAIM_BUSY);
     // done by a replica that does not hold the lease marks it done, leaves the lease alone
     hk_redis_done(a, "t", "k");
     ck_claim(a, "t", "k", HK_CLAIM_DONE);
-    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{1:t:k}"), 1);
     hk_redis_stop(a);
     hk_redis_stop(b);
 }
@@ -321,7 +321,7 @@ END_TEST
 // time it is read, Redis' own ms clock has advanced by at most el + 1 since.
 static void ck_fresh_lease(int64_t t0, const char *what)
 {
-    long long pttl = hk_redissvc_int(svc, "PTTL hookd:lease:t:k");
+    long long pttl = hk_redissvc_int(svc, "PTTL hookd:lease:{1:t:k}");
     int64_t el = hk_th_now_ms() - t0;
     ck_assert_msg(pttl >= LEASE_MS - el - 1 && pttl <= LEASE_MS,
                   "%s: lease PTTL %lld read %lld ms after the claim, want [%lld, %d]", what, pttl,
@@ -366,10 +366,70 @@ START_TEST(test_done_marker_lives_dedupe_ttl_s)
     ck_claim(a, "t", "k", HK_CLAIM_OK);
     hk_redis_done(a, "t", "k");
     ck_claim(a, "t", "k", HK_CLAIM_DONE);
-    long long ttl = hk_redissvc_int(svc, "TTL hookd:done:t:k");
+    long long ttl = hk_redissvc_int(svc, "TTL hookd:done:{1:t:k}");
     ck_assert_msg(ttl >= 1232 && ttl <= 1234, "done TTL %lld, want ~1234", ttl);
-    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 0);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{1:t:k}"), 0);
     hk_redis_stop(a);
+}
+END_TEST
+
+// (tenant, key) pairs that read the same once joined by ':'. Each is claimed and
+// marked done in turn; none may find another's marker or lease.
+static const char *const colliding[][2] = {
+    {"a:b", "c"}, {"a", "b:c"}, {"a:b:c", "x"}, {"a", "b:c:x"}, {"x}", "y"}, {"x", "}y"},
+};
+
+START_TEST(test_dedupe_keys_of_colliding_tenants_are_distinct)
+{
+    hk_redis_t *a = client_at("replica-a");
+    hk_redis_t *b = client_at("replica-b");
+    // An old-style marker a hostile tenant could have set for ("a", "b:c").
+    redisReply *rep = hk_redissvc_command(svc, "SET hookd:done:a:b:c 1");
+    ck_assert_ptr_nonnull(rep);
+    freeReplyObject(rep);
+
+    // A lease held for ("a:b", "c") does not make ("a", "b:c") busy.
+    ck_claim(a, "a:b", "c", HK_CLAIM_OK);
+    ck_claim(b, "a", "b:c", HK_CLAIM_OK);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{3:a:b:c}"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{1:a:b:c}"), 1);
+    hk_redis_release(a, "a:b", "c");
+    hk_redis_release(b, "a", "b:c");
+    ck_claim(a, "t", "barrier", HK_CLAIM_OK); // a's release has run
+
+    size_t n = sizeof(colliding) / sizeof(colliding[0]);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++) {
+            // Marked done so far: the pairs before i, and only those.
+            hk_claim_t want = j < i ? HK_CLAIM_DONE : HK_CLAIM_OK;
+            hk_claim_t got = claim(b, colliding[j][0], colliding[j][1], NULL);
+            ck_assert_msg(got == want, "after %zu done: claim (\"%s\", \"%s\") = %s, want %s", i,
+                          colliding[j][0], colliding[j][1], claim_name(got), claim_name(want));
+            if (want == HK_CLAIM_OK)
+                hk_redis_release(b, colliding[j][0], colliding[j][1]);
+        }
+        hk_redis_done(a, colliding[i][0], colliding[i][1]);
+        ck_claim(a, colliding[i][0], colliding[i][1], HK_CLAIM_DONE);
+    }
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:done:{3:a:b:c}"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:done:{1:a:b:c}"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:done:{2:x}:y}"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:done:{1:x:}y}"), 1);
+
+    // The longest tenant (128) and id (255) still fit a request.
+    char tenant[129], id[256];
+    memset(tenant, 't', 128);
+    tenant[128] = '\0';
+    memset(id, 'i', 255);
+    id[255] = '\0';
+    ck_claim(a, tenant, id, HK_CLAIM_OK);
+    hk_redis_done(a, tenant, id);
+    ck_claim(b, tenant, id, HK_CLAIM_DONE);
+    hk_redis_stats_t st;
+    hk_redis_stats(a, &st);
+    ck_assert_uint_eq(st.unknown, 0);
+    hk_redis_stop(a);
+    hk_redis_stop(b);
 }
 END_TEST
 
@@ -1008,8 +1068,8 @@ START_TEST(test_password_and_database_from_the_url)
     hk_redis_opts_t o = opts_for(url, "replica-a");
     hk_redis_t *a = client(&o);
     ck_claim(a, "t", "k", HK_CLAIM_OK);
-    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 3, "hookd:lease:t:k"), 1);
-    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 0, "hookd:lease:t:k"), 0);
+    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 3, "hookd:lease:{1:t:k}"), 1);
+    ck_assert_int_eq(raw_exists_in_db("s3cret-pw", 0, "hookd:lease:{1:t:k}"), 0);
     hk_redis_stop(a);
 
     // A wrong password: start succeeds, Redis stays down, nothing waits.
@@ -1037,7 +1097,7 @@ START_TEST(test_unix_socket_url)
     hk_redis_opts_t o = opts_for(hk_redissvc_unix_url(svc), "replica-a");
     hk_redis_t *a = client(&o);
     ck_claim(a, "t", "k", HK_CLAIM_OK);
-    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:t:k"), 1);
+    ck_assert_int_eq(hk_redissvc_int(svc, "EXISTS hookd:lease:{1:t:k}"), 1);
     hk_redis_stop(a);
 }
 END_TEST
@@ -1116,6 +1176,7 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, test_release_frees_only_our_own_lease);
     tcase_add_test(tc, test_lease_expires_after_lease_ms);
     tcase_add_test(tc, test_done_marker_lives_dedupe_ttl_s);
+    tcase_add_test(tc, test_dedupe_keys_of_colliding_tenants_are_distinct);
     tcase_add_test(tc, test_10000_claims_are_pipelined_in_few_round_trips);
     tcase_add_test(tc, test_permits_shared_by_two_replicas_follow_rate_and_burst);
     tcase_add_test(tc, test_permits_are_unknown_when_redis_is_down);

@@ -552,14 +552,14 @@ START_TEST(test_batch_with_permanent_failures_completes_with_exact_counts)
 
     // hookctl batch show, as text and as JSON.
     int rc;
-    char *out = hookctl(&rc, "-p '%s' batch show b1", db);
+    char *out = hookctl(&rc, "-p '%s' batch show b1 --tenant t1", db);
     ck_assert_msg(hk_th_exited_ok(rc), "hookctl batch show: status %d, output %s", rc, out);
     ck_assert_msg(strstr(out, "completed_with_failures"), "no status in: %s", out);
     ck_assert_msg(strstr(out, "items 5000: succeeded 4848, failed 152, skipped 0, pending 0"),
                   "wrong counts in: %s", out);
     ck_assert_msg(strstr(out, "HTTP 422"), "no failed item listed in: %s", out);
     free(out);
-    out = hookctl(&rc, "-p '%s' batch show b1 --json", db);
+    out = hookctl(&rc, "-p '%s' batch show b1 --json --tenant=t1", db);
     ck_assert_msg(hk_th_exited_ok(rc), "hookctl batch show --json: status %d", rc);
     json_error_t jerr;
     json_t *j = json_loads(out, 0, &jerr);
@@ -582,6 +582,41 @@ START_TEST(test_batch_with_permanent_failures_completes_with_exact_counts)
     ck_assert_int_eq(jint(json_array_get(fi, 0), "http_status"), 422);
     json_decref(j);
     free(out);
+
+    // Batch identity is (tenant, id): another tenant's batch "b1" (10 items) is a
+    // batch of its own, neither rejected for t1's 5000 nor finished by it.
+    int port = hk_sink_port(sink);
+    char other[2048];
+    int len = snprintf(other, sizeof(other),
+                       "{\"id\":\"b1\",\"type\":\"batch\",\"tenant\":\"t9\","
+                       "\"url\":\"http://127.0.0.1:%d/ok/t9\",\"items\":[",
+                       port);
+    for (int i = 0; i < 10; i++)
+        len += snprintf(other + len, sizeof(other) - (size_t)len, "%s{\"body\":{\"i\":%d}}",
+                        i ? "," : "", i);
+    snprintf(other + len, sizeof(other) - (size_t)len, "]}");
+    int64_t t_other = wall_ms();
+    ck_assert(produce_one(other, "b1"));
+    pq_want_t ow = {"SELECT count(*) FROM batches WHERE id = 'b1' AND tenant = 't9' AND "
+                    "status = 'completed' AND succeeded = 10",
+                    1};
+    ck_assert_msg(hk_th_wait_for(pq_at_least, &ow, 30000),
+                  "t9's batch b1 did not complete (see %s)", log);
+    ck_assert_uint_eq(ok_between("/ok/t9", t_other, wall_ms()), 10);
+    ck_assert_int_eq(log_events(log, "batch_rejected"), 0);
+    ck_assert_int_eq(log_events(log, "batch_already_finished"), 0);
+    out = hookctl(&rc, "-p '%s' batch show b1 --tenant t9 --json", db);
+    ck_assert_msg(hk_th_exited_ok(rc), "hookctl batch show --tenant t9: status %d", rc);
+    j = json_loads(out, 0, &jerr);
+    ck_assert_msg(j != NULL, "batch show --json does not parse (%s): %s", jerr.text, out);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "tenant")), "t9");
+    ck_assert_int_eq(jint(j, "total"), 10);
+    json_decref(j);
+    free(out);
+    // t1's b1 is as it was.
+    ck_assert_int_eq(pq_int("SELECT total + succeeded FROM batches WHERE id = 'b1' AND "
+                            "tenant = 't1'"),
+                     S1_N + S1_N - 152);
 
     stop_hookd_expect_exit_0(0);
     printf("it_batch counts: %d items finished in %lld ms: succeeded %lld, failed %lld, "
@@ -1011,8 +1046,9 @@ START_TEST(test_four_replicas_migrate_a_fresh_database_once)
         ck_assert_int_eq(hk_th_http("GET", u, 5000, NULL), 200);
     }
     ck_assert_int_eq(applied_by, 1);
-    ck_assert_int_eq(applied_sum, 1);
-    ck_assert_int_eq(pq_int("SELECT count(*) FROM hookd_schema_migrations"), 1);
+    ck_assert_int_eq(applied_sum, (int)hk_migrations_cnt);
+    ck_assert_int_eq(pq_int("SELECT count(*) FROM hookd_schema_migrations"),
+                     (long long)hk_migrations_cnt);
     ck_assert_int_eq(pq_int("SELECT count(*) FROM hookd_schema_migrations WHERE version = 1"), 1);
     ck_assert_int_eq(pq_int("SELECT count(*) FROM pg_tables WHERE tablename IN "
                             "('batches', 'batch_items', 'dead_letters')"),

@@ -545,7 +545,7 @@ START_TEST(test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next)
 
     // A is done with the 50 once Redis holds their markers; the control once the
     // sink has answered them (plus time for hookd to take the answers in).
-    dd_wait_t dw = {"hookd:done:default:dd-*", DD_JOBS};
+    dd_wait_t dw = {"hookd:done:{7:default:dd-*", DD_JOBS};
     ck_assert_msg(hk_th_wait_for(markers_reached, &dw, 60000),
                   "only %zu of %d done markers in Redis (see %s)", redis_keys(dw.pattern), DD_JOBS,
                   log_a);
@@ -557,7 +557,7 @@ START_TEST(test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next)
     hk_sink_stats_t before;
     hk_sink_stats(sink, &before);
     unsigned block_pending = hk_sink_pending(sink);
-    long long marker_ttl = hk_redissvc_int(redis, "TTL hookd:done:default:dd-0000");
+    long long marker_ttl = hk_redissvc_int(redis, "TTL hookd:done:{7:default:dd-0000}");
     int64_t t_kill = hk_th_now_ms();
     hk_th_kill(&procs[0], SIGKILL);
     hk_th_kill(&procs[2], SIGKILL);

@@ -5,7 +5,7 @@
 //   hookctl [-c FILE] [-a HOST:PORT] endpoint enable|disable ENDPOINT
 //   hookctl [-c FILE] [-a HOST:PORT] breaker reset ENDPOINT
 //   hookctl [-c FILE] [-p CONNINFO] migrate [status]
-//   hookctl [-c FILE] [-p CONNINFO] batch show ID [--json]
+//   hookctl [-c FILE] [-p CONNINFO] batch show ID [--tenant T] [--json]
 //   hookctl [-c FILE] [-p CONNINFO] dlq list [--reason R] [--replayed] [--limit N] [--json]
 //   hookctl [-c FILE] [-p CONNINFO] [-b BROKERS] [-t TOPIC] dlq replay --id ID | --reason R | --all
 //
@@ -194,13 +194,25 @@ static const char *http_status_of(json_t *obj, char *buf, size_t size)
 
 static int cmd_batch(hk_pg_t *pg, int argc, char **argv)
 {
-    if (argc < 3 || strcmp(argv[1], "show") != 0) {
-        fprintf(stderr, "usage: hookctl batch show ID [--json]\n");
+    // A batch is (tenant, id): the same id may exist in several tenants.
+    const char *tenant = "default";
+    int as_json = 0, bad = argc < 3 || strcmp(argv[1], "show") != 0;
+    for (int i = 3; !bad && i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc)
+            tenant = argv[++i];
+        else if (strncmp(argv[i], "--tenant=", 9) == 0)
+            tenant = argv[i] + 9;
+        else
+            bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "usage: hookctl batch show ID [--tenant T] [--json]\n");
         return 2;
     }
-    int as_json = argc > 3 && strcmp(argv[3], "--json") == 0;
     char err[512];
-    json_t *b = hk_ckpt_show(pg, argv[2], 100, err, sizeof(err));
+    json_t *b = hk_ckpt_show(pg, argv[2], tenant, 100, err, sizeof(err));
     if (!b) {
         fprintf(stderr, "hookctl: %s\n", err);
         return 1;
@@ -672,8 +684,9 @@ static void usage(FILE *out)
         "  breaker reset ENDPOINT\n"
         "                     close ENDPOINT's circuit breaker and forget its failures\n"
         "  migrate [status]   apply hookd's schema migrations (or list them)\n"
-        "  batch show ID [--json]\n"
+        "  batch show ID [--tenant T] [--json]\n"
         "                     a batch's status, counts, progress and failed items\n"
+        "                     (tenant T, default \"default\")\n"
         "  dlq list [--reason R] [--replayed] [--limit N] [--json]\n"
         "                     dead letters, newest first (R: error class or error text)\n"
         "  dlq replay --id ID | --reason R | --all\n"

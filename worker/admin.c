@@ -303,6 +303,18 @@ static int valid_batch_id(const char *id)
     return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-") == n;
 }
 
+// The job contract's tenant rule: 1 to 128 printable ASCII characters, no spaces.
+static int valid_tenant(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 1 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= 0x20 || t[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
 static enum MHD_Result handle_batch(hk_admin_t *adm, struct MHD_Connection *conn, const char *id)
 {
     if (!valid_batch_id(id)) {
@@ -310,6 +322,17 @@ static enum MHD_Result handle_batch(hk_admin_t *adm, struct MHD_Connection *conn
         sanitize(id, shown, sizeof(shown));
         return reply_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
                            "\"%s\" is not a batch id: want 1 to 255 of [A-Za-z0-9_:-]", shown);
+    }
+    // A batch is (tenant, id); ?tenant= picks the tenant, "default" when absent.
+    const char *tenant = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant");
+    if (!tenant)
+        tenant = "default";
+    if (!valid_tenant(tenant)) {
+        char shown[256];
+        sanitize(tenant, shown, sizeof(shown));
+        return reply_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
+                           "\"%s\" is not a tenant: want 1 to 128 printable characters, no spaces",
+                           shown);
     }
     pthread_mutex_lock(&adm->ad_batch_lock);
     hk_admin_batch_fn *fn = adm->ad_batch_fn;
@@ -319,10 +342,11 @@ static enum MHD_Result handle_batch(hk_admin_t *adm, struct MHD_Connection *conn
         return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
                            "batches need Postgres (postgres.url)");
     int status = MHD_HTTP_OK;
-    json_t *body = fn(id, &status, arg);
+    json_t *body = fn(id, tenant, &status, arg);
     if (!body) {
         if (status == MHD_HTTP_NOT_FOUND)
-            return reply_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no batch %s", id);
+            return reply_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no batch %s of tenant %s", id,
+                               tenant);
         if (status < 400 || status > 599)
             status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         return reply_error(conn, (unsigned int)status, NULL,

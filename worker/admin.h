@@ -8,8 +8,9 @@
 //   POST /v1/endpoints/<endpoint>/enable       200 {"endpoint":...,"disabled":false} | 404
 //   POST /v1/endpoints/<endpoint>/disable      200 {"endpoint":...,"disabled":true}
 //   POST /v1/breakers/<endpoint>/reset         200 {"endpoint":...,"reset":true} | 404
-//   GET  /v1/batches/<id>                      what hk_admin_set_batch_fn's fn answers;
-//                                              400 bad id, 404, 503 no fn (no Postgres)
+//   GET  /v1/batches/<id>[?tenant=T]           what hk_admin_set_batch_fn's fn answers
+//                                              for (T or "default", id); 400 bad id or
+//                                              tenant, 404, 503 no fn (no Postgres)
 //   GET  /metrics                              Prometheus text format 0.0.4 (hk_metrics_render)
 //
 // <endpoint> is "scheme://host:port" or any http(s) URL (reduced to its endpoint
@@ -51,13 +52,14 @@ int hk_admin_port(const hk_admin_t *adm);
 // never makes the replica unready. Any thread.
 void hk_admin_set_ready(hk_admin_t *adm, int ready);
 
-// Looks up batch `id` (already validated: 1-255 of [A-Za-z0-9_:-]) for GET
-// /v1/batches/<id>. Returns the JSON body to send (the admin takes ownership)
+// Looks up batch `id` (already validated: 1-255 of [A-Za-z0-9_:-]) of `tenant`
+// (validated: 1-128 printable ASCII, no spaces) for GET /v1/batches/<id>?tenant=.
+// Returns the JSON body to send (the admin takes ownership)
 // with *http_status (preset to 200) left or changed; or NULL with *http_status
 // 404 (no such batch), 503 (Postgres down) or anything else (500). Runs on the
 // admin thread, one request at a time: it must use its own Postgres connection
 // or a lock, and should answer within a few seconds.
-typedef json_t *hk_admin_batch_fn(const char *id, int *http_status, void *arg);
+typedef json_t *hk_admin_batch_fn(const char *id, const char *tenant, int *http_status, void *arg);
 
 // Registers the batch lookup (NULL fn: none, GET /v1/batches/<id> answers 503
 // "batches need Postgres (postgres.url)"). `arg` is borrowed and must outlive the

@@ -308,11 +308,11 @@ static int flush(hk_batch_t *b, batch_t *bt, const char *status)
         return -1;
     }
     char err[512];
-    if (hk_ckpt_flush(b->pg, bt->job->id, bt->pending, bt->pending_cnt, bt->cursor, status, err,
-                      sizeof(err)) != 0) {
+    if (hk_ckpt_flush(b->pg, bt->job->id, bt->job->tenant, bt->pending, bt->pending_cnt, bt->cursor,
+                      status, err, sizeof(err)) != 0) {
         hk_metric_add(pg_errors, 1);
-        hk_log(HK_LOG_WARN, "checkpoint_failed", "{s:s,s:I,s:s}", "batch", bt->job->id, "items",
-               (json_int_t)bt->pending_cnt, "error", err);
+        hk_log(HK_LOG_WARN, "checkpoint_failed", "{s:s,s:s,s:I,s:s}", "batch", bt->job->id,
+               "tenant", bt->job->tenant, "items", (json_int_t)bt->pending_cnt, "error", err);
         b->pg_stalled = 1;
         pg_state(b);
         return -1;
@@ -417,9 +417,11 @@ static int open_batch(hk_batch_t *b, batch_t *bt)
         hk_metric_add(pg_errors, 1);
         pg_state(b);
         if (hk_pg_up(b->pg)) {
-            // Postgres answered and refused: this batch cannot run (an id reused for
-            // a different batch). Dead-letter it rather than retry forever.
-            hk_log(HK_LOG_ERROR, "batch_rejected", "{s:s,s:s}", "batch", job->id, "error", err);
+            // Postgres answered and refused: this batch cannot run (the tenant
+            // reused an id for a different batch). Dead-letter it rather than
+            // retry forever.
+            hk_log(HK_LOG_ERROR, "batch_rejected", "{s:s,s:s,s:s}", "batch", job->id, "tenant",
+                   job->tenant, "error", err);
             hk_task_t *task = bt->task;
             hk_task_fail(task, HK_OUTCOME_INVALID, 0, "batch %s: %s", job->id, err);
             unlink_batch(b, bt);
@@ -450,7 +452,8 @@ static int open_batch(hk_batch_t *b, batch_t *bt)
            "terminal_already", (json_int_t)bt->resumed, "cursor", (json_int_t)bt->cursor);
     if (done_before) {
         // Finished before, but its offset was not committed: nothing to send.
-        hk_log(HK_LOG_INFO, "batch_already_finished", "{s:s}", "batch", job->id);
+        hk_log(HK_LOG_INFO, "batch_already_finished", "{s:s,s:s}", "batch", job->id, "tenant",
+               job->tenant);
         hk_metric_add(batches_finished, 1);
         hand_back(b, bt, 0);
         return 2;

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -195,6 +196,23 @@ static bool is_utf8_text(const unsigned char *s, size_t n)
         i += len;
     }
     return true;
+}
+
+// The ordering key of a Kafka key longer than JOB_ORDERING_KEY_MAX bytes:
+// "sha256:" and the lower-case hex SHA-256 of its bytes (71 bytes, NUL ended).
+#define ORDERING_KEY_HASHED "sha256:"
+static void hash_key(const void *key, size_t len, char *out)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(key, len, md);
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(ORDERING_KEY_HASHED);
+    memcpy(out, ORDERING_KEY_HASHED, n);
+    for (size_t i = 0; i < sizeof(md); i++) {
+        out[n++] = hex[md[i] >> 4];
+        out[n++] = hex[md[i] & 15];
+    }
+    out[n] = '\0';
 }
 
 // Finds the first container opened deeper than JOB_MAX_DEPTH, before jansson recurses
@@ -1139,8 +1157,18 @@ static int fill_top(ctx_t *c, const json_t *root, hk_job_t *job)
         return -1;
 
     if (!job->ordering_key && c->src && c->src->key && c->src->key_len > 0 &&
-        is_utf8_text(c->src->key, c->src->key_len))
-        job->ordering_key = arena_str(&c->a, c->src->key, c->src->key_len);
+        is_utf8_text(c->src->key, c->src->key_len)) {
+        if (c->src->key_len <= JOB_ORDERING_KEY_MAX) {
+            job->ordering_key = arena_str(&c->a, c->src->key, c->src->key_len);
+        } else {
+            // A longer Kafka key is the producer's partitioning key, not a
+            // mistake: rather than refuse the job, order it by a digest of the
+            // key, bounded in size. Equal keys still share a chain.
+            char hashed[sizeof(ORDERING_KEY_HASHED) + 2 * SHA256_DIGEST_LENGTH];
+            hash_key(c->src->key, c->src->key_len, hashed);
+            job->ordering_key = arena_str(&c->a, hashed, strlen(hashed));
+        }
+    }
 
     job->max_failure_ratio = 1.0;
     if (!batch) {

@@ -49,7 +49,8 @@ struct hk_job {
     int max_attempts;         // 1-100
     int timeout_ms;           // 100-120000
     int64_t expires_at_ms;    // ms since epoch, 0 = never
-    const char *ordering_key; // the field, else the Kafka key as a string, else NULL
+    const char *ordering_key; // the field (1-255 bytes), else the Kafka key as a string (a
+                              // key over 255 bytes: "sha256:<64 hex>" of it), else NULL
 
     // batch only
     hk_job_t *items;          // items_cnt jobs, each a webhook inheriting from the batch

@@ -425,8 +425,8 @@ static void on_revoking(const char *topic, int32_t partition, void *arg)
                      batch_revoke_wait_ms(atomic_load(&app->policy)->cfg));
 }
 
-// GET /v1/batches/<id>, on the admin thread, with its own connection.
-static json_t *admin_batch(const char *id, int *http_status, void *arg)
+// GET /v1/batches/<id>?tenant=, on the admin thread, with its own connection.
+static json_t *admin_batch(const char *id, const char *tenant, int *http_status, void *arg)
 {
     app_t *app = arg;
     char err[512];
@@ -434,7 +434,7 @@ static json_t *admin_batch(const char *id, int *http_status, void *arg)
     json_t *out = NULL;
     if (hk_pg_ensure(app->admin_pg, err, sizeof(err)) != 0) {
         *http_status = 503;
-    } else if (!(out = hk_ckpt_show(app->admin_pg, id, 100, err, sizeof(err)))) {
+    } else if (!(out = hk_ckpt_show(app->admin_pg, id, tenant, 100, err, sizeof(err)))) {
         *http_status = strstr(err, "not found") ? 404 : hk_pg_up(app->admin_pg) ? 500 : 503;
     } else {
         *http_status = 200;
