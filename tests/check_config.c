@@ -813,7 +813,7 @@ static const char *secret_list(char *buf, size_t size, int n)
 // load, the eleventh is refused with its line, in [signing] and [tenant] alike.
 START_TEST(test_secret_list_at_the_limit_loads_and_one_past_is_refused)
 {
-    char list[2048], text[4096];
+    char list[2048], text[8192];
     secret_list(list, sizeof(list), 10);
     snprintf(text, sizeof(text), "[signing]\nsecret = %s\n[tenant \"acme\"]\nsecret = %s\n", list,
              list);
@@ -860,7 +860,7 @@ static int check_config_binary(const char *text, char *out, size_t out_size)
 START_TEST(test_check_config_refuses_too_many_secrets_and_redacts)
 {
     static char out[65536];
-    char list[2048], text[4096];
+    char list[2048], text[8192];
     secret_list(list, sizeof(list), 11);
     snprintf(text, sizeof(text), "[signing]\nsecret = %s\n", list);
     ck_assert_int_eq(check_config_binary(text, out, sizeof(out)), 2);
