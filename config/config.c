@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include "retry/backoff.h"
+#include "worker/sign.h"
 
 typedef enum cf_type {
     CF_INT,     // int field
@@ -84,6 +85,7 @@ static bool cf_check_ordering(const char *value, char *why, size_t why_size);
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
 static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
+static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size);
 
 // offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
 // cannot point an int parser at an int64_t field.
@@ -168,6 +170,8 @@ static const cf_row_t cf_rows[] = {
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
+    CF_STR_ROW("signing", "unknown_tenant", signing_unknown_tenant, "reject", CF_NO_RELOAD,
+               cf_check_unknown_tenant),
 
     CF_INT64_ROW("limits", "max_job_bytes", limits_max_job_bytes, CF_BYTES, "1048576", 1024,
                  67108864, CF_RELOAD),
@@ -206,6 +210,7 @@ static const cf_row_t cf_rows[] = {
 
     CF_STR_ROW("log", "level", log_level, "info", CF_RELOAD, cf_check_log_level),
     CF_INT_ROW("log", "summary_ms", log_summary_ms, CF_MS, "5000", 0, 3600000, CF_RELOAD),
+    CF_BOOL_ROW("log", "full_urls", log_full_urls, "false", CF_RELOAD),
 
     CF_INT_ROW("shutdown", "grace_ms", shutdown_grace_ms, CF_MS, "10000", 0, 600000, CF_RELOAD),
 
@@ -286,9 +291,12 @@ static const struct {
 
 static const char *const cf_log_levels[] = {"debug", "info", "warn", "error"};
 
-// rdkafka.<prop> names whose values are credentials: the dump hides them.
-static const char *const cf_secret_prop_words[] = {"password", "secret", "key.pem",
-                                                   "oauthbearer.config"};
+// Key names whose values are credentials: the dump hides them. A name matches when
+// it contains one of these words (any case), or, for an rdkafka.<prop> key, when
+// the property starts with "sasl." (every SASL setting: mechanism and user names
+// say who we are, the rest are passwords, keytabs and OAuth configs).
+static const char *const cf_secret_words[] = {"password", "passphrase", "secret", "key.pem",
+                                              "oauthbearer.config"};
 
 // Longest section name, quotes and all, between the brackets of a header line.
 #define CF_SECTION_MAX 512
@@ -383,10 +391,13 @@ static void cf_free_secret(char *s)
     }
 }
 
-static bool cf_prop_is_secret(const char *name)
+// `name` is "section.key" for a table row, "rdkafka.<prop>" for a pass-through one.
+static bool cf_name_is_secret(const char *name)
 {
-    for (size_t i = 0; i < sizeof(cf_secret_prop_words) / sizeof(cf_secret_prop_words[0]); i++)
-        if (strcasestr(name, cf_secret_prop_words[i]))
+    if (strncasecmp(name, "rdkafka.sasl.", 13) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(cf_secret_words) / sizeof(cf_secret_words[0]); i++)
+        if (strcasestr(name, cf_secret_words[i]))
             return true;
     return false;
 }
@@ -554,8 +565,9 @@ static bool cf_check_cidrs(const char *value, char *why, size_t why_size)
     return true;
 }
 
-// "" (signing off) or whsec_<base64 of 16..64 bytes>, several separated by spaces
-// during rotation. The message says which one is wrong and how, never what it is.
+// "" (signing off) or whsec_<base64 of 16..64 bytes>, up to HK_SIGN_MAX_SECRETS
+// separated by spaces during rotation. The message says which one is wrong and how, never what it
+// is.
 static bool cf_check_secrets(const char *value, char *why, size_t why_size)
 {
     const char *sep = " \t";
@@ -563,6 +575,15 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
     for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
         p += strcspn(p, sep);
         total++;
+    }
+    // More would not fit one webhook-signature header: refused here, so hookd never
+    // has to choose between sending a partial header and none (worker/sign.h).
+    if (total > HK_SIGN_MAX_SECRETS) {
+        cf_errf(why, why_size,
+                "holds %zu secrets, more than the %d one webhook-signature header carries; "
+                "remove retired secrets",
+                total, HK_SIGN_MAX_SECRETS);
+        return false;
     }
     size_t nth = 0;
     for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
@@ -610,6 +631,14 @@ static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
     if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
         return true;
     cf_errf(why, why_size, "must be block or dead_letter_after_attempts");
+    return false;
+}
+
+static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size)
+{
+    if (strcmp(value, "reject") == 0 || strcmp(value, "default") == 0)
+        return true;
+    cf_errf(why, why_size, "must be reject or default");
     return false;
 }
 
@@ -1401,7 +1430,12 @@ static void cf_dump_value(FILE *out, const char *value)
 static void cf_dump_row(FILE *out, const void *base, const cf_row_t *row)
 {
     fprintf(out, "%s = ", row->key);
-    char num[32];
+    char num[32], name[128];
+    snprintf(name, sizeof(name), "%s.%s", row->section, row->key);
+    if (row->type == CF_STR && cf_name_is_secret(name)) {
+        cf_dump_value(out, cf_get_str(base, row)[0] != '\0' ? "<redacted>" : "");
+        return;
+    }
     switch (row->type) {
     case CF_INT:
         fprintf(out, "%d\n", cf_get_int(base, row));
@@ -1436,8 +1470,10 @@ void hk_config_dump(const hk_config_t *cfg, FILE *out)
             if (section && strcmp(section, "kafka") == 0) {
                 for (size_t j = 0; j < cfg->kafka_props_cnt; j++) {
                     const hk_kv_t *kv = &cfg->kafka_props[j];
-                    fprintf(out, "rdkafka.%s = ", kv->key);
-                    cf_dump_value(out, cf_prop_is_secret(kv->key) ? "<redacted>" : kv->value);
+                    char name[512];
+                    snprintf(name, sizeof(name), "rdkafka.%s", kv->key);
+                    fprintf(out, "%s = ", name);
+                    cf_dump_value(out, cf_name_is_secret(name) ? "<redacted>" : kv->value);
                 }
             }
             section = row->section;
@@ -1455,6 +1491,18 @@ void hk_config_dump(const hk_config_t *cfg, FILE *out)
         for (size_t i = 0; i < CF_ENDPOINT_ROWS_CNT; i++)
             cf_dump_row(out, &cfg->endpoints[j], &cf_endpoint_rows[i]);
     }
+}
+
+int hk_config_tenant_known(const hk_config_t *cfg, const char *tenant)
+{
+    if (cfg->tenant_secrets_cnt == 0 || strcmp(cfg->signing_unknown_tenant, "default") == 0)
+        return 1;
+    if (!tenant || strcmp(tenant, HK_CONFIG_DEFAULT_TENANT) == 0)
+        return 1;
+    for (size_t i = 0; i < cfg->tenant_secrets_cnt; i++)
+        if (strcmp(cfg->tenant_secrets[i].key, tenant) == 0)
+            return 1;
+    return 0;
 }
 
 const char *hk_config_tenant_secret(const hk_config_t *cfg, const char *tenant)

@@ -53,6 +53,9 @@ typedef struct hk_config {
     char *signing_secret;    // default whsec_ secret(s), space separated during rotation
     hk_kv_t *tenant_secrets; // from [tenant "<name>"] secret = ...
     size_t tenant_secrets_cnt;
+    char *signing_unknown_tenant; // with [tenant] sections, a job of another tenant:
+                                  // "reject" (dead-lettered as invalid) or "default"
+                                  // (signed with signing.secret)
 
     // [limits]
     int64_t limits_max_job_bytes;
@@ -93,6 +96,8 @@ typedef struct hk_config {
     // [log]
     char *log_level;    // debug, info, warn, error
     int log_summary_ms; // periodic summary line; 0 = off
+    int log_full_urls;  // 0: logs and /v1/lanes show scheme://host:port only (paths and
+                        // queries can carry tokens); 1: whole URLs
 
     // [shutdown]
     int shutdown_grace_ms;
@@ -133,9 +138,20 @@ hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, s
 
 void hk_config_destroy(hk_config_t *cfg);
 
-// Prints the effective config as INI, every secret replaced by "<redacted>"; reading
-// the output back gives the same config.
+// Prints the effective config as INI, every secret replaced by "<redacted>": the
+// secret keys, and any key whose name contains password, passphrase or secret (any
+// case), or is [kafka] rdkafka.sasl.*. Reading the output back gives the same
+// config, secrets aside.
 void hk_config_dump(const hk_config_t *cfg, FILE *out);
+
+// The tenant of a job that names none (worker/job.c): always known, signed with
+// signing.secret.
+#define HK_CONFIG_DEFAULT_TENANT "default"
+
+// Whether a job of `tenant` may be signed: 1 when no [tenant] section exists, when
+// signing.unknown_tenant = default, for the default tenant (or NULL), and for a
+// tenant with a section; 0 otherwise (the job is dead-lettered as invalid).
+int hk_config_tenant_known(const hk_config_t *cfg, const char *tenant);
 
 // The signing secret(s) for `tenant`: its own if configured, else the default.
 // NULL or "" when signing is off for that tenant.

@@ -1,8 +1,13 @@
 // check_admin: the admin HTTP endpoint served by a real libmicrohttpd daemon on
 // 127.0.0.1:0 in front of a real dispatcher, exercised with libcurl.
+#include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +19,9 @@
 
 #include "worker/admin.h"
 #include "worker/dispatch.h"
+#include "worker/clock.h"
 #include "worker/job.h"
+#include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/task.h"
 
@@ -1032,9 +1039,330 @@ START_TEST(test_ipv6_loopback_listens)
 }
 END_TEST
 
+// ---- hostile clients ----
+
+// A TCP connection to the admin port from `src` (any 127.0.0.0/8 address on
+// Linux), nonblocking once connected; -1 when it could not connect.
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    ck_assert_int_eq(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+static void send_str(int fd, const char *text)
+{
+    ssize_t w = send(fd, text, strlen(text), MSG_NOSIGNAL);
+    (void)w; // a closed socket shows up in peer_closed()
+}
+
+// Whether the server closed `fd` (EOF or reset). Nonblocking.
+static int peer_closed(int fd)
+{
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// A slowloris socket from `src`: a request line and one header, never finished.
+static int slow_open(const char *src, int port)
+{
+    int fd = connect_from(src, port);
+    if (fd >= 0)
+        send_str(fd, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    return fd;
+}
+
+// GET /healthz as a probe does it: the status (0: no answer within 5 s) and how
+// long it took.
+static long probe_healthz(int port, int64_t *took_ms)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    int64_t t0 = hk_clock_mono_ms();
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    *took_ms = hk_clock_mono_ms() - t0;
+    curl_easy_cleanup(c);
+    return status;
+}
+
+#define SLOW_SOCKETS 100
+
+// 100 slow clients from 100 addresses, each sending one header line every 2 s and
+// reconnecting when cut: /healthz answers within 1 s on every probe, for longer
+// than the request deadline (so through the cuts and reconnects too).
+START_TEST(test_healthz_answers_under_a_slowloris)
+{
+    int port = hk_admin_port(adm);
+    int fds[SLOW_SOCKETS];
+    char src[SLOW_SOCKETS][32];
+    for (int i = 0; i < SLOW_SOCKETS; i++) {
+        snprintf(src[i], sizeof(src[i]), "127.0.%d.%d", 1 + i / 200, 2 + i % 200);
+        fds[i] = slow_open(src[i], port);
+    }
+    int probes = 0, failed = 0, reopened = 0;
+    int64_t worst = 0, start = hk_clock_mono_ms(), next_trickle = start + 2000;
+    while (hk_clock_mono_ms() - start < 14000) {
+        int64_t took;
+        long status = probe_healthz(port, &took);
+        probes++;
+        if (status != 200 || took >= 1000)
+            failed++;
+        if (took > worst)
+            worst = took;
+        int64_t now = hk_clock_mono_ms();
+        for (int i = 0; i < SLOW_SOCKETS; i++) {
+            if (fds[i] < 0 || peer_closed(fds[i])) {
+                if (fds[i] >= 0)
+                    close(fds[i]);
+                fds[i] = slow_open(src[i], port);
+                reopened++;
+            } else if (now >= next_trickle) {
+                send_str(fds[i], "X-Slow: 1\r\n");
+            }
+        }
+        if (now >= next_trickle)
+            next_trickle = now + 2000;
+        hk_clock_sleep_ms(200);
+    }
+    int open_at_end = 0;
+    for (int i = 0; i < SLOW_SOCKETS; i++) {
+        open_at_end += fds[i] >= 0 && !peer_closed(fds[i]);
+        if (fds[i] >= 0)
+            close(fds[i]);
+    }
+    printf("slowloris: %d slow sockets, %d probes, %d failed or >= 1 s, worst %lld ms, %d "
+           "reconnects, %d open at the end\n",
+           SLOW_SOCKETS, probes, failed, (long long)worst, reopened, open_at_end);
+    fflush(stdout);
+    ck_assert_msg(failed == 0,
+                  "%d of %d /healthz probes failed or took 1 s or more (worst %lld ms)", failed,
+                  probes, (long long)worst);
+    ck_assert_int_ge(probes, 10);
+}
+END_TEST
+
+// One address holds at most 8 connections; the rest are closed at once, and
+// everyone else is still served.
+START_TEST(test_one_address_holds_at_most_eight_connections)
+{
+    int port = hk_admin_port(adm);
+    enum { N = 20 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = slow_open("127.0.3.7", port);
+    int closed = 0;
+    for (int tries = 0; tries < 40; tries++) {
+        hk_clock_sleep_ms(100);
+        closed = 0;
+        for (int i = 0; i < N; i++)
+            closed += fds[i] < 0 || peer_closed(fds[i]);
+        if (closed >= N - 8)
+            break;
+    }
+    int64_t took;
+    ck_assert_int_eq(probe_healthz(port, &took), 200);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    ck_assert_int_eq(closed, N - 8);
+}
+END_TEST
+
+// A client that keeps sending a header line every 500 ms never goes idle; the
+// absolute deadline (10 s from accept) cuts it anyway.
+START_TEST(test_trickling_request_is_cut_at_the_deadline)
+{
+    int port = hk_admin_port(adm);
+    int64_t t0 = hk_clock_mono_ms();
+    int fd = slow_open("127.0.0.1", port);
+    ck_assert_int_ge(fd, 0);
+    int64_t cut = -1;
+    while (hk_clock_mono_ms() - t0 < 30000) {
+        hk_clock_sleep_ms(100);
+        if (peer_closed(fd)) {
+            cut = hk_clock_mono_ms() - t0;
+            break;
+        }
+        if ((hk_clock_mono_ms() - t0) % 500 < 100)
+            send_str(fd, "X-Trickle: 1\r\n");
+    }
+    close(fd);
+    printf("trickling client cut after %lld ms\n", (long long)cut);
+    fflush(stdout);
+    ck_assert_msg(cut >= 0, "still open after 30 s");
+    ck_assert_int_ge(cut, 9900);
+}
+END_TEST
+
+// Sends `request` on a new connection and returns the first line of the answer
+// ("" when none came within 3 s). No body is sent, whatever the request announces.
+static void raw_request(int port, const char *request, char *line, size_t size)
+{
+    int fd = connect_from("127.0.0.1", port);
+    ck_assert_int_ge(fd, 0);
+    send_str(fd, request);
+    line[0] = '\0';
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    size_t got = 0;
+    int64_t t0 = hk_clock_mono_ms();
+    while (got + 1 < size && hk_clock_mono_ms() - t0 < 3000) {
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, line + got, size - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        line[got] = '\0';
+        if (strstr(line, "\r\n"))
+            break;
+    }
+    close(fd);
+    line[strcspn(line, "\r\n")] = '\0';
+}
+
+// 401 (and 421) are answered from the headers: a client announcing a 100 MB body
+// and sending none still gets its answer.
+START_TEST(test_refusals_come_before_any_body_is_read)
+{
+    char err[256] = "";
+    hk_admin_t *sec = hk_admin_start("127.0.0.1:0", "s3cret-token-0123", disp, err, sizeof(err));
+    ck_assert_msg(sec != NULL, "%s", err);
+    char req[512], line[256];
+    snprintf(req, sizeof(req),
+             "POST /v1/endpoints/http%%3A%%2F%%2F127.0.0.1%%3A8080/disable HTTP/1.1\r\n"
+             "Host: 127.0.0.1:%d\r\nContent-Length: 100000000\r\n\r\n",
+             hk_admin_port(sec));
+    raw_request(hk_admin_port(sec), req, line, sizeof(line));
+    hk_admin_stop(sec);
+    ck_assert_str_eq(line, "HTTP/1.1 401 Unauthorized");
+
+    snprintf(req, sizeof(req),
+             "POST /v1/endpoints/http%%3A%%2F%%2F127.0.0.1%%3A8080/disable HTTP/1.1\r\n"
+             "Host: rebound.example:%d\r\nContent-Length: 100000000\r\n\r\n",
+             hk_admin_port(adm));
+    raw_request(hk_admin_port(adm), req, line, sizeof(line));
+    ck_assert_str_eq(line, "HTTP/1.1 421 Misdirected Request");
+    ck_assert_int_eq(lanes_count(), 0); // nothing acted on
+}
+END_TEST
+
+static long status_with_header(int port, const char *method, const char *path, const char *header)
+{
+    http_resp_t r = http_on(port, method, path, header);
+    long status = r.status;
+    resp_free(&r);
+    return status;
+}
+
+// Without a token, only loopback names with our port are served (DNS rebinding),
+// and a browser's cross-site request is refused (a form POST from a web page).
+START_TEST(test_without_token_host_and_origin_must_be_loopback)
+{
+    int port = hk_admin_port(adm);
+    static const struct {
+        const char *host; // "P" stands for our port
+        long want;
+    } hosts[] = {
+        {"127.0.0.1:P", 200},       {"localhost:P", 200},  {"LocalHost:P", 200},
+        {"127.9.8.7:P", 200},       {"[::1]:P", 200},      {"[::ffff:127.0.0.1]:P", 200},
+        {"rebound.example:P", 421}, {"localhost.:P", 421}, {"127.0.0.1.nip.io:P", 421},
+        {"0x7f.0.0.1:P", 421},      {"10.0.0.1:P", 421},   {"[::2]:P", 421},
+        {"localhost", 421},         {"localhost:Px", 421}, {"[::1]x:P", 421},
+    };
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        const char *p = strchr(hosts[i].host, 'P');
+        char h[128];
+        if (p)
+            snprintf(h, sizeof(h), "Host: %.*s%d%s", (int)(p - hosts[i].host), hosts[i].host, port,
+                     p + 1);
+        else
+            snprintf(h, sizeof(h), "Host: %s", hosts[i].host);
+        ck_assert_msg(status_with_header(port, "GET", "/v1/lanes", h) == hosts[i].want, "%s", h);
+    }
+    char h[128];
+    snprintf(h, sizeof(h), "Host: localhost:%d", port + 1);
+    ck_assert_int_eq(status_with_header(port, "GET", "/healthz", h), 421);
+
+    ck_assert_int_eq(status_with_header(port, "POST",
+                                        "/v1/endpoints/http%3A%2F%2F127.0.0.1%3A8080/disable",
+                                        "Origin: http://attacker.example"),
+                     403);
+    ck_assert_int_eq(status_with_header(port, "POST",
+                                        "/v1/endpoints/http%3A%2F%2F127.0.0.1%3A8080/disable",
+                                        "Origin: null"),
+                     403);
+    ck_assert_int_eq(status_with_header(port, "POST",
+                                        "/v1/endpoints/http%3A%2F%2F127.0.0.1%3A8080/disable",
+                                        "Sec-Fetch-Site: cross-site"),
+                     403);
+    ck_assert_int_eq(lanes_count(), 0);
+    snprintf(h, sizeof(h), "Origin: http://localhost:%d", port);
+    ck_assert_int_eq(
+        status_with_header(port, "POST", "/v1/endpoints/http%3A%2F%2F127.0.0.1%3A8080/disable", h),
+        200);
+
+    // With a token the token decides, whatever the Host says.
+    char err[256] = "";
+    hk_admin_t *sec = hk_admin_start("127.0.0.1:0", "s3cret-token-0123", disp, err, sizeof(err));
+    ck_assert_msg(sec != NULL, "%s", err);
+    int sport = hk_admin_port(sec);
+    http_resp_t r = http_on(sport, "GET", "/healthz", "Host: anything.example");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    hk_admin_stop(sec);
+}
+END_TEST
+
+// Paths and queries of disabled URLs can carry receivers' tokens: /v1/lanes shows
+// scheme://host:port/... unless log.full_urls is on.
+START_TEST(test_lanes_hide_url_paths_unless_full_urls)
+{
+    ck_assert_int_eq(
+        hk_dispatch_endpoint_disable(disp, "https://example.com/hooks/tok-SECRET?sig=abc", 1), 0);
+    http_resp_t r = http("GET", "/v1/lanes");
+    ck_assert_msg(strstr(r.body, "SECRET") == NULL && strstr(r.body, "sig=") == NULL, "%s", r.body);
+    resp_free(&r);
+    json_t *lane = lane_of("/v1/lanes", "https://example.com:443");
+    ck_assert_ptr_nonnull(lane);
+    json_t *urls = json_object_get(lane, "disabled_urls");
+    ck_assert_int_eq(json_array_size(urls), 1);
+    const char *shown = json_string_value(json_array_get(urls, 0));
+    ck_assert_msg(strncmp(shown, "https://example.com", 19) == 0 && strstr(shown, "/...") != NULL,
+                  "%s", shown);
+    json_decref(lane);
+
+    hk_log_set_full_urls(1);
+    r = http("GET", "/v1/lanes");
+    hk_log_set_full_urls(0);
+    ck_assert_msg(strstr(r.body, "tok-SECRET") != NULL, "%s", r.body);
+    resp_free(&r);
+}
+END_TEST
+
 START_TEST(test_stop_null_is_a_noop)
 {
     hk_admin_stop(NULL);
+    hk_admin_set_ready(NULL, 1); // hookd with admin.listen = "" calls it at shutdown
+    hk_admin_set_batch_fn(NULL, NULL, NULL);
 }
 END_TEST
 
@@ -1087,6 +1415,17 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_bad_listen_address_is_refused);
     tcase_add_test(tc, test_ipv6_loopback_listens);
     tcase_add_test(tc, test_stop_null_is_a_noop);
+    tcase_add_test(tc, test_refusals_come_before_any_body_is_read);
+    tcase_add_test(tc, test_without_token_host_and_origin_must_be_loopback);
+    tcase_add_test(tc, test_lanes_hide_url_paths_unless_full_urls);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_healthz_answers_under_a_slowloris);
+    tcase_add_test(tc, test_one_address_holds_at_most_eight_connections);
+    tcase_add_test(tc, test_trickling_request_is_cut_at_the_deadline);
     suite_add_tcase(s, tc);
     return s;
 }

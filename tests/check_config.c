@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef HK_SOURCE_DIR
@@ -797,6 +798,168 @@ START_TEST(test_job_bytes_must_fit_inflight_bytes)
 }
 END_TEST
 
+// "s s s ..." of n secrets (SECRET16 and SECRET32 alternating) into buf.
+static const char *secret_list(char *buf, size_t size, int n)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, size - len, "%s%s", i ? " " : "", i % 2 ? SECRET32 : SECRET16);
+    }
+    return buf;
+}
+
+// A webhook-signature header carries ten signatures (worker/sign.h): ten secrets
+// load, the eleventh is refused with its line, in [signing] and [tenant] alike.
+START_TEST(test_secret_list_at_the_limit_loads_and_one_past_is_refused)
+{
+    char list[2048], text[8192];
+    secret_list(list, sizeof(list), 10);
+    snprintf(text, sizeof(text), "[signing]\nsecret = %s\n[tenant \"acme\"]\nsecret = %s\n", list,
+             list);
+    load_ok(text, NULL);
+    reset_cfg();
+
+    secret_list(list, sizeof(list), 11);
+    snprintf(text, sizeof(text), "# rotation\n[signing]\nsecret = %s\n", list);
+    assert_load_fails(text, NULL,
+                      "config line 3: signing.secret holds 11 secrets, more than the 10 one "
+                      "webhook-signature header carries; remove retired secrets");
+    reset_cfg();
+    snprintf(text, sizeof(text), "[tenant \"acme\"]\nsecret = %s\n", list);
+    assert_load_fails(text, NULL,
+                      "config line 2: [tenant \"acme\"] secret holds 11 secrets, more than the 10 "
+                      "one webhook-signature header carries; remove retired secrets");
+    reset_cfg();
+    char env[2100];
+    snprintf(env, sizeof(env), "HOOKD_SIGNING_SECRET=%s", list);
+    char *envp[] = {env, NULL};
+    cfg = hk_config_load(NULL, envp, err, sizeof(err));
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, "env HOOKD_SIGNING_SECRET: signing.secret holds 11 secrets") == err,
+                  "%s", err);
+    ck_assert_msg(strstr(err, &SECRET16[6]) == NULL, "secret echoed: %s", err);
+}
+END_TEST
+
+// Runs build/hookd --check-config -c <text>; returns the exit code, output in out.
+static int check_config_binary(const char *text, char *out, size_t out_size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/hookd --check-config -c %s 2>&1", HK_BUILD_DIR,
+             write_conf(text));
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, out_size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+START_TEST(test_check_config_refuses_too_many_secrets_and_redacts)
+{
+    static char out[65536];
+    char list[2048], text[8192];
+    secret_list(list, sizeof(list), 11);
+    snprintf(text, sizeof(text), "[signing]\nsecret = %s\n", list);
+    ck_assert_int_eq(check_config_binary(text, out, sizeof(out)), 2);
+    ck_assert_msg(strstr(out, "hookd: config line 2: signing.secret holds 11 secrets") != NULL,
+                  "%s", out);
+
+    snprintf(text, sizeof(text),
+             "[kafka]\nrdkafka.ssl.key.passphrase = pp-hunter\nrdkafka.sasl.username = "
+             "user-hunter\nrdkafka.sasl.password = pw-hunter\n[signing]\nsecret = %s\n",
+             secret_list(list, sizeof(list), 10));
+    ck_assert_int_eq(check_config_binary(text, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "hunter") == NULL && strstr(out, &SECRET16[6]) == NULL, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "rdkafka.ssl.key.passphrase = <redacted>\n"));
+    ck_assert_ptr_nonnull(strstr(out, "rdkafka.sasl.username = <redacted>\n"));
+}
+END_TEST
+
+// Every *password*, *passphrase*, *secret* key and every rdkafka.sasl.* one.
+START_TEST(test_dump_redacts_every_credential_shaped_key)
+{
+    load_ok("[kafka]\n"
+            "rdkafka.ssl.key.passphrase = v-passphrase\n"
+            "rdkafka.SSL.Keystore.Password = v-keystore\n"
+            "rdkafka.sasl.mechanism = v-mechanism\n"
+            "rdkafka.sasl.username = v-username\n"
+            "rdkafka.sasl.kerberos.keytab = v-keytab\n"
+            "rdkafka.sasl.oauthbearer.client.secret = v-oauth\n"
+            "rdkafka.ssl.key.pem = v-pem\n"
+            "rdkafka.client.secret.thing = v-thing\n"
+            "rdkafka.ssl.ca.location = /etc/ca.pem\n"
+            "rdkafka.security.protocol = sasl_ssl\n"
+            "[postgres]\nurl = postgresql://u:v-pg@db/hookd\n"
+            "[redis]\nurl = redis://:v-redis@127.0.0.1:6379\n"
+            "[admin]\ntoken = v-token-0123456789\n",
+            NULL);
+    char *out = dump_str(cfg);
+    ck_assert_msg(strstr(out, "v-") == NULL, "dump shows a secret:\n%s", out);
+    const char *shown[] = {"rdkafka.ssl.key.passphrase = <redacted>\n",
+                           "rdkafka.SSL.Keystore.Password = <redacted>\n",
+                           "rdkafka.sasl.mechanism = <redacted>\n",
+                           "rdkafka.sasl.username = <redacted>\n",
+                           "rdkafka.sasl.kerberos.keytab = <redacted>\n",
+                           "rdkafka.client.secret.thing = <redacted>\n",
+                           "rdkafka.ssl.ca.location = /etc/ca.pem\n",
+                           "rdkafka.security.protocol = sasl_ssl\n",
+                           "[postgres]\nurl = <redacted>\n",
+                           "[redis]\nurl = <redacted>\n",
+                           "token = <redacted>\n",
+                           "unknown_tenant = reject\n"};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+        ck_assert_msg(strstr(out, shown[i]) != NULL, "dump lacks %s:\n%s", shown[i], out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_unknown_tenant_rule)
+{
+    // Without [tenant] sections every tenant is signed with signing.secret.
+    load_ok("[signing]\nsecret = " SECRET32 "\n", NULL);
+    ck_assert_str_eq(cfg->signing_unknown_tenant, "reject");
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "anyone"), 1);
+    reset_cfg();
+
+    load_ok("[signing]\nsecret = " SECRET32 "\n[tenant \"acme\"]\nsecret = " SECRET_ACME "\n",
+            NULL);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "acme"), 1);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "default"), 1); // jobs that name none
+    ck_assert_int_eq(hk_config_tenant_known(cfg, NULL), 1);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "acme2"), 0);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "ACME"), 0);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, ""), 0);
+    reset_cfg();
+
+    char *envp[] = {"HOOKD_SIGNING_UNKNOWN_TENANT=default", NULL};
+    load_ok("[tenant \"acme\"]\nsecret = " SECRET_ACME "\n", envp);
+    ck_assert_int_eq(hk_config_tenant_known(cfg, "acme2"), 1);
+    reset_cfg();
+
+    assert_load_fails("[signing]\nunknown_tenant = allow\n", NULL,
+                      "config line 2: signing.unknown_tenant must be reject or default, got "
+                      "\"allow\"");
+}
+END_TEST
+
+START_TEST(test_full_urls_is_a_reloadable_bool_off_by_default)
+{
+    load_ok("", NULL);
+    ck_assert_int_eq(cfg->log_full_urls, 0);
+    hk_config_t *old = cfg;
+    cfg = NULL;
+    load_ok("[log]\nfull_urls = yes\n", NULL);
+    ck_assert_int_eq(cfg->log_full_urls, 1);
+    ck_assert_int_eq(hk_config_reloadable_diff(old, cfg, err, sizeof(err)), 0);
+    hk_config_destroy(old);
+    reset_cfg();
+    assert_load_fails_with("[log]\nfull_urls = maybe\n", "config line 2: log.full_urls must be");
+}
+END_TEST
+
 START_TEST(test_dump_redacts_secrets)
 {
     load_ok("[kafka]\n"
@@ -1566,6 +1729,11 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_reload_accepts_endpoint_changes);
 
     tcase_add_test(tc, test_dump_redacts_secrets);
+    tcase_add_test(tc, test_dump_redacts_every_credential_shaped_key);
+    tcase_add_test(tc, test_secret_list_at_the_limit_loads_and_one_past_is_refused);
+    tcase_add_test(tc, test_check_config_refuses_too_many_secrets_and_redacts);
+    tcase_add_test(tc, test_unknown_tenant_rule);
+    tcase_add_test(tc, test_full_urls_is_a_reloadable_bool_off_by_default);
     tcase_add_test(tc, test_dump_reads_back_as_the_same_config);
     tcase_add_test(tc, test_reload_accepts_changes_to_reloadable_keys);
     tcase_add_test(tc, test_reload_names_first_fixed_key_that_changed);

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,28 +244,67 @@ START_TEST(test_sign_header_out_too_small)
     char out[HK_SIGN_HEADER_MAX];
     size_t one = strlen(REF_SIG) + 1; // entry + NUL
 
-    ck_assert_int_eq(sign_ref(REF_SECRET, out, one - 1), -1);
+    ck_assert_int_eq(sign_ref(REF_SECRET, out, one - 1), HK_SIGN_ETOOBIG);
     ck_assert_str_eq(out, "");
-    ck_assert_int_eq(sign_ref(REF_SECRET, out, 0), -1);
+    ck_assert_int_eq(sign_ref(REF_SECRET, out, 0), HK_SIGN_ETOOBIG);
     ck_assert_int_eq(sign_ref(REF_SECRET, out, one), (int)one - 1);
     ck_assert_str_eq(out, REF_SIG);
 
     size_t two = 2 * strlen(REF_SIG) + 2; // two entries, a space, NUL
-    ck_assert_int_eq(sign_ref(REF_SECRET " " KEY16_SECRET, out, two - 1), -1);
+    ck_assert_int_eq(sign_ref(REF_SECRET " " KEY16_SECRET, out, two - 1), HK_SIGN_ETOOBIG);
     ck_assert_str_eq(out, "");
     ck_assert_int_eq(sign_ref(REF_SECRET " " KEY16_SECRET, out, two), (int)two - 1);
 }
 END_TEST
 
+// n copies of REF_SECRET and KEY16_SECRET, alternating, space separated.
+static void rotation_list(char *secrets, size_t size, int n)
+{
+    secrets[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(secrets);
+        snprintf(secrets + len, size - len, "%s%s", i ? " " : "",
+                 i % 2 ? KEY16_SECRET : REF_SECRET);
+    }
+}
+
 START_TEST(test_sign_header_fits_rotation_in_header_max)
 {
-    // HK_SIGN_HEADER_MAX holds ten rotated signatures.
-    char secrets[1024] = "";
-    for (int i = 0; i < 10; i++) {
-        strcat(secrets, REF_SECRET " ");
-    }
+    // HK_SIGN_HEADER_MAX holds HK_SIGN_MAX_SECRETS (ten) rotated signatures, each of
+    // them there and valid.
+    ck_assert_int_eq(HK_SIGN_MAX_SECRETS, 10);
+    char secrets[2048];
+    rotation_list(secrets, sizeof(secrets), HK_SIGN_MAX_SECRETS);
     char out[HK_SIGN_HEADER_MAX];
     ck_assert_int_eq(sign_ref(secrets, out, sizeof(out)), 10 * 47 + 9);
+    ck_assert_int_eq(verify_ref(REF_SECRET, out), 1);
+    ck_assert_int_eq(verify_ref(KEY16_SECRET, out), 1);
+    // The tenth entry is the last one: a KEY16 signature.
+    ck_assert_str_eq(out + 9 * 48, KEY16_SIG);
+    // The exact size fits; one byte less does not, and then nothing is written.
+    ck_assert_int_eq(sign_ref(secrets, out, 10 * 48), 10 * 47 + 9);
+    ck_assert_int_eq(sign_ref(secrets, out, 10 * 48 - 1), HK_SIGN_ETOOBIG);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+// One past the limit: an error, never a header that carries some of the signatures
+// (a receiver that only knows the eleventh secret would reject it, and a caller that
+// ignored the error would send it unsigned).
+START_TEST(test_sign_header_one_past_the_limit_is_an_error_not_a_partial_header)
+{
+    char secrets[2048];
+    rotation_list(secrets, sizeof(secrets), HK_SIGN_MAX_SECRETS + 1);
+    char out[HK_SIGN_HEADER_MAX];
+    memset(out, 'x', sizeof(out));
+    ck_assert_int_eq(sign_ref(secrets, out, sizeof(out)), HK_SIGN_ETOOBIG);
+    ck_assert_str_eq(out, "");
+    // A bad secret is the other error, wherever it stands.
+    ck_assert_int_eq(sign_ref(REF_SECRET " whsec_bad", out, sizeof(out)), HK_SIGN_EINVAL);
+    ck_assert_str_eq(out, "");
+    // A buffer sized for eleven takes them all.
+    char big[HK_SIGN_HEADER_MAX * 2];
+    ck_assert_int_eq(sign_ref(secrets, big, sizeof(big)), 11 * 47 + 10);
 }
 END_TEST
 
@@ -334,6 +374,7 @@ static Suite *sign_suite(void)
     tcase_add_test(tc, test_sign_header_rejects_one_bad_secret_among_good);
     tcase_add_test(tc, test_sign_header_out_too_small);
     tcase_add_test(tc, test_sign_header_fits_rotation_in_header_max);
+    tcase_add_test(tc, test_sign_header_one_past_the_limit_is_an_error_not_a_partial_header);
     tcase_add_test(tc, test_sign_timestamp_is_decimal_seconds);
     tcase_add_test(tc, test_sign_binary_body_with_nul_bytes);
     tcase_add_test(tc, test_sign_is_thread_safe);

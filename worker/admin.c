@@ -1,7 +1,15 @@
-// admin: the operator HTTP endpoint (routes in admin.h). libmicrohttpd runs the
-// server in its own thread and calls on_request() there; every handler only reads
-// process counters or calls the thread-safe operator API of worker/dispatch, so
-// the admin thread shares no state of its own with the rest of hookd.
+// admin: the operator HTTP endpoint (routes in admin.h). One thread of ours runs
+// libmicrohttpd's epoll loop (MHD_run_wait) and, between turns, cuts connections
+// past their deadline; on_request() and the connection callbacks run there too.
+// Every handler only reads process counters or calls the thread-safe operator API
+// of worker/dispatch, so the admin thread shares no state of its own with the rest
+// of hookd.
+//
+// Why our own loop: libmicrohttpd's timeout is an idle timeout, which a client that
+// sends a byte every few seconds never reaches, and it offers no call to close a
+// connection from outside. In our loop the connection list and the sockets belong
+// to the one thread that also closes them, so shutdown(2) on a socket can never hit
+// a descriptor libmicrohttpd has closed and reused meanwhile.
 #include "worker/admin.h"
 #include "worker/clock.h"
 
@@ -18,17 +26,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "worker/log.h"
 #include "worker/metrics.h"
 
-#define ADMIN_MAX_CONNECTIONS      16
-#define ADMIN_CONNECTION_TIMEOUT_S 10
+// A slow client holds one connection for ADMIN_REQUEST_DEADLINE_MS at most, and
+// one address holds ADMIN_MAX_PER_IP of ADMIN_MAX_CONNECTIONS: probes and scrapes
+// from elsewhere always find room (connections are cheap in the epoll loop).
+#define ADMIN_MAX_CONNECTIONS     256
+#define ADMIN_MAX_PER_IP          8
+#define ADMIN_IDLE_TIMEOUT_S      5     // no byte for this long: closed (libmicrohttpd)
+#define ADMIN_REQUEST_DEADLINE_MS 10000 // from accept, or the previous answer on the connection
+#define ADMIN_TURN_MS             100   // the loop checks deadlines and stop at least this often
+
+// A connection libmicrohttpd has accepted (its socket context): on the admin
+// thread's list until libmicrohttpd closes it.
+typedef struct admin_conn {
+    struct admin_conn *next, **pprev;
+    int fd;
+    int64_t deadline_ms; // hk_clock_mono_ms(); INT64_MAX once cut
+} admin_conn_t;
 
 struct hk_admin_s {
     struct MHD_Daemon *ad_mhd;
+    pthread_t ad_thread;
+    atomic_int ad_stop;
+    admin_conn_t *ad_conns; // admin thread only
     hk_dispatch_t *ad_dispatch;
     int ad_port;
     atomic_int ad_ready;
@@ -38,6 +64,8 @@ struct hk_admin_s {
     unsigned char ad_token_sha[SHA256_DIGEST_LENGTH];
     atomic_int ad_starting; // libmicrohttpd messages go to ad_start_err until started
     char ad_start_err[256];
+    uint64_t ad_cut;          // connections cut at their deadline, not yet logged (admin thread)
+    int64_t ad_cut_logged_ms; // when the last admin_slow_clients_cut line was written
     pthread_mutex_t ad_batch_lock; // guards the two below (set from main, read per request)
     hk_admin_batch_fn *ad_batch_fn;
     void *ad_batch_arg;
@@ -137,6 +165,82 @@ static int is_loopback(const struct sockaddr *sa)
     return 0;
 }
 
+// ---- Host and Origin (no token) ----
+
+// Whether `authority` ("host[:port]", "[v6][:port]") names this server on
+// loopback: localhost, 127.0.0.0/8 or ::1, and our port (no port: only when ours
+// is 80). Anything else could be a DNS name an attacker rebound to 127.0.0.1.
+static int loopback_authority(const char *authority, size_t len, int port)
+{
+    char host[64];
+    const char *colon = NULL;
+    size_t hlen;
+    if (len > 0 && authority[0] == '[') {
+        const char *close = memchr(authority, ']', len);
+        if (!close)
+            return 0;
+        hlen = (size_t)(close - authority) + 1;
+        if (hlen < len) {
+            if (close[1] != ':')
+                return 0;
+            colon = close + 1;
+        }
+    } else {
+        colon = memchr(authority, ':', len);
+        hlen = colon ? (size_t)(colon - authority) : len;
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return 0;
+    memcpy(host, authority, hlen);
+    host[hlen] = '\0';
+
+    int want = 80;
+    if (colon) {
+        size_t plen = len - (size_t)(colon + 1 - authority);
+        if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") < plen)
+            return 0;
+        want = atoi(colon + 1);
+    }
+    if (want != port)
+        return 0;
+
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (host[0] == '[') {
+        host[hlen - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, &a6) == 1 &&
+               (IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127));
+    }
+    return 0;
+}
+
+// Without a token the API trusts whoever reaches its loopback address, which a
+// web page can do through the browser: by DNS rebinding (a name of the attacker's
+// that resolves to 127.0.0.1: the Host header still says that name) or a form POST
+// (the Origin header says the page's site). 0 ok, else the HTTP status to refuse with.
+static unsigned int browser_guard(const hk_admin_t *adm, struct MHD_Connection *conn)
+{
+    if (adm->ad_has_token)
+        return 0;
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    // No Host at all is HTTP/1.0 (libmicrohttpd refuses HTTP/1.1 without one), never
+    // a browser.
+    if (host && !loopback_authority(host, strlen(host), adm->ad_port))
+        return MHD_HTTP_MISDIRECTED_REQUEST;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (origin && (strncasecmp(origin, "http://", 7) != 0 ||
+                   !loopback_authority(origin + 7, strlen(origin + 7), adm->ad_port)))
+        return MHD_HTTP_FORBIDDEN;
+    const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site && (strcasecmp(site, "cross-site") == 0 || strcasecmp(site, "same-site") == 0))
+        return MHD_HTTP_FORBIDDEN;
+    return 0;
+}
+
 // ---- responses ----
 
 // Queues `body` (stolen) as the JSON answer. MHD_NO (drop the connection) only
@@ -197,6 +301,29 @@ static enum MHD_Result reply_metrics(hk_admin_t *adm, struct MHD_Connection *con
     enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return r;
+}
+
+// ---- /v1/lanes ----
+
+// The lanes, their disabled URLs shown as the logs show URLs (hk_log_url): a path
+// or query can carry a receiver's token.
+static json_t *lanes_json(hk_admin_t *adm)
+{
+    json_t *lanes = hk_dispatch_lanes_json(adm->ad_dispatch, hk_clock_mono_ms());
+    size_t i, j;
+    json_t *lane, *url;
+    json_array_foreach(lanes, i, lane)
+    {
+        json_t *urls = json_object_get(lane, "disabled_urls");
+        json_array_foreach(urls, j, url)
+        {
+            char shown[512];
+            const char *v = json_string_value(url);
+            json_t *s = v ? json_string(hk_log_url(v, shown, sizeof(shown))) : NULL;
+            json_array_set_new(urls, j, s ? s : json_string("<not a URL>"));
+        }
+    }
+    return lanes;
 }
 
 // ---- operator actions ----
@@ -425,23 +552,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     (void)version;
     (void)upload_data;
-    static int headers_seen;
+    static int answered;
     hk_admin_t *adm = cls;
-    if (*con_cls == NULL) {
-        *con_cls = &headers_seen; // answer once the (ignored) body has been read
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
+    // Every request is answered in the first call, once its headers are in: no route
+    // takes a body, and a refusal (421, 403, 401) must not wait for one, which a
+    // client could send as slowly and as large as it likes. libmicrohttpd then
+    // closes the connection instead of reading what is left.
+    if (*con_cls != NULL) {
         *upload_data_size = 0;
         return MHD_YES;
     }
+    *con_cls = &answered;
 
     char *endpoint = NULL;
     route_t route = route_of(url, &endpoint);
     int is_post = route == ROUTE_ENABLE || route == ROUTE_DISABLE || route == ROUTE_RESET;
     enum MHD_Result r;
     char shown[256];
-    if (route != ROUTE_HEALTHZ && !authorized(adm, conn)) {
+    unsigned int refused = browser_guard(adm, conn);
+    if (refused == MHD_HTTP_MISDIRECTED_REQUEST) {
+        r = reply_error(conn, refused, NULL,
+                        "Host must name this server on loopback (localhost, 127.0.0.1 or [::1] "
+                        "with port %d) when admin.token is not set",
+                        adm->ad_port);
+    } else if (refused) {
+        r = reply_error(conn, refused, NULL,
+                        "cross-site browser requests are refused when admin.token is not set");
+    } else if (route != ROUTE_HEALTHZ && !authorized(adm, conn)) {
         r = reply_error(conn, MHD_HTTP_UNAUTHORIZED, NULL,
                         "missing or wrong \"Authorization: Bearer <admin token>\"");
     } else if (route == ROUTE_NONE) {
@@ -465,10 +602,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r = handle_batch(adm, conn, endpoint);
             break;
         case ROUTE_LANES:
-            r = reply_json(conn, MHD_HTTP_OK,
-                           json_pack("{s:o}", "lanes",
-                                     hk_dispatch_lanes_json(adm->ad_dispatch, hk_clock_mono_ms())),
-                           NULL);
+            r = reply_json(conn, MHD_HTTP_OK, json_pack("{s:o}", "lanes", lanes_json(adm)), NULL);
             break;
         case ROUTE_METRICS:
             r = reply_metrics(adm, conn);
@@ -480,6 +614,83 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     free(endpoint);
     return r;
+}
+
+// ---- connections and their deadlines (admin thread) ----
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    hk_admin_t *adm = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        admin_conn_t *c = calloc(1, sizeof(*c));
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!c || !ci) {
+            free(c); // untracked: the idle timeout still closes it
+            return;
+        }
+        c->fd = ci->connect_fd;
+        c->deadline_ms = hk_clock_mono_ms() + ADMIN_REQUEST_DEADLINE_MS;
+        c->next = adm->ad_conns;
+        c->pprev = &adm->ad_conns;
+        if (c->next)
+            c->next->pprev = &c->next;
+        adm->ad_conns = c;
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        admin_conn_t *c = *socket_context;
+        *c->pprev = c->next;
+        if (c->next)
+            c->next->pprev = c->pprev;
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+// A request was answered: the next one on the connection gets a deadline of its own.
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)con_cls;
+    (void)toe;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    admin_conn_t *c = ci ? ci->socket_context : NULL;
+    if (c && c->deadline_ms != INT64_MAX)
+        c->deadline_ms = hk_clock_mono_ms() + ADMIN_REQUEST_DEADLINE_MS;
+}
+
+// Cuts every connection past its deadline: shutdown(2) makes libmicrohttpd's next
+// read or write fail, and it closes the connection (and frees our entry) itself.
+static void cut_overdue(hk_admin_t *adm)
+{
+    int64_t now = hk_clock_mono_ms();
+    for (admin_conn_t *c = adm->ad_conns; c; c = c->next) {
+        if (now < c->deadline_ms)
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->deadline_ms = INT64_MAX;
+        adm->ad_cut++;
+    }
+    // One line per 10 s at most: a slowloris must not flood the log either.
+    if (adm->ad_cut && now - adm->ad_cut_logged_ms >= 10000) {
+        hk_log(HK_LOG_WARN, "admin_slow_clients_cut", "{s:I,s:i}", "connections",
+               (json_int_t)adm->ad_cut, "deadline_ms", ADMIN_REQUEST_DEADLINE_MS);
+        adm->ad_cut = 0;
+        adm->ad_cut_logged_ms = now;
+    }
+}
+
+static void *admin_loop(void *arg)
+{
+    hk_admin_t *adm = arg;
+    while (!atomic_load(&adm->ad_stop)) {
+        MHD_run_wait(adm->ad_mhd, ADMIN_TURN_MS);
+        cut_overdue(adm);
+    }
+    return NULL;
 }
 
 // ---- lifecycle ----
@@ -526,14 +737,17 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     atomic_init(&adm->ad_starting, 1);
     pthread_mutex_init(&adm->ad_batch_lock, NULL);
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    // No internal thread: admin_loop runs libmicrohttpd (see the top of this file).
+    unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     adm->ad_mhd = MHD_start_daemon(
         flags, (uint16_t)atoi(port), NULL, NULL, on_request, adm, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)ADMIN_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)ADMIN_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+        (unsigned int)ADMIN_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)ADMIN_MAX_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, on_connection, adm,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, adm, MHD_OPTION_END);
     freeaddrinfo(ai);
     atomic_store(&adm->ad_starting, 0);
     if (!adm->ad_mhd) {
@@ -545,6 +759,14 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(adm->ad_mhd, MHD_DAEMON_INFO_BIND_PORT);
     adm->ad_port = info ? info->port : atoi(port);
+    atomic_init(&adm->ad_stop, 0);
+    if (pthread_create(&adm->ad_thread, NULL, admin_loop, adm) != 0) {
+        errf(errstr, errstr_size, "admin.listen %s: cannot start the admin thread", listen);
+        MHD_stop_daemon(adm->ad_mhd);
+        pthread_mutex_destroy(&adm->ad_batch_lock);
+        free(adm);
+        return NULL;
+    }
     hk_log(HK_LOG_INFO, "admin_listening", "{s:s,s:i,s:b}", "listen", listen, "port", adm->ad_port,
            "token", has_token);
     return adm;
@@ -554,7 +776,9 @@ void hk_admin_stop(hk_admin_t *adm)
 {
     if (!adm)
         return;
-    MHD_stop_daemon(adm->ad_mhd);
+    atomic_store(&adm->ad_stop, 1);
+    pthread_join(adm->ad_thread, NULL);
+    MHD_stop_daemon(adm->ad_mhd); // closes what is left, here (on_connection frees the list)
     OPENSSL_cleanse(adm->ad_token_sha, sizeof(adm->ad_token_sha));
     pthread_mutex_destroy(&adm->ad_batch_lock);
     free(adm);
@@ -567,11 +791,15 @@ int hk_admin_port(const hk_admin_t *adm)
 
 void hk_admin_set_ready(hk_admin_t *adm, int ready)
 {
+    if (!adm)
+        return;
     atomic_store(&adm->ad_ready, ready ? 1 : 0);
 }
 
 void hk_admin_set_batch_fn(hk_admin_t *adm, hk_admin_batch_fn *fn, void *arg)
 {
+    if (!adm)
+        return;
     pthread_mutex_lock(&adm->ad_batch_lock);
     adm->ad_batch_fn = fn;
     adm->ad_batch_arg = arg;

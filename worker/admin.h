@@ -16,11 +16,18 @@
 // <endpoint> is "scheme://host:port" or any http(s) URL (reduced to its endpoint
 // key), URL-encoded or literal; anything else is 400. Unknown paths are 404, a
 // known path with another method 405. With a token, every route but /healthz
-// needs "Authorization: Bearer <token>" (401 otherwise). Every POST that acts
-// logs one "admin_action" line.
+// needs "Authorization: Bearer <token>" (401 otherwise). Without one (loopback
+// only), the Host header must name loopback (localhost, 127.0.0.0/8, [::1]) with
+// the admin port (421 otherwise: DNS rebinding), and a browser's cross-site
+// request (Origin not such a loopback origin, or Sec-Fetch-Site cross-site/same-
+// site) is 403. Every request is answered from its headers: no body is ever read.
+// Every POST that acts logs one "admin_action" line. Disabled URLs in /v1/lanes
+// are shown as hk_log_url() shows them (log.full_urls).
 //
-// libmicrohttpd serves it from one internal thread (epoll), at most 16
-// connections, each closed after 10 s idle.
+// libmicrohttpd serves it from one thread of admin.c (epoll): at most 256
+// connections, 8 per client address; a connection is closed after 5 s without a
+// byte, and cut 10 s after it was accepted or its previous answer, however it
+// trickles (a slowloris cannot starve /healthz).
 #ifndef HK_ADMIN_H
 #define HK_ADMIN_H
 
@@ -40,7 +47,8 @@ typedef struct hk_admin_s hk_admin_t;
 hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t *dispatch,
                            char *errstr, size_t errstr_size);
 
-// Stops serving (waits for the server thread) and frees. NULL is a no-op.
+// Stops serving (waits for the server thread, at most ~100 ms) and frees. NULL is a
+// no-op.
 void hk_admin_stop(hk_admin_t *adm);
 
 // The bound TCP port.
@@ -49,7 +57,7 @@ int hk_admin_port(const hk_admin_t *adm);
 // Whether this replica has work assigned (initially 0). /readyz answers 200 when
 // it has and Postgres, if configured (hk_metrics.pg_configured), is up
 // (hk_metrics.pg_up); Redis being down is reported in the body as degraded but
-// never makes the replica unready. Any thread.
+// never makes the replica unready. Any thread; NULL (admin off) is a no-op.
 void hk_admin_set_ready(hk_admin_t *adm, int ready);
 
 // Looks up batch `id` (already validated: 1-255 of [A-Za-z0-9_:-]) of `tenant`
@@ -63,7 +71,7 @@ typedef json_t *hk_admin_batch_fn(const char *id, const char *tenant, int *http_
 
 // Registers the batch lookup (NULL fn: none, GET /v1/batches/<id> answers 503
 // "batches need Postgres (postgres.url)"). `arg` is borrowed and must outlive the
-// server or the next call. Any thread, any time.
+// server or the next call. Any thread, any time; NULL adm is a no-op.
 void hk_admin_set_batch_fn(hk_admin_t *adm, hk_admin_batch_fn *fn, void *arg);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 static atomic_int log_level = HK_LOG_INFO;
+static atomic_int log_full_urls = 0;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int hk_log_set_level_name(const char *name)
@@ -35,6 +36,45 @@ int hk_log_enabled(hk_log_level_t level)
     return (int)level >= atomic_load(&log_level);
 }
 
+void hk_log_set_full_urls(int full)
+{
+    atomic_store(&log_full_urls, full ? 1 : 0);
+}
+
+int hk_log_full_urls(void)
+{
+    return atomic_load(&log_full_urls);
+}
+
+const char *hk_log_url(const char *url, char *buf, size_t size)
+{
+    if (atomic_load(&log_full_urls) || size == 0)
+        return url;
+    const char *sep = strstr(url, "://");
+    size_t scheme_len = sep ? (size_t)(sep - url) : 0;
+    if (!sep || scheme_len == 0 ||
+        strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    "0123456789+-.") != scheme_len) {
+        snprintf(buf, size, "<not a URL>");
+        return buf;
+    }
+    const char *host = sep + 3;
+    size_t auth_len = strcspn(host, "/?#");
+    // user:password@ is dropped: the last '@' of the authority ends it.
+    for (size_t i = auth_len; i > 0; i--) {
+        if (host[i - 1] == '@') {
+            auth_len -= i;
+            host += i;
+            break;
+        }
+    }
+    const char *rest = host + auth_len;
+    int more = rest[0] != '\0' && strcmp(rest, "/") != 0;
+    snprintf(buf, size, "%.*s://%.*s%s", (int)scheme_len, url, (int)auth_len, host,
+             more ? "/..." : rest);
+    return buf;
+}
+
 void hk_log(hk_log_level_t level, const char *event, const char *fmt, ...)
 {
     if (!hk_log_enabled(level))
@@ -49,6 +89,13 @@ void hk_log(hk_log_level_t level, const char *event, const char *fmt, ...)
         va_end(ap);
         if (!fields)
             fields = json_pack("{s:s}", "log_error", jerr.text);
+    }
+    // One place for every log site: a "url" field loses its path and query.
+    json_t *url = json_object_get(fields, "url");
+    if (json_is_string(url) && !atomic_load(&log_full_urls)) {
+        char shown[512];
+        json_t *v = json_string(hk_log_url(json_string_value(url), shown, sizeof(shown)));
+        json_object_set_new(fields, "url", v ? v : json_string("<not a URL>"));
     }
 
     struct timeval tv;

@@ -158,11 +158,28 @@ static void claim(app_t *app, hk_task_t *task, int64_t due_ms)
     hk_redis_claim(app->redis, task->job->tenant, task->job->id, on_claim, c);
 }
 
+// With per-tenant secrets, a job of a tenant that has none would be signed with
+// the default secret, which another tenant's receiver may hold too: it is
+// dead-lettered as invalid unless signing.unknown_tenant = default. 1 when it was.
+static int reject_unknown_tenant(app_t *app, hk_task_t *task)
+{
+    if (hk_config_tenant_known(app->cfg, task->job->tenant))
+        return 0;
+    hk_metric_add(invalid, 1);
+    hk_task_fail(task, HK_OUTCOME_INVALID, 0,
+                 "unknown tenant \"%s\": no [tenant] secret and signing.unknown_tenant = reject",
+                 task->job->tenant);
+    hk_producer_dead_letter(app->producer, task);
+    return 1;
+}
+
 // Intake hands over each webhook job: with Redis, dedupe first.
 static void on_intake_submit(hk_task_t *task, int64_t due_ms, void *arg)
 {
     app_t *app = arg;
-    if (app->redis) {
+    if (reject_unknown_tenant(app, task)) {
+        return;
+    } else if (app->redis) {
         claim(app, task, due_ms);
     } else if (due_ms) {
         hk_dispatch_defer(app->dispatch, task, due_ms);
@@ -397,7 +414,8 @@ static int batch_revoke_wait_ms(const hk_config_t *cfg)
 static void on_batch_intake(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
-    hk_batch_submit(app->batch, task);
+    if (!reject_unknown_tenant(app, task))
+        hk_batch_submit(app->batch, task);
 }
 
 static void on_batch_done(hk_task_t *task, void *arg)
@@ -585,6 +603,7 @@ static const hk_config_t *reload(app_t *app, const char *path, const hk_config_t
         return cur;
     }
     hk_log_set_level_name(next->log_level);
+    hk_log_set_full_urls(next->log_full_urls);
     policy_t *pol = policy_new(next);
     atomic_store(&app->policy, pol);
     hk_dispatch_opts_t dopts = dispatch_opts_of(next, app);
@@ -672,6 +691,7 @@ int main(int argc, char **argv)
         return 0;
     }
     hk_log_set_level_name(cfg->log_level);
+    hk_log_set_full_urls(cfg->log_full_urls);
 
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
@@ -797,7 +817,8 @@ int main(int argc, char **argv)
             next_summary = hk_clock_mono_ms() + cur->log_summary_ms;
         }
     }
-    hk_admin_set_ready(admin, 0);
+    if (admin) // admin.listen = "" turns it off
+        hk_admin_set_ready(admin, 0);
     hk_log(HK_LOG_INFO, "shutdown", "{s:i}", "grace_ms", cur->shutdown_grace_ms);
     int64_t t0 = hk_clock_mono_ms();
     // Batches checkpoint and hand their tasks back uncommitted: they resume from

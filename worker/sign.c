@@ -25,7 +25,9 @@
 #define SIGN_MAC_LEN     32                             // SHA-256
 #define SIGN_B64_LEN     44                             // base64 of 32 bytes, padded
 #define SIGN_ENTRY_LEN   (3 + SIGN_B64_LEN)             // "v1," + signature
-#define SIGN_SEPARATORS  " \t"
+
+_Static_assert(SIGN_ENTRY_LEN == HK_SIGN_ENTRY_LEN, "sign.h's entry length is wrong");
+#define SIGN_SEPARATORS " \t"
 
 static pthread_once_t sign_once = PTHREAD_ONCE_INIT;
 static pthread_key_t sign_key;
@@ -178,7 +180,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
     if (out != NULL && out_size > 0)
         out[0] = '\0';
     if (secrets == NULL || id == NULL || out == NULL || (body == NULL && body_len > 0))
-        return -1;
+        return HK_SIGN_EINVAL;
 
     char ts[24];
     int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
@@ -196,9 +198,14 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
         size_t need = (entries > 0) + SIGN_ENTRY_LEN;
 
         if (sign_decode_secret(p, tok_len, key, &keylen, &reason) < 0 ||
-            sign_compute(key, keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0 ||
-            need >= out_size - len || len + need > INT_MAX) {
-            rc = -1;
+            sign_compute(key, keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0) {
+            rc = HK_SIGN_EINVAL;
+            break;
+        }
+        // Room for this entry and the NUL, or no header at all: a header missing
+        // one of the rotated signatures would fail at receivers that only know it.
+        if (need >= out_size - len || len + need > INT_MAX) {
+            rc = HK_SIGN_ETOOBIG;
             break;
         }
         len += (size_t)snprintf(out + len, out_size - len, "%sv1,%s", entries > 0 ? " " : "", sig);
@@ -209,7 +216,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
     if (rc < 0 || entries == 0) {
         if (out_size > 0)
             out[0] = '\0';
-        return -1;
+        return rc < 0 ? rc : HK_SIGN_EINVAL;
     }
     return (int)len;
 }

@@ -7,15 +7,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Enough for a few rotated signatures: "v1,<44 chars>" each, space separated.
+// The most secrets one signature header carries: during rotation a few are live at
+// once, so ten is plenty. config refuses more (signing.secret and [tenant] secret),
+// so every configured list fits HK_SIGN_HEADER_MAX.
+#define HK_SIGN_MAX_SECRETS 10
+// One entry is "v1," + 44 base64 characters, and entries are space separated: n
+// secrets need 48n - 1 characters plus the NUL.
+#define HK_SIGN_ENTRY_LEN  47
 #define HK_SIGN_HEADER_MAX 512
+_Static_assert(HK_SIGN_MAX_SECRETS *(HK_SIGN_ENTRY_LEN + 1) <= HK_SIGN_HEADER_MAX,
+               "HK_SIGN_HEADER_MAX must hold HK_SIGN_MAX_SECRETS signatures");
+
+// hk_sign_header's failures: the caller must not send the request unsigned.
+#define HK_SIGN_EINVAL  (-1) // a bad secret, no secret at all, or a NULL argument
+#define HK_SIGN_ETOOBIG (-2) // the header does not fit in out_size
 
 // Checks that `secret` is "whsec_<base64 of 16..64 bytes>". 0 ok, -1 with errstr.
 int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size);
 
 // Writes the webhook-signature header value for `secrets` (one or more whsec_
 // secrets separated by spaces: one "v1,<sig>" each, space separated) into out.
-// Returns the length written, or -1 (bad secret, out too small).
+// Returns the length written (> 0), or HK_SIGN_EINVAL / HK_SIGN_ETOOBIG with out
+// set to "": never a header with some signatures left out.
 int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const void *body,
                    size_t body_len, char *out, size_t out_size);
 
