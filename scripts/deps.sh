@@ -4,6 +4,8 @@
 #   scripts/deps.sh                  everything (build, tests, demo, packaging checks)
 #   HOOKD_DEPS=build scripts/deps.sh only what compiling hookd and its tests needs
 #                                    (the Dockerfile's build stage)
+#   HOOKD_DEPS=kafka scripts/deps.sh only what scripts/kafka needs to fetch and run
+#                                    a real Apache Kafka (also part of "all")
 set -euo pipefail
 
 build_pkgs=(
@@ -20,12 +22,17 @@ dev_pkgs=(
 	prometheus python3 python3-yaml
 	lintian groff-base systemd # scripts/check-install: the .deb, the man pages, the unit
 )
+# The real-Kafka tests (scripts/kafka): a Java 17 runtime for the broker and its
+# CLI tools, Maven to fetch Apache Kafka from Maven Central, kcat for the
+# readiness probe, python3 to pick free ports.
+kafka_pkgs=(openjdk-17-jre-headless maven kcat python3)
 
 case "${HOOKD_DEPS:-all}" in
 build) pkgs=("${build_pkgs[@]}") ;;
-all) pkgs=("${build_pkgs[@]}" "${dev_pkgs[@]}") ;;
+kafka) pkgs=("${kafka_pkgs[@]}") ;;
+all) pkgs=("${build_pkgs[@]}" "${dev_pkgs[@]}" "${kafka_pkgs[@]}") ;;
 *)
-	echo "deps: HOOKD_DEPS must be build or all, got \"$HOOKD_DEPS\"" >&2
+	echo "deps: HOOKD_DEPS must be build, kafka or all, got \"$HOOKD_DEPS\"" >&2
 	exit 2
 	;;
 esac

@@ -219,8 +219,266 @@ int hk_th_exited_ok(int status)
     return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// Real-Kafka mode (HK_TEST_KAFKA=real, HK_TEST_KAFKA_BOOTSTRAP=host:port,...):
+// suites share one cluster and run in parallel, and every test names its topics
+// "jobs" and its group "hookd". So each hk_th_kafka_start opens a namespace, a
+// prefix "t<pid>_<n>_" put before every topic and group name the harness hands
+// to the cluster or to hookd; hk_th_kafka_stop deletes its topics and groups.
+// On the mock there is no namespace and names pass unchanged.
+#define NS_MAX_TOPICS 32
+
+static struct {
+    char prefix[48]; // "" when no namespace is open
+    char brokers[512];
+    char *topics[NS_MAX_TOPICS]; // the prefixed names created, deleted at stop
+    int topic_cnt;
+    unsigned seq;
+} ns;
+
+static int ns_applies(const char *brokers)
+{
+    return ns.prefix[0] && brokers && strcmp(brokers, ns.brokers) == 0;
+}
+
+// `name` inside the open namespace, in `buf`; `name` itself when there is none
+// or it is already prefixed (so mapping twice is harmless).
+static const char *ns_map(const char *brokers, const char *name, char *buf, size_t size)
+{
+    if (!ns_applies(brokers) || !name || !name[0] ||
+        strncmp(name, ns.prefix, strlen(ns.prefix)) == 0)
+        return name;
+    snprintf(buf, size, "%s%s", ns.prefix, name);
+    return buf;
+}
+
+const char *hk_th_kafka_name(const char *name)
+{
+    static char buf[4][320];
+    static int next;
+    char *b = buf[next++ % 4];
+    return ns_map(ns.brokers, name, b, sizeof(buf[0]));
+}
+
+int hk_th_kafka_real(void)
+{
+    const char *mode = getenv("HK_TEST_KAFKA");
+    return mode && strcmp(mode, "real") == 0;
+}
+
+static rd_kafka_t *admin_client(const char *brokers)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "kafka admin: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+// Waits up to timeout_ms for the admin result of type `type` on `q`.
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type, int timeout_ms)
+{
+    int64_t deadline = hk_th_now_ms() + timeout_ms;
+    while (hk_th_now_ms() < deadline) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 200);
+        if (!ev)
+            continue;
+        if (rd_kafka_event_type(ev) == type)
+            return ev;
+        rd_kafka_event_destroy(ev);
+    }
+    return NULL;
+}
+
+// Every partition of `topic` has a leader in the metadata (so a produce or a
+// group join right after does not start with errors).
+static int topic_led(rd_kafka_t *rk, const char *topic, int partitions)
+{
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int ok = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt == partitions) {
+            ok = 1;
+            for (int i = 0; i < partitions; i++)
+                if (md->topics[0].partitions[i].err || md->topics[0].partitions[i].leader < 0)
+                    ok = 0;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return ok;
+}
+
+// Creates the namespace's topics ("name:partitions", 1 partition when no count)
+// with the cluster's default replication factor; 0 when all exist and are led.
+static int real_create_topics(const char *const topics[])
+{
+    rd_kafka_t *rk = admin_client(ns.brokers);
+    if (!rk)
+        return -1;
+    char err[256];
+    rd_kafka_NewTopic_t *nt[NS_MAX_TOPICS];
+    int parts[NS_MAX_TOPICS];
+    int n = 0, rc = 0;
+    for (int i = 0; topics[i] && n < NS_MAX_TOPICS; i++) {
+        char name[256];
+        const char *colon = strchr(topics[i], ':');
+        size_t len = colon ? (size_t)(colon - topics[i]) : strlen(topics[i]);
+        snprintf(name, sizeof(name), "%s%.*s", ns.prefix, (int)len, topics[i]);
+        parts[n] = colon ? atoi(colon + 1) : 1;
+        nt[n] = rd_kafka_NewTopic_new(name, parts[n], -1, err, sizeof(err));
+        if (!nt[n]) {
+            fprintf(stderr, "kafka: topic %s: %s\n", name, err);
+            rc = -1;
+            break;
+        }
+        ns.topics[ns.topic_cnt++] = strdup(name);
+        n++;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    if (rc == 0) {
+        rd_kafka_AdminOptions_t *opt =
+            rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, err, sizeof(err));
+        rd_kafka_CreateTopics(rk, nt, (size_t)n, opt, q);
+        rd_kafka_AdminOptions_destroy(opt);
+        rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT, 60000);
+        if (!ev || rd_kafka_event_error(ev)) {
+            fprintf(stderr, "kafka: CreateTopics: %s\n",
+                    ev ? rd_kafka_event_error_string(ev) : "no answer");
+            rc = -1;
+        } else {
+            size_t cnt;
+            const rd_kafka_topic_result_t **res =
+                rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+            for (size_t i = 0; i < cnt; i++)
+                if (rd_kafka_topic_result_error(res[i])) {
+                    fprintf(stderr, "kafka: create %s: %s\n", rd_kafka_topic_result_name(res[i]),
+                            rd_kafka_topic_result_error_string(res[i]));
+                    rc = -1;
+                }
+        }
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    for (int i = 0; i < n; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
+    // CreateTopics answers once the controller has the topics; wait until every
+    // broker's metadata shows them led.
+    int64_t deadline = hk_th_now_ms() + 30000;
+    for (int i = 0; rc == 0 && i < n; i++)
+        while (!topic_led(rk, ns.topics[ns.topic_cnt - n + i], parts[i])) {
+            if (hk_th_now_ms() >= deadline) {
+                fprintf(stderr, "kafka: %s has no leaders\n", ns.topics[ns.topic_cnt - n + i]);
+                rc = -1;
+                break;
+            }
+            hk_th_sleep_ms(100);
+        }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+// Deletes the namespace's topics and its groups (best effort: a group whose
+// SIGKILLed member has not timed out yet cannot be deleted and stays behind,
+// harmless under its unique name).
+static void real_delete_namespace(void)
+{
+    rd_kafka_t *rk = admin_client(ns.brokers);
+    if (!rk)
+        return;
+    char err[256];
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t *dt[NS_MAX_TOPICS];
+    for (int i = 0; i < ns.topic_cnt; i++)
+        dt[i] = rd_kafka_DeleteTopic_new(ns.topics[i]);
+    if (ns.topic_cnt > 0) {
+        rd_kafka_AdminOptions_t *opt =
+            rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+        rd_kafka_AdminOptions_set_operation_timeout(opt, 10000, err, sizeof(err));
+        rd_kafka_DeleteTopics(rk, dt, (size_t)ns.topic_cnt, opt, q);
+        rd_kafka_AdminOptions_destroy(opt);
+        rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_DELETETOPICS_RESULT, 20000);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    for (int i = 0; i < ns.topic_cnt; i++)
+        rd_kafka_DeleteTopic_destroy(dt[i]);
+
+    // The groups hookd and the tests used in this namespace.
+    const rd_kafka_ListConsumerGroups_result_t *lr;
+    rd_kafka_ListConsumerGroups(rk, NULL, q);
+    rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_LISTCONSUMERGROUPS_RESULT, 10000);
+    if (ev && (lr = rd_kafka_event_ListConsumerGroups_result(ev))) {
+        size_t cnt;
+        const rd_kafka_ConsumerGroupListing_t **gl =
+            rd_kafka_ListConsumerGroups_result_valid(lr, &cnt);
+        rd_kafka_DeleteGroup_t *dg[64];
+        size_t ndg = 0;
+        for (size_t i = 0; i < cnt && ndg < 64; i++) {
+            const char *g = rd_kafka_ConsumerGroupListing_group_id(gl[i]);
+            if (strncmp(g, ns.prefix, strlen(ns.prefix)) == 0)
+                dg[ndg++] = rd_kafka_DeleteGroup_new(g);
+        }
+        if (ndg > 0) {
+            rd_kafka_DeleteGroups(rk, dg, ndg, NULL, q);
+            rd_kafka_event_t *dev = admin_wait(q, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, 10000);
+            if (dev)
+                rd_kafka_event_destroy(dev);
+        }
+        for (size_t i = 0; i < ndg; i++)
+            rd_kafka_DeleteGroup_destroy(dg[i]);
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+static void ns_close(void)
+{
+    for (int i = 0; i < ns.topic_cnt; i++)
+        free(ns.topics[i]);
+    ns.topic_cnt = 0;
+    ns.prefix[0] = '\0';
+}
+
+static int real_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps,
+                            size_t size)
+{
+    const char *boot = getenv("HK_TEST_KAFKA_BOOTSTRAP");
+    if (!boot || !boot[0]) {
+        fprintf(stderr, "kafka: HK_TEST_KAFKA=real needs HK_TEST_KAFKA_BOOTSTRAP "
+                        "(scripts/kafka up prints it)\n");
+        return -1;
+    }
+    if (ns.prefix[0]) {
+        real_delete_namespace(); // a test that did not stop its cluster
+        ns_close();
+    }
+    memset(p, 0, sizeof(*p)); // no process: hk_th_kafka_stop only drops the namespace
+    p->stdin_fd = -1;
+    snprintf(ns.brokers, sizeof(ns.brokers), "%s", boot);
+    snprintf(ns.prefix, sizeof(ns.prefix), "t%d_%u_", (int)getpid(), ++ns.seq);
+    if (real_create_topics(topics) != 0) {
+        real_delete_namespace();
+        ns_close();
+        return -1;
+    }
+    snprintf(bootstraps, size, "%s", boot);
+    return 0;
+}
+
 int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps, size_t size)
 {
+    if (hk_th_kafka_real())
+        return real_kafka_start(p, topics, bootstraps, size);
     char *argv[72];
     int n = 0;
     argv[n++] = HK_BUILD_DIR "/hk-mockkafka";
@@ -245,6 +503,13 @@ int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstr
 
 void hk_th_kafka_stop(hk_th_proc_t *p)
 {
+    if (hk_th_kafka_real()) {
+        if (ns.prefix[0]) {
+            real_delete_namespace();
+            ns_close();
+        }
+        return;
+    }
     hk_th_stop(p, 5000);
 }
 
@@ -258,26 +523,53 @@ static int overridden(char *const env[], const char *entry)
     return 0;
 }
 
+// The [kafka] keys that name topics or the group: their values, defaults and
+// test overrides alike, go through the namespace.
+static const char *const ns_env_keys[] = {
+    "HOOKD_KAFKA_TOPIC=", "HOOKD_KAFKA_GROUP=", "HOOKD_KAFKA_DLQ_TOPIC=",
+    "HOOKD_KAFKA_RETRY_TOPIC=", NULL};
+
 int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], const char *config,
                       const char *log)
 {
     char b[512];
     snprintf(b, sizeof(b), "HOOKD_KAFKA_BROKERS=%s", brokers);
+    // In a namespace hookd's default topic "jobs" and group "hookd" are renamed
+    // (the dlq and retry topics derive from the topic name). A -c config file's
+    // topic is replaced by this too: env wins over the file.
+    char topic[320], group[320];
+    int in_ns = ns_applies(brokers);
+    snprintf(topic, sizeof(topic), "HOOKD_KAFKA_TOPIC=%sjobs", ns.prefix);
+    snprintf(group, sizeof(group), "HOOKD_KAFKA_GROUP=%shookd", ns.prefix);
     char *base[] = {
         b,
         "HOOKD_DELIVERY_ALLOW_CIDRS=127.0.0.0/8,::1/128",
         "HOOKD_SIGNING_SECRET=" HK_TH_SECRET,
         "HOOKD_LOG_SUMMARY_MS=1000",
         "HOOKD_ADMIN_LISTEN=127.0.0.1:0", // logged as event admin_listening
+        in_ns ? topic : NULL,
+        in_ns ? group : NULL,
         NULL,
     };
     char *all[64];
-    int n = 0;
-    for (int i = 0; base[i]; i++)
-        if (!overridden(env, base[i]))
+    char mapped[8][320];
+    int n = 0, nm = 0;
+    for (int i = 0; i < (int)(sizeof(base) / sizeof(base[0])) - 1; i++)
+        if (base[i] && !overridden(env, base[i]))
             all[n++] = base[i];
-    for (int i = 0; env && env[i] && n < 63; i++)
-        all[n++] = env[i];
+    for (int i = 0; env && env[i] && n < 63; i++) {
+        all[n] = env[i];
+        for (int k = 0; in_ns && nm < 8 && ns_env_keys[k]; k++) {
+            size_t len = strlen(ns_env_keys[k]);
+            if (strncmp(env[i], ns_env_keys[k], len) == 0) {
+                char name[256];
+                const char *v = ns_map(brokers, env[i] + len, name, sizeof(name));
+                snprintf(mapped[nm], sizeof(mapped[0]), "%.*s%s", (int)len, env[i], v);
+                all[n] = mapped[nm++];
+            }
+        }
+        n++;
+    }
     all[n] = NULL;
     char *argv[] = {HK_BUILD_DIR "/hookd", config ? "-c" : NULL, (char *)config, NULL};
     return hk_th_spawn(p, argv, all, log);
@@ -312,6 +604,8 @@ static void count_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque
 size_t hk_th_produce(const char *brokers, const char *topic, char *const *values, char *const *keys,
                      size_t n)
 {
+    char nsname[320];
+    topic = ns_map(brokers, topic, nsname, sizeof(nsname));
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
@@ -366,8 +660,14 @@ static char *dup_n(const void *p, size_t n)
 
 size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t **out)
 {
+    char nsname[320];
+    topic = ns_map(brokers, topic, nsname, sizeof(nsname));
     *out = NULL;
-    rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, "hk-test-reader");
+    // Assigned, not subscribed: the group only holds the reader's commits (in
+    // the namespace, so hk_th_kafka_stop deletes it).
+    char nsgroup[320];
+    rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers,
+                            ns_map(brokers, "hk-test-reader", nsgroup, sizeof(nsgroup)));
     if (!rk)
         return 0;
     int parts = partitions_of(rk, topic);
@@ -451,6 +751,9 @@ const char *hk_th_header(const hk_th_record_t *rec, const char *name)
 
 int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic)
 {
+    char nstopic[320], nsgroup[320];
+    topic = ns_map(brokers, topic, nstopic, sizeof(nstopic));
+    group = ns_map(brokers, group, nsgroup, sizeof(nsgroup));
     rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, group);
     if (!rk)
         return -1;

@@ -29,8 +29,22 @@ int hk_th_exited_ok(int status);
 
 // Out-of-process mock cluster. `topics` like {"jobs:8", "jobs.dlq:2", NULL}.
 // Writes the bootstrap servers into `bootstraps`. 0 ok.
+// With HK_TEST_KAFKA=real and HK_TEST_KAFKA_BOOTSTRAP=host:port,... (a cluster
+// from scripts/kafka up) no mock starts: the topics are created on that cluster
+// inside a namespace unique to this call, a prefix "t<pid>_<n>_" that the
+// harness puts before every topic and group name it is given (hk_th_produce,
+// hk_th_read_topic, hk_th_group_lag, and hookd's HOOKD_KAFKA_TOPIC, _GROUP,
+// _DLQ_TOPIC, _RETRY_TOPIC, set by hk_th_hookd_start). hk_th_kafka_stop deletes
+// the namespace's topics and groups.
 int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstraps, size_t size);
 void hk_th_kafka_stop(hk_th_proc_t *p);
+// 1 when the suites run on a real cluster (HK_TEST_KAFKA=real).
+int hk_th_kafka_real(void);
+// The name the cluster knows topic or group `name` by: prefixed in a real-Kafka
+// namespace, `name` itself on the mock. For comparing with what hookd reports
+// (a record's hookd-original-topic header, a derived webhook id, a log line's
+// topic). The string lives until the 4th call after.
+const char *hk_th_kafka_name(const char *name);
 
 // Starts build/hookd against `brokers` with the test defaults (allow loopback,
 // signing secret HK_TH_SECRET, summary every second); `env` entries replace
