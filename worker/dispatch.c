@@ -1304,7 +1304,8 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
         if (d->d_waiting && now_ms + 100 < *next_due_ms)
             *next_due_ms = now_ms + 100;
     }
-    int trim = d->d_evicted >= TRIM_AFTER;
+    // Also once the last lane went: the end of a burst leaves fewer than TRIM_AFTER.
+    int trim = d->d_evicted >= TRIM_AFTER || (d->d_evicted > 0 && d->d_lanes_cnt == 0);
     if (trim)
         d->d_evicted = 0;
     int notes = d->d_notes_cnt > 0;
