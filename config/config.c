@@ -207,6 +207,16 @@ static const cf_row_t cf_rows[] = {
     CF_STR_ROW("dispatch", "ordering", dispatch_ordering, "none", CF_NO_RELOAD, cf_check_ordering),
     CF_STR_ROW("dispatch", "head_of_line", dispatch_head_of_line, "dead_letter_after_attempts",
                CF_RELOAD, cf_check_head_of_line),
+    CF_INT64_ROW("dispatch", "lane_idle_ms", dispatch_lane_idle_ms, CF_MS, "30000", 10, 86400000,
+                 CF_NO_RELOAD),
+    CF_INT_ROW("dispatch", "max_lanes", dispatch_max_lanes, CF_PLAIN, "10000", 1, 10000000,
+               CF_NO_RELOAD),
+    CF_INT_ROW("dispatch", "gone_urls_max", dispatch_gone_urls_max, CF_PLAIN, "10000", 1, 10000000,
+               CF_NO_RELOAD),
+    CF_INT64_ROW("dispatch", "gone_ttl_ms", dispatch_gone_ttl_ms, CF_MS, "3600000", 1000, 604800000,
+                 CF_NO_RELOAD),
+    CF_INT64_ROW("dispatch", "hold_429_ms", dispatch_hold_429_ms, CF_MS, "1000", 1, 600000,
+                 CF_NO_RELOAD),
 
     CF_STR_ROW("log", "level", log_level, "info", CF_RELOAD, cf_check_log_level),
     CF_INT_ROW("log", "summary_ms", log_summary_ms, CF_MS, "5000", 0, 3600000, CF_RELOAD),
@@ -232,9 +242,12 @@ static const cf_row_t cf_rows[] = {
                CF_NO_RELOAD),
     CF_INT_ROW("redis", "lease_ms", redis_lease_ms, CF_MS, "30000", 100, 3600000, CF_NO_RELOAD),
     CF_INT_ROW("redis", "sync_ms", redis_sync_ms, CF_MS, "250", 10, 10000, CF_NO_RELOAD),
+    CF_INT_ROW("redis", "watch_chunk", redis_watch_chunk, CF_PLAIN, "256", 1, 100000, CF_NO_RELOAD),
 
     CF_STR_ROW("admin", "listen", admin_listen, "127.0.0.1:9464", CF_NO_RELOAD, cf_check_listen),
     CF_SECRET_ROW("admin", "token", admin_token, "", CF_NO_RELOAD, cf_check_token),
+    CF_INT_ROW("admin", "metrics_lanes", admin_metrics_lanes, CF_PLAIN, "100", 0, 100000,
+               CF_NO_RELOAD),
 };
 
 #define CF_ROWS_CNT (sizeof(cf_rows) / sizeof(cf_rows[0]))

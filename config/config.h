@@ -89,9 +89,14 @@ typedef struct hk_config {
     int lanes_max_limit;
 
     // [dispatch]
-    char *dispatch_ordering;     // "none", or "key": one job per ordering key at a time, in order
-    char *dispatch_head_of_line; // with ordering = key, a failing head: "block" (retry it
-                                 // without limit) or "dead_letter_after_attempts"
+    char *dispatch_ordering;       // "none", or "key": one job per ordering key at a time, in order
+    char *dispatch_head_of_line;   // with ordering = key, a failing head: "block" (retry it
+                                   // without limit) or "dead_letter_after_attempts"
+    int64_t dispatch_lane_idle_ms; // an endpoint's lane outlives its last job this long
+    int dispatch_max_lanes;        // live lanes at most; past it new endpoints wait for a lane
+    int dispatch_gone_urls_max;    // URLs disabled by 410 Gone, at most (oldest forgotten)
+    int64_t dispatch_gone_ttl_ms;  // a 410 disables its URL this long
+    int64_t dispatch_hold_429_ms;  // a 429 without Retry-After holds its lane this long
 
     // [log]
     char *log_level;    // debug, info, warn, error
@@ -118,10 +123,13 @@ typedef struct hk_config {
     int redis_dedupe_ttl_s; // lifetime of the delivered marker hookd:done:<tenant>:<key>
     int redis_lease_ms;     // lifetime of the in-flight lease hookd:lease:<tenant>:<key>
     int redis_sync_ms;      // how often shared breaker state and rate tokens are refreshed
+    int redis_watch_chunk;  // breaker keys read per sync at most (live lanes, in turn)
 
     // [admin]
-    char *admin_listen; // host:port, "" = off
-    char *admin_token;  // bearer token for the admin API; "" = none (loopback only)
+    char *admin_listen;      // host:port, "" = off
+    char *admin_token;       // bearer token for the admin API; "" = none (loopback only)
+    int admin_metrics_lanes; // /metrics per-endpoint series: configured ones + this many
+                             // busiest; the rest summed under endpoint="other"
 
     // [endpoint "<scheme://host:port>"] sections, in the order they first appear
     hk_endpoint_conf_t *endpoints;

@@ -120,11 +120,17 @@ struct rd_chunk {
     rq_t ch_rq[RD_CHUNK];
 };
 
-typedef struct rd_watch {
+typedef struct rd_watch rd_watch_t;
+struct rd_watch {
     char *w_endpoint;
     char *w_key;          // hookd:breaker:<endpoint>
     int64_t w_last_until; // last until reported to on_breaker (thread only)
-} rd_watch_t;
+    size_t w_idx;         // position in rd_watch
+    rd_watch_t *w_next;   // in its rd_watch_tab bucket, or in rd_watch_dead
+};
+
+// Watched endpoints are found by hash: the dispatcher adds and drops one per lane.
+#define RD_WATCH_BUCKETS 4096
 
 struct hk_redis_s {
     // Set at start, read-only afterwards.
@@ -150,6 +156,12 @@ struct hk_redis_s {
     rd_chunk_t *rd_chunks;
     rd_watch_t **rd_watch;
     size_t rd_watch_cnt, rd_watch_cap;
+    rd_watch_t *rd_watch_tab[RD_WATCH_BUCKETS];
+    // Unwatched, freed by the thread before its next poll (its last MGET may still
+    // be reading them).
+    rd_watch_t *rd_watch_dead;
+    size_t rd_watch_chunk; // keys per MGET at most
+    size_t rd_poll_next;   // where the next poll starts in rd_watch (round robin)
     int rd_stopping;
     int rd_first_done;
     atomic_int rd_up; // written under rd_lock, read lock-free by hk_redis_up()
@@ -171,6 +183,8 @@ struct hk_redis_s {
     const char **rd_poll_argv;
     size_t rd_poll_cap;
 };
+
+static void watch_free_dead(hk_redis_t *r);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -785,6 +799,7 @@ static void *thread_main(void *arg)
             continue;
         }
 
+        watch_free_dead(r); // no MGET is reading them now
         // Take one batch, and the watched keys when the poll is due.
         rq_t *head = r->rd_head, *tail = NULL;
         int n = 0;
@@ -800,7 +815,8 @@ static void *thread_main(void *arg)
         }
         size_t poll_n = 0;
         if (poll_due) {
-            poll_n = r->rd_watch_cnt;
+            // A bounded chunk per sync, taking the watched keys in turn.
+            poll_n = r->rd_watch_cnt < r->rd_watch_chunk ? r->rd_watch_cnt : r->rd_watch_chunk;
             if (poll_n > r->rd_poll_cap) {
                 size_t cap = poll_n * 2;
                 rd_watch_t **pw = realloc(r->rd_poll, cap * sizeof(*pw));
@@ -814,7 +830,11 @@ static void *thread_main(void *arg)
             }
             if (poll_n > r->rd_poll_cap)
                 poll_n = r->rd_poll_cap; // out of memory: poll what fits
-            memcpy(r->rd_poll, r->rd_watch, poll_n * sizeof(*r->rd_poll));
+            if (r->rd_poll_next >= r->rd_watch_cnt)
+                r->rd_poll_next = 0;
+            for (size_t i = 0; i < poll_n; i++)
+                r->rd_poll[i] = r->rd_watch[(r->rd_poll_next + i) % r->rd_watch_cnt];
+            r->rd_poll_next = (r->rd_poll_next + poll_n) % r->rd_watch_cnt;
             r->rd_next_poll_ms = now + r->rd_sync_ms;
         }
         pthread_mutex_unlock(&r->rd_lock);
@@ -1004,6 +1024,7 @@ hk_redis_t *hk_redis_start(const hk_redis_opts_t *opts, char *err, size_t err_si
     r->rd_dedupe_ttl_s = opts->dedupe_ttl_s;
     r->rd_lease_ms = opts->lease_ms;
     r->rd_sync_ms = opts->sync_ms;
+    r->rd_watch_chunk = opts->watch_chunk > 0 ? (size_t)opts->watch_chunk : 256;
     r->rd_queue_max = opts->queue_max > 0 ? opts->queue_max : HK_REDIS_QUEUE_MAX;
     if (inst && *inst) {
         snprintf(r->rd_instance, sizeof(r->rd_instance), "%s", inst);
@@ -1078,6 +1099,7 @@ void hk_redis_stop(hk_redis_t *r)
         free(r->rd_watch[i]->w_key);
         free(r->rd_watch[i]);
     }
+    watch_free_dead(r);
     free(r->rd_watch);
     free(r->rd_poll);
     free(r->rd_poll_argv);
@@ -1157,13 +1179,34 @@ void hk_redis_breaker_closed(hk_redis_t *r, const char *endpoint)
     submit(r, &t, endpoint, NULL);
 }
 
+static uint32_t watch_bucket(const char *endpoint)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = endpoint; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h % RD_WATCH_BUCKETS;
+}
+
+// Frees what hk_redis_unwatch() dropped (rd_lock held, on the thread or at stop).
+static void watch_free_dead(hk_redis_t *r)
+{
+    for (rd_watch_t *w = r->rd_watch_dead, *next; w; w = next) {
+        next = w->w_next;
+        free(w->w_endpoint);
+        free(w->w_key);
+        free(w);
+    }
+    r->rd_watch_dead = NULL;
+}
+
 void hk_redis_watch(hk_redis_t *r, const char *endpoint)
 {
     if (!r || !endpoint || strlen(endpoint) > HK_REDIS_NAME_MAX)
         return;
+    uint32_t b = watch_bucket(endpoint);
     pthread_mutex_lock(&r->rd_lock);
-    for (size_t i = 0; i < r->rd_watch_cnt; i++) {
-        if (strcmp(r->rd_watch[i]->w_endpoint, endpoint) == 0) {
+    for (rd_watch_t *w = r->rd_watch_tab[b]; w; w = w->w_next) {
+        if (strcmp(w->w_endpoint, endpoint) == 0) {
             pthread_mutex_unlock(&r->rd_lock);
             return;
         }
@@ -1195,8 +1238,32 @@ void hk_redis_watch(hk_redis_t *r, const char *endpoint)
     }
     snprintf(w->w_key, klen, "hookd:breaker:%s", endpoint);
     int first = r->rd_watch_cnt == 0;
+    w->w_idx = r->rd_watch_cnt;
     r->rd_watch[r->rd_watch_cnt++] = w;
+    w->w_next = r->rd_watch_tab[b];
+    r->rd_watch_tab[b] = w;
     if (first)
         pthread_cond_signal(&r->rd_wake); // it may be sleeping without a poll deadline
+    pthread_mutex_unlock(&r->rd_lock);
+}
+
+void hk_redis_unwatch(hk_redis_t *r, const char *endpoint)
+{
+    if (!r || !endpoint)
+        return;
+    uint32_t b = watch_bucket(endpoint);
+    pthread_mutex_lock(&r->rd_lock);
+    for (rd_watch_t **pp = &r->rd_watch_tab[b]; *pp; pp = &(*pp)->w_next) {
+        rd_watch_t *w = *pp;
+        if (strcmp(w->w_endpoint, endpoint) != 0)
+            continue;
+        *pp = w->w_next;
+        rd_watch_t *last = r->rd_watch[--r->rd_watch_cnt];
+        r->rd_watch[w->w_idx] = last;
+        last->w_idx = w->w_idx;
+        w->w_next = r->rd_watch_dead;
+        r->rd_watch_dead = w;
+        break;
+    }
     pthread_mutex_unlock(&r->rd_lock);
 }

@@ -53,6 +53,7 @@ typedef struct hk_redis_opts {
     hk_redis_breaker_cb *on_breaker; // may be NULL
     void *arg;                       // passed to on_breaker
     int queue_max;                   // requests queued or in flight at most; 0: HK_REDIS_QUEUE_MAX
+    int watch_chunk;                 // watched keys per poll (MGET) at most; 0: 256
 } hk_redis_opts_t;
 
 // Parses opts->url, starts the thread and waits for its first connection attempt
@@ -124,13 +125,18 @@ void hk_redis_permits(hk_redis_t *r, const char *endpoint, double rate, int burs
 // Shared breakers. Opening publishes hookd:breaker:<endpoint> =
 // "<instance> <open_until_wall_ms>" PX (until - now); closing deletes it if it is
 // ours. Fire and forget; dropped while Redis is down. The thread polls the
-// endpoints registered with hk_redis_watch() (one MGET every sync_ms) and calls
-// opts->on_breaker(endpoint, until) for each key set by another instance whose
-// until is in the future, once per distinct until value.
+// endpoints registered with hk_redis_watch() (one MGET of at most watch_chunk keys
+// every sync_ms, taking the watched endpoints in turn, so a sync costs the same
+// however many endpoints are live) and calls opts->on_breaker(endpoint, until) for
+// each key set by another instance whose until is in the future, once per
+// distinct until value.
 void hk_redis_breaker_open(hk_redis_t *r, const char *endpoint, int64_t open_until_wall_ms);
 void hk_redis_breaker_closed(hk_redis_t *r, const char *endpoint);
-// Idempotent. Endpoints stay watched until hk_redis_stop().
+// Idempotent, O(1). The dispatcher watches each live lane (worker/dispatch.h
+// on_lane) and unwatches it when the lane is evicted (on_lane_gone), so the watch
+// list is bounded by dispatch.max_lanes.
 void hk_redis_watch(hk_redis_t *r, const char *endpoint);
+void hk_redis_unwatch(hk_redis_t *r, const char *endpoint);
 
 // A parsed opts->url. Exposed so config validation can check it up front.
 typedef struct hk_redis_url {

@@ -28,6 +28,7 @@ typedef struct dl_slot {
     size_t resp_bytes;
     char retry_after[128]; // Retry-After of the response, "" when none
     int blocked;
+    int peer_disabled; // the connected address is a disabled endpoint (dispatch rule)
     char blocked_addr[64];
     const char *blocked_why;
     char errbuf[CURL_ERROR_SIZE];
@@ -81,6 +82,20 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         }
     }
     return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+// Before each request, on a new or a reused connection: rules that name an
+// address apply to the peer actually connected, whatever name led there.
+static int prereq(void *clientp, char *peer_ip, char *local_ip, int peer_port, int local_port)
+{
+    (void)local_ip, (void)local_port;
+    dl_slot_t *slot = clientp;
+    if (!hk_dispatch_peer_disabled(slot->th->dl->dl_opts.dispatch, slot->task->job->url, peer_ip,
+                                   peer_port))
+        return CURL_PREREQFUNC_OK;
+    slot->peer_disabled = 1;
+    snprintf(slot->blocked_addr, sizeof(slot->blocked_addr), "%s", peer_ip);
+    return CURL_PREREQFUNC_ABORT;
 }
 
 // Response bodies are not needed: count them, and stop a transfer that sends more
@@ -138,6 +153,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
     slot->resp_bytes = 0;
     slot->retry_after[0] = '\0';
     slot->blocked = 0;
+    slot->peer_disabled = 0;
     slot->blocked_why = NULL;
     slot->errbuf[0] = '\0';
 
@@ -192,6 +208,8 @@ static void start(dl_thread_t *th, hk_task_t *task)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, slot);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, slot);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -233,7 +251,7 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
     hk_attempt_result_t res = {.http_status = (int)status,
                                .curl_code = (int)code,
                                .blocked = slot->blocked && status == 0};
-    hk_outcome_t outcome = hk_classify(&res);
+    hk_outcome_t outcome = slot->peer_disabled ? HK_OUTCOME_GONE : hk_classify(&res);
     // Per attempt, before main turns a last retryable one into "exhausted".
     curl_off_t total_us = 0;
     if (curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total_us) != CURLE_OK)
@@ -247,6 +265,9 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
         task->retry_after_ms = delay;
     if (outcome == HK_OUTCOME_DELIVERED)
         hk_task_fail(task, outcome, (int)status, "%s", "");
+    else if (slot->peer_disabled)
+        hk_task_fail(task, outcome, 0, "endpoint disabled (by the peer address %s)",
+                     slot->blocked_addr);
     else if (res.blocked)
         hk_task_fail(task, outcome, 0, "blocked: %s address %s", slot->blocked_why,
                      slot->blocked_addr);

@@ -1,29 +1,44 @@
 // dispatch: lanes per endpoint, queues per (tenant, endpoint), a delay heap.
 //
 // Structures (all under d_lock):
-//   lane_t   one per endpoint: breaker, AIMD limit, disabled flag, and the list of
-//            queues parked on it because it had no free slot.
+//   lane_t   one per endpoint: breaker, AIMD limit, disabled flag, 429 hold, and the
+//            list of queues parked on it because it had no free slot.
 //   queue_t  one per (tenant, endpoint): a FIFO of tasks. It is READY (linked in
 //            its tenant's ring), PARKED (linked in its lane's wait list) or IDLE.
 //   tenant_t one per tenant: a ring of READY queues; tenants with READY queues
 //            form the global ring that take() walks.
 // Rings are circular doubly linked lists (O(1) unlink).
+//
+// Lifetimes (bounded state, DESIGN §7): a task is *bound* (task->queue set, and
+// counted in its queue's and lane's refs) while it is queued, delayed or in
+// flight; it is unbound whenever it leaves the dispatcher (finished, diverted,
+// abandoned, removed), and bound again if it comes back. A queue is freed with its
+// last bound task, a tenant with its last queue, a chain with its last task. A
+// lane whose refs drop to 0 joins d_idle (oldest first) and is evicted lane_idle_ms
+// later unless a rule keeps it or its breaker is OPEN.
 #include "worker/dispatch.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "retry/ratelimit.h"
 #include "worker/clock.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 
-#define BUCKETS     1024
+#define BUCKETS     4096
 #define MAX_WORKERS 256
+#define SWEEP_MAX   4096 // lanes looked at per eviction sweep (bounds take()'s time)
+#define TRIM_AFTER  1024 // evictions after which freed memory is handed back to the OS
 
 typedef struct link {
     struct link *prev, *next;
@@ -60,17 +75,30 @@ typedef struct lane lane_t;
 typedef struct tenant tenant_t;
 typedef struct queue queue_t;
 
+// One disabled URL of a lane: by a 410 Gone (expires, in d_gone oldest first) or
+// by an operator (expires_ms 0: until enabled, not in d_gone).
+typedef struct gone {
+    link_t fifo;
+    lane_t *lane;
+    int64_t expires_ms;
+    char url[];
+} gone_t;
+
 struct lane {
     lane_t *hash_next;
     hk_breaker_t *br;
     hk_aimd_t lim;
     int disabled;
-    link_t waiting;   // parked queues (queue_t.park)
-    int br_stale;     // breaker built with old settings: replace when it closes
-    char **gone_urls; // URLs that answered 410 Gone: disabled one by one
+    link_t waiting; // parked queues (queue_t.park)
+    int br_stale;   // breaker built with old settings: replace when it closes
+    gone_t **gone;  // URLs disabled one by one (410 Gone, or an operator)
     size_t gone_cnt;
     size_t queued; // tasks in this lane's queues (not delayed)
     uint64_t delivered, failed;
+    size_t refs;           // bound tasks: queued, delayed or in flight
+    link_t idle_link;      // in d_idle while refs == 0
+    int64_t idle_since_ms; // when refs last dropped to 0
+    int64_t hold_until_ms; // a 429 asked us to wait: nothing new is sent before this
 
     // Rate limit ([endpoint] rate/burst): permits granted by the shared limiter
     // (Redis GCRA) when there is one and it answers, else a local GCRA.
@@ -81,7 +109,7 @@ struct lane {
     int64_t permits_ms;     // when they were granted (they go stale after a second)
     int permit_asked;       // a request for permits is out
     int64_t shared_down_ms; // the shared limiter could not answer: local until then
-    int64_t rate_wake_ms;   // parked for the rate: unpark then (0 = not waiting)
+    int64_t rate_wake_ms;   // parked until then (rate limit or 429 hold; 0 = not waiting)
     link_t rate_link;       // in d_rate_wait while rate_wake_ms is set
     char key[];
 };
@@ -90,6 +118,7 @@ struct tenant {
     tenant_t *hash_next;
     link_t ready; // READY queues (queue_t.ring); the first is served next
     link_t ring;  // in d_tenants while it has READY queues
+    size_t queues;
     char name[];
 };
 
@@ -102,6 +131,7 @@ struct queue {
     hk_task_t *head;
     hk_task_t **tail;
     size_t cnt;
+    size_t refs; // bound tasks (queued, delayed or in flight)
     int state;
     link_t ring; // in tenant->ready, or in lane->waiting
 };
@@ -136,24 +166,40 @@ struct hk_dispatch_s {
     tenant_t *d_tenant_tab[BUCKETS];
     queue_t *d_queue_tab[BUCKETS];
     chain_t *d_chains[BUCKETS];
-    link_t d_tenants;   // tenants with READY queues; the first is served next
-    size_t d_queued;    // tasks in queues
-    hk_task_t **d_heap; // delayed tasks, min-heap on due_ms
+    size_t d_lanes_cnt, d_queues_cnt, d_tenants_cnt, d_chains_cnt;
+    link_t d_idle;             // lanes without bound tasks, oldest idle first (lane_t.idle_link)
+    link_t d_gone;             // 410-disabled URLs, oldest first (gone_t.fifo)
+    size_t d_gone_cnt;         // entries in d_gone
+    size_t d_evicted;          // evictions since the last malloc_trim
+    atomic_int d_disabled_cnt; // lanes disabled whole: the peer check is free while 0
+    link_t d_tenants;          // tenants with READY queues; the first is served next
+    size_t d_queued;           // tasks in queues
+    hk_task_t **d_heap;        // delayed tasks, min-heap on due_ms
     size_t d_heap_cnt, d_heap_cap;
-    link_t d_rate_wait; // lanes parked until a rate-limit time (lane_t.rate_link)
+    // At the lane cap: tasks whose endpoint has no lane and cannot get one yet,
+    // oldest first (unbound, due_ms kept). Let in by take() as lanes free.
+    hk_task_t *d_waiting, **d_waiting_tail;
+    size_t d_waiting_cnt;
+    int d_at_cap_logged;
+    link_t d_rate_wait; // lanes parked until a rate-limit or hold time (lane_t.rate_link)
     // Calls to the shared-state hooks, made after the lock is let go.
     struct note {
         int kind; // NOTE_*
         double rate;
         int burst, want;
         int64_t until_wall_ms;
-        char endpoint[256];
+        char *endpoint; // the whole key, however long (malloc'ed)
     } * d_notes;
     size_t d_notes_cnt, d_notes_cap;
     worker_t d_workers[MAX_WORKERS];
     int d_workers_cnt;
     int d_wake_next;
 };
+
+static int64_t now_of(const hk_dispatch_t *d)
+{
+    return d->d_opts.clock_ms ? d->d_opts.clock_ms() : hk_clock_mono_ms();
+}
 
 static uint32_t hash_str(const char *s, uint32_t h)
 {
@@ -173,21 +219,92 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+static void lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+}
+
+// An IPv6 address as the key writes it: an IPv4-mapped one as its IPv4 address
+// (the same peer), others as inet_ntop writes them, in brackets.
+static int ip6_canon(const struct in6_addr *a6, char *out, size_t size)
+{
+    char buf[INET6_ADDRSTRLEN];
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {
+        struct in_addr a4;
+        memcpy(&a4, &a6->s6_addr[12], 4);
+        return inet_ntop(AF_INET, &a4, out, (socklen_t)size) ? 0 : -1;
+    }
+    if (!inet_ntop(AF_INET6, a6, buf, sizeof(buf)))
+        return -1;
+    int n = snprintf(out, size, "[%s]", buf);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+// The host part of an endpoint key (see hk_dispatch_endpoint_of). `host` as curl
+// gives it (IPv6 in brackets, zone id dropped; IPv4 spellings already dotted).
+static int host_canon(const char *host, char *out, size_t size)
+{
+    size_t len = strlen(host);
+    if (len == 0 || len > HK_DISPATCH_HOST_MAX + 2)
+        return -1;
+    if (host[0] == '[') {
+        char inner[INET6_ADDRSTRLEN + 1];
+        const char *close = strchr(host, ']');
+        size_t n = close ? (size_t)(close - host - 1) : 0;
+        struct in6_addr a6;
+        if (close && n < sizeof(inner)) {
+            memcpy(inner, host + 1, n);
+            inner[n] = '\0';
+            char *pct = strchr(inner, '%');
+            if (pct)
+                *pct = '\0';
+            if (inet_pton(AF_INET6, inner, &a6) == 1)
+                return ip6_canon(&a6, out, size);
+        }
+        if (len >= size)
+            return -1;
+        memcpy(out, host, len + 1);
+        lower(out);
+        return 0;
+    }
+    char buf[HK_DISPATCH_HOST_MAX + 3];
+    memcpy(buf, host, len + 1);
+    lower(buf);
+    while (len > 0 && buf[len - 1] == '.') // "example.com." is example.com
+        buf[--len] = '\0';
+    if (len == 0 || len > HK_DISPATCH_HOST_MAX)
+        return -1;
+    // curl writes IPv4 literals as dotted quads, but not once a trailing dot hid
+    // them ("127.1."): read those as curl would (inet_aton takes the same
+    // decimal, octal, hex and short forms).
+    struct in_addr a4;
+    if (strspn(buf, "0123456789abcdefx.") == len && inet_aton(buf, &a4) == 1)
+        return inet_ntop(AF_INET, &a4, out, (socklen_t)size) ? 0 : -1;
+    if (strcmp(buf, "localhost") == 0) // curl answers it itself, with loopback
+        snprintf(buf, sizeof(buf), "127.0.0.1");
+    int n = snprintf(out, size, "%s", buf);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
 int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *port = NULL;
+    char h[HK_DISPATCH_HOST_MAX + 3];
     int rc = -1;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-        for (char *p = scheme; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        for (char *p = host; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        int n = snprintf(out, out_size, "%s://%s:%s", scheme, host, port);
-        rc = n > 0 && (size_t)n < out_size ? 0 : -1;
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+        host_canon(host, h, sizeof(h)) == 0) {
+        lower(scheme);
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*end == '\0' && p > 0 && p <= 65535) {
+            int n = snprintf(out, out_size, "%s://%s:%ld", scheme, h, p);
+            rc = n > 0 && (size_t)n < out_size ? 0 : -1;
+        }
     }
     curl_free(scheme);
     curl_free(host);
@@ -196,14 +313,15 @@ int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
     return rc;
 }
 
-enum { NOTE_LANE, NOTE_OPEN, NOTE_CLOSE, NOTE_PERMITS };
+enum { NOTE_LANE, NOTE_LANE_GONE, NOTE_OPEN, NOTE_CLOSE, NOTE_PERMITS };
 
 // Queues a call to a shared-state hook (lock held); flush_notes() makes it.
 static void note_add(hk_dispatch_t *d, int kind, const lane_t *l, int want)
 {
-    int hooked = kind == NOTE_PERMITS ? d->d_opts.want_permits != NULL
-                 : kind == NOTE_LANE  ? d->d_opts.on_lane != NULL
-                                      : d->d_opts.on_breaker != NULL;
+    int hooked = kind == NOTE_PERMITS     ? d->d_opts.want_permits != NULL
+                 : kind == NOTE_LANE      ? d->d_opts.on_lane != NULL
+                 : kind == NOTE_LANE_GONE ? d->d_opts.on_lane_gone != NULL
+                                          : d->d_opts.on_breaker != NULL;
     if (!hooked)
         return;
     if (d->d_notes_cnt == d->d_notes_cap) {
@@ -219,8 +337,11 @@ static void note_add(hk_dispatch_t *d, int kind, const lane_t *l, int want)
     n->want = want;
     n->until_wall_ms = 0;
     if (kind == NOTE_OPEN) // the hooks speak wall-clock time: it is shared
-        n->until_wall_ms = hk_clock_wall_ms() + (hk_breaker_open_until(l->br) - hk_clock_mono_ms());
-    snprintf(n->endpoint, sizeof(n->endpoint), "%s", l->key);
+        n->until_wall_ms = hk_clock_wall_ms() + (hk_breaker_open_until(l->br) - now_of(d));
+    // The whole key: a cut one would never find its lane again.
+    n->endpoint = strdup(l->key);
+    if (!n->endpoint)
+        abort();
 }
 
 // Makes the queued hook calls, without the lock.
@@ -237,17 +358,23 @@ static void flush_notes(hk_dispatch_t *d)
         struct note *n = &notes[i];
         if (n->kind == NOTE_LANE)
             d->d_opts.on_lane(n->endpoint, arg);
+        else if (n->kind == NOTE_LANE_GONE)
+            d->d_opts.on_lane_gone(n->endpoint, arg);
         else if (n->kind == NOTE_PERMITS)
             d->d_opts.want_permits(n->endpoint, n->rate, n->burst, n->want, arg);
         else
             d->d_opts.on_breaker(n->endpoint, n->kind == NOTE_OPEN ? n->until_wall_ms : 0, arg);
+        free(n->endpoint);
     }
     free(notes);
 }
 
+// Parks the lane's queues until `when_ms` (a rate limit or a 429 hold); an
+// earlier wake-up already set stands (waking early only parks them again).
 static void rate_wait(hk_dispatch_t *d, lane_t *l, int64_t when_ms)
 {
-    l->rate_wake_ms = when_ms;
+    if (l->rate_wake_ms == 0 || when_ms < l->rate_wake_ms)
+        l->rate_wake_ms = when_ms;
     if (link_alone(&l->rate_link))
         link_insert_before(&d->d_rate_wait, &l->rate_link);
 }
@@ -280,7 +407,80 @@ static int rate_take(hk_dispatch_t *d, lane_t *l, int64_t now_ms)
     return 0;
 }
 
-static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
+// --- lifetimes -----------------------------------------------------------------
+
+// 1 while a rule keeps the lane whatever its traffic: disabled, a rate limit, or
+// disabled URLs (those expire, operator ones excepted).
+static int lane_kept(const lane_t *l)
+{
+    return l->disabled || l->rate > 0 || l->gone_cnt > 0;
+}
+
+// 1 when the lane may be evicted now: nothing bound to it, no rule, its breaker
+// not OPEN and no 429 hold (forgetting either would let a burst through).
+static int lane_evictable(const lane_t *l, int64_t now_ms)
+{
+    return l->refs == 0 && !lane_kept(l) && l->hold_until_ms <= now_ms &&
+           hk_breaker_state(l->br, now_ms) != HK_BREAKER_OPEN;
+}
+
+static void lane_evict(hk_dispatch_t *d, lane_t *l)
+{
+    uint32_t b = hash_str(l->key, 2166136261u) % BUCKETS;
+    for (lane_t **pp = &d->d_lanes[b]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == l) {
+            *pp = l->hash_next;
+            break;
+        }
+    }
+    link_remove(&l->idle_link);
+    if (!link_alone(&l->rate_link))
+        link_remove(&l->rate_link);
+    note_add(d, NOTE_LANE_GONE, l, 0);
+    hk_breaker_destroy(l->br);
+    free(l->gone);
+    free(l);
+    d->d_lanes_cnt--;
+    d->d_evicted++;
+    hk_metric_add(lanes_evicted, 1);
+}
+
+// Evicts lanes idle for lane_idle_ms; those a rule or an open breaker keeps go
+// to the back, to be looked at again an idle time later. Bounded per call.
+static void lanes_sweep(hk_dispatch_t *d, int64_t now_ms)
+{
+    for (size_t looked = 0; !link_alone(&d->d_idle) && looked < SWEEP_MAX; looked++) {
+        lane_t *l = container_of(d->d_idle.next, lane_t, idle_link);
+        if (now_ms - l->idle_since_ms < d->d_opts.lane_idle_ms)
+            break;
+        if (lane_evictable(l, now_ms)) {
+            lane_evict(d, l);
+        } else {
+            link_remove(&l->idle_link);
+            l->idle_since_ms = now_ms;
+            link_insert_before(&d->d_idle, &l->idle_link);
+        }
+    }
+}
+
+static void lane_ref(lane_t *l)
+{
+    if (l->refs++ == 0)
+        link_remove(&l->idle_link);
+}
+
+static void lane_unref(hk_dispatch_t *d, lane_t *l, int64_t now_ms)
+{
+    if (--l->refs == 0) {
+        l->idle_since_ms = now_ms;
+        link_insert_before(&d->d_idle, &l->idle_link);
+    }
+}
+
+// `force`: a rule names the lane (config, admin API): made even past the cap,
+// since rules are few and trusted. Otherwise NULL at the cap when no idle lane
+// can make room.
+static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create, int force)
 {
     uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
     for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next)
@@ -288,6 +488,24 @@ static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
             return l;
     if (!create)
         return NULL;
+    int64_t now = now_of(d);
+    if (d->d_lanes_cnt >= d->d_opts.max_lanes && !force) {
+        // At the cap: the least recently idle lane that may go makes room now,
+        // without waiting out its idle time.
+        lane_t *victim = NULL;
+        size_t looked = 0;
+        for (link_t *k = d->d_idle.next; k != &d->d_idle && looked < SWEEP_MAX;
+             k = k->next, looked++) {
+            lane_t *c = container_of(k, lane_t, idle_link);
+            if (lane_evictable(c, now)) {
+                victim = c;
+                break;
+            }
+        }
+        if (!victim)
+            return NULL;
+        lane_evict(d, victim);
+    }
     size_t len = strlen(key);
     lane_t *l = xcalloc(1, sizeof(*l) + len + 1);
     memcpy(l->key, key, len + 1);
@@ -297,8 +515,11 @@ static lane_t *lane_find(hk_dispatch_t *d, const char *key, int create)
     hk_aimd_init(&l->lim, &d->d_opts.lane);
     link_init(&l->waiting);
     link_init(&l->rate_link);
+    l->idle_since_ms = now;
+    link_insert_before(&d->d_idle, &l->idle_link);
     l->hash_next = d->d_lanes[b];
     d->d_lanes[b] = l;
+    d->d_lanes_cnt++;
     note_add(d, NOTE_LANE, l, 0);
     return l;
 }
@@ -316,12 +537,31 @@ static tenant_t *tenant_find(hk_dispatch_t *d, const char *name)
     link_init(&t->ring);
     t->hash_next = d->d_tenant_tab[b];
     d->d_tenant_tab[b] = t;
+    d->d_tenants_cnt++;
     return t;
+}
+
+static void tenant_free(hk_dispatch_t *d, tenant_t *t)
+{
+    uint32_t b = hash_str(t->name, 2166136261u) % BUCKETS;
+    for (tenant_t **pp = &d->d_tenant_tab[b]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == t) {
+            *pp = t->hash_next;
+            break;
+        }
+    }
+    free(t);
+    d->d_tenants_cnt--;
+}
+
+static uint32_t queue_bucket(const tenant_t *t, const lane_t *l)
+{
+    return (uint32_t)(((uintptr_t)t * 31u) ^ ((uintptr_t)l >> 4)) % BUCKETS;
 }
 
 static queue_t *queue_find(hk_dispatch_t *d, tenant_t *t, lane_t *l)
 {
-    uint32_t b = (uint32_t)(((uintptr_t)t * 31u) ^ ((uintptr_t)l >> 4)) % BUCKETS;
+    uint32_t b = queue_bucket(t, l);
     for (queue_t *q = d->d_queue_tab[b]; q; q = q->hash_next)
         if (q->tenant == t && q->lane == l)
             return q;
@@ -333,7 +573,74 @@ static queue_t *queue_find(hk_dispatch_t *d, tenant_t *t, lane_t *l)
     link_init(&q->ring);
     q->hash_next = d->d_queue_tab[b];
     d->d_queue_tab[b] = q;
+    t->queues++;
+    d->d_queues_cnt++;
     return q;
+}
+
+// The queue's last bound task left (so it is empty and IDLE): it goes, and its
+// tenant with it when that was the tenant's last queue.
+static void queue_free(hk_dispatch_t *d, queue_t *q)
+{
+    uint32_t b = queue_bucket(q->tenant, q->lane);
+    for (queue_t **pp = &d->d_queue_tab[b]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == q) {
+            *pp = q->hash_next;
+            break;
+        }
+    }
+    tenant_t *t = q->tenant;
+    free(q);
+    d->d_queues_cnt--;
+    if (--t->queues == 0)
+        tenant_free(d, t);
+}
+
+// Binds the task to its (tenant, endpoint) queue (see the top comment). NULL
+// when its endpoint has no lane and the cap leaves no room for one.
+static queue_t *task_bind(hk_dispatch_t *d, hk_task_t *task)
+{
+    if (task->queue)
+        return task->queue;
+    char key[HK_DISPATCH_ENDPOINT_MAX];
+    if (hk_dispatch_endpoint_of(task->job->url, key, sizeof(key)) != 0)
+        snprintf(key, sizeof(key), "invalid:");
+    lane_t *l = lane_find(d, key, 1, 0);
+    if (!l)
+        return NULL;
+    const char *tname = task->job->tenant ? task->job->tenant : "default";
+    queue_t *q = queue_find(d, tenant_find(d, tname), l);
+    q->refs++;
+    lane_ref(l);
+    task->queue = q;
+    return q;
+}
+
+// The task leaves the dispatcher (its queue and lane may go).
+static void task_unbind(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
+{
+    queue_t *q = task->queue;
+    if (!q)
+        return;
+    task->queue = NULL;
+    lane_unref(d, q->lane, now_ms);
+    if (--q->refs == 0)
+        queue_free(d, q);
+}
+
+// A task for a new endpoint while every lane holds work: it waits, unbound.
+static void waiting_push(hk_dispatch_t *d, hk_task_t *task)
+{
+    task->next = NULL;
+    *d->d_waiting_tail = task;
+    d->d_waiting_tail = &task->next;
+    d->d_waiting_cnt++;
+    hk_metric_add(lane_cap_waits, 1);
+    if (!d->d_at_cap_logged) {
+        d->d_at_cap_logged = 1;
+        hk_log(HK_LOG_WARN, "lanes_full", "{s:I,s:s}", "max_lanes", (json_int_t)d->d_opts.max_lanes,
+               "action", "tasks for new endpoints wait until a lane frees");
+    }
 }
 
 // Makes q READY: linked at the end of its tenant's ring, tenant in the global ring.
@@ -504,9 +811,25 @@ hk_dispatch_t *hk_dispatch_new(const hk_dispatch_opts_t *opts)
     if (!d)
         return NULL;
     d->d_opts = *opts;
+    hk_dispatch_opts_t *o = &d->d_opts;
+    if (o->lane_idle_ms <= 0)
+        o->lane_idle_ms = 30000;
+    if (o->max_lanes == 0)
+        o->max_lanes = 10000;
+    if (o->gone_max == 0)
+        o->gone_max = 10000;
+    if (o->gone_ttl_ms <= 0)
+        o->gone_ttl_ms = 3600000;
+    if (o->hold_default_ms <= 0)
+        o->hold_default_ms = 1000;
+    if (o->hold_max_ms <= 0)
+        o->hold_max_ms = 3600000;
     pthread_mutex_init(&d->d_lock, NULL);
     link_init(&d->d_tenants);
     link_init(&d->d_rate_wait);
+    link_init(&d->d_idle);
+    link_init(&d->d_gone);
+    d->d_waiting_tail = &d->d_waiting;
     return d;
 }
 
@@ -540,15 +863,21 @@ void hk_dispatch_destroy(hk_dispatch_t *d)
         for (lane_t *l = d->d_lanes[b], *next; l; l = next) {
             next = l->hash_next;
             for (size_t i = 0; i < l->gone_cnt; i++)
-                free(l->gone_urls[i]);
-            free(l->gone_urls);
+                free(l->gone[i]);
+            free(l->gone);
             hk_breaker_destroy(l->br);
             free(l);
         }
     }
+    for (hk_task_t *task = d->d_waiting, *next; task; task = next) {
+        next = task->next;
+        hk_task_destroy(task);
+    }
     for (size_t i = 0; i < d->d_heap_cnt; i++)
         hk_task_destroy(d->d_heap[i]);
     free(d->d_heap);
+    for (size_t i = 0; i < d->d_notes_cnt; i++)
+        free(d->d_notes[i].endpoint);
     free(d->d_notes);
     pthread_mutex_destroy(&d->d_lock);
     free(d);
@@ -578,19 +907,6 @@ static worker_t pick_idle(hk_dispatch_t *d)
     return (worker_t){0};
 }
 
-static queue_t *queue_of(hk_dispatch_t *d, hk_task_t *task)
-{
-    if (task->queue)
-        return task->queue;
-    char key[512];
-    if (hk_dispatch_endpoint_of(task->job->url, key, sizeof(key)) != 0)
-        snprintf(key, sizeof(key), "invalid:");
-    const char *tname = task->job->tenant ? task->job->tenant : "default";
-    queue_t *q = queue_find(d, tenant_find(d, tname), lane_find(d, key, 1));
-    task->queue = q;
-    return q;
-}
-
 static chain_t *chain_get(hk_dispatch_t *d, const char *key)
 {
     uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
@@ -603,6 +919,7 @@ static chain_t *chain_get(hk_dispatch_t *d, const char *key)
     c->tail = &c->head;
     c->hash_next = d->d_chains[b];
     d->d_chains[b] = c;
+    d->d_chains_cnt++;
     return c;
 }
 
@@ -613,9 +930,23 @@ static void chain_free(hk_dispatch_t *d, chain_t *c)
         if (*pp == c) {
             *pp = c->hash_next;
             free(c);
+            d->d_chains_cnt--;
             return;
         }
     }
+}
+
+// Puts an active task where it belongs: the delay heap when it has a due time,
+// else its queue; it waits for a lane when the cap leaves no room for its own.
+static void task_place(hk_dispatch_t *d, hk_task_t *task)
+{
+    queue_t *q = task_bind(d, task);
+    if (!q)
+        waiting_push(d, task);
+    else if (task->due_ms > 0)
+        heap_push(d, task);
+    else
+        queue_push(d, q, task);
 }
 
 // The key's active task is terminal: the next waiting one becomes active and
@@ -635,10 +966,7 @@ static int chain_release(hk_dispatch_t *d, hk_task_t *task)
     if (!c->head)
         c->tail = &c->head;
     next->next = NULL;
-    if (next->due_ms > 0)
-        heap_push(d, next); // e.g. a retry-topic record not yet due
-    else
-        queue_push(d, queue_of(d, next), next);
+    task_place(d, next); // the heap when e.g. a retry-topic record is not yet due
     return 1;
 }
 
@@ -648,9 +976,12 @@ void hk_dispatch_release(hk_dispatch_t *d, hk_task_t *task)
         return;
     pthread_mutex_lock(&d->d_lock);
     worker_t w = chain_release(d, task) ? pick_idle(d) : (worker_t){0};
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
     if (w.wake)
         w.wake(w.arg);
+    if (notes)
+        flush_notes(d);
 }
 
 void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task)
@@ -661,12 +992,11 @@ void hk_dispatch_submit(hk_dispatch_t *d, hk_task_t *task)
 void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
 {
     pthread_mutex_lock(&d->d_lock);
-    queue_t *q = queue_of(d, task);
     // Batch items are ordered by their batch, never chained by key (they share one).
     if (d->d_opts.ordered && !task->chain && !task->batch && task->job->ordering_key) {
         chain_t *c = chain_get(d, task->job->ordering_key);
         task->chain = c;
-        if (c->active) { // an earlier job of this key is not terminal yet: wait
+        if (c->active) { // an earlier job of this key is not terminal yet: wait (unbound)
             task->next = NULL;
             task->due_ms = due_ms;
             *c->tail = task;
@@ -677,13 +1007,9 @@ void hk_dispatch_defer(hk_dispatch_t *d, hk_task_t *task, int64_t due_ms)
         c->active = 1;
     }
     task->due_ms = due_ms;
-    int first = 0;
-    if (due_ms > 0) {
-        heap_push(d, task);
-        first = task->heap_idx == 0; // an earlier wake-up than any sleeper expects
-    } else {
-        queue_push(d, q, task);
-    }
+    task_place(d, task);
+    // An earlier wake-up than any sleeper expects, or work now.
+    int first = due_ms > 0 && task->heap_idx == 0 && d->d_heap_cnt > 0 && d->d_heap[0] == task;
     worker_t w = (due_ms == 0 || first) ? pick_idle(d) : (worker_t){0};
     int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
@@ -735,32 +1061,77 @@ static int url_gone(const lane_t *l, const char *url)
     if (url_norm(url, norm, sizeof(norm)) != 0)
         return 0;
     for (size_t i = 0; i < l->gone_cnt; i++)
-        if (strcmp(l->gone_urls[i], norm) == 0)
+        if (strcmp(l->gone[i]->url, norm) == 0)
             return 1;
     return 0;
 }
 
+static void gone_remove(hk_dispatch_t *d, lane_t *l, size_t i)
+{
+    gone_t *g = l->gone[i];
+    if (!link_alone(&g->fifo)) {
+        link_remove(&g->fifo);
+        d->d_gone_cnt--;
+    }
+    l->gone[i] = l->gone[--l->gone_cnt];
+    free(g);
+}
+
 // Adds or removes one URL of the lane's disabled list; 1 when that changed it.
-static int url_gone_set(lane_t *l, const char *url, int gone)
+// `expires_ms` 0: an operator's, kept until enabled; else a 410's, forgotten
+// then, or earlier when more than gone_max are held (oldest first).
+static int url_gone_set(hk_dispatch_t *d, lane_t *l, const char *url, int gone, int64_t expires_ms)
 {
     for (size_t i = 0; i < l->gone_cnt; i++) {
-        if (strcmp(l->gone_urls[i], url) == 0) {
-            if (gone)
-                return 0;
-            free(l->gone_urls[i]);
-            l->gone_urls[i] = l->gone_urls[--l->gone_cnt];
-            return 1;
+        gone_t *g = l->gone[i];
+        if (strcmp(g->url, url) == 0) {
+            if (!gone) {
+                gone_remove(d, l, i);
+                return 1;
+            }
+            if (expires_ms == 0 && g->expires_ms != 0 && !link_alone(&g->fifo)) {
+                link_remove(&g->fifo); // an operator's now: no longer expires
+                d->d_gone_cnt--;
+                g->expires_ms = 0;
+            }
+            return 0;
         }
     }
     if (!gone)
         return 0;
-    char **urls = realloc(l->gone_urls, (l->gone_cnt + 1) * sizeof(*urls));
-    char *copy = strdup(url);
-    if (!urls || !copy)
+    size_t len = strlen(url);
+    gone_t **v = realloc(l->gone, (l->gone_cnt + 1) * sizeof(*v));
+    gone_t *g = malloc(sizeof(*g) + len + 1);
+    if (!v || !g)
         abort();
-    l->gone_urls = urls;
-    l->gone_urls[l->gone_cnt++] = copy;
+    l->gone = v;
+    memcpy(g->url, url, len + 1);
+    g->lane = l;
+    g->expires_ms = expires_ms;
+    link_init(&g->fifo);
+    l->gone[l->gone_cnt++] = g;
+    if (expires_ms != 0) {
+        link_insert_before(&d->d_gone, &g->fifo);
+        d->d_gone_cnt++;
+    }
     return 1;
+}
+
+// Forgets 410s past their time, and the oldest beyond gone_max.
+static void gone_sweep(hk_dispatch_t *d, int64_t now_ms)
+{
+    while (!link_alone(&d->d_gone)) {
+        gone_t *g = container_of(d->d_gone.next, gone_t, fifo);
+        if (g->expires_ms > now_ms && d->d_gone_cnt <= d->d_opts.gone_max)
+            break;
+        lane_t *l = g->lane;
+        for (size_t i = 0; i < l->gone_cnt; i++) {
+            if (l->gone[i] == g) {
+                gone_remove(d, l, i);
+                break;
+            }
+        }
+    }
 }
 
 // Logs the breaker's transitions once each, and has opens and closes published to
@@ -792,6 +1163,27 @@ static void divert_add(diverted_t **list, size_t *cnt, size_t *cap, hk_task_t *t
     (*list)[(*cnt)++] = (diverted_t){.task = task, .why = why, .due_ms = due};
 }
 
+// Tasks that waited for a lane at the cap get one, oldest first, while there is
+// room (an idle lane to evict, or their endpoint's lane is live again).
+static void waiting_admit(hk_dispatch_t *d)
+{
+    while (d->d_waiting) {
+        hk_task_t *task = d->d_waiting;
+        if (!task_bind(d, task))
+            return;
+        d->d_waiting = task->next;
+        if (!d->d_waiting)
+            d->d_waiting_tail = &d->d_waiting;
+        d->d_waiting_cnt--;
+        task->next = NULL;
+        if (task->due_ms > 0)
+            heap_push(d, task);
+        else
+            queue_push(d, task->queue, task);
+    }
+    d->d_at_cap_logged = 0;
+}
+
 size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max, int64_t now_ms,
                         int64_t *next_due_ms)
 {
@@ -799,6 +1191,9 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     size_t div_cnt = 0, div_cap = 0, n = 0;
 
     pthread_mutex_lock(&d->d_lock);
+    gone_sweep(d, now_ms);
+    lanes_sweep(d, now_ms);
+    waiting_admit(d);
     for (link_t *k = d->d_rate_wait.next, *kn; k != &d->d_rate_wait; k = kn) {
         kn = k->next;
         lane_t *l = container_of(k, lane_t, rate_link);
@@ -815,6 +1210,8 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
         queue_push(d, task->queue, task);
     }
 
+    // Diverted tasks stay bound until the loop is over: unbinding may free their
+    // queue, which the loop may still be reading.
     while (n < max && !link_alone(&d->d_tenants)) {
         tenant_t *t = container_of(d->d_tenants.next, tenant_t, ring);
         queue_t *q = container_of(t->ready.next, queue_t, ring);
@@ -844,6 +1241,12 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
                     divert_add(&div, &div_cnt, &div_cap, task, HK_DIVERT_RETRY_TOPIC, due);
                 }
             }
+            continue;
+        }
+        if (l->hold_until_ms > now_ms) {
+            // A 429 asked for a pause: the whole lane waits it out.
+            queue_park(q);
+            rate_wait(d, l, l->hold_until_ms);
             continue;
         }
         if (!hk_aimd_acquire(&l->lim)) {
@@ -879,6 +1282,8 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             link_insert_before(&d->d_tenants, &t->ring);
         }
     }
+    for (size_t i = 0; i < div_cnt; i++)
+        task_unbind(d, div[i].task, now_ms);
     if (slot >= 0 && slot < d->d_workers_cnt)
         d->d_workers[slot].idle = (n < max);
     if (next_due_ms) {
@@ -888,7 +1293,21 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             if (l->rate_wake_ms < *next_due_ms)
                 *next_due_ms = l->rate_wake_ms;
         }
+        // Idle lanes are evicted on time, and waiting tasks let in, only when
+        // someone takes: a sleeper comes back for them.
+        if (!link_alone(&d->d_idle)) {
+            lane_t *l = container_of(d->d_idle.next, lane_t, idle_link);
+            int64_t due = l->idle_since_ms + d->d_opts.lane_idle_ms;
+            if (due < *next_due_ms)
+                *next_due_ms = due;
+        }
+        if (d->d_waiting && now_ms + 100 < *next_due_ms)
+            *next_due_ms = now_ms + 100;
     }
+    // Also once the last lane went: the end of a burst leaves fewer than TRIM_AFTER.
+    int trim = d->d_evicted >= TRIM_AFTER || (d->d_evicted > 0 && d->d_lanes_cnt == 0);
+    if (trim)
+        d->d_evicted = 0;
     int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
 
@@ -897,24 +1316,35 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     free(div);
     if (notes)
         flush_notes(d);
+#ifdef __GLIBC__
+    // Evicted lanes leave free chunks all over the heap; without this a burst of
+    // hosts would keep its peak RSS for good.
+    if (trim)
+        malloc_trim(0);
+#endif
     return n;
 }
 
 void hk_dispatch_abandon(hk_dispatch_t *d, hk_task_t *task)
 {
     pthread_mutex_lock(&d->d_lock);
+    int64_t now = now_of(d);
     if (task->lane_held) {
         task->lane_held = 0;
         lane_t *l = ((queue_t *)task->queue)->lane;
-        hk_breaker_record(l->br, hk_clock_mono_ms(), task->ticket, HK_BREAKER_IGNORE);
+        hk_breaker_record(l->br, now, task->ticket, HK_BREAKER_IGNORE);
         hk_aimd_release(&l->lim, HK_AIMD_IGNORE);
         lane_unpark(d, l);
     }
+    task_unbind(d, task, now);
     int woke = chain_release(d, task);
     worker_t w = woke ? pick_idle(d) : (worker_t){0};
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
     if (w.wake)
         w.wake(w.arg);
+    if (notes)
+        flush_notes(d);
 }
 
 void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
@@ -928,17 +1358,18 @@ void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
 
     hk_breaker_result_t br_res = HK_BREAKER_IGNORE;
     hk_aimd_signal_t lim_sig = HK_AIMD_IGNORE;
+    int too_many = task->outcome == HK_OUTCOME_RETRYABLE && status == 429;
     switch (task->outcome) {
     case HK_OUTCOME_DELIVERED:
         br_res = HK_BREAKER_SUCCESS;
         lim_sig = HK_AIMD_OK;
         break;
     case HK_OUTCOME_RETRYABLE:
-        br_res = HK_BREAKER_FAILURE;
-        // Timeouts, 429 and 5xx mean "too much": back off. A refused connection
+        // A 429 says "slower", not "down": back-pressure below, never the breaker.
+        br_res = too_many ? HK_BREAKER_IGNORE : HK_BREAKER_FAILURE;
+        // Timeouts and 5xx mean "too much": back off. A refused connection
         // or a DNS failure says nothing about load.
-        if (status == 408 || status == 429 || status >= 500 ||
-            task->curl_code == CURLE_OPERATION_TIMEDOUT)
+        if (status == 408 || status >= 500 || task->curl_code == CURLE_OPERATION_TIMEDOUT)
             lim_sig = HK_AIMD_OVERLOAD;
         break;
     case HK_OUTCOME_PERMANENT:
@@ -950,6 +1381,18 @@ void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
     }
 
     pthread_mutex_lock(&d->d_lock);
+    if (too_many) {
+        // The whole lane holds until Retry-After (capped), and the limit drops
+        // once per hold: the 429s of one burst are one signal, not many.
+        int64_t hold = task->retry_after_ms >= 0 ? task->retry_after_ms : d->d_opts.hold_default_ms;
+        if (hold > d->d_opts.hold_max_ms)
+            hold = d->d_opts.hold_max_ms;
+        if (l->hold_until_ms <= now_ms)
+            lim_sig = HK_AIMD_OVERLOAD;
+        if (now_ms + hold > l->hold_until_ms)
+            l->hold_until_ms = now_ms + hold;
+        hk_metric_add(lane_holds, 1);
+    }
     hk_breaker_record(l->br, now_ms, task->ticket, br_res);
     hk_aimd_release(&l->lim, lim_sig);
     if (task->outcome == HK_OUTCOME_DELIVERED)
@@ -958,13 +1401,15 @@ void hk_dispatch_finish(hk_dispatch_t *d, hk_task_t *task, int64_t now_ms)
         l->failed++;
     char norm[HK_URL_NORM_MAX];
     if (task->outcome == HK_OUTCOME_GONE && task->http_status == 410 &&
-        url_norm(task->job->url, norm, sizeof(norm)) == 0 && url_gone_set(l, norm, 1))
+        url_norm(task->job->url, norm, sizeof(norm)) == 0 &&
+        url_gone_set(d, l, norm, 1, now_ms + d->d_opts.gone_ttl_ms))
         hk_log(HK_LOG_WARN, "url_disabled", "{s:s,s:s,s:s}", "endpoint", l->key, "url",
                task->job->url, "reason", "410 Gone");
     log_transitions(d, l, 0);
     if (l->br_stale && hk_breaker_state(l->br, now_ms) == HK_BREAKER_CLOSED)
         lane_new_breaker(d, l);
     lane_unpark(d, l);
+    task_unbind(d, task, now_ms);
     worker_t w = pick_idle(d);
     int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
@@ -981,7 +1426,7 @@ void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
     d->d_opts.breaker = *breaker;
     d->d_opts.lane = *lane;
     d->d_opts.inline_max_ms = inline_max_ms;
-    int64_t now = hk_clock_mono_ms();
+    int64_t now = now_of(d);
     for (int b = 0; b < BUCKETS; b++) {
         for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next) {
             l->lim.lim_opts.min = lane->min;
@@ -1003,24 +1448,26 @@ void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
 
 int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled)
 {
-    char key[512], norm[HK_URL_NORM_MAX];
+    char key[HK_DISPATCH_ENDPOINT_MAX], norm[HK_URL_NORM_MAX];
     if (hk_dispatch_endpoint_of(target, key, sizeof(key)) != 0 ||
         url_norm(target, norm, sizeof(norm)) != 0)
         return -1;
     int whole = url_is_root(target);
     pthread_mutex_lock(&d->d_lock);
-    lane_t *l = lane_find(d, key, disabled);
+    lane_t *l = lane_find(d, key, disabled, 1);
     int rc = -1;
     if (l && whole) {
-        if (l->disabled != disabled)
+        if (l->disabled != disabled) {
             hk_log(HK_LOG_WARN, disabled ? "endpoint_disabled" : "endpoint_enabled", "{s:s,s:s}",
                    "endpoint", l->key, "reason", "operator");
+            atomic_fetch_add(&d->d_disabled_cnt, disabled ? 1 : -1);
+        }
         l->disabled = disabled;
         while (!disabled && l->gone_cnt) // enabling an endpoint enables every URL under it
-            url_gone_set(l, l->gone_urls[0], 0);
+            gone_remove(d, l, 0);
         rc = 0;
     } else if (l) {
-        int changed = url_gone_set(l, norm, disabled);
+        int changed = url_gone_set(d, l, norm, disabled, 0);
         if (changed)
             hk_log(HK_LOG_WARN, disabled ? "url_disabled" : "url_enabled", "{s:s,s:s,s:s}",
                    "endpoint", l->key, "url", norm, "reason", "operator");
@@ -1028,19 +1475,48 @@ int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disab
     }
     if (rc == 0 && !disabled)
         lane_unpark(d, l);
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
+    if (notes)
+        flush_notes(d);
     return rc;
+}
+
+int hk_dispatch_peer_disabled(hk_dispatch_t *d, const char *url, const char *ip, long port)
+{
+    if (atomic_load(&d->d_disabled_cnt) == 0 || !url || !ip)
+        return 0;
+    char addr[INET6_ADDRSTRLEN + 2], key[HK_DISPATCH_ENDPOINT_MAX];
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1) {
+        if (!inet_ntop(AF_INET, &a4, addr, sizeof(addr)))
+            return 0;
+    } else if (inet_pton(AF_INET6, ip, &a6) != 1 || ip6_canon(&a6, addr, sizeof(addr)) != 0) {
+        return 0;
+    }
+    const char *scheme = strncasecmp(url, "https:", 6) == 0 ? "https" : "http";
+    snprintf(key, sizeof(key), "%s://%s:%ld", scheme, addr, port);
+    pthread_mutex_lock(&d->d_lock);
+    lane_t *l = lane_find(d, key, 0, 0);
+    int disabled = l && l->disabled;
+    pthread_mutex_unlock(&d->d_lock);
+    return disabled;
 }
 
 int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
 {
+    char key[HK_DISPATCH_ENDPOINT_MAX];
+    if (hk_dispatch_endpoint_of(endpoint, key, sizeof(key)) != 0)
+        snprintf(key, sizeof(key), "%s", endpoint);
     pthread_mutex_lock(&d->d_lock);
-    lane_t *l = lane_find(d, endpoint, 0);
+    lane_t *l = lane_find(d, key, 0, 0);
     worker_t w = {0};
     if (l) {
         lane_new_breaker(d, l);
+        l->hold_until_ms = 0;
         // What the open breaker deferred is due now, not when it would have half-opened.
-        int64_t now = hk_clock_mono_ms();
+        int64_t now = now_of(d);
         size_t released = 0;
         for (size_t i = 0; i < d->d_heap_cnt; i++) {
             hk_task_t *task = d->d_heap[i];
@@ -1066,8 +1542,11 @@ int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
 
 void hk_dispatch_set_rate(hk_dispatch_t *d, const char *endpoint, double rate, int burst)
 {
+    char key[HK_DISPATCH_ENDPOINT_MAX];
+    if (hk_dispatch_endpoint_of(endpoint, key, sizeof(key)) != 0)
+        return;
     pthread_mutex_lock(&d->d_lock);
-    lane_t *l = lane_find(d, endpoint, 1);
+    lane_t *l = lane_find(d, key, 1, 1);
     if (l->rate != rate || l->burst != burst)
         l->gcra = (hk_gcra_t){0};
     l->rate = rate > 0 ? rate : 0;
@@ -1083,9 +1562,9 @@ void hk_dispatch_set_rate(hk_dispatch_t *d, const char *endpoint, double rate, i
 
 void hk_dispatch_permits(hk_dispatch_t *d, const char *endpoint, int granted, int64_t retry_in_ms)
 {
-    int64_t now = hk_clock_mono_ms();
     pthread_mutex_lock(&d->d_lock);
-    lane_t *l = lane_find(d, endpoint, 0);
+    int64_t now = now_of(d);
+    lane_t *l = lane_find(d, endpoint, 0, 0);
     if (l) {
         l->permit_asked = 0;
         if (granted < 0) {
@@ -1109,8 +1588,8 @@ void hk_dispatch_permits(hk_dispatch_t *d, const char *endpoint, int granted, in
 void hk_dispatch_remote_open(hk_dispatch_t *d, const char *endpoint, int64_t until_ms)
 {
     pthread_mutex_lock(&d->d_lock);
-    lane_t *l = lane_find(d, endpoint, 0);
-    if (l && hk_breaker_force_open(l->br, hk_clock_mono_ms(), until_ms))
+    lane_t *l = lane_find(d, endpoint, 0, 0);
+    if (l && hk_breaker_force_open(l->br, now_of(d), until_ms))
         log_transitions(d, l, 1);
     pthread_mutex_unlock(&d->d_lock);
 }
@@ -1128,20 +1607,42 @@ json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms)
                                    : 0;
             json_t *gone = json_array();
             for (size_t i = 0; i < l->gone_cnt; i++)
-                json_array_append_new(gone, json_string(l->gone_urls[i]));
-            json_array_append_new(
-                arr,
-                json_pack("{s:s,s:s,s:f,s:i,s:I,s:I,s:i,s:i,s:I,s:b,s:o,s:I,s:I}", "endpoint",
-                          l->key, "state", hk_breaker_state_name(s.state), "failure_rate",
-                          s.failure_rate, "calls", s.calls, "trips", (json_int_t)s.trips,
-                          "next_probe_in_ms", (json_int_t)open_for, "in_flight",
-                          hk_aimd_in_flight(&l->lim), "limit", hk_aimd_limit(&l->lim), "queued",
-                          (json_int_t)l->queued, "disabled", l->disabled, "disabled_urls", gone,
-                          "delivered", (json_int_t)l->delivered, "failed", (json_int_t)l->failed));
+                json_array_append_new(gone, json_string(l->gone[i]->url));
+            json_t *o = json_pack(
+                "{s:s,s:s,s:f,s:i,s:I,s:I,s:i,s:i,s:I,s:b,s:o,s:I,s:I}", "endpoint", l->key,
+                "state", hk_breaker_state_name(s.state), "failure_rate", s.failure_rate, "calls",
+                s.calls, "trips", (json_int_t)s.trips, "next_probe_in_ms", (json_int_t)open_for,
+                "in_flight", hk_aimd_in_flight(&l->lim), "limit", hk_aimd_limit(&l->lim), "queued",
+                (json_int_t)l->queued, "disabled", l->disabled, "disabled_urls", gone, "delivered",
+                (json_int_t)l->delivered, "failed", (json_int_t)l->failed);
+            if (o) {
+                json_object_set_new(o, "hold_ms",
+                                    json_integer(l->hold_until_ms > now_ms
+                                                     ? (json_int_t)(l->hold_until_ms - now_ms)
+                                                     : 0));
+                json_object_set_new(o, "kept", json_boolean(lane_kept(l)));
+                json_array_append_new(arr, o);
+            }
         }
     }
     pthread_mutex_unlock(&d->d_lock);
     return arr;
+}
+
+void hk_dispatch_counts(hk_dispatch_t *d, hk_dispatch_counts_t *out)
+{
+    pthread_mutex_lock(&d->d_lock);
+    size_t gone = 0;
+    for (int b = 0; b < BUCKETS; b++)
+        for (lane_t *l = d->d_lanes[b]; l; l = l->hash_next)
+            gone += l->gone_cnt;
+    *out = (hk_dispatch_counts_t){.lanes = d->d_lanes_cnt,
+                                  .queues = d->d_queues_cnt,
+                                  .tenants = d->d_tenants_cnt,
+                                  .chains = d->d_chains_cnt,
+                                  .gone_urls = gone,
+                                  .waiting_for_lane = d->d_waiting_cnt};
+    pthread_mutex_unlock(&d->d_lock);
 }
 
 static int task_of(const hk_task_t *task, const char *topic, int32_t partition)
@@ -1153,7 +1654,8 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
 {
     hk_task_t *removed = NULL;
     pthread_mutex_lock(&d->d_lock);
-    // Tasks waiting on their key chain: not active, so just unlinked.
+    int64_t now = now_of(d);
+    // Tasks waiting on their key chain: not active (nor bound), so just unlinked.
     for (int b = 0; b < BUCKETS; b++) {
         for (chain_t *c = d->d_chains[b]; c; c = c->hash_next) {
             hk_task_t **pp = &c->head;
@@ -1173,6 +1675,20 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
         }
     }
     hk_task_t *waiting_removed = removed;
+    // Tasks waiting for a lane (unbound; active in their chain, if any).
+    d->d_waiting_tail = &d->d_waiting;
+    for (hk_task_t **pp = &d->d_waiting; *pp;) {
+        hk_task_t *task = *pp;
+        if (task_of(task, topic, partition)) {
+            *pp = task->next;
+            d->d_waiting_cnt--;
+            task->next = removed;
+            removed = task;
+        } else {
+            pp = &task->next;
+            d->d_waiting_tail = pp;
+        }
+    }
     for (int b = 0; b < BUCKETS; b++) {
         for (queue_t *q = d->d_queue_tab[b]; q; q = q->hash_next) {
             hk_task_t *keep = NULL, **ktail = &keep;
@@ -1220,10 +1736,15 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
     d->d_heap_cnt = kept;
     heap_rebuild(d);
     // Removed active tasks hand their key to its next waiting task (the waiting
-    // ones of this partition were taken out first).
-    for (hk_task_t *task = removed; task != waiting_removed; task = task->next)
+    // ones of this partition were taken out first), and leave their queues.
+    for (hk_task_t *task = removed; task != waiting_removed; task = task->next) {
+        task_unbind(d, task, now);
         chain_release(d, task);
+    }
+    int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
+    if (notes)
+        flush_notes(d);
     return removed;
 }
 
@@ -1231,6 +1752,7 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
 {
     hk_task_t *removed = NULL;
     pthread_mutex_lock(&d->d_lock);
+    int64_t now = now_of(d);
     size_t kept = 0;
     for (size_t i = 0; i < d->d_heap_cnt; i++) {
         hk_task_t *task = d->d_heap[i];
@@ -1245,6 +1767,8 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
     }
     d->d_heap_cnt = kept;
     heap_rebuild(d);
+    for (hk_task_t *task = removed; task; task = task->next)
+        task_unbind(d, task, now);
     pthread_mutex_unlock(&d->d_lock);
     return removed;
 }
@@ -1252,7 +1776,7 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
 size_t hk_dispatch_queued(hk_dispatch_t *d)
 {
     pthread_mutex_lock(&d->d_lock);
-    size_t n = d->d_queued + d->d_heap_cnt;
+    size_t n = d->d_queued + d->d_heap_cnt + d->d_waiting_cnt;
     pthread_mutex_unlock(&d->d_lock);
     return n;
 }

@@ -15,6 +15,20 @@
 // tasks for a disabled endpoint (410 Gone earlier), and deferrals longer than
 // inline_max_ms (the caller sends those to the retry topic).
 //
+// State is bounded (DESIGN §7): a (tenant, endpoint) queue and a tenant exist only
+// while tasks are bound to them (queued, delayed or in flight); a lane outlives its
+// last task by lane_idle_ms, and longer only while its breaker is OPEN or a rule
+// keeps it (disabled, a rate limit, disabled URLs). At most max_lanes lanes live:
+// at the cap the least recently idle lane without work is evicted at once, and
+// when every lane holds work a task for a new endpoint waits (in memory, counted
+// in hk_dispatch_queued) until one frees: nothing is dropped, and intake's
+// in-flight limits bound how many can wait. URLs disabled by 410 Gone expire after
+// gone_ttl_ms; past gone_max the oldest are forgotten.
+//
+// A 429 is back-pressure, not a failure: it does not feed the breaker, it drops
+// the lane's concurrency limit (once per hold) and holds the whole lane until its
+// Retry-After (hold_default_ms when absent, at most hold_max_ms).
+//
 // All functions are thread-safe. Times are CLOCK_MONOTONIC milliseconds.
 #ifndef HK_DISPATCH_H
 #define HK_DISPATCH_H
@@ -42,7 +56,8 @@ typedef void hk_dispatch_divert_cb(hk_task_t *task, hk_divert_t why, int64_t due
 typedef void hk_dispatch_wake_cb(void *arg);
 
 // Shared-state hooks (Redis, store/redis.h), all optional, all called without
-// the lock. A new endpoint appeared (watch other replicas' breakers for it):
+// the lock. A new endpoint appeared (watch other replicas' breakers for it), or
+// its lane was evicted (stop watching):
 typedef void hk_dispatch_lane_cb(const char *endpoint, void *arg);
 // Its breaker opened until `until_wall_ms` (ms since the epoch), or closed (0):
 typedef void hk_dispatch_breaker_cb(const char *endpoint, int64_t until_wall_ms, void *arg);
@@ -59,7 +74,19 @@ typedef struct hk_dispatch_opts {
     hk_dispatch_lane_cb *on_lane;
     hk_dispatch_breaker_cb *on_breaker;
     hk_dispatch_permits_cb *want_permits; // NULL: rate limits are this process's own
+    hk_dispatch_lane_cb *on_lane_gone;    // a lane was evicted (may be NULL)
     void *arg;
+
+    // Bounds (0 = the default in brackets).
+    int64_t lane_idle_ms;    // an idle lane lives this long [30000]
+    size_t max_lanes;        // live lanes at most [10000]
+    size_t gone_max;         // URLs disabled by 410 Gone, all lanes together [10000]
+    int64_t gone_ttl_ms;     // a 410 disables its URL this long [3600000]
+    int64_t hold_default_ms; // a 429 without Retry-After holds its lane this long [1000]
+    int64_t hold_max_ms;     // no 429 holds a lane longer (retry.max_delay_ms) [3600000]
+    // CLOCK_MONOTONIC ms for the calls that take no time argument; NULL =
+    // hk_clock_mono_ms (tests inject their own).
+    int64_t (*clock_ms)(void);
 } hk_dispatch_opts_t;
 
 hk_dispatch_t *hk_dispatch_new(const hk_dispatch_opts_t *opts);
@@ -127,7 +154,8 @@ void hk_dispatch_remote_open(hk_dispatch_t *d, const char *endpoint, int64_t unt
 
 // Lane and breaker state, one object per endpoint: endpoint, state, failure_rate,
 // calls, trips, next_probe_in_ms (0 unless open), in_flight, limit, queued,
-// disabled, disabled_urls, delivered, failed.
+// disabled, disabled_urls, delivered, failed, hold_ms (429 hold left, 0 if
+// none), kept (a rule keeps the lane: disabled, rate, disabled URLs).
 json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms);
 
 // Removes every queued or delayed task of (topic, partition) (revoked) and
@@ -144,8 +172,30 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d);
 // Tasks queued or delayed (not in a delivery thread).
 size_t hk_dispatch_queued(hk_dispatch_t *d);
 
-// The endpoint key of a URL: "scheme://host:port" (lowercase scheme and host,
-// default port filled in). 0 ok, -1 not a usable URL.
+// The longest endpoint key: "https://" + a 255-byte host (DNS names stop at 253)
+// + ":65535" + NUL. Size key buffers with it.
+#define HK_DISPATCH_HOST_MAX     255
+#define HK_DISPATCH_ENDPOINT_MAX (8 + HK_DISPATCH_HOST_MAX + 6 + 1)
+
+// The endpoint key of a URL: "scheme://host:port", the identity lanes, rules and
+// shared state use. The host is normalised once, here: lower case, trailing dots
+// dropped, IP literals canonical (IPv4 in any spelling curl accepts - decimal,
+// octal, hex, short forms - as dotted quad; IPv4-mapped IPv6 as the IPv4 address;
+// other IPv6 as inet_ntop writes it, in brackets), and "localhost" as 127.0.0.1;
+// the port in decimal, the default filled in. 0 ok, -1 not a usable URL (or a
+// host longer than HK_DISPATCH_HOST_MAX).
 int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size);
+
+// Rules that name an address also apply to the address actually connected: 1
+// when the endpoint "scheme://<ip>:<port>" (scheme from `url`) is disabled, so a
+// transfer for `url` that reached that peer under another name must not be sent.
+// `ip` as curl reports it (IPv4, or IPv6 without brackets). Any thread.
+int hk_dispatch_peer_disabled(hk_dispatch_t *d, const char *url, const char *ip, long port);
+
+// Live lanes, (tenant, endpoint) queues and tenants (for tests and /metrics).
+typedef struct hk_dispatch_counts {
+    size_t lanes, queues, tenants, chains, gone_urls, waiting_for_lane;
+} hk_dispatch_counts_t;
+void hk_dispatch_counts(hk_dispatch_t *d, hk_dispatch_counts_t *out);
 
 #endif

@@ -233,6 +233,13 @@ static void on_lane(const char *endpoint, void *arg)
         hk_redis_watch(app->redis, endpoint);
 }
 
+static void on_lane_gone(const char *endpoint, void *arg)
+{
+    app_t *app = arg;
+    if (app->redis)
+        hk_redis_unwatch(app->redis, endpoint);
+}
+
 static void on_breaker(const char *endpoint, int64_t until_wall_ms, void *arg)
 {
     app_t *app = arg;
@@ -254,7 +261,7 @@ static void on_remote_breaker(const char *endpoint, int64_t until_wall_ms, void 
 
 typedef struct permits_req {
     app_t *app;
-    char endpoint[256];
+    char endpoint[]; // the whole lane key: a cut one would never find its lane
 } permits_req_t;
 
 static void on_permits(int granted, int64_t retry_in_ms, void *arg)
@@ -266,11 +273,12 @@ static void on_permits(int granted, int64_t retry_in_ms, void *arg)
 
 static void want_permits(const char *endpoint, double rate, int burst, int want, void *arg)
 {
-    permits_req_t *r = malloc(sizeof(*r));
+    size_t len = strlen(endpoint);
+    permits_req_t *r = malloc(sizeof(*r) + len + 1);
     if (!r)
         abort();
     r->app = arg;
-    snprintf(r->endpoint, sizeof(r->endpoint), "%s", endpoint);
+    memcpy(r->endpoint, endpoint, len + 1);
     hk_redis_permits(r->app->redis, endpoint, rate, burst, want, on_permits, r);
 }
 
@@ -522,7 +530,14 @@ static hk_dispatch_opts_t dispatch_opts_of(const hk_config_t *cfg, app_t *app)
         .on_lane = cfg->redis_url[0] ? on_lane : NULL,
         .on_breaker = cfg->redis_url[0] ? on_breaker : NULL,
         .want_permits = cfg->redis_url[0] ? want_permits : NULL,
+        .on_lane_gone = cfg->redis_url[0] ? on_lane_gone : NULL,
         .arg = app,
+        .lane_idle_ms = cfg->dispatch_lane_idle_ms,
+        .max_lanes = (size_t)cfg->dispatch_max_lanes,
+        .gone_max = (size_t)cfg->dispatch_gone_urls_max,
+        .gone_ttl_ms = cfg->dispatch_gone_ttl_ms,
+        .hold_default_ms = cfg->dispatch_hold_429_ms,
+        .hold_max_ms = cfg->retry_max_delay_ms,
     };
 }
 
@@ -705,6 +720,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    hk_metrics_set_lane_series(cfg->admin_metrics_lanes);
     int rc = 1;
     hk_mockkafka_t *mock = NULL;
     hk_netguard_t *guard = NULL;
@@ -747,6 +763,7 @@ int main(int argc, char **argv)
                               .dedupe_ttl_s = cfg->redis_dedupe_ttl_s,
                               .lease_ms = cfg->redis_lease_ms,
                               .sync_ms = cfg->redis_sync_ms,
+                              .watch_chunk = cfg->redis_watch_chunk,
                               .on_breaker = on_remote_breaker,
                               .arg = &app};
         if (!(app.redis = hk_redis_start(&ro, err, sizeof(err))))

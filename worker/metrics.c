@@ -139,7 +139,10 @@ static void put_lane_family(FILE *out, json_t *lanes, const char *name, const ch
     {
         const char *endpoint = json_string_value(json_object_get(lane, "endpoint"));
         double v;
-        if (!endpoint || !lane_value(lane, field, &v))
+        const char *f = strcmp(field, "state") == 0 && json_object_get(lane, "state_level")
+                            ? "state_level"
+                            : field;
+        if (!endpoint || !lane_value(lane, f, &v))
             continue;
         if (map == LANE_IS_OPEN)
             v = v == 2;
@@ -147,6 +150,94 @@ static void put_lane_family(FILE *out, json_t *lanes, const char *name, const ch
         hk_metrics_put_label_value(out, endpoint);
         fprintf(out, "\"} %.17g\n", v);
     }
+}
+
+// Per-endpoint series are bounded (DESIGN §7): lanes a rule keeps ("kept") and
+// the busiest `lane_series` by traffic and by failures get their own; the rest
+// are summed under endpoint="other" (breaker state: the worst of them).
+static atomic_int lane_series = 100;
+
+void hk_metrics_set_lane_series(int n)
+{
+    atomic_store(&lane_series, n < 0 ? 0 : n);
+}
+
+typedef struct lane_rank {
+    json_t *lane;
+    double traffic, failed;
+    int keep;
+} lane_rank_t;
+
+static int by_traffic(const void *a, const void *b)
+{
+    const lane_rank_t *x = a, *y = b;
+    return x->traffic < y->traffic ? 1 : x->traffic > y->traffic ? -1 : 0;
+}
+
+static int by_failed(const void *a, const void *b)
+{
+    const lane_rank_t *x = a, *y = b;
+    return x->failed < y->failed ? 1 : x->failed > y->failed ? -1 : 0;
+}
+
+// The lanes that get their own series, plus one "other" object; a new array.
+static json_t *select_lanes(json_t *lanes)
+{
+    size_t n = json_array_size(lanes), top = (size_t)atomic_load(&lane_series);
+    json_t *sel = json_array();
+    lane_rank_t *r = n ? calloc(n, sizeof(*r)) : NULL;
+    if (!sel || (n && !r)) {
+        free(r);
+        return sel;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(lanes, i);
+        double dv = 0, fv = 0, kept = 0;
+        lane_value(l, "delivered", &dv);
+        lane_value(l, "failed", &fv);
+        lane_value(l, "kept", &kept);
+        r[i] = (lane_rank_t){.lane = l, .traffic = dv + fv, .failed = fv, .keep = kept != 0};
+    }
+    if (n > top) {
+        qsort(r, n, sizeof(*r), by_traffic);
+        for (size_t i = 0; i < top; i++)
+            r[i].keep = 1;
+        qsort(r, n, sizeof(*r), by_failed);
+        for (size_t i = 0; i < top && r[i].failed > 0; i++)
+            r[i].keep = 1;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            r[i].keep = 1;
+    }
+    double state = 0, trips = 0, in_flight = 0, limit = 0, queued = 0, disabled = 0;
+    size_t rest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].keep) {
+            json_array_append(sel, r[i].lane);
+            continue;
+        }
+        double v;
+        rest++;
+        if (lane_value(r[i].lane, "state", &v) && v > state)
+            state = v;
+        if (lane_value(r[i].lane, "trips", &v))
+            trips += v;
+        if (lane_value(r[i].lane, "in_flight", &v))
+            in_flight += v;
+        if (lane_value(r[i].lane, "limit", &v))
+            limit += v;
+        if (lane_value(r[i].lane, "queued", &v))
+            queued += v;
+        if (lane_value(r[i].lane, "disabled", &v))
+            disabled += v;
+    }
+    free(r);
+    if (rest)
+        json_array_append_new(sel, json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:f}", "endpoint", "other",
+                                             "state_level", state, "trips", trips, "in_flight",
+                                             in_flight, "limit", limit, "queued", queued,
+                                             "disabled", disabled));
+    return sel;
 }
 
 // ---- the latency histogram ----
@@ -223,7 +314,7 @@ static void put_process(FILE *out)
 
 // ---- the exposition ----
 
-static void put_all(FILE *out, json_t *lanes)
+static void put_all(FILE *out, json_t *all_lanes, json_t *lanes)
 {
     // What it is.
     put_family(out, "hookd_build_info", "gauge",
@@ -298,6 +389,19 @@ static void put_all(FILE *out, json_t *lanes)
     put_counter(out, "hookd_rate_limited_total",
                 "Times a lane waited for a rate-limit permit (endpoint rate/burst).",
                 hk_metric_get(rate_limited));
+    put_counter(out, "hookd_lanes_evicted_total",
+                "Idle endpoint lanes freed (after dispatch.lane_idle_ms, or to make room at "
+                "dispatch.max_lanes).",
+                hk_metric_get(lanes_evicted));
+    put_counter(out, "hookd_lane_cap_waits_total",
+                "Jobs for a new endpoint that waited for a lane at dispatch.max_lanes.",
+                hk_metric_get(lane_cap_waits));
+    put_counter(out, "hookd_lane_holds_total",
+                "429 answers that held their endpoint's lane until Retry-After (back-pressure, "
+                "not a breaker failure).",
+                hk_metric_get(lane_holds));
+    put_gauge(out, "hookd_lanes", "Endpoint lanes alive now (bounded by dispatch.max_lanes).",
+              (int_fast64_t)json_array_size(all_lanes));
     put_counter(out, "hookd_duplicates_suppressed_total",
                 "Jobs not sent because Redis already held their delivered marker.",
                 hk_metric_get(duplicate_suppressed));
@@ -367,7 +471,9 @@ char *hk_metrics_render(json_t *lanes, size_t *len)
     FILE *out = open_memstream(&buf, &size);
     if (!out)
         return NULL;
-    put_all(out, lanes);
+    json_t *sel = select_lanes(lanes);
+    put_all(out, lanes, sel);
+    json_decref(sel);
     if (ferror(out)) {
         fclose(out);
         free(buf);

@@ -64,6 +64,11 @@ typedef struct hk_metrics {
     atomic_uint_fast64_t redis_errors;
     atomic_uint_fast64_t duplicate_suppressed; // jobs skipped: Redis says already delivered
     atomic_uint_fast64_t rate_limited;         // times a lane waited for a rate-limit permit
+
+    // Bounded per-endpoint state (worker/dispatch.c)
+    atomic_uint_fast64_t lanes_evicted;  // idle lanes freed (idle time, or room at the cap)
+    atomic_uint_fast64_t lane_cap_waits; // tasks that waited for a lane at dispatch.max_lanes
+    atomic_uint_fast64_t lane_holds;     // 429 answers that held their lane (back-pressure)
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;
@@ -83,7 +88,12 @@ void hk_metrics_observe_attempt(hk_outcome_t outcome, int64_t latency_us);
 // Any thread: the values are read one by one, so a scrape that races updates
 // may see one counter a step ahead of another, never a torn value; a histogram's
 // buckets, _count and +Inf always agree with each other.
+// Per-endpoint series: lanes a rule keeps plus the hk_metrics_set_lane_series()
+// busiest (by traffic, and by failures); the others summed under endpoint="other".
 char *hk_metrics_render(json_t *lanes, size_t *len);
+
+// How many busiest lanes get their own series (admin.metrics_lanes; default 100).
+void hk_metrics_set_lane_series(int n);
 
 // Writes `s` as a Prometheus label value: backslash, double quote and newline
 // escaped (\\, \", \n), everything else as is.

@@ -280,6 +280,17 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
             plan->status = 400;
         else
             plan->status = (long)(sink_rand(sink) % 100) < pct ? 503 : 200;
+    } else if (sink_path_is(url, "/random-429", &rest)) {
+        // Back-pressure half the time (or <pct>%): 429 with "Retry-After: 1".
+        long pct = sink_seg_num(rest, 100);
+        if (pct < 0) {
+            plan->status = 400;
+        } else if ((long)(sink_rand(sink) % 100) < pct) {
+            plan->status = 429;
+            snprintf(plan->retry_after, sizeof plan->retry_after, "1");
+        } else {
+            plan->status = 200;
+        }
     } else if (sink_path_is(url, "/down-until", &rest)) {
         // An outage with a known end: 503 until <unix ms>, then 200.
         char *end;

@@ -13,6 +13,8 @@
 //   /retry-after/<s>    429 with "Retry-After: <s>"
 //   /random-fail/<pct>  503 with probability <pct>/100 (0..100), else 200; the draws come
 //                       from one splitmix64 sequence per sink (seed: hk_sink_opts_t.seed)
+//   /random-429/<pct>   429 with "Retry-After: 1" with probability <pct>/100, else 200
+//                       (the same sequence as /random-fail)
 // A mode matches its path and anything below it (/ok/x, /status/503/x). Malformed
 // numbers (/status/99, /slow/abc) answer 400; bodies over 8 MiB answer 413.
 // A rule set with hk_sink_set_rule() overrides the built-in mode for its path prefix.
