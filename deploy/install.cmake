@@ -89,4 +89,37 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/deploy/debian/postrm ${CMAKE_SOURCE_DIR}/deploy/debian/conffiles)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_STRIP_FILES ON)
+# The daemon only: the default component (hookd-testkit, below, is left out).
+set(CPACK_INSTALL_CMAKE_PROJECTS "${CMAKE_BINARY_DIR};hookd;Unspecified;/")
 include(CPack)
+
+# hookd-testkit (component "testkit", not in the .deb above): the library, its
+# header, pkg-config and CMake package files, the standalone sink and what the
+# kit starts (the mock Kafka cluster, the real-Kafka script). Relocatable: the
+# .pc and the CMake package find the prefix from where they were installed.
+set(HK_KIT_LIBDIR lib) # one path for pkg-config and CMake, whatever the arch
+install(TARGETS hookd_testkit EXPORT hookdTargets COMPONENT testkit
+        ARCHIVE DESTINATION ${HK_KIT_LIBDIR})
+install(FILES include/hookd/testkit.h DESTINATION include/hookd COMPONENT testkit)
+# The TCP fault proxy's header (tests/support/hkt_proxy.h), once it is there.
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/support/hkt_proxy.h)
+  install(FILES tests/support/hkt_proxy.h DESTINATION include/hookd/testkit RENAME proxy.h
+          COMPONENT testkit)
+endif()
+configure_file(deploy/testkit/hookd-testkit.pc.in ${CMAKE_BINARY_DIR}/hookd-testkit.pc @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/hookd-testkit.pc DESTINATION ${HK_KIT_LIBDIR}/pkgconfig
+        COMPONENT testkit)
+include(CMakePackageConfigHelpers)
+configure_file(deploy/testkit/hookdConfig.cmake.in ${CMAKE_BINARY_DIR}/hookdConfig.cmake @ONLY)
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/hookdConfigVersion.cmake
+                                 COMPATIBILITY SameMinorVersion)
+install(EXPORT hookdTargets NAMESPACE hookd:: DESTINATION ${HK_KIT_LIBDIR}/cmake/hookd
+        COMPONENT testkit)
+install(FILES ${CMAKE_BINARY_DIR}/hookdConfig.cmake ${CMAKE_BINARY_DIR}/hookdConfigVersion.cmake
+        DESTINATION ${HK_KIT_LIBDIR}/cmake/hookd COMPONENT testkit)
+install(PROGRAMS $<TARGET_FILE:hk-sink> DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME hookd-sink
+        COMPONENT testkit)
+install(PROGRAMS $<TARGET_FILE:hk-mockkafka> DESTINATION libexec/hookd RENAME hookd-mockkafka
+        COMPONENT testkit)
+install(PROGRAMS scripts/kafka DESTINATION libexec/hookd COMPONENT testkit)
+install(FILES scripts/kafka.pom.xml DESTINATION libexec/hookd COMPONENT testkit)

@@ -112,6 +112,80 @@ int hk_th_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
     }
 }
 
+// ---- where the programs are (decided at run time, see harness.h) ----
+
+#ifndef HK_TH_INSTALL_SBINDIR
+#define HK_TH_INSTALL_SBINDIR "/usr/sbin"
+#endif
+
+static int is_executable(const char *path)
+{
+    return path != NULL && access(path, X_OK) == 0;
+}
+
+// The directory part of `path` ("." when it has none) into buf.
+static void dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(buf, size, ".");
+    else
+        snprintf(buf, size, "%.*s", (int)(slash - path), path);
+}
+
+const char *hk_th_hookd_bin(void)
+{
+    static char buf[4096];
+    const char *env = getenv("HOOKD_BIN");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    // A build tree: the suites and benches sit beside build/hookd.
+    char self[4096], dir[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        dir_of(self, dir, sizeof(dir));
+        if (snprintf(buf, sizeof(buf), "%s/hookd", dir) < (int)sizeof(buf) && is_executable(buf))
+            return buf;
+    }
+    return HK_TH_INSTALL_SBINDIR "/hookd";
+}
+
+// The first of `rel` (paths relative to hookd's directory) that is executable.
+static const char *beside_hookd(const char *const rel[], char *buf, size_t size)
+{
+    char dir[4096];
+    dir_of(hk_th_hookd_bin(), dir, sizeof(dir));
+    for (int i = 0; rel[i]; i++) {
+        if (snprintf(buf, size, "%s/%s", dir, rel[i]) < (int)size && is_executable(buf))
+            return buf;
+    }
+    return NULL;
+}
+
+const char *hk_th_mockkafka_bin(void)
+{
+    static char buf[4096];
+    const char *env = getenv("HOOKD_MOCKKAFKA");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    // Installed: <prefix>/sbin/hookd and <prefix>/libexec/hookd/hookd-mockkafka;
+    // a build tree: build/hookd and build/hk-mockkafka.
+    static const char *const rel[] = {"../libexec/hookd/hookd-mockkafka", "hookd-mockkafka",
+                                      "hk-mockkafka", NULL};
+    return beside_hookd(rel, buf, sizeof(buf));
+}
+
+const char *hk_th_kafka_script(void)
+{
+    static char buf[4096];
+    const char *env = getenv("HOOKD_KAFKA_SCRIPT");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    static const char *const rel[] = {"../libexec/hookd/kafka", "../scripts/kafka", NULL};
+    return beside_hookd(rel, buf, sizeof(buf));
+}
+
 static int spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const char *log,
                  int *stdout_pipe)
 {
@@ -481,7 +555,13 @@ int hk_th_kafka_start(hk_th_proc_t *p, const char *const topics[], char *bootstr
         return real_kafka_start(p, topics, bootstraps, size);
     char *argv[72];
     int n = 0;
-    argv[n++] = HK_BUILD_DIR "/hk-mockkafka";
+    const char *bin = hk_th_mockkafka_bin();
+    if (bin == NULL) {
+        fprintf(stderr, "kafka: no hookd-mockkafka (set HOOKD_MOCKKAFKA, or HOOKD_BIN to an "
+                        "installed hookd)\n");
+        return -1;
+    }
+    argv[n++] = (char *)bin;
     argv[n++] = "--stdin";
     for (int i = 0; topics[i] && n < 70; i++)
         argv[n++] = (char *)topics[i];
@@ -532,6 +612,14 @@ static const char *const ns_env_keys[] = {
 int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], const char *config,
                       const char *log)
 {
+    return hk_th_hookd_start_bin(p, NULL, brokers, env, config, log);
+}
+
+int hk_th_hookd_start_bin(hk_th_proc_t *p, const char *bin, const char *brokers, char *const env[],
+                          const char *config, const char *log)
+{
+    if (bin == NULL)
+        bin = hk_th_hookd_bin();
     char b[512];
     snprintf(b, sizeof(b), "HOOKD_KAFKA_BROKERS=%s", brokers);
     // In a namespace hookd's default topic "jobs" and group "hookd" are renamed
@@ -571,7 +659,7 @@ int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], c
         n++;
     }
     all[n] = NULL;
-    char *argv[] = {HK_BUILD_DIR "/hookd", config ? "-c" : NULL, (char *)config, NULL};
+    char *argv[] = {(char *)bin, config ? "-c" : NULL, (char *)config, NULL};
     return hk_th_spawn(p, argv, all, log);
 }
 

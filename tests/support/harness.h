@@ -46,11 +46,28 @@ int hk_th_kafka_real(void);
 // topic). The string lives until the 4th call after.
 const char *hk_th_kafka_name(const char *name);
 
-// Starts build/hookd against `brokers` with the test defaults (allow loopback,
-// signing secret HK_TH_SECRET, summary every second); `env` entries replace
-// defaults of the same name; `config` is passed as -c when not NULL.
+// Starts hookd (hk_th_hookd_bin()) against `brokers` with the test defaults (allow
+// loopback, signing secret HK_TH_SECRET, summary every second); `env` entries
+// replace defaults of the same name; `config` is passed as -c when not NULL.
 int hk_th_hookd_start(hk_th_proc_t *p, const char *brokers, char *const env[], const char *config,
                       const char *log);
+// The same with the program given (NULL: hk_th_hookd_bin()).
+int hk_th_hookd_start_bin(hk_th_proc_t *p, const char *bin, const char *brokers, char *const env[],
+                          const char *config, const char *log);
+
+// The programs the harness starts, found at run time, never baked into the build
+// (CTest sets the variables for the in-tree suites, as a user's suite sets them):
+//   hookd:        $HOOKD_BIN, else "hookd" beside the running program (a build
+//                 tree), else HK_TH_INSTALL_SBINDIR/hookd (the configured install);
+//   mock cluster: $HOOKD_MOCKKAFKA, else beside hookd: ../libexec/hookd/hookd-mockkafka
+//                 (installed), hookd-mockkafka or hk-mockkafka (build tree); NULL
+//                 when none is there;
+//   real cluster: $HOOKD_KAFKA_SCRIPT, else beside hookd: ../libexec/hookd/kafka
+//                 (installed) or ../scripts/kafka; NULL when none is there.
+// The strings live until the next call of the same function.
+const char *hk_th_hookd_bin(void);
+const char *hk_th_mockkafka_bin(void);
+const char *hk_th_kafka_script(void);
 
 #define HK_TH_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -11,6 +11,7 @@
 
 #include "worker/sign.h"
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 #include <errno.h>
@@ -34,6 +35,8 @@
 #define SINK_MAX_DELAY_MS 3600000
 #define SINK_RETRY_MAX    64 // Retry-After value, NUL included
 #define SINK_STATUS_MAX   600
+#define SINK_SEQ_MAX      64  // codes in one status sequence
+#define SINK_REFUSE_LAG   200 // ms between POST /_sink/refuse and the close, so its answer gets out
 
 typedef struct sink_rule {
     char *prefix;
@@ -41,7 +44,19 @@ typedef struct sink_rule {
     int status;
     int delay_ms;
     char retry_after[SINK_RETRY_MAX];
+    int64_t until_ms; // monotonic; the rule lapses then (an outage window). 0: never
+    int *seq;         // a status sequence: seq[seq_next++], then the last one (NULL: none)
+    size_t nseq, seq_next;
 } sink_rule_t;
+
+// How far one path has gone through its /seq/<codes> sequence.
+typedef struct sink_seqpos {
+    char *path;
+    size_t next;
+} sink_seqpos_t;
+
+// What the sink does instead of answering.
+typedef enum { SINK_ANSWER, SINK_RESET, SINK_CLOSE_MID } sink_action_t;
 
 // Per-webhook-id 2xx count: open addressing, linear probing, load <= 1/2.
 typedef struct sink_id {
@@ -59,6 +74,12 @@ typedef struct sink_ctx {
     bool abandon; // (wait_mu) resumed to be closed unanswered: sink stopping or client gone
     int status;
     char retry_after[SINK_RETRY_MAX];
+    // For the request log line (opts.log_requests), set when recorded.
+    bool recorded;
+    int answered;  // the status queued, 0 none
+    int64_t t0_ms; // monotonic, when the request was complete
+    int sig;
+    char path[128], method[8], id[256];
 } sink_ctx_t;
 
 typedef struct sink_waiter {
@@ -88,6 +109,18 @@ struct hk_sink_s {
     pthread_mutex_t rules_mu;
     sink_rule_t *rules;
     size_t nrules, rules_cap;
+    sink_seqpos_t *seqpos; // /seq/<codes> positions per path
+    size_t nseqpos, seqpos_cap;
+
+    // Listening (libmicrohttpd daemon) state: the timer thread closes and reopens
+    // the daemon for hk_sink_refuse; wait_mu guards these, state_cv tells callers.
+    unsigned threads;
+    bool log_errors, log_requests;
+    bool refusing;       // (wait_mu) not listening, or about to stop
+    int64_t refuse_at;   // (wait_mu) monotonic: close the daemon then; 0 none asked
+    int64_t relisten_at; // (wait_mu) monotonic: listen again then; INT64_MAX never
+    int listen_err;      // (wait_mu) 1 when listening again failed
+    pthread_cond_t state_cv;
 
     pthread_mutex_t wait_mu;
     pthread_cond_t wait_cv;
@@ -102,6 +135,7 @@ struct hk_sink_s {
 
 static void sink_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port);
 
 static void sink_err(char *errstr, size_t errstr_size, const char *fmt, ...)
 {
@@ -217,6 +251,7 @@ typedef struct sink_plan {
     int status; // 0 = never answer
     int delay_ms;
     char retry_after[SINK_RETRY_MAX];
+    sink_action_t action;
 } sink_plan_t;
 
 // True when url is `mode` or below it; *rest is what follows "mode/" ("" if none).
@@ -255,6 +290,49 @@ static int sink_copy_header_value(char *dst, size_t dst_size, const char *src, s
     memcpy(dst, src, len);
     dst[len] = '\0';
     return 0;
+}
+
+// Parses "<c1>,<c2>,..." (each 100..599, at most SINK_SEQ_MAX, up to the next '/')
+// into codes. The count, 0 when malformed.
+static size_t sink_parse_seq(const char *s, int *codes)
+{
+    size_t n = 0;
+    for (;;) {
+        long c = 0;
+        const char *p = s;
+        for (; *p >= '0' && *p <= '9' && c < 1000; p++)
+            c = c * 10 + (*p - '0');
+        if (p == s || c < 100 || c > 599 || n == SINK_SEQ_MAX)
+            return 0;
+        codes[n++] = (int)c;
+        if (*p == '\0' || *p == '/')
+            return n;
+        if (*p != ',')
+            return 0;
+        s = p + 1;
+    }
+}
+
+// The next code of the /seq sequence at `url` (its own position per path).
+static int sink_seq_next(hk_sink_t *sink, const char *url, const int *codes, size_t n)
+{
+    pthread_mutex_lock(&sink->rules_mu);
+    size_t i = 0;
+    while (i < sink->nseqpos && strcmp(sink->seqpos[i].path, url) != 0)
+        i++;
+    if (i == sink->nseqpos) {
+        char *path = strdup(url);
+        if (path == NULL || sink_grow((void **)&sink->seqpos, &sink->seqpos_cap, i + 1,
+                                      sizeof *sink->seqpos) != 0) {
+            free(path);
+            pthread_mutex_unlock(&sink->rules_mu);
+            return 500;
+        }
+        sink->seqpos[sink->nseqpos++] = (sink_seqpos_t){.path = path};
+    }
+    size_t k = sink->seqpos[i].next++;
+    pthread_mutex_unlock(&sink->rules_mu);
+    return codes[k < n ? k : n - 1];
 }
 
 static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *plan)
@@ -299,6 +377,16 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
             plan->status = 400;
         else
             plan->status = hk_clock_wall_ms() < until ? 503 : 200;
+    } else if (sink_path_is(url, "/seq", &rest)) {
+        int codes[SINK_SEQ_MAX];
+        size_t n = sink_parse_seq(rest, codes);
+        plan->status = n ? sink_seq_next(sink, url, codes, n) : 400;
+    } else if (sink_path_is(url, "/reset", &rest)) {
+        plan->status = 0;
+        plan->action = SINK_RESET;
+    } else if (sink_path_is(url, "/close-mid", &rest)) {
+        plan->status = 0;
+        plan->action = SINK_CLOSE_MID;
     } else if (sink_path_is(url, "/retry-after", &rest)) {
         const char *end = strchr(rest, '/');
         size_t len = end ? (size_t)(end - rest) : strlen(rest);
@@ -311,16 +399,21 @@ static void sink_plan_builtin(hk_sink_t *sink, const char *url, sink_plan_t *pla
 static void sink_plan(hk_sink_t *sink, const char *url, sink_plan_t *plan)
 {
     memset(plan, 0, sizeof *plan);
-    const sink_rule_t *best = NULL;
+    sink_rule_t *best = NULL;
+    int64_t now = sink_mono_ms();
     pthread_mutex_lock(&sink->rules_mu);
     for (size_t i = 0; i < sink->nrules; i++) {
-        const sink_rule_t *r = &sink->rules[i];
+        sink_rule_t *r = &sink->rules[i];
         if ((best == NULL || r->prefix_len > best->prefix_len) &&
-            strncmp(url, r->prefix, r->prefix_len) == 0)
+            (r->until_ms == 0 || now < r->until_ms) && strncmp(url, r->prefix, r->prefix_len) == 0)
             best = r;
     }
     if (best != NULL) {
         plan->status = best->status;
+        if (best->seq != NULL) {
+            size_t k = best->seq_next++;
+            plan->status = best->seq[k < best->nseq ? k : best->nseq - 1];
+        }
         plan->delay_ms = best->delay_ms;
         memcpy(plan->retry_after, best->retry_after, sizeof plan->retry_after);
     }
@@ -384,6 +477,12 @@ static int sink_record(hk_sink_t *sink, struct MHD_Connection *conn, const char 
     sink_copy_str(rec.content_type, sizeof rec.content_type, ct);
     sink_copy_str(rec.signature, sizeof rec.signature, sig);
     rec.status = status;
+    ctx->recorded = true;
+    ctx->t0_ms = sink_mono_ms();
+    ctx->sig = rec.sig;
+    memcpy(ctx->path, rec.path, sizeof ctx->path);
+    memcpy(ctx->method, rec.method, sizeof ctx->method);
+    memcpy(ctx->id, rec.webhook_id, sizeof ctx->id);
     if (ctx->body != NULL && !ctx->too_big) {
         rec.body = ctx->body;
         rec.body_len = ctx->len;
@@ -426,8 +525,10 @@ static int sink_record(hk_sink_t *sink, struct MHD_Connection *conn, const char 
 // ---- answering ----
 
 static enum MHD_Result sink_respond(struct MHD_Connection *conn, int status,
-                                    const char *retry_after)
+                                    const char *retry_after, sink_ctx_t *ctx)
 {
+    if (ctx != NULL)
+        ctx->answered = status;
     char body[32];
     size_t len = 0;
     if (status >= 200 && status != 204 && status != 304)
@@ -468,8 +569,9 @@ static enum MHD_Result sink_wait(hk_sink_t *sink, struct MHD_Connection *conn, s
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     pthread_mutex_lock(&sink->wait_mu);
-    if (sink->stopping || sink_grow((void **)&sink->waiters, &sink->waiters_cap, sink->nwaiters + 1,
-                                    sizeof *sink->waiters)) {
+    if (sink->stopping || sink->refusing ||
+        sink_grow((void **)&sink->waiters, &sink->waiters_cap, sink->nwaiters + 1,
+                  sizeof *sink->waiters)) {
         pthread_mutex_unlock(&sink->wait_mu);
         return MHD_NO;
     }
@@ -510,6 +612,174 @@ static int sink_body_append(sink_ctx_t *ctx, const char *data, size_t len)
     return 0;
 }
 
+// /reset: a TCP RST instead of an answer. SO_LINGER 0 makes the close that
+// follows MHD_NO send RST rather than FIN.
+static enum MHD_Result sink_reset_conn(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci != NULL) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    return MHD_NO;
+}
+
+#define SINK_MID_LEN 4096 // Content-Length /close-mid announces; it sends 16 bytes of it
+
+static ssize_t sink_mid_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    if (pos >= 16)
+        return MHD_CONTENT_READER_END_WITH_ERROR; // closes the connection mid-body
+    size_t n = max < 16 - pos ? max : 16 - (size_t)pos;
+    memset(buf, '{', n);
+    return (ssize_t)n;
+}
+
+// /close-mid: "200 OK" and part of the body, then the connection closes.
+static enum MHD_Result sink_close_mid(struct MHD_Connection *conn)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(SINK_MID_LEN, 16, sink_mid_reader, NULL, NULL);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result sink_respond_json(struct MHD_Connection *conn, unsigned status, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (text == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result sink_control_error(struct MHD_Connection *conn, const char *why)
+{
+    return sink_respond_json(conn, MHD_HTTP_BAD_REQUEST, json_pack("{ss}", "error", why));
+}
+
+// POST /_sink/rules: one rule as JSON (see sink.h).
+static enum MHD_Result sink_control_rule(hk_sink_t *sink, struct MHD_Connection *conn,
+                                         const sink_ctx_t *ctx)
+{
+    json_error_t jerr;
+    json_t *j = ctx->body ? json_loadb(ctx->body, ctx->len, 0, &jerr) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return sink_control_error(conn, "the body must be a JSON object");
+    }
+    const char *prefix = json_string_value(json_object_get(j, "prefix"));
+    json_t *st = json_object_get(j, "status"), *dl = json_object_get(j, "delay_ms");
+    json_t *ra = json_object_get(j, "retry_after"), *fm = json_object_get(j, "for_ms");
+    json_t *seq = json_object_get(j, "sequence");
+    const char *why = NULL;
+    if (prefix == NULL || prefix[0] != '/')
+        why = "\"prefix\" must be a path starting with /";
+    else if ((st && !json_is_integer(st)) || (dl && !json_is_integer(dl)) ||
+             (fm && !json_is_integer(fm)) || (ra && !json_is_string(ra)) ||
+             (seq && !json_is_array(seq)))
+        why = "status, delay_ms and for_ms are integers, retry_after a string, sequence an array";
+    int rc = 0;
+    if (why == NULL && seq != NULL) {
+        int codes[SINK_SEQ_MAX];
+        size_t n = json_array_size(seq);
+        for (size_t i = 0; i < n && i < SINK_SEQ_MAX; i++)
+            codes[i] = json_is_integer(json_array_get(seq, i))
+                           ? (int)json_integer_value(json_array_get(seq, i))
+                           : -1;
+        rc = n > SINK_SEQ_MAX ? -1 : hk_sink_set_sequence(sink, prefix, codes, n);
+    } else if (why == NULL && fm != NULL) {
+        json_int_t f = json_integer_value(fm), code = st ? json_integer_value(st) : 503;
+        rc = f < 1 || f > SINK_MAX_DELAY_MS || code < 100 || code > 599
+                 ? -1
+                 : hk_sink_set_outage(sink, prefix, (int)code, (int)f);
+    } else if (why == NULL) {
+        json_int_t code = json_integer_value(st), d = json_integer_value(dl);
+        rc = code < 0 || code > 599 || d < 0 || d > SINK_MAX_DELAY_MS
+                 ? -1
+                 : hk_sink_set_rule(sink, prefix, (int)code, (int)d, json_string_value(ra));
+    }
+    json_decref(j);
+    if (why == NULL && rc != 0)
+        why = "bad value: status 0 or 100..599, delay_ms and for_ms 0..3600000, sequence of "
+              "1..64 codes 100..599, retry_after printable";
+    if (why != NULL)
+        return sink_control_error(conn, why);
+    return sink_respond_json(conn, MHD_HTTP_OK, json_pack("{sb}", "ok", 1));
+}
+
+// GET /_sink/requests: every record but the bodies, as a JSON array.
+static enum MHD_Result sink_control_requests(hk_sink_t *sink, struct MHD_Connection *conn)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&sink->mu);
+    for (size_t i = 0; arr != NULL && i < sink->nreqs; i++) {
+        const hk_sink_req_t *r = &sink->reqs[i];
+        json_array_append_new(arr, json_pack("{sIsssssssisisI}", "at_ms", (json_int_t)r->at_ms,
+                                             "method", r->method, "path", r->path, "webhook_id",
+                                             r->webhook_id, "sig", r->sig, "status", r->status,
+                                             "body_len", (json_int_t)r->body_len));
+    }
+    pthread_mutex_unlock(&sink->mu);
+    return sink_respond_json(conn, MHD_HTTP_OK, arr);
+}
+
+static void sink_ask_refuse(hk_sink_t *sink, int64_t at, int for_ms)
+{
+    pthread_mutex_lock(&sink->wait_mu);
+    sink->refuse_at = at;
+    sink->relisten_at = for_ms > 0 ? at + for_ms : INT64_MAX;
+    pthread_cond_signal(&sink->wait_cv);
+    pthread_mutex_unlock(&sink->wait_mu);
+}
+
+// The control API under /_sink/ (rest is what follows it). Never recorded.
+static enum MHD_Result sink_control(hk_sink_t *sink, struct MHD_Connection *conn, const char *rest,
+                                    const char *method, const sink_ctx_t *ctx)
+{
+    bool post = strcmp(method, "POST") == 0;
+    if (strcmp(rest, "stats") == 0)
+        return sink_respond_stats(sink, conn);
+    if (strcmp(rest, "requests") == 0)
+        return sink_control_requests(sink, conn);
+    if (strcmp(rest, "rules") == 0 && post)
+        return sink_control_rule(sink, conn, ctx);
+    if (strcmp(rest, "reset") == 0 && post) {
+        hk_sink_reset(sink);
+        return sink_respond_json(conn, MHD_HTTP_OK, json_pack("{sb}", "ok", 1));
+    }
+    if (strcmp(rest, "refuse") == 0 && post) {
+        json_t *j = ctx->body ? json_loadb(ctx->body, ctx->len, 0, NULL) : NULL;
+        json_t *fm = json_object_get(j, "for_ms");
+        json_int_t f = json_integer_value(fm);
+        json_decref(j);
+        if (!json_is_integer(fm) || f < 1 || f > SINK_MAX_DELAY_MS)
+            return sink_control_error(conn, "{\"for_ms\": 1..3600000} is required");
+        // Later than now, so that this answer leaves before the daemon closes.
+        sink_ask_refuse(sink, sink_mono_ms() + SINK_REFUSE_LAG, (int)f);
+        return sink_respond_json(conn, MHD_HTTP_OK, json_pack("{sb}", "ok", 1));
+    }
+    return sink_respond_json(conn, MHD_HTTP_NOT_FOUND,
+                             json_pack("{ss}", "error",
+                                       "control paths: GET stats, GET requests, "
+                                       "POST rules, POST reset, POST refuse"));
+}
+
 static enum MHD_Result sink_access(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
@@ -535,10 +805,12 @@ static enum MHD_Result sink_access(void *cls, struct MHD_Connection *conn, const
         pthread_mutex_lock(&sink->wait_mu);
         bool abandon = ctx->abandon;
         pthread_mutex_unlock(&sink->wait_mu);
-        return abandon ? MHD_NO : sink_respond(conn, ctx->status, ctx->retry_after);
+        return abandon ? MHD_NO : sink_respond(conn, ctx->status, ctx->retry_after, ctx);
     }
     if (strcmp(url, "/_stats") == 0)
         return sink_respond_stats(sink, conn);
+    if (strncmp(url, "/_sink/", 7) == 0)
+        return sink_control(sink, conn, url + 7, method, ctx);
 
     sink_plan_t plan;
     if (ctx->too_big)
@@ -547,6 +819,10 @@ static enum MHD_Result sink_access(void *cls, struct MHD_Connection *conn, const
         sink_plan(sink, url, &plan);
     if (sink_record(sink, conn, url, method, ctx, plan.status) != 0)
         return MHD_NO;
+    if (plan.action == SINK_RESET)
+        return sink_reset_conn(conn);
+    if (plan.action == SINK_CLOSE_MID)
+        return sink_close_mid(conn);
     if (plan.status == 0)
         return sink_wait(sink, conn, ctx, INT64_MAX);
     if (plan.delay_ms > 0) {
@@ -554,14 +830,38 @@ static enum MHD_Result sink_access(void *cls, struct MHD_Connection *conn, const
         memcpy(ctx->retry_after, plan.retry_after, sizeof ctx->retry_after);
         return sink_wait(sink, conn, ctx, sink_mono_ms() + plan.delay_ms);
     }
-    return sink_respond(conn, plan.status, plan.retry_after);
+    return sink_respond(conn, plan.status, plan.retry_after, ctx);
+}
+
+// One JSON line on stdout for a finished request (opts.log_requests). status is
+// what the client got whole: 0 when it got no complete answer.
+static void sink_log_request(const sink_ctx_t *ctx, bool complete)
+{
+    json_t *j = json_pack("{sIssssssso*sisI}", "ts_ms", (json_int_t)hk_clock_wall_ms(), "method",
+                          ctx->method, "path", ctx->path, "webhook_id", ctx->id, "signature_valid",
+                          ctx->sig == -2 ? json_null() : json_boolean(ctx->sig == 1), "status",
+                          complete ? ctx->answered : 0, "latency_ms",
+                          (json_int_t)(sink_mono_ms() - ctx->t0_ms));
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (line != NULL) {
+        flockfile(stdout);
+        fputs(line, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        funlockfile(stdout);
+        free(line);
+    }
 }
 
 static void sink_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)conn;
+    hk_sink_t *sink = cls;
     sink_ctx_t *ctx = *con_cls;
+    if (ctx != NULL && ctx->recorded && sink->log_requests)
+        sink_log_request(ctx, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && ctx->answered > 0);
     if (ctx != NULL) {
         free(ctx->body);
         free(ctx);
@@ -578,6 +878,37 @@ static void sink_release(hk_sink_t *sink, size_t i, bool abandon)
     w.ctx->abandon = abandon;
     MHD_resume_connection(w.conn);
     sink->waiters[i] = sink->waiters[--sink->nwaiters];
+}
+
+// Caller (the timer thread) holds wait_mu. Stops listening: every waiting
+// connection is let go unanswered (a server going down), then the daemon closes
+// with wait_mu released, since its workers take it.
+static void sink_close_daemon(hk_sink_t *sink)
+{
+    sink->refuse_at = 0;
+    sink->refusing = true;
+    while (sink->nwaiters > 0)
+        sink_release(sink, sink->nwaiters - 1, true);
+    struct MHD_Daemon *mhd = sink->mhd;
+    pthread_mutex_unlock(&sink->wait_mu);
+    if (mhd != NULL)
+        MHD_stop_daemon(mhd);
+    pthread_mutex_lock(&sink->wait_mu);
+    sink->mhd = NULL;
+    pthread_cond_broadcast(&sink->state_cv);
+}
+
+// Caller (the timer thread) holds wait_mu. Listens again on the same port.
+static void sink_reopen_daemon(hk_sink_t *sink)
+{
+    pthread_mutex_unlock(&sink->wait_mu);
+    struct MHD_Daemon *mhd = sink_daemon(sink, sink->port);
+    pthread_mutex_lock(&sink->wait_mu);
+    sink->mhd = mhd;
+    sink->listen_err = mhd == NULL;
+    sink->refusing = false;
+    sink->relisten_at = INT64_MAX;
+    pthread_cond_broadcast(&sink->state_cv);
 }
 
 static void *sink_timer_main(void *arg)
@@ -602,7 +933,19 @@ static void *sink_timer_main(void *arg)
             else if (sink->waiters[i].due_ms < next)
                 next = sink->waiters[i].due_ms;
         }
-        if (sink->nwaiters == 0) {
+        if (sink->refuse_at != 0 && sink->refuse_at <= now) {
+            sink_close_daemon(sink);
+            continue;
+        }
+        if (sink->refusing && sink->relisten_at <= now) {
+            sink_reopen_daemon(sink);
+            continue;
+        }
+        if (sink->refuse_at != 0 && sink->refuse_at < next)
+            next = sink->refuse_at;
+        if (sink->refusing && sink->relisten_at < next)
+            next = sink->relisten_at;
+        if (sink->nwaiters == 0 && next == INT64_MAX) {
             pthread_cond_wait(&sink->wait_cv, &sink->wait_mu);
             continue;
         }
@@ -654,15 +997,35 @@ static int sink_parse_secrets(hk_sink_t *sink, const char *secrets, char *errstr
     return 0;
 }
 
+static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    if (sink->log_errors)
+        flags |= MHD_USE_ERROR_LOG;
+    return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, sink_access, sink,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                            MHD_OPTION_THREAD_POOL_SIZE, sink->threads, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)SINK_CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, sink_completed,
+                            sink, MHD_OPTION_END);
+}
+
 static void sink_free(hk_sink_t *sink)
 {
     for (size_t i = 0; i < sink->nreqs; i++)
         free(sink->reqs[i].body);
     free(sink->reqs);
     sink_ids_clear(sink);
-    for (size_t i = 0; i < sink->nrules; i++)
+    for (size_t i = 0; i < sink->nrules; i++) {
         free(sink->rules[i].prefix);
+        free(sink->rules[i].seq);
+    }
     free(sink->rules);
+    for (size_t i = 0; i < sink->nseqpos; i++)
+        free(sink->seqpos[i].path);
+    free(sink->seqpos);
     for (size_t i = 0; i < sink->nsecrets; i++)
         free(sink->secrets[i]);
     free(sink->secrets);
@@ -672,6 +1035,7 @@ static void sink_free(hk_sink_t *sink)
     pthread_mutex_destroy(&sink->rules_mu);
     pthread_mutex_destroy(&sink->wait_mu);
     pthread_cond_destroy(&sink->wait_cv);
+    pthread_cond_destroy(&sink->state_cv);
     free(sink);
 }
 
@@ -693,7 +1057,9 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sink->wait_cv, &ca);
+    pthread_cond_init(&sink->state_cv, &ca);
     pthread_condattr_destroy(&ca);
+    sink->relisten_at = INT64_MAX;
     atomic_init(&sink->flap, 0);
     // Without a seed, the start time in ns, mixed with the address so that two sinks
     // started together still differ.
@@ -716,18 +1082,10 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     }
     sink->timer_started = true;
 
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)opts->port),
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
-    if (opts->log_errors)
-        flags |= MHD_USE_ERROR_LOG;
-    unsigned threads = opts->threads > 0 ? (unsigned)opts->threads : SINK_THREADS;
-    sink->mhd = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, sink_access, sink,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                 MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)SINK_CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
-                                 sink_completed, sink, MHD_OPTION_END);
+    sink->threads = opts->threads > 0 ? (unsigned)opts->threads : SINK_THREADS;
+    sink->log_errors = opts->log_errors;
+    sink->log_requests = opts->log_requests;
+    sink->mhd = sink_daemon(sink, opts->port);
     if (sink->mhd == NULL) {
         sink_err(errstr, errstr_size,
                  "sink: cannot listen on 127.0.0.1:%d (port in use, or out of resources)",
@@ -763,6 +1121,70 @@ int hk_sink_port(const hk_sink_t *sink)
     return sink->port;
 }
 
+int hk_sink_refuse(hk_sink_t *sink, int for_ms)
+{
+    if (for_ms < 0 || for_ms > SINK_MAX_DELAY_MS)
+        return -1;
+    sink_ask_refuse(sink, sink_mono_ms(), for_ms);
+    pthread_mutex_lock(&sink->wait_mu);
+    while (sink->mhd != NULL && !sink->stopping)
+        pthread_cond_wait(&sink->state_cv, &sink->wait_mu);
+    pthread_mutex_unlock(&sink->wait_mu);
+    return 0;
+}
+
+int hk_sink_listen(hk_sink_t *sink)
+{
+    pthread_mutex_lock(&sink->wait_mu);
+    if (sink->refusing || sink->refuse_at != 0) {
+        sink->refuse_at = 0;
+        sink->relisten_at = sink_mono_ms();
+        pthread_cond_signal(&sink->wait_cv);
+        while (sink->refusing && !sink->stopping)
+            pthread_cond_wait(&sink->state_cv, &sink->wait_mu);
+    }
+    int rc = sink->mhd != NULL ? 0 : -1;
+    pthread_mutex_unlock(&sink->wait_mu);
+    return rc;
+}
+
+// Puts `rule` (taking its seq) in place of the rule for `prefix`, or removes that
+// rule when rule->status is 0 and it has no sequence. 0 ok, -1 out of memory.
+static int sink_put_rule(hk_sink_t *sink, const char *prefix, sink_rule_t rule)
+{
+    pthread_mutex_lock(&sink->rules_mu);
+    size_t i = 0;
+    while (i < sink->nrules && strcmp(sink->rules[i].prefix, prefix) != 0)
+        i++;
+    int ret = 0;
+    if (rule.status == 0 && rule.seq == NULL) {
+        if (i < sink->nrules) {
+            free(sink->rules[i].prefix);
+            free(sink->rules[i].seq);
+            sink->rules[i] = sink->rules[--sink->nrules];
+        }
+    } else if (i < sink->nrules) {
+        rule.prefix = sink->rules[i].prefix;
+        rule.prefix_len = sink->rules[i].prefix_len;
+        free(sink->rules[i].seq);
+        sink->rules[i] = rule;
+        rule.seq = NULL;
+    } else if ((rule.prefix = strdup(prefix)) == NULL ||
+               sink_grow((void **)&sink->rules, &sink->rules_cap, sink->nrules + 1,
+                         sizeof *sink->rules) != 0) {
+        free(rule.prefix);
+        ret = -1;
+    } else {
+        rule.prefix_len = strlen(prefix);
+        sink->rules[sink->nrules++] = rule;
+        rule.seq = NULL;
+    }
+    pthread_mutex_unlock(&sink->rules_mu);
+    if (ret != 0 || rule.status == 0)
+        free(rule.seq);
+    return ret;
+}
+
 int hk_sink_set_rule(hk_sink_t *sink, const char *prefix, int status, int delay_ms,
                      const char *retry_after)
 {
@@ -773,32 +1195,31 @@ int hk_sink_set_rule(hk_sink_t *sink, const char *prefix, int status, int delay_
     if (retry_after != NULL && sink_copy_header_value(rule.retry_after, sizeof rule.retry_after,
                                                       retry_after, strlen(retry_after)) != 0)
         return -1;
+    return sink_put_rule(sink, prefix, rule);
+}
 
-    pthread_mutex_lock(&sink->rules_mu);
-    size_t i = 0;
-    while (i < sink->nrules && strcmp(sink->rules[i].prefix, prefix) != 0)
-        i++;
-    int ret = 0;
-    if (status == 0) {
-        if (i < sink->nrules) {
-            free(sink->rules[i].prefix);
-            sink->rules[i] = sink->rules[--sink->nrules];
-        }
-    } else if (i < sink->nrules) {
-        rule.prefix = sink->rules[i].prefix;
-        rule.prefix_len = sink->rules[i].prefix_len;
-        sink->rules[i] = rule;
-    } else if ((rule.prefix = strdup(prefix)) == NULL ||
-               sink_grow((void **)&sink->rules, &sink->rules_cap, sink->nrules + 1,
-                         sizeof *sink->rules) != 0) {
-        free(rule.prefix);
-        ret = -1;
-    } else {
-        rule.prefix_len = strlen(prefix);
-        sink->rules[sink->nrules++] = rule;
+int hk_sink_set_outage(hk_sink_t *sink, const char *prefix, int status, int for_ms)
+{
+    if (prefix == NULL || *prefix == '\0' || status < 100 || status > 599 || for_ms <= 0 ||
+        for_ms > SINK_MAX_DELAY_MS)
+        return -1;
+    sink_rule_t rule = {.status = status, .until_ms = sink_mono_ms() + for_ms};
+    return sink_put_rule(sink, prefix, rule);
+}
+
+int hk_sink_set_sequence(hk_sink_t *sink, const char *prefix, const int *codes, size_t n)
+{
+    if (prefix == NULL || *prefix == '\0' || codes == NULL || n == 0 || n > SINK_SEQ_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (codes[i] < 100 || codes[i] > 599)
+            return -1;
     }
-    pthread_mutex_unlock(&sink->rules_mu);
-    return ret;
+    sink_rule_t rule = {.status = codes[n - 1], .nseq = n, .seq = malloc(n * sizeof(int))};
+    if (rule.seq == NULL)
+        return -1;
+    memcpy(rule.seq, codes, n * sizeof(int));
+    return sink_put_rule(sink, prefix, rule);
 }
 
 void hk_sink_stats(hk_sink_t *sink, hk_sink_stats_t *out)
@@ -890,6 +1311,13 @@ void hk_sink_reset(hk_sink_t *sink)
     atomic_store(&sink->flap, 0);
     atomic_store(&sink->rng, sink->rng_seed);
     pthread_mutex_unlock(&sink->mu);
+    pthread_mutex_lock(&sink->rules_mu);
+    for (size_t i = 0; i < sink->nseqpos; i++)
+        free(sink->seqpos[i].path);
+    sink->nseqpos = 0;
+    for (size_t i = 0; i < sink->nrules; i++)
+        sink->rules[i].seq_next = 0;
+    pthread_mutex_unlock(&sink->rules_mu);
 }
 
 unsigned hk_sink_pending(hk_sink_t *sink)

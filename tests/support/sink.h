@@ -15,11 +15,29 @@
 //                       from one splitmix64 sequence per sink (seed: hk_sink_opts_t.seed)
 //   /random-429/<pct>   429 with "Retry-After: 1" with probability <pct>/100, else 200
 //                       (the same sequence as /random-fail)
+//   /seq/<c1>,<c2>,...  the codes (100..599, at most 64) in turn, one per request to
+//                       this exact path, then the last one forever (/seq/503,503,200)
+//   /reset              no answer: the connection is reset (TCP RST); recorded as 0
+//   /close-mid          "200 OK", 16 of the 4096 body bytes announced, then the
+//                       connection closes; recorded as 0 (no complete answer)
 // A mode matches its path and anything below it (/ok/x, /status/503/x). Malformed
 // numbers (/status/99, /slow/abc) answer 400; bodies over 8 MiB answer 413.
 // A rule set with hk_sink_set_rule() overrides the built-in mode for its path prefix.
 // A request is recorded and counted when it has fully arrived, before any delay.
 // GET /_stats returns the counters as JSON (used by scripts/demo).
+// Control API (JSON, never recorded or counted), for suites in other languages
+// driving hookd-sink:
+//   GET  /_sink/stats     as /_stats
+//   GET  /_sink/requests  every record without its body: [{"at_ms","method","path",
+//                         "webhook_id","sig","status","body_len"}]
+//   POST /_sink/rules     {"prefix":"/p", then one of
+//                           "status":S[,"delay_ms":D][,"retry_after":"R"]  (hk_sink_set_rule;
+//                                                                        status 0 removes)
+//                           "status":S,"for_ms":F                      (hk_sink_set_outage)
+//                           "sequence":[S1,S2,...]                     (hk_sink_set_sequence)}
+//   POST /_sink/reset     hk_sink_reset
+//   POST /_sink/refuse    {"for_ms":F}: stops listening 0.2 s later, for F ms
+// Bad requests answer 400 {"error":"..."}, unknown paths 404.
 //
 // Thread-safe: the sink answers on its own threads; query it from any thread.
 #ifndef HK_SINK_H
@@ -36,6 +54,9 @@ typedef struct hk_sink_opts {
     int threads;         // answering threads; 0 = 8
     int log_errors;      // 1 = libmicrohttpd error messages on stderr
     uint64_t seed;       // /random-fail sequence; 0 = seeded from the clock at start
+    int log_requests;    // 1 = one JSON line per finished request on stdout: ts_ms, method,
+                         // path, webhook_id, signature_valid (null: not checked), status
+                         // (0: no complete answer), latency_ms (complete to answered)
 } hk_sink_opts_t;
 
 // One received request, as the sink saw it.
@@ -77,6 +98,21 @@ int hk_sink_port(const hk_sink_t *sink);
 // retry_after empty or with control characters) or out of memory.
 int hk_sink_set_rule(hk_sink_t *sink, const char *prefix, int status, int delay_ms,
                      const char *retry_after);
+
+// An outage window: requests below `prefix` get `status` (100..599) for the next
+// `for_ms` (1..3600000), then the rule lapses. 0 ok, -1 bad argument.
+int hk_sink_set_outage(hk_sink_t *sink, const char *prefix, int status, int for_ms);
+// A status sequence below `prefix`: codes[0], codes[1], ... one per request, then
+// codes[n-1] forever (n 1..64, each 100..599). Replaces the rule for that
+// prefix; a set_rule with status 0 removes it. 0 ok, -1 bad argument.
+int hk_sink_set_sequence(hk_sink_t *sink, const char *prefix, const int *codes, size_t n);
+// Connection refused: closes the listening socket (requests waiting for a delayed
+// answer are dropped, as when a server goes down) and returns once it is closed;
+// listens again on the same port after `for_ms` (0: only on hk_sink_listen).
+// 0 ok, -1 bad argument.
+int hk_sink_refuse(hk_sink_t *sink, int for_ms);
+// Listens again now; returns once listening. 0 ok, -1 the port could not be bound.
+int hk_sink_listen(hk_sink_t *sink);
 
 void hk_sink_stats(hk_sink_t *sink, hk_sink_stats_t *out);
 
