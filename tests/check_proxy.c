@@ -118,6 +118,19 @@ static int wait_active(uint64_t n, int timeout_ms)
     }
 }
 
+// Waits (up to 10 s) until the proxy has dropped n bytes in all; returns the count.
+static uint64_t wait_dropped(uint64_t n)
+{
+    int64_t end = now_ms() + 10000;
+    hkt_proxy_stats_t st;
+    for (;;) {
+        hkt_proxy_stats(px, &st);
+        if (st.bytes_dropped >= n || now_ms() > end)
+            return st.bytes_dropped;
+        usleep(5000);
+    }
+}
+
 START_TEST(test_proxy_forwards_and_counts_each_byte)
 {
     redisContext *c = via_proxy(2000);
@@ -178,6 +191,8 @@ START_TEST(test_proxy_blackhole_hangs_then_lifts)
     hkt_proxy_stats(px, &after);
     ck_assert_uint_eq(after.bytes_to_server, before.bytes_to_server);
     ck_assert_uint_eq(after.bytes_to_client, before.bytes_to_client);
+    // Both PINGs were read and dropped (the proxy may read them a little later).
+    ck_assert_uint_eq(wait_dropped(before.bytes_dropped + 14 + 14), before.bytes_dropped + 28);
     ck_assert_uint_eq(after.accepted, before.accepted + 1);
     hkt_proxy_set_blackhole(px, 0);
     redisContext *c3 = via_proxy(2000);
@@ -185,6 +200,29 @@ START_TEST(test_proxy_blackhole_hangs_then_lifts)
     redisFree(c);
     redisFree(c2);
     redisFree(c3);
+}
+END_TEST
+
+// What a client sends into a black hole is dropped, not delivered late.
+START_TEST(test_proxy_blackhole_drops_what_it_reads)
+{
+    redisContext *c = via_proxy(2000);
+    ck_assert(ping_ok(c));
+    hkt_proxy_set_blackhole(px, 1);
+    hkt_proxy_stats_t st;
+    hkt_proxy_stats(px, &st);
+    uint64_t dropped = st.bytes_dropped;
+    const char *lost = "*1\r\n$4\r\nPING\r\n";
+    ck_assert_int_eq(write(c->fd, lost, strlen(lost)), (ssize_t)strlen(lost));
+    ck_assert_uint_eq(wait_dropped(dropped + strlen(lost)), dropped + strlen(lost));
+    hkt_proxy_set_blackhole(px, 0);
+    // The first reply on the connection is the ECHO's: the PING never arrived.
+    redisReply *r = redisCommand(c, "ECHO after");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "after");
+    freeReplyObject(r);
+    redisFree(c);
 }
 END_TEST
 
@@ -570,6 +608,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_proxy_forwards_and_counts_each_byte);
     tcase_add_test(tc, test_proxy_latency_is_added_each_way);
     tcase_add_test(tc, test_proxy_blackhole_hangs_then_lifts);
+    tcase_add_test(tc, test_proxy_blackhole_drops_what_it_reads);
     tcase_add_test(tc, test_proxy_reset_breaks_open_and_new_connections);
     tcase_add_test(tc, test_proxy_down_refuses_and_up_reopens_the_same_port);
     tcase_add_test(tc, test_proxy_up_reports_a_taken_port);

@@ -286,8 +286,10 @@ static int fill(hkt_proxy_t *p, conn_t *c, int d, int64_t now)
         dr->eof = 1;
         return 0;
     }
-    if (p->cur.blackhole)
+    if (p->cur.blackhole) {
+        p->live.bytes_dropped += (uint64_t)r;
         return 0;
+    }
     chunk_t *ch = malloc(sizeof(*ch) + (size_t)r);
     if (ch == NULL)
         return -1;

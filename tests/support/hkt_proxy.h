@@ -49,6 +49,7 @@ typedef struct hkt_proxy_stats {
     uint64_t bytes_to_server; // bytes written to the upstream
     uint64_t bytes_to_client; // bytes written to clients
     uint64_t upstream_failed; // connections closed because the upstream connect failed
+    uint64_t bytes_dropped;   // bytes read during a black hole and discarded
 } hkt_proxy_stats_t;
 
 // Binds the listener and starts the proxy thread. Faults start off and the

@@ -142,8 +142,10 @@ static int command(hkt_proxy_t *p, char *line)
         hkt_proxy_stats_t st;
         hkt_proxy_stats(p, &st);
         printf("{\"accepted\":%" PRIu64 ",\"active\":%" PRIu64 ",\"bytes_to_server\":%" PRIu64
-               ",\"bytes_to_client\":%" PRIu64 ",\"upstream_failed\":%" PRIu64 "}\n",
-               st.accepted, st.active, st.bytes_to_server, st.bytes_to_client, st.upstream_failed);
+               ",\"bytes_to_client\":%" PRIu64 ",\"upstream_failed\":%" PRIu64
+               ",\"bytes_dropped\":%" PRIu64 "}\n",
+               st.accepted, st.active, st.bytes_to_server, st.bytes_to_client, st.upstream_failed,
+               st.bytes_dropped);
         return 0;
     } else if (strcmp(cmd, "quit") == 0) {
         printf("ok\n");
