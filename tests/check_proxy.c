@@ -194,12 +194,18 @@ START_TEST(test_proxy_blackhole_hangs_then_lifts)
     // Both PINGs were read and dropped (the proxy may read them a little later).
     ck_assert_uint_eq(wait_dropped(before.bytes_dropped + 14 + 14), before.bytes_dropped + 28);
     ck_assert_uint_eq(after.accepted, before.accepted + 1);
+    // Not even a client's close goes through: the server side stays open.
+    redisFree(c2);
+    usleep(300000);
+    hkt_proxy_stats(px, &after);
+    ck_assert_uint_eq(after.active, 2);
     hkt_proxy_set_blackhole(px, 0);
     redisContext *c3 = via_proxy(2000);
     ck_assert(ping_ok(c3));
     redisFree(c);
-    redisFree(c2);
     redisFree(c3);
+    // Lifted, the held close goes through with the others.
+    ck_assert_msg(wait_active(0, 5000), "connections still open after the black hole");
 }
 END_TEST
 
