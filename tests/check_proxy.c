@@ -209,6 +209,33 @@ START_TEST(test_proxy_blackhole_hangs_then_lifts)
 }
 END_TEST
 
+// Data the proxy had already read when the hole opened stays where it is.
+START_TEST(test_proxy_blackhole_stops_data_in_flight)
+{
+    redisContext *c = via_proxy(10000);
+    ck_assert(ping_ok(c));
+    hkt_proxy_stats_t st, held;
+    hkt_proxy_stats(px, &st);
+    // 20 B/s: the 7-byte PONG trickles out a byte at a time.
+    ck_assert_int_eq(hkt_proxy_set_bandwidth(px, HKT_TO_CLIENT, 20), 0);
+    ck_assert_int_eq(redisAppendCommand(c, "PING"), REDIS_OK);
+    int done = 0;
+    ck_assert_int_eq(redisBufferWrite(c, &done), REDIS_OK);
+    int64_t end = now_ms() + 10000;
+    do {
+        usleep(5000);
+        hkt_proxy_stats(px, &held);
+    } while (held.bytes_to_client == st.bytes_to_client && now_ms() < end);
+    ck_assert_uint_gt(held.bytes_to_client, st.bytes_to_client);
+    hkt_proxy_set_blackhole(px, 1);
+    hkt_proxy_stats(px, &held);
+    usleep(300000);
+    hkt_proxy_stats(px, &st);
+    ck_assert_uint_eq(st.bytes_to_client, held.bytes_to_client);
+    redisFree(c);
+}
+END_TEST
+
 // What a client sends into a black hole is dropped, not delivered late.
 START_TEST(test_proxy_blackhole_drops_what_it_reads)
 {
@@ -615,6 +642,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_proxy_latency_is_added_each_way);
     tcase_add_test(tc, test_proxy_blackhole_hangs_then_lifts);
     tcase_add_test(tc, test_proxy_blackhole_drops_what_it_reads);
+    tcase_add_test(tc, test_proxy_blackhole_stops_data_in_flight);
     tcase_add_test(tc, test_proxy_reset_breaks_open_and_new_connections);
     tcase_add_test(tc, test_proxy_down_refuses_and_up_reopens_the_same_port);
     tcase_add_test(tc, test_proxy_up_reports_a_taken_port);
