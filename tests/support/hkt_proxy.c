@@ -264,7 +264,8 @@ static int64_t write_time(hkt_proxy_t *p, conn_t *c, int d, int64_t now)
             n = slice;
         int64_t start = dr->link_free_ns > now ? dr->link_free_ns : now;
         dr->pay_n = n;
-        dr->pay_at_ns = start + ((int64_t)n * 1000000000 + rate - 1) / rate;
+        int64_t bits = (int64_t)n * 1000000000; // n <= READ_SIZE: no overflow
+        dr->pay_at_ns = start + bits / rate + (bits % rate != 0);
     }
     if (dr->pay_at_ns > now)
         return dr->pay_at_ns;
