@@ -330,6 +330,8 @@ static int flush(hkt_proxy_t *p, conn_t *c, int d, int64_t now)
             n = dr->paid;
         if (limit > 0 && dr->sent + n > (uint64_t)limit)
             n = (size_t)((uint64_t)limit - dr->sent);
+        if (n == 0)
+            return 0; // cannot happen (write_time() said go); never spin on it
         ssize_t w = send(dst, ch->data + ch->off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
