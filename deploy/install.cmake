@@ -101,11 +101,12 @@ set(HK_KIT_LIBDIR lib) # one path for pkg-config and CMake, whatever the arch
 install(TARGETS hookd_testkit EXPORT hookdTargets COMPONENT testkit
         ARCHIVE DESTINATION ${HK_KIT_LIBDIR})
 install(FILES include/hookd/testkit.h DESTINATION include/hookd COMPONENT testkit)
-# The TCP fault proxy's header (tests/support/hkt_proxy.h), once it is there.
-if(EXISTS ${CMAKE_SOURCE_DIR}/tests/support/hkt_proxy.h)
-  install(FILES tests/support/hkt_proxy.h DESTINATION include/hookd/testkit RENAME proxy.h
-          COMPONENT testkit)
-endif()
+# The TCP fault proxy (tests/support/hkt_proxy.{c,h}, in the library through the
+# tests/support glob): its header, included by testkit.h once installed, and
+# hookd-proxy, the proxy driven over stdin.
+install(FILES tests/support/hkt_proxy.h DESTINATION include/hookd/testkit RENAME proxy.h
+        COMPONENT testkit)
+install(TARGETS hookd-proxy RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT testkit)
 configure_file(deploy/testkit/hookd-testkit.pc.in ${CMAKE_BINARY_DIR}/hookd-testkit.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/hookd-testkit.pc DESTINATION ${HK_KIT_LIBDIR}/pkgconfig
         COMPONENT testkit)

@@ -16,7 +16,8 @@
 //                   fixture (hkt_fixture_*): produce jobs, wait for deliveries,
 //                   read /metrics, kill and restart;
 //   hkt_proxy_*     a TCP fault proxy for Kafka, Postgres and Redis connections
-//                   (coming from hkt_proxy.h: <hookd/testkit/proxy.h> once installed).
+//                   (<hookd/testkit/proxy.h>, included below; tests/support/hkt_proxy.h
+//                   in hookd's tree).
 // Every server listens on 127.0.0.1 on a free port and dies with the test process.
 //
 // Programs are found at run time, never baked into the kit:
@@ -37,6 +38,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+// The installed kit has the proxy beside this header; hookd's own tree includes
+// tests/support/hkt_proxy.h where it needs it.
+#if defined(__has_include)
+#if __has_include(<hookd/testkit/proxy.h>)
+#include <hookd/testkit/proxy.h>
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -261,9 +270,10 @@ int hkt_scenario_wait_lag_zero(hkt_scenario_t *sc, int timeout_ms);
 
 // Replica i's GET /metrics body (caller frees), NULL when it did not answer.
 char *hkt_scenario_metrics(hkt_scenario_t *sc, int i);
-// The value of the sample `series` (a metric name with its labels exactly as
-// exported, e.g. "hookd_jobs_delivered_total" or `hookd_up{dep="redis"}`) in
-// replica i's /metrics; NAN when absent or unreachable.
+// The value of the sample `series` in replica i's /metrics: a name with labels
+// exactly as exported (`hookd_jobs_dead_lettered_total{class="invalid"}`) is that
+// one sample; a bare name is the sum of all its samples, labelled or not
+// ("hookd_jobs_dead_lettered_total": every class). NAN when absent or unreachable.
 double hkt_scenario_metric(hkt_scenario_t *sc, int i, const char *series);
 
 hkt_proc_t *hkt_scenario_replica(hkt_scenario_t *sc, int i);

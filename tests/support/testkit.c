@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -820,13 +821,18 @@ double hkt_scenario_metric(hkt_scenario_t *sc, int i, const char *series)
     char *body = hkt_scenario_metrics(sc, i);
     if (body == NULL)
         return NAN;
+    // A bare name also matches its labelled samples ("name{...} v"), summed.
+    bool bare = strchr(series, '{') == NULL;
     double v = NAN;
     size_t len = strlen(series);
     for (char *line = body; line && *line;) {
         char *next = strchr(line, '\n');
-        if (strncmp(line, series, len) == 0 && line[len] == ' ') {
-            v = strtod(line + len + 1, NULL);
-            break;
+        if (strncmp(line, series, len) == 0 && (line[len] == ' ' || (bare && line[len] == '{'))) {
+            const char *val = line[len] == ' ' ? line + len + 1 : strstr(line + len, "} ");
+            if (val != NULL) {
+                double x = strtod(line[len] == ' ' ? val : val + 2, NULL);
+                v = isnan(v) ? x : v + x;
+            }
         }
         line = next ? next + 1 : NULL;
     }
