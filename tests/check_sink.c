@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SECRET_A "whsec_AAsWISw3Qk1YY255hI+apbC7xtHc5/L9"
 #define SECRET_B "whsec_JTA7RlFcZ3J9iJOeqbS/ytXg6/YBDBci"
@@ -1118,6 +1120,284 @@ START_TEST(test_random_fail_answers_503_at_its_rate_from_one_seeded_sequence)
 }
 END_TEST
 
+// ---- faults added for the testkit: sequences, windows, reset, close, refuse ----
+
+START_TEST(test_seq_path_answers_its_codes_in_turn_then_the_last)
+{
+    ck_assert_int_eq(post_status("/seq/503,429,200"), 503);
+    ck_assert_int_eq(post_status("/seq/503,429,200"), 429);
+    ck_assert_int_eq(post_status("/seq/503,429,200"), 200);
+    ck_assert_int_eq(post_status("/seq/503,429,200"), 200);
+    // Each path has its own position; a reset starts them over.
+    ck_assert_int_eq(post_status("/seq/503,429,200/other"), 503);
+    hk_sink_reset(sink);
+    ck_assert_int_eq(post_status("/seq/503,429,200"), 503);
+    // Malformed sequences are a client error.
+    ck_assert_int_eq(post_status("/seq/"), 400);
+    ck_assert_int_eq(post_status("/seq/503,,200"), 400);
+    ck_assert_int_eq(post_status("/seq/99"), 400);
+    ck_assert_int_eq(post_status("/seq/503,abc"), 400);
+}
+END_TEST
+
+START_TEST(test_sequence_rule_answers_in_turn_below_its_prefix)
+{
+    const int codes[] = {500, 410};
+    ck_assert_int_eq(hk_sink_set_sequence(sink, "/a", codes, 2), 0);
+    ck_assert_int_eq(post_status("/a/x"), 500);
+    ck_assert_int_eq(post_status("/a/y"), 410); // one sequence for the whole prefix
+    ck_assert_int_eq(post_status("/a/x"), 410);
+    ck_assert_int_eq(post_status("/b"), 200);
+    ck_assert_int_eq(hk_sink_set_rule(sink, "/a", 0, 0, NULL), 0); // removes it
+    ck_assert_int_eq(post_status("/a/x"), 200);
+    const int bad[] = {500, 99};
+    ck_assert_int_eq(hk_sink_set_sequence(sink, "/a", bad, 2), -1);
+    ck_assert_int_eq(hk_sink_set_sequence(sink, "/a", codes, 0), -1);
+}
+END_TEST
+
+START_TEST(test_outage_window_answers_its_status_then_lapses)
+{
+    ck_assert_int_eq(hk_sink_set_outage(sink, "/w", 503, 60000), 0);
+    ck_assert_int_eq(post_status("/w/1"), 503);
+    ck_assert_int_eq(post_status("/other"), 200);
+    // The same prefix again with a window already over: the built-in mode answers.
+    ck_assert_int_eq(hk_sink_set_outage(sink, "/w", 503, 1), 0);
+    sleep_ms(20);
+    ck_assert_int_eq(post_status("/w/1"), 200);
+    ck_assert_int_eq(post_status("/w/status/410"), 200); // "/w/status" is not a mode path
+    ck_assert_int_eq(hk_sink_set_outage(sink, "/w", 503, 0), -1);
+    ck_assert_int_eq(hk_sink_set_outage(sink, "/w", 600, 10), -1);
+}
+END_TEST
+
+START_TEST(test_reset_path_resets_the_connection)
+{
+    struct curl_slist *h = hookd_headers("evt_rst", (int64_t)time(NULL), "{}", NULL);
+    http_res_t res;
+    http_do(NULL, "POST", "/reset", "{}", 2, h, 0, &res);
+    curl_slist_free_all(h);
+    ck_assert_msg(res.rc == CURLE_RECV_ERROR || res.rc == CURLE_GOT_NOTHING, "POST /reset: %s",
+                  curl_easy_strerror(res.rc));
+    ck_assert_int_eq(res.status, 0);
+    hk_sink_req_t *reqs;
+    ck_assert_uint_eq(hk_sink_reqs(sink, &reqs), 1);
+    ck_assert_int_eq(reqs[0].status, 0);
+    hk_sink_reqs_free(reqs, 1);
+    ck_assert_uint_eq(stats().failed, 1);
+}
+END_TEST
+
+START_TEST(test_close_mid_path_closes_after_part_of_the_body)
+{
+    struct curl_slist *h = hookd_headers("evt_mid", (int64_t)time(NULL), "{}", NULL);
+    http_res_t res;
+    http_do(NULL, "POST", "/close-mid", "{}", 2, h, 0, &res);
+    curl_slist_free_all(h);
+    ck_assert_msg(res.rc == CURLE_PARTIAL_FILE, "POST /close-mid: %s", curl_easy_strerror(res.rc));
+    ck_assert_int_eq(res.status, 200); // the status line came, the body did not
+    ck_assert_uint_lt(res.body_len, 4096);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.ok, 0); // not a delivery
+    ck_assert_uint_eq(st.failed, 1);
+}
+END_TEST
+
+START_TEST(test_refuse_closes_the_port_and_listen_reopens_it)
+{
+    http_res_t res;
+    ck_assert_int_eq(hk_sink_refuse(sink, 0), 0);
+    http_do(NULL, "GET", "/ok", NULL, 0, NULL, 2000, &res);
+    ck_assert_msg(res.rc == CURLE_COULDNT_CONNECT, "while refusing: %s",
+                  curl_easy_strerror(res.rc));
+    ck_assert_int_eq(hk_sink_listen(sink), 0);
+    ck_assert_int_eq(post_status("/ok"), 200);
+    // With a duration it listens again by itself (on the same port).
+    ck_assert_int_eq(hk_sink_refuse(sink, 300), 0);
+    http_do(NULL, "GET", "/ok", NULL, 0, NULL, 2000, &res);
+    ck_assert_int_eq(res.rc, CURLE_COULDNT_CONNECT);
+    int answered = 0;
+    for (int i = 0; i < 500 && !answered; i++) {
+        sleep_ms(20);
+        http_do(NULL, "GET", "/ok", NULL, 0, NULL, 2000, &res);
+        answered = res.rc == CURLE_OK && res.status == 200;
+    }
+    ck_assert_msg(answered, "the sink did not listen again");
+}
+END_TEST
+
+START_TEST(test_refuse_drops_waiting_requests)
+{
+    CURLM *multi = curl_multi_init();
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "%s/hang", base);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_multi_add_handle(multi, c);
+    int running = 1;
+    for (int i = 0; i < 400 && hk_sink_pending(sink) == 0; i++)
+        curl_multi_perform(multi, &running), curl_multi_wait(multi, NULL, 0, 10, NULL);
+    ck_assert_uint_eq(hk_sink_pending(sink), 1);
+    ck_assert_int_eq(hk_sink_refuse(sink, 0), 0);
+    ck_assert_uint_eq(hk_sink_pending(sink), 0);
+    for (int i = 0; i < 400 && running; i++)
+        curl_multi_perform(multi, &running), curl_multi_wait(multi, NULL, 0, 10, NULL);
+    ck_assert_int_eq(running, 0); // the client saw the connection go, well before 20 s
+    curl_multi_remove_handle(multi, c);
+    curl_easy_cleanup(c);
+    curl_multi_cleanup(multi);
+    ck_assert_int_eq(hk_sink_listen(sink), 0);
+}
+END_TEST
+
+// ---- control API ----
+
+static long control(const char *method, const char *path, const char *json, http_res_t *res)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    http_do(NULL, method, path, json, json ? strlen(json) : 0, h, 0, res);
+    curl_slist_free_all(h);
+    ck_assert_msg(res->rc == CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(res->rc));
+    return res->status;
+}
+
+START_TEST(test_control_api_sets_rules_windows_and_sequences)
+{
+    http_res_t res;
+    ck_assert_int_eq(
+        control("POST", "/_sink/rules",
+                "{\"prefix\":\"/r\",\"status\":429,\"delay_ms\":0,\"retry_after\":\"7\"}", &res),
+        200);
+    hookd_post("/r/1", "evt_r", "{}", NULL, &res);
+    ck_assert_int_eq(res.status, 429);
+    ck_assert_str_eq(res.retry_after, "7");
+    ck_assert_int_eq(control("POST", "/_sink/rules", "{\"prefix\":\"/r\",\"status\":0}", &res),
+                     200);
+    ck_assert_int_eq(post_status("/r/1"), 200);
+    ck_assert_int_eq(
+        control("POST", "/_sink/rules", "{\"prefix\":\"/s\",\"sequence\":[502,201]}", &res), 200);
+    ck_assert_int_eq(post_status("/s"), 502);
+    ck_assert_int_eq(post_status("/s"), 201);
+    ck_assert_int_eq(control("POST", "/_sink/rules",
+                             "{\"prefix\":\"/o\",\"status\":503,\"for_ms\":60000}", &res),
+                     200);
+    ck_assert_int_eq(post_status("/o"), 503);
+    // Bad bodies are refused with a reason, and change nothing.
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"status\":503}",
+                         "{\"prefix\":\"x\",\"status\":503}",
+                         "{\"prefix\":\"/o\",\"status\":\"503\"}",
+                         "{\"prefix\":\"/o\",\"status\":700}",
+                         "{\"prefix\":\"/o\",\"sequence\":[503,1]}",
+                         "{\"prefix\":\"/o\",\"retry_after\":\"a\\nb\",\"status\":429}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(control("POST", "/_sink/rules", bad[i], &res) == 400, "%s: %ld", bad[i],
+                      res.status);
+        ck_assert_ptr_nonnull(strstr(res.body, "\"error\""));
+    }
+    ck_assert_int_eq(post_status("/o"), 503);
+    ck_assert_int_eq(control("GET", "/_sink/nope", NULL, &res), 404);
+}
+END_TEST
+
+START_TEST(test_control_api_stats_requests_and_reset_are_not_counted)
+{
+    http_res_t res;
+    hookd_post("/status/500", "evt_c", "{\"k\":1}", NULL, &res);
+    ck_assert_int_eq(control("GET", "/_sink/stats", NULL, &res), 200);
+    ck_assert_ptr_nonnull(strstr(res.body, "\"requests\":1,"));
+    ck_assert_int_eq(control("GET", "/_sink/requests", NULL, &res), 200);
+    ck_assert_ptr_nonnull(strstr(res.body, "\"path\":\"/status/500\""));
+    ck_assert_ptr_nonnull(strstr(res.body, "\"webhook_id\":\"evt_c\""));
+    ck_assert_ptr_nonnull(strstr(res.body, "\"status\":500"));
+    ck_assert_ptr_null(strstr(res.body, "/_sink"));
+    ck_assert_uint_eq(stats().requests, 1);
+    ck_assert_int_eq(control("POST", "/_sink/reset", "", &res), 200);
+    ck_assert_uint_eq(stats().requests, 0);
+}
+END_TEST
+
+START_TEST(test_control_api_refuse_answers_then_closes_then_reopens)
+{
+    http_res_t res;
+    ck_assert_int_eq(control("POST", "/_sink/refuse", "{\"for_ms\":0}", &res), 400);
+    ck_assert_int_eq(control("POST", "/_sink/refuse", "{\"for_ms\":1500}", &res), 200);
+    int refused = 0, back = 0;
+    for (int i = 0; i < 1000 && !back; i++) {
+        http_do(NULL, "GET", "/ok", NULL, 0, NULL, 2000, &res);
+        refused |= res.rc == CURLE_COULDNT_CONNECT;
+        back = refused && res.rc == CURLE_OK;
+        sleep_ms(10);
+    }
+    ck_assert_msg(refused, "the port never refused a connection");
+    ck_assert_msg(back, "the port did not open again");
+}
+END_TEST
+
+// Runs fn with stdout going to a temp file; returns the file (rewound).
+static FILE *capture_stdout(void (*fn)(void))
+{
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    fn();
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    rewind(tmp);
+    return tmp;
+}
+
+static void logged_requests(void)
+{
+    hk_sink_opts_t opts = {.threads = 2, .secrets = SECRET_A, .log_requests = 1};
+    sink_restart(&opts);
+    http_res_t res;
+    hookd_post("/ok", "evt_l1", "{}", SECRET_A, &res);
+    hookd_post("/slow/150", "evt_l2", "{}", SECRET_B, &res);
+    http_do(NULL, "GET", "/_sink/stats", NULL, 0, NULL, 0, &res); // not logged
+    http_do(NULL, "POST", "/reset", "{}", 2, NULL, 0, &res);
+    // The log line is written when the request finishes, after the answer left.
+    for (int i = 0; i < 200 && hk_sink_pending(sink) > 0; i++)
+        sleep_ms(10);
+    sink_restart(&opts); // stop: every line is out
+}
+
+START_TEST(test_request_log_has_one_json_line_per_request)
+{
+    FILE *f = capture_stdout(logged_requests);
+    char line[2048];
+    json_t *l[4] = {0};
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        ck_assert_int_lt(n, 3);
+        l[n] = json_loads(line, 0, NULL);
+        ck_assert_msg(l[n] != NULL, "not JSON: %s", line);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(json_string_value(json_object_get(l[0], "path")), "/ok");
+    ck_assert_str_eq(json_string_value(json_object_get(l[0], "method")), "POST");
+    ck_assert_str_eq(json_string_value(json_object_get(l[0], "webhook_id")), "evt_l1");
+    ck_assert(json_is_true(json_object_get(l[0], "signature_valid")));
+    ck_assert_int_eq(json_integer_value(json_object_get(l[0], "status")), 200);
+    ck_assert(json_is_integer(json_object_get(l[0], "ts_ms")));
+    ck_assert_str_eq(json_string_value(json_object_get(l[1], "path")), "/slow/150");
+    ck_assert(json_is_false(json_object_get(l[1], "signature_valid"))); // signed with B
+    ck_assert_int_ge(json_integer_value(json_object_get(l[1], "latency_ms")), 150);
+    ck_assert_str_eq(json_string_value(json_object_get(l[2], "path")), "/reset");
+    ck_assert_int_eq(json_integer_value(json_object_get(l[2], "status")), 0);
+    for (int i = 0; i < n; i++)
+        json_decref(l[i]);
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -1149,6 +1429,17 @@ static Suite *sink_suite(void)
           test_stats_endpoint_serves_json_and_is_not_counted,
           test_reset_forgets_records_and_counters_but_keeps_rules,
           test_keepalive_connection_is_reused, test_many_clients_and_ids_are_all_counted}},
+        {"faults",
+         {test_seq_path_answers_its_codes_in_turn_then_the_last,
+          test_sequence_rule_answers_in_turn_below_its_prefix,
+          test_outage_window_answers_its_status_then_lapses, test_reset_path_resets_the_connection,
+          test_close_mid_path_closes_after_part_of_the_body,
+          test_refuse_closes_the_port_and_listen_reopens_it, test_refuse_drops_waiting_requests}},
+        {"control",
+         {test_control_api_sets_rules_windows_and_sequences,
+          test_control_api_stats_requests_and_reset_are_not_counted,
+          test_control_api_refuse_answers_then_closes_then_reopens,
+          test_request_log_has_one_json_line_per_request}},
         {"stop",
          {test_stop_returns_promptly_while_hang_is_open,
           test_stop_returns_promptly_while_slow_is_open,

@@ -766,9 +766,10 @@ static enum MHD_Result sink_control(hk_sink_t *sink, struct MHD_Connection *conn
     if (strcmp(rest, "refuse") == 0 && post) {
         json_t *j = ctx->body ? json_loadb(ctx->body, ctx->len, 0, NULL) : NULL;
         json_t *fm = json_object_get(j, "for_ms");
+        bool is_int = json_is_integer(fm);
         json_int_t f = json_integer_value(fm);
         json_decref(j);
-        if (!json_is_integer(fm) || f < 1 || f > SINK_MAX_DELAY_MS)
+        if (!is_int || f < 1 || f > SINK_MAX_DELAY_MS)
             return sink_control_error(conn, "{\"for_ms\": 1..3600000} is required");
         // Later than now, so that this answer leaves before the daemon closes.
         sink_ask_refuse(sink, sink_mono_ms() + SINK_REFUSE_LAG, (int)f);

@@ -1,11 +1,18 @@
-// hk-sink: the test sink as a process, for scripts/demo and manual runs.
-//   hk-sink [--port P] [--secret S] [--threads N] [--quiet]
-// Prints {"event":"sink_listening","port":P} once listening, serves until
-// SIGTERM/SIGINT, then prints {"event":"sink_stats",...counters} and exits 0.
+// hookd-sink (build/hk-sink in a build tree): the testkit's fault sink as a
+// process, for suites in any language, scripts/demo and manual runs.
+//   hookd-sink [--port P] [--secret S] [--threads N] [--seed N] [--no-log] [--quiet]
+// Prints {"event":"sink_listening","port":P} once listening, then one JSON line
+// per finished request ({"ts_ms","method","path","webhook_id","signature_valid",
+// "status","latency_ms"}; --no-log turns them off), serves until SIGTERM/SIGINT,
+// then prints {"event":"sink_stats",...counters} and exits 0.
+// Fault modes by path (/status/503, /seq/503,503,200, /slow/2000, /hang, /reset,
+// /close-mid, ...) and the control API under /_sink/ (rules, outage windows,
+// sequences, refusing connections, stats, requests, reset) are in sink.h.
 // --secret may be repeated (or hold several space-separated secrets); --quiet
 // silences libmicrohttpd's error messages. Counters are also at GET /_stats.
 #include "tests/support/sink.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -24,7 +31,8 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hk-sink [--port P] [--secret whsec_...] [--threads N] [--quiet]\n");
+    fprintf(f, "usage: hookd-sink [--port P] [--secret whsec_...] [--threads N] [--seed N] "
+               "[--no-log] [--quiet]\n");
 }
 
 // Parses a whole decimal number within [min, max]. 0 ok, -1 not.
@@ -43,22 +51,23 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},    {"secret", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"no-log", no_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 'S'},    {NULL, 0, NULL, 0},
     };
-    hk_sink_opts_t opts = {.log_errors = 1};
+    hk_sink_opts_t opts = {.log_errors = 1, .log_requests = 1};
     char *secrets = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "p:s:t:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:s:t:qhnS:", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             if (parse_int(optarg, 0, 65535, &opts.port) != 0) {
-                fprintf(stderr, "hk-sink: --port must be 0..65535, got \"%s\"\n", optarg);
+                fprintf(stderr, "hookd-sink: --port must be 0..65535, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
         case 't':
             if (parse_int(optarg, 1, 1024, &opts.threads) != 0) {
-                fprintf(stderr, "hk-sink: --threads must be 1..1024, got \"%s\"\n", optarg);
+                fprintf(stderr, "hookd-sink: --threads must be 1..1024, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
@@ -66,7 +75,7 @@ int main(int argc, char **argv)
             size_t old = secrets ? strlen(secrets) : 0;
             char *p = realloc(secrets, old + strlen(optarg) + 2);
             if (p == NULL) {
-                fprintf(stderr, "hk-sink: out of memory\n");
+                fprintf(stderr, "hookd-sink: out of memory\n");
                 free(secrets);
                 return 1;
             }
@@ -77,6 +86,20 @@ int main(int argc, char **argv)
         case 'q':
             opts.log_errors = 0;
             break;
+        case 'n':
+            opts.log_requests = 0;
+            break;
+        case 'S': {
+            char *end;
+            errno = 0;
+            opts.seed = strtoull(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || errno != 0) {
+                fprintf(stderr, "hookd-sink: --seed must be a whole number, got \"%s\"\n", optarg);
+                free(secrets);
+                return 2;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             free(secrets);
@@ -103,7 +126,7 @@ int main(int argc, char **argv)
     char err[512];
     hk_sink_t *sink = hk_sink_start(&opts, err, sizeof err);
     if (sink == NULL) {
-        fprintf(stderr, "hk-sink: cannot start: %s\n", err);
+        fprintf(stderr, "hookd-sink: cannot start: %s\n", err);
         free(secrets);
         return 1;
     }
