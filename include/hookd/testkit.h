@@ -253,7 +253,8 @@ hkt_redis_t *hkt_scenario_redis(hkt_scenario_t *sc); // NULL unless opts.redis
 hkt_pg_t *hkt_scenario_pg(hkt_scenario_t *sc);       // NULL unless opts.postgres
 hkt_kafka_t *hkt_scenario_kafka(hkt_scenario_t *sc);
 const char *hkt_scenario_brokers(hkt_scenario_t *sc);
-const char *hkt_scenario_dir(hkt_scenario_t *sc); // temp dir holding the logs
+// The temp dir holding the logs: hookd-<i>.<n>.log for replica i's n-th start.
+const char *hkt_scenario_dir(hkt_scenario_t *sc);
 int hkt_scenario_replicas(hkt_scenario_t *sc);
 
 // Produces n jobs {"id":"<prefix>-<i>","url":"<sink><path>","body":{"i":<i>}} to

@@ -593,6 +593,7 @@ struct hkt_scenario {
     char pg_env[640];
     int n;
     hkt_proc_t *replicas[KIT_MAX_REPLICAS];
+    int starts[KIT_MAX_REPLICAS];
 };
 
 typedef struct admin_wait {
@@ -627,8 +628,9 @@ static int replica_start(hkt_scenario_t *sc, int i, char *const extra[], char *e
     for (int k = 0; extra && extra[k] && n < KIT_MAX_ENV; k++)
         env[n++] = extra[k];
     env[n] = NULL;
+    // A log per start: the admin port is read from the log's first admin line.
     char log[320];
-    snprintf(log, sizeof log, "%s/hookd-%d.log", sc->dir, i);
+    snprintf(log, sizeof log, "%s/hookd-%d.%d.log", sc->dir, i, ++sc->starts[i]);
     hkt_proc_free(sc->replicas[i]);
     sc->replicas[i] = hkt_hookd_start(sc->bin, hkt_kafka_bootstraps(sc->kafka), env,
                                       sc->opts.config, log, err, err_size);
@@ -659,6 +661,12 @@ hkt_scenario_t *hkt_scenario_start(const hkt_scenario_opts_t *opts, char *err, s
         return NULL;
     }
     sc->bin = sc->opts.hookd_bin ? sc->opts.hookd_bin : hk_th_hookd_bin();
+    if (access(sc->bin, X_OK) != 0) {
+        kit_err(err, err_size, "scenario: cannot run hookd at %s (%s); set HOOKD_BIN", sc->bin,
+                strerror(errno));
+        free(sc);
+        return NULL;
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(sc->dir, sizeof sc->dir, "%s/hkt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(sc->dir) == NULL) {
