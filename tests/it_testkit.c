@@ -84,6 +84,15 @@ START_TEST(test_scenario_start_fails_with_a_reason)
     hkt_scenario_t *sc = hkt_scenario_start(&opts, err, sizeof err);
     ck_assert_ptr_null(sc);
     ck_assert_msg(strstr(err, "/nonexistent/hookd") != NULL, "err: %s", err);
+    // Without the argument, $HOOKD_BIN decides.
+    char *saved = strdup(getenv("HOOKD_BIN"));
+    setenv("HOOKD_BIN", "/nonexistent/env/hookd", 1);
+    ck_assert_str_eq(hkt_hookd_bin(), "/nonexistent/env/hookd");
+    sc = hkt_scenario_start(NULL, err, sizeof err);
+    setenv("HOOKD_BIN", saved, 1);
+    free(saved);
+    ck_assert_ptr_null(sc);
+    ck_assert_msg(strstr(err, "/nonexistent/env/hookd") != NULL, "err: %s", err);
 }
 END_TEST
 

@@ -1003,7 +1003,9 @@ static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port)
     struct sockaddr_in addr = {.sin_family = AF_INET,
                                .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    // MHD_USE_TURBO: no shutdown(SHUT_WR) before close, so /reset's SO_LINGER 0
+    // close sends a bare RST (a FIN first would read as an orderly close).
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
     if (sink->log_errors)
         flags |= MHD_USE_ERROR_LOG;
     return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, sink_access, sink,
