@@ -70,9 +70,10 @@ struct hk_intake_s {
 
     topic_parts_t in_topics[T_CNT];
     uint64_t in_gen_seq;
-    int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
-    int in_fc_dirty; // pause state may need to change
-    int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
+    int in_over;          // global in-flight limits exceeded (hysteresis at 80%)
+    int in_fc_dirty;      // pause state may need to change
+    int in_closing;       // in rd_kafka_consumer_close: do not wait on revoke
+    int in_assigned_once; // an assignment callback came (see hk_intake_run's close)
     // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
     // the group rebalances, until the next assignment. hookd makes no commit of its
     // own then (outside the revoke callback, where none is): the coordinator
@@ -592,6 +593,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             in->in_rejoining = 0;
             in->in_orphans_next_ms = 0;
         }
+        in->in_assigned_once = 1;
         assign(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
@@ -1040,6 +1042,12 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     // grace period (at least a couple of seconds).
     int64_t commit_deadline =
         deadline > hk_clock_mono_ms() + 2000 ? deadline : hk_clock_mono_ms() + 2000;
+    // librdkafka before 2.3 aborts in rd_kafka_destroy when a cooperative-sticky
+    // member that has joined is closed before its first assignment (no assignor
+    // state yet): a SIGTERM during the first join on a real cluster did. Serve the
+    // group until that assignment comes.
+    while (!in->in_assigned_once && hk_clock_mono_ms() < commit_deadline)
+        drain_turn(in, 50);
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__NO_OFFSET;
     while (atomic_load(&in->in_assigned) > 0 && hk_clock_mono_ms() < commit_deadline) {
         err = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
