@@ -684,7 +684,7 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
         ck_assert_int_eq(jobs[k].due_at, 0);
         ck_assert_str_eq(hk_th_header(r, "hookd-attempt"), "1");
         ck_assert_str_eq(hk_th_header(r, "hookd-last-error"), "HTTP 503");
-        ck_assert_str_eq(hk_th_header(r, "hookd-original-topic"), "jobs");
+        ck_assert_str_eq(hk_th_header(r, "hookd-original-topic"), hk_th_kafka_name("jobs"));
         const char *due = hk_th_header(r, "hookd-due-at");
         const char *first = hk_th_header(r, "hookd-first-attempt-at");
         ck_assert_ptr_nonnull(due);
@@ -792,7 +792,7 @@ START_TEST(test_exhausted_job_carries_attempts_and_last_error)
         ck_assert_str_eq(hk_th_header(&recs[i], "hookd-attempts"), "4");
         ck_assert_str_eq(hk_th_header(&recs[i], "hookd-http-status"), "503");
         ck_assert_str_eq(hk_th_header(&recs[i], "hookd-error"), "4 attempts, last: HTTP 503");
-        ck_assert_str_eq(hk_th_header(&recs[i], "hookd-original-topic"), "jobs");
+        ck_assert_str_eq(hk_th_header(&recs[i], "hookd-original-topic"), hk_th_kafka_name("jobs"));
     }
     hk_th_records_free(recs, nrec);
 
