@@ -70,10 +70,9 @@ struct hk_intake_s {
 
     topic_parts_t in_topics[T_CNT];
     uint64_t in_gen_seq;
-    int in_over;          // global in-flight limits exceeded (hysteresis at 80%)
-    int in_fc_dirty;      // pause state may need to change
-    int in_closing;       // in rd_kafka_consumer_close: do not wait on revoke
-    int in_assigned_once; // an assignment callback came (see hk_intake_destroy)
+    int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
+    int in_fc_dirty; // pause state may need to change
+    int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
     // The cluster is librdkafka's mock (its cluster id is "mockCluster..."). It
     // refuses every OffsetCommit while a join is in progress, and until every member
     // has its assignment; a real coordinator accepts commits of the current
@@ -83,6 +82,7 @@ struct hk_intake_s {
     // settle (docs/architecture.md, "The mock cluster and a real one").
     int in_mock;
     int in_cluster_known; // in_mock is set (see detect_cluster)
+    int in_assigned_once; // an assignment callback came (see hk_intake_destroy)
     // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
     // the group rebalances, until the next assignment. hookd makes no commit of its
     // own then (outside the revoke callback, where none is): the coordinator
@@ -306,7 +306,7 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
                       .committed = -1,
                       .settle_until = in->in_mock ? hk_clock_mono_ms() + ASSIGN_SETTLE_MS : 0};
     }
-    in->in_fc_dirty = 1; // new partitions may start paused (settling, or over a limit)
+    in->in_fc_dirty = 1; // new partitions start paused (settling, or over a limit)
 }
 
 // Partitions whose settle time is over: read their committed offsets again (the
