@@ -20,10 +20,10 @@
 #define STORE_INTERVAL_MS      50
 #define LAG_INTERVAL_MS        1000
 #define REVOKE_WAIT_MAX_MS     5000
-#define REVOKE_SETTLE_MS       500 // see revoke()
+#define REVOKE_SETTLE_MS       500 // see revoke(); mock cluster only
 #define COMMIT_RETRY_MS        20
-#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until
-#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long
+#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until; mock cluster only
+#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long (mock)
 #define ORPHAN_RETRY_MS        100
 #define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
@@ -37,12 +37,12 @@ typedef struct part {
     int span_over;        // span past limits.max_partition_span (hysteresis at 80%)
     int paused;           // paused at the broker (by us)
     int64_t held_until;   // retry topic: head not due before this (monotonic ms), 0 = not held
-    int64_t settle_until; // just assigned: paused until then, then seeks to the committed
-                          // offset (the last owner may still be committing), 0 = settled
+    int64_t settle_until; // just assigned (mock cluster): paused until then, then seeks to the
+                          // committed offset (the last owner may still be committing), 0 = settled
 } part_t;
 
-// A revoked partition's finished offset the broker refused to commit during the
-// revoke: committed once this member has rejoined (see in_rejoining), unless the
+// A revoked partition's finished offset the mock cluster refused to commit during
+// the revoke: committed once this member has rejoined (see in_rejoining), unless the
 // group's committed offset is already there. Any such commit is safe from loss:
 // every offset below it finished here. The new owner settles meanwhile.
 typedef struct orphan {
@@ -73,6 +73,16 @@ struct hk_intake_s {
     int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
+    // The cluster is librdkafka's mock (its cluster id is "mockCluster..."). It
+    // refuses every OffsetCommit while a join is in progress, and until every member
+    // has its assignment; a real coordinator accepts commits of the current
+    // generation until the join completes, and completes no join before every member
+    // has rejoined, i.e. returned from its revoke. So only on the mock do revokes
+    // wait REVOKE_SETTLE_MS, refused revoke commits become orphans and new partitions
+    // settle (docs/architecture.md, "The mock cluster and a real one").
+    int in_mock;
+    int in_cluster_known; // in_mock is set (see detect_cluster)
+    int in_assigned_once; // an assignment callback came (see hk_intake_destroy)
     // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
     // the group rebalances, until the next assignment. hookd makes no commit of its
     // own then (outside the revoke callback, where none is): the coordinator
@@ -294,7 +304,7 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
                       .gen = ++in->in_gen_seq,
                       .stored = -1,
                       .committed = -1,
-                      .settle_until = hk_clock_mono_ms() + ASSIGN_SETTLE_MS};
+                      .settle_until = in->in_mock ? hk_clock_mono_ms() + ASSIGN_SETTLE_MS : 0};
     }
     in->in_fc_dirty = 1; // new partitions start paused (settling, or over a limit)
 }
@@ -482,15 +492,13 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
 // the assignment was lost), forget the rest.
 static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
 {
-    // Commit first, before waiting: every member that gives partitions away got its
-    // new assignment at the same moment, and the first of them to rejoin starts the
-    // next join, during which a broker may refuse commits (the mock cluster refuses
-    // them all, and also until every member has its assignment). So no member
-    // rejoins before REVOKE_SETTLE_MS, and within that time refused commits are
-    // tried again. What finished before the revoke is most of what is uncommitted;
-    // the second commit below covers what was in flight.
+    // Commit first, before waiting: what finished before the revoke is most of what
+    // is uncommitted; the second commit below covers what was in flight. On the
+    // mock cluster (see in_mock) the first member to rejoin starts a join during
+    // which every commit is refused: there no member rejoins before
+    // REVOKE_SETTLE_MS, and within that time refused commits are tried again.
     int64_t revoke_start = hk_clock_mono_ms();
-    int64_t settle_end = in->in_closing ? 0 : revoke_start + REVOKE_SETTLE_MS;
+    int64_t settle_end = in->in_closing || !in->in_mock ? 0 : revoke_start + REVOKE_SETTLE_MS;
     drain_done(in);
     if (!lost)
         commit_now(in, parts, "revoke", settle_end);
@@ -549,7 +557,7 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         if (!p || !p->ot)
             continue;
         int64_t finished = hk_offsets_committable(p->ot);
-        if (!lost && finished > p->committed) {
+        if (in->in_mock && !lost && finished > p->committed) {
             orphan_t *o = calloc(1, sizeof(*o));
             if (o) {
                 snprintf(o->topic, sizeof(o->topic), "%s", parts->elems[i].topic);
@@ -572,10 +580,26 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     }
 }
 
+// Sets in_mock from the cluster id in librdkafka's metadata cache (no request, no
+// wait); known by the first rebalance, since joining needs the topics' metadata.
+static void detect_cluster(hk_intake_t *in)
+{
+    if (in->in_cluster_known)
+        return;
+    char *cluster = rd_kafka_clusterid(in->in_rk, 0);
+    if (!cluster)
+        return;
+    in->in_cluster_known = 1;
+    in->in_mock = strncmp(cluster, "mockCluster", 11) == 0;
+    hk_log(HK_LOG_INFO, "kafka_cluster", "{s:s,s:b}", "cluster_id", cluster, "mock", in->in_mock);
+    rd_kafka_mem_free(in->in_rk, cluster);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     hk_intake_t *in = opaque;
+    detect_cluster(in);
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
 
@@ -592,6 +616,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             in->in_rejoining = 0;
             in->in_orphans_next_ms = 0;
         }
+        in->in_assigned_once = 1;
         assign(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
@@ -600,7 +625,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         else
             rd_kafka_assign(rk, parts);
         // Paused while they settle (see part_t.settle_until).
-        if (parts->cnt && !error) {
+        if (in->in_mock && parts->cnt && !error) {
             rd_kafka_pause_partitions(rk, parts);
             for (int i = 0; i < parts->cnt; i++) {
                 part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
@@ -1011,6 +1036,7 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             rd_kafka_message_destroy(msg);
         }
         drain_done(in);
+        detect_cluster(in);
         int64_t now = hk_clock_mono_ms();
         release_held(in, now);
         apply_pause(in);
@@ -1041,9 +1067,12 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     int64_t commit_deadline =
         deadline > hk_clock_mono_ms() + 2000 ? deadline : hk_clock_mono_ms() + 2000;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__NO_OFFSET;
+    int waited = 0;
     while (atomic_load(&in->in_assigned) > 0 && hk_clock_mono_ms() < commit_deadline) {
         err = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
         if (in->in_rejoining) {
+            if (!waited++)
+                hk_log(HK_LOG_INFO, "shutdown_commit_waits", "{s:s}", "for", "join");
             drain_turn(in, 50);
             continue;
         }
@@ -1116,6 +1145,17 @@ void hk_intake_destroy(hk_intake_t *in)
 {
     if (!in)
         return;
+    // librdkafka before 2.3 aborts in rd_kafka_destroy when a cooperative-sticky
+    // member is destroyed after its JoinGroup answer but before its first
+    // assignment (the assignor has no state yet): a SIGTERM during the first join
+    // did, on a real cluster and on the mock. The consumer is closed (it left the
+    // group) and the process is exiting: leave the handle, and what its threads
+    // may still reach, to the exit.
+    if (in->in_closing && !in->in_assigned_once) {
+        hk_log(HK_LOG_INFO, "consumer_left_undestroyed", "{s:s}", "why",
+               "closed before its first assignment (librdkafka < 2.3 would abort)");
+        return;
+    }
     if (in->in_rk)
         rd_kafka_destroy(in->in_rk);
     drain_done(in);

@@ -198,9 +198,13 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
                                hk_producer_done_cb *on_done, void *arg, char *errstr,
                                size_t errstr_size)
 {
+    // Idempotent: librdkafka re-sends a batch whose acknowledgement it did not get
+    // (a broker restart, a leader change, a timeout), and without producer ids and
+    // sequence numbers the broker would append that batch twice: a second DLQ
+    // record, or a retry record that delivers the job once more.
     static const char *const defaults[] = {
-        "acks",  "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
-        "false", NULL,
+        "acks", "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
+        "true", NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
     if (!conf)
