@@ -240,6 +240,24 @@ static void delivers_end_to_end(const char *conf, const char *group, const char 
     ck_assert_msg(hk_th_log_count(logpath, PASSWORD) == 0, "the SASL password is in %s", logpath);
 }
 
+static int take_error(json_t *line, int64_t at_ms, void *arg)
+{
+    (void)at_ms;
+    const char *e = json_string_value(json_object_get(line, "error"));
+    snprintf(arg, 1024, "%s", e ? e : "");
+    return 1;
+}
+
+// The "error" of the startup_failed line ("" when there is none): librdkafka's
+// own log lines in the same file repeat its reasons, so only this line counts.
+static const char *startup_error(void)
+{
+    static char err[1024];
+    err[0] = '\0';
+    hk_th_log_each(logpath, "\"event\":\"startup_failed\"", take_error, err);
+    return err;
+}
+
 // hookd must exit non-zero, quickly, with a startup_failed line that says the
 // cluster refused it and contains `why`; returns how long it took.
 static int64_t refused_at_start(const char *conf, const char *why)
@@ -256,9 +274,10 @@ static int64_t refused_at_start(const char *conf, const char *why)
     ck_assert_int_eq(hk_th_log_count(logpath, "\"event\":\"started\""), 0);
     ck_assert_msg(hk_th_log_count(logpath, "\"event\":\"startup_failed\"") == 1,
                   "no startup_failed line in %s", logpath);
-    ck_assert_msg(
-        hk_th_log_count(logpath, "refused hookd") == 1 && hk_th_log_count(logpath, why) >= 1,
-        "the startup_failed reason does not say \"refused hookd ... %s\"; see %s", why, logpath);
+    const char *err = startup_error();
+    ck_assert_msg(strstr(err, "refused hookd") && strstr(err, why),
+                  "the startup_failed reason does not say \"refused hookd ... %s\": \"%s\"", why,
+                  err);
     // Half the timeout: a start that waits for the timeout takes all 60 s,
     // one that fails on the refusal took ~1.1 s on 2 loaded cores.
     ck_assert_msg(took < STARTUP_TIMEOUT_MS / 2,
@@ -286,8 +305,8 @@ START_TEST(test_scram_sha512)
         return;
     }
     int64_t took = refused_at_start(conf, "librdkafka < 2.6.1");
-    ck_assert_int_ge(
-        hk_th_log_count(logpath, "invalid credentials with SASL mechanism SCRAM-SHA-512"), 1);
+    ck_assert_msg(strstr(startup_error(), "invalid credentials with SASL mechanism SCRAM-SHA-512"),
+                  "%s", startup_error());
     printf("it_kafka_sasl: SCRAM-SHA-512 on librdkafka %s refused in %lld ms, with the hint\n",
            rd_kafka_version_str(), (long long)took);
 }
@@ -299,7 +318,7 @@ START_TEST(test_wrong_password_refused_at_start)
     int64_t took = refused_at_start(conf, "SASL authentication error");
     ck_assert_int_eq(hk_th_log_count(logpath, WRONG_PASSWORD), 0);
     // A wrong PLAIN password is just that: no SCRAM hint.
-    ck_assert_int_eq(hk_th_log_count(logpath, "librdkafka < 2.6.1"), 0);
+    ck_assert_ptr_null(strstr(startup_error(), "librdkafka < 2.6.1"));
     printf("it_kafka_sasl: wrong password refused in %lld ms (timeout %d ms)\n", (long long)took,
            STARTUP_TIMEOUT_MS);
 }
