@@ -720,7 +720,8 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
 }
 
 // A header's value as a NUL-terminated string in buf; "" when absent.
-static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t size)
+// A header's value as a NUL-terminated string in buf; "" when absent.
+static const char *header(const rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t size)
 {
     const void *val;
     size_t len;
@@ -735,7 +736,7 @@ static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *buf,
     return buf;
 }
 
-static long long header_ll(rd_kafka_headers_t *hdrs, const char *name, long long dflt)
+static long long header_ll(const rd_kafka_headers_t *hdrs, const char *name, long long dflt)
 {
     char buf[32], *end;
     header(hdrs, name, buf, sizeof(buf));
@@ -743,12 +744,8 @@ static long long header_ll(rd_kafka_headers_t *hdrs, const char *name, long long
     return buf[0] && *end == '\0' ? v : dflt;
 }
 
-// A record from the retry topic: restores where the job came from and its attempt
-// state. Returns the monotonic time it is due (0 = now).
-static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
+int64_t hk_intake_decode_retry(hk_task_t *task, const rd_kafka_headers_t *hdrs, int64_t now_wall_ms)
 {
-    rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_message_headers(msg, &hdrs);
     char buf[256];
     if (*header(hdrs, "hookd-original-topic", buf, sizeof(buf))) {
         snprintf(task->origin_topic, sizeof(task->origin_topic), "%s", buf);
@@ -760,7 +757,17 @@ static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
     snprintf(task->error, sizeof(task->error), "%s",
              header(hdrs, "hookd-last-error", buf, sizeof(buf)));
     int64_t due_wall = header_ll(hdrs, "hookd-due-at", 0);
-    int64_t wait = due_wall - hk_clock_wall_ms();
+    int64_t wait = due_wall - now_wall_ms;
+    return wait > 0 ? wait : 0;
+}
+
+// A record from the retry topic: restores where the job came from and its attempt
+// state. Returns the monotonic time it is due (0 = now).
+static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(msg, &hdrs);
+    int64_t wait = hk_intake_decode_retry(task, hdrs, hk_clock_wall_ms());
     return wait > 0 ? hk_clock_mono_ms() + wait : 0;
 }
 

@@ -11,6 +11,7 @@
 #ifndef HK_INTAKE_H
 #define HK_INTAKE_H
 
+#include <librdkafka/rdkafka.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -73,5 +74,13 @@ int hk_intake_assigned(hk_intake_t *in);
 long hk_intake_inflight(hk_intake_t *in);
 
 void hk_intake_destroy(hk_intake_t *in);
+
+// The hookd-* headers of a retry-topic record (see queue/producer.c): restores the
+// task's origin, attempt count, first attempt time and last error from `hdrs` (may
+// be NULL) and returns how long until the record is due, in ms (0: due now), given
+// the wall clock `now_wall_ms`. Pure apart from reading `hdrs`; the consumer calls
+// it for every retry record, and it is exposed so tests/fuzz can feed it any headers.
+int64_t hk_intake_decode_retry(hk_task_t *task, const rd_kafka_headers_t *hdrs,
+                               int64_t now_wall_ms);
 
 #endif
