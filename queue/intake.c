@@ -757,8 +757,8 @@ int64_t hk_intake_decode_retry(hk_task_t *task, const rd_kafka_headers_t *hdrs, 
     snprintf(task->error, sizeof(task->error), "%s",
              header(hdrs, "hookd-last-error", buf, sizeof(buf)));
     int64_t due_wall = header_ll(hdrs, "hookd-due-at", 0);
-    int64_t wait = due_wall - now_wall_ms;
-    return wait > 0 ? wait : 0;
+    // Compared before subtracting: a hostile header (INT64_MIN) must not overflow.
+    return due_wall > now_wall_ms ? due_wall - now_wall_ms : 0;
 }
 
 // A record from the retry topic: restores where the job came from and its attempt
@@ -768,7 +768,10 @@ static int64_t restore_retry(hk_task_t *task, rd_kafka_message_t *msg)
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_message_headers(msg, &hdrs);
     int64_t wait = hk_intake_decode_retry(task, hdrs, hk_clock_wall_ms());
-    return wait > 0 ? hk_clock_mono_ms() + wait : 0;
+    if (wait <= 0)
+        return 0;
+    int64_t now = hk_clock_mono_ms();
+    return wait < INT64_MAX - now ? now + wait : INT64_MAX; // no overflow on INT64_MAX
 }
 
 static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
