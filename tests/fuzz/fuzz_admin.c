@@ -7,6 +7,7 @@
 //   first byte is odd.
 // Every 64 inputs /healthz must still answer 200: the server survived.
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -52,12 +53,23 @@ static int exchange(const char *req, size_t len)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)hk_admin_port(g_adm)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    int rc = -1;
+    // libFuzzer's timeout timer (SIGALRM) can interrupt a blocking call.
+    // An interrupted connect goes on in the background: EALREADY until it is done,
+    // then EISCONN.
+    while (fd >= 0 && (rc = connect(fd, (struct sockaddr *)&sa, sizeof sa)) != 0 &&
+           (errno == EINTR || errno == EALREADY))
+        usleep(1000);
+    if (rc != 0 && errno == EISCONN)
+        rc = 0;
+    if (fd < 0 || rc != 0) {
         perror("connect");
         abort(); // the listener must always accept
     }
     for (size_t off = 0; off < len;) {
         ssize_t n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break; // the server may close early on a bad request
         off += (size_t)n;
@@ -67,10 +79,15 @@ static int exchange(const char *req, size_t len)
     size_t got = 0;
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 2000) <= 0)
+        int ready = poll(&pfd, 1, 2000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
             break;
         ssize_t n = recv(fd, got < 16 ? buf + got : buf + 16,
                          got < 16 ? sizeof buf - got : sizeof buf - 16, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         if (got < 16)
