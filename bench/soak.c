@@ -119,12 +119,17 @@ static void *producer_main(void *arg)
         return NULL;
     }
     int64_t t0 = hk_th_now_ms();
+    size_t i0 = 0; // the pace restarts after each hold, or it would burst to catch up
     char value[512], key[32];
     for (size_t i = 0; i < pa->jobs && !g_stop; i++) {
-        while (atomic_load(&pa->hold) && !g_stop)
-            hk_th_sleep_ms(100);
+        if (atomic_load(&pa->hold)) {
+            while (atomic_load(&pa->hold) && !g_stop)
+                hk_th_sleep_ms(100);
+            t0 = hk_th_now_ms();
+            i0 = i;
+        }
         if (pa->rate > 0 && i % 100 == 0) {
-            int64_t due = t0 + (int64_t)(i * 1000 / (size_t)pa->rate);
+            int64_t due = t0 + (int64_t)((i - i0) * 1000 / (size_t)pa->rate);
             int64_t now = hk_th_now_ms();
             if (due > now)
                 hk_th_sleep_ms((int)(due - now));
