@@ -198,9 +198,13 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
                                hk_producer_done_cb *on_done, void *arg, char *errstr,
                                size_t errstr_size)
 {
+    // acks=all: a job's offset is committed once its DLQ or retry record is
+    // acknowledged, so the record must survive its leader's loss. Idempotence:
+    // librdkafka's own resends after a broker outage or a leader change (a
+    // request written but not answered) must not store the record twice.
     static const char *const defaults[] = {
-        "acks",  "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
-        "false", NULL,
+        "acks", "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
+        "true", NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
     if (!conf)

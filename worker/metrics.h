@@ -62,8 +62,12 @@ typedef struct hk_metrics {
     atomic_int_fast64_t redis_configured;
     atomic_int_fast64_t redis_up;
     atomic_uint_fast64_t redis_errors;
-    atomic_uint_fast64_t duplicate_suppressed; // jobs skipped: Redis says already delivered
-    atomic_uint_fast64_t rate_limited;         // times a lane waited for a rate-limit permit
+    // Kafka, as the consumer sees it (queue/intake.c stats_cb, once a second)
+    atomic_int_fast64_t kafka_brokers_up;         // brokers it holds an open connection to
+    atomic_int_fast64_t kafka_unreachable;        // 1 while none of the brokers it needs answers
+    atomic_uint_fast64_t kafka_unreachable_total; // times it became unreachable
+    atomic_uint_fast64_t duplicate_suppressed;    // jobs skipped: Redis says already delivered
+    atomic_uint_fast64_t rate_limited;            // times a lane waited for a rate-limit permit
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;
