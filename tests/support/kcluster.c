@@ -52,7 +52,19 @@ static int watchdog_start(hk_kc_t *kc)
     return 0;
 }
 
+static int up_once(hk_kc_t *kc, int nodes, const char *conf);
+
 int hk_kc_up(hk_kc_t *kc, int nodes, const char *conf)
+{
+    // One more try: scripts/kafka's random cluster id starts with '-' one time in
+    // 64, and kafka-storage then takes it for an option.
+    if (up_once(kc, nodes, conf) == 0)
+        return 0;
+    fprintf(stderr, "kcluster: trying scripts/kafka up once more\n");
+    return up_once(kc, nodes, conf);
+}
+
+static int up_once(hk_kc_t *kc, int nodes, const char *conf)
 {
     memset(kc, 0, sizeof(*kc));
     kc->watchdog_fd = -1;
