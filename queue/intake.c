@@ -5,6 +5,7 @@
 #include "queue/intake.h"
 #include "worker/clock.h"
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -680,6 +681,49 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
+// librdkafka keeps an assignment while every broker is away, so neither the
+// group nor the error callback says when the cluster is back. Its statistics
+// (every second, served by the consumer poll) list each broker's connection
+// state: a broker counts when it has a node id and its connection is UP. Zero
+// while brokers are in use (some connection is being tried) means unreachable:
+// /readyz answers 503 until a connection is up again.
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    json_t *root = json_loadb(json, json_len, 0, NULL);
+    json_t *brokers = json_object_get(root, "brokers"), *b;
+    const char *name;
+    int up = 0, in_use = 0;
+    json_object_foreach(brokers, name, b)
+    {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        if (json_integer_value(json_object_get(b, "nodeid")) < 0 || !state)
+            continue;
+        if (strcmp(state, "UP") == 0)
+            up++;
+        else if (strcmp(state, "INIT") != 0) // INIT: never needed, never tried
+            in_use++;
+    }
+    json_decref(root);
+    if (!brokers)
+        return 0;
+    atomic_store(&hk_metrics.kafka_brokers_up, up);
+    int unreachable = up == 0 && in_use > 0;
+    static int64_t since_ms; // intake's thread only
+    if (unreachable && !hk_metric_get(kafka_unreachable)) {
+        since_ms = hk_clock_mono_ms();
+        atomic_store(&hk_metrics.kafka_unreachable, 1);
+        hk_metric_add(kafka_unreachable_total, 1);
+        hk_log(HK_LOG_WARN, "kafka_unreachable", "{s:i}", "brokers_tried", in_use);
+    } else if (!unreachable && hk_metric_get(kafka_unreachable)) {
+        atomic_store(&hk_metrics.kafka_unreachable, 0);
+        hk_log(HK_LOG_INFO, "kafka_reachable", "{s:i,s:I}", "brokers_up", up, "down_ms",
+               (json_int_t)(hk_clock_mono_ms() - since_ms));
+    }
+    return 0; // librdkafka frees json
+}
+
 hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
                            char *errstr, size_t errstr_size)
 {
@@ -702,6 +746,8 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
         "1000",
         "queued.max.messages.kbytes",
         "16384",
+        "statistics.interval.ms", // see stats_cb
+        "1000",
         NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
@@ -717,6 +763,7 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
 
     char kerr[256];
     in->in_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
