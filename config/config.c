@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sched.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "retry/backoff.h"
 
@@ -70,6 +72,7 @@ typedef struct cf_row {
     cf_check_fn check;  // CF_STR, CF_SECRET; NULL: any value
     size_t list_offset; // CF_MS_LIST: the parsed delays (int64_t *) and their count (size_t)
     size_t cnt_offset;
+    int (*auto_value)(void); // CF_INT: what the value "auto" stands for; NULL: not allowed
 } cf_row_t;
 
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size);
@@ -81,6 +84,8 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 static bool cf_check_ordering(const char *value, char *why, size_t why_size);
+static bool cf_check_http2(const char *value, char *why, size_t why_size);
+static int cf_auto_threads(void);
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
 static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
@@ -94,6 +99,12 @@ static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
     {                                                                                              \
         .section = SEC, .key = KEY, .type = CF_INT, .unit = UNIT,                                  \
         .offset = CF_FIELD_OF(S, FIELD, int), .def = DEF, .min = MIN, .max = MAX, .reload = RELOAD \
+    }
+#define CF_AUTO_INT_ROW(SEC, KEY, FIELD, DEF, MIN, MAX, RELOAD, AUTO)                              \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_INT, .unit = CF_PLAIN,                              \
+        .offset = CF_FIELD_OF(hk_config_t, FIELD, int), .def = DEF, .min = MIN, .max = MAX,        \
+        .reload = RELOAD, .auto_value = AUTO                                                       \
     }
 #define CF_INT64_ROW_OF(S, SEC, KEY, FIELD, UNIT, DEF, MIN, MAX, RELOAD)                           \
     {                                                                                              \
@@ -148,7 +159,8 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("kafka", "mock_partitions", kafka_mock_partitions, CF_PLAIN, "8", 1, 1024,
                CF_NO_RELOAD),
 
-    CF_INT_ROW("delivery", "threads", delivery_threads, CF_PLAIN, "2", 1, 256, CF_NO_RELOAD),
+    CF_AUTO_INT_ROW("delivery", "threads", delivery_threads, "2", 1, 256, CF_NO_RELOAD,
+                    cf_auto_threads),
     CF_INT_ROW("delivery", "max_transfers_per_thread", delivery_max_transfers_per_thread, CF_PLAIN,
                "64", 1, 4096, CF_NO_RELOAD),
     CF_INT_ROW("delivery", "timeout_ms", delivery_timeout_ms, CF_MS, "10000", 100, 120000,
@@ -158,6 +170,9 @@ static const cf_row_t cf_rows[] = {
     CF_INT64_ROW("delivery", "max_response_bytes", delivery_max_response_bytes, CF_BYTES, "65536",
                  0, 16777216, CF_NO_RELOAD),
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
+    CF_STR_ROW("delivery", "ca_file", delivery_ca_file, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW("delivery", "ca_path", delivery_ca_path, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW("delivery", "http2", delivery_http2, "auto", CF_NO_RELOAD, cf_check_http2),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
 
@@ -597,6 +612,27 @@ static bool cf_check_ordering(const char *value, char *why, size_t why_size)
     return false;
 }
 
+static bool cf_check_http2(const char *value, char *why, size_t why_size)
+{
+    if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0 ||
+        strcmp(value, "prior_knowledge") == 0)
+        return true;
+    cf_errf(why, why_size, "must be auto, off or prior_knowledge");
+    return false;
+}
+
+// delivery.threads = auto: one per CPU this process may run on (affinity and
+// cpusets count), at most 16. A delivery thread is an event loop that keeps one
+// core busy at line rate; more threads than cores only add switches.
+static int cf_auto_threads(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : n;
+}
+
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
 {
     if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
@@ -766,6 +802,10 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     case CF_INT:
     case CF_INT64: {
         int64_t v;
+        if (row->auto_value && strcmp(value, "auto") == 0) {
+            *(int *)field = row->auto_value();
+            return 0;
+        }
         if (!cf_parse_integer(value, row->unit, &v) || v < row->min || v > row->max) {
             cf_errf(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"", where,
                     name, (long long)row->min, (long long)row->max, value);

@@ -38,12 +38,15 @@ typedef struct hk_config {
     size_t kafka_props_cnt;
 
     // [delivery]
-    int delivery_threads;
+    int delivery_threads; // "auto" in the file: resolved to the CPUs available (1-16)
     int delivery_max_transfers_per_thread;
     int delivery_timeout_ms; // per attempt, unless the job sets timeout_ms
     int delivery_connect_timeout_ms;
     int64_t delivery_max_response_bytes; // response body bytes kept (rest discarded)
     char *delivery_allow_cidrs;          // comma/space separated CIDRs the guard lets through
+    char *delivery_ca_file;              // CA bundle for HTTPS ("" = the system's)
+    char *delivery_ca_path;              // directory of hashed CA certificates ("" = none)
+    char *delivery_http2;                // auto (h2 by ALPN), off, prior_knowledge
 
     // [signing]
     char *signing_secret;    // default whsec_ secret(s), space separated during rotation
