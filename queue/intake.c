@@ -27,7 +27,7 @@
 #define ORPHAN_RETRY_MS        100
 #define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
-#define HOLD_MAX_MS            500  // see in_hold_since
+#define HOLD_MAX_MS            2000 // see in_hold_since
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
