@@ -690,8 +690,12 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
         "10000",
         "heartbeat.interval.ms",
         "1000",
+        // The prefetch intake holds on to while over its in-flight limit (see
+        // in_hold_since): about a second of delivery at line rate, in a few MB.
         "queued.max.messages.kbytes",
-        "16384",
+        "4096",
+        "max.partition.fetch.bytes",
+        "262144",
         NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);

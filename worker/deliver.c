@@ -70,7 +70,8 @@ struct dl_thread {
     dl_slot_t **free;     // stack of free slots
     int free_cnt;
     int slots_cnt;
-    int completed; // transfers finished in this turn
+    int completed;  // transfers finished in this turn
+    int self_woken; // the dispatcher woke this thread from this thread (see wake)
     atomic_int active;
     atomic_uint_fast64_t cancel_done; // last cancel request this thread carried out
 };
@@ -419,9 +420,17 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static _Thread_local dl_thread_t *tl_self; // the delivery thread running, NULL elsewhere
+
 static void wake(void *arg)
 {
     dl_thread_t *th = arg;
+    if (th == tl_self) {
+        // A finish in our own on_done freed a lane slot: no syscall to tell
+        // ourselves, just do not sleep this turn.
+        th->self_woken = 1;
+        return;
+    }
     uint64_t one = 1;
     ssize_t n = write(th->evfd, &one, sizeof(one));
     (void)n; // a full counter already means "wake up"
@@ -489,6 +498,7 @@ static void *thread_main(void *arg)
     hk_task_t **batch = calloc((size_t)th->slots_cnt, sizeof(*batch));
     struct epoll_event evs[DL_EVENTS_MAX];
     int running = 0;
+    tl_self = th;
 
     while (atomic_load(&dl->dl_run)) {
         uint64_t seq = atomic_load(&dl->dl_cancel_seq);
@@ -513,8 +523,9 @@ static void *thread_main(void *arg)
         // slot). Not at all when there may be more to take right now.
         int64_t now = hk_clock_mono_ms();
         int64_t wait = DL_IDLE_WAIT_MS;
-        if (th->completed > 0 || (asked > 0 && taken == asked))
+        if (th->completed > 0 || th->self_woken || (asked > 0 && taken == asked))
             wait = 0;
+        th->self_woken = 0;
         if (th->timer_due_ms >= 0 && th->timer_due_ms - now < wait)
             wait = th->timer_due_ms - now;
         if (th->free_cnt > 0 && next_due != INT64_MAX && next_due - now < wait)
