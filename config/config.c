@@ -85,6 +85,7 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 static bool cf_check_ordering(const char *value, char *why, size_t why_size);
 static bool cf_check_http2(const char *value, char *why, size_t why_size);
+static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size);
 static int cf_auto_threads(void);
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
@@ -249,6 +250,13 @@ static const cf_row_t cf_endpoint_rows[] = {
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "rate", rate, "", CF_RELOAD, cf_check_rate),
     CF_INT_ROW_OF(hk_endpoint_conf_t, "endpoint", "burst", burst, CF_PLAIN, "1", 1, 1000000,
                   CF_RELOAD),
+    // TLS and HTTP version, read by the delivery threads at start: not reloadable.
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "ca_file", ca_file, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_cert", client_cert, "", CF_NO_RELOAD,
+                  NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_key", client_key, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, "", CF_NO_RELOAD,
+                  cf_check_http2_or_empty),
 };
 
 #define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
@@ -619,6 +627,11 @@ static bool cf_check_http2(const char *value, char *why, size_t why_size)
         return true;
     cf_errf(why, why_size, "must be auto, off or prior_knowledge");
     return false;
+}
+
+static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size)
+{
+    return value[0] == '\0' || cf_check_http2(value, why, why_size);
 }
 
 // delivery.threads = auto: half the CPUs this process may run on (affinity and

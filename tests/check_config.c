@@ -1449,7 +1449,9 @@ START_TEST(test_dump_shows_new_keys_and_endpoints)
         "consecutive_failures = 5\nopen_ms = 30000\nmax_open_ms = 600000\nprobes = 3\n\n",
         "[lanes]\ninitial_limit = 32\nmin_limit = 1\nmax_limit = 256\n\n",
         "\n[endpoint \"https://api.example.com:443\"]\ndisabled = true\nrate = \"\"\nburst = 1\n"
-        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\nrate = \"\"\nburst = 1\n",
+        "ca_file = \"\"\nclient_cert = \"\"\nclient_key = \"\"\nhttp2 = \"\"\n"
+        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\nrate = \"\"\nburst = 1\n"
+        "ca_file = \"\"\nclient_cert = \"\"\nclient_key = \"\"\nhttp2 = \"\"\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         ck_assert_msg(strstr(out, want[i]) != NULL, "dump lacks:\n%s\ndump:\n%s", want[i], out);

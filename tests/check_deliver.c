@@ -513,7 +513,7 @@ END_TEST
 
 // ---- TLS ----
 
-static cert_t ca, wrong_ca, leaf, expired;
+static cert_t ca, wrong_ca, leaf, expired, client;
 
 static void tls_setup(void)
 {
@@ -522,7 +522,15 @@ static void tls_setup(void)
     wrong_ca = cert_make("someone else's CA", NULL, -1, 30, 1);
     leaf = cert_make("127.0.0.1", &ca, -1, 30, 0);
     expired = cert_make("127.0.0.1", &ca, -30, -1, 0);
+    client = cert_make("hookd client", &ca, -1, 30, 0);
     char path[300];
+    snprintf(path, sizeof(path), "%s/client.pem", dir);
+    cert_write(&client, path);
+    snprintf(path, sizeof(path), "%s/client.key", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    PEM_write_PrivateKey(f, client.key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
     snprintf(path, sizeof(path), "%s/ca.pem", dir);
     cert_write(&ca, path);
     snprintf(path, sizeof(path), "%s/wrong_ca.pem", dir);
@@ -535,22 +543,29 @@ static void tls_teardown(void)
     cert_free(&wrong_ca);
     cert_free(&leaf);
     cert_free(&expired);
+    cert_free(&client);
     teardown();
 }
 
-// Sends one job to an HTTPS receiver with delivery.ca_file = <dir>/<ca_name>;
-// returns the finished task (owned by the pool until pool_stop).
-static hk_task_t *send_tls(rx_t *rx, const char *ca_name)
+// Sends one job to an HTTPS receiver with delivery.ca_file = <dir>/<ca_name>
+// and more config `sections`; returns the finished task (owned by the pool until
+// pool_stop).
+static hk_task_t *send_tls_with(rx_t *rx, const char *ca_name, const char *sections)
 {
     char line[400];
     snprintf(line, sizeof(line), "ca_file = %s/%s", dir, ca_name);
-    pool_start(line, "");
+    pool_start(line, sections);
     char *json = NULL;
     ck_assert(asprintf(&json, "{\"id\":\"tls\",\"url\":\"https://127.0.0.1:%d/t\",\"body\":{}}",
                        rx->port) > 0);
     submit(json);
     free(json);
     return wait_done(1);
+}
+
+static hk_task_t *send_tls(rx_t *rx, const char *ca_name)
+{
+    return send_tls_with(rx, ca_name, "");
 }
 
 START_TEST(test_tls_receiver_signed_by_the_configured_ca_gets_the_job)
@@ -605,6 +620,39 @@ START_TEST(test_tls_refused_without_client_certificate_is_retryable)
 }
 END_TEST
 
+// [endpoint] ca_file wins over delivery.ca_file for its receiver.
+START_TEST(test_tls_endpoint_ca_file_wins_over_the_delivery_one)
+{
+    rx_t *rx = rx_start(tls_server(&leaf, NULL));
+    char sections[1024];
+    snprintf(sections, sizeof(sections),
+             "[endpoint \"https://127.0.0.1:%d\"]\nca_file = %s/ca.pem\n", rx->port, dir);
+    hk_task_t *t = send_tls_with(rx, "wrong_ca.pem", sections);
+    ck_assert_msg(t->outcome == HK_OUTCOME_DELIVERED, "%s", t->error);
+    ck_assert_uint_eq(rx_count(rx), 1);
+    pool_stop();
+    rx_stop(rx);
+}
+END_TEST
+
+// mTLS: the [endpoint] client certificate gets through a receiver that refuses
+// clients without one.
+START_TEST(test_tls_endpoint_client_certificate_passes_mtls)
+{
+    rx_t *rx = rx_start(tls_server(&leaf, &ca));
+    char sections[1024];
+    snprintf(sections, sizeof(sections),
+             "[endpoint \"https://127.0.0.1:%d\"]\nclient_cert = %s/client.pem\nclient_key = "
+             "%s/client.key\nhttp2 = off\n",
+             rx->port, dir, dir);
+    hk_task_t *t = send_tls_with(rx, "ca.pem", sections);
+    ck_assert_msg(t->outcome == HK_OUTCOME_DELIVERED, "%s", t->error);
+    ck_assert_uint_eq(rx_count(rx), 1);
+    pool_stop();
+    rx_stop(rx);
+}
+END_TEST
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -623,6 +671,8 @@ int main(void)
     tcase_add_test(tls, test_tls_wrong_ca_is_retryable_with_the_tls_error);
     tcase_add_test(tls, test_tls_expired_certificate_is_retryable_with_the_tls_error);
     tcase_add_test(tls, test_tls_refused_without_client_certificate_is_retryable);
+    tcase_add_test(tls, test_tls_endpoint_ca_file_wins_over_the_delivery_one);
+    tcase_add_test(tls, test_tls_endpoint_client_certificate_passes_mtls);
     suite_add_tcase(s, tls);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

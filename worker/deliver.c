@@ -55,6 +55,9 @@ typedef struct dl_slot {
     char blocked_addr[64];
     const char *blocked_why;
     char errbuf[CURL_ERROR_SIZE];
+    // The [endpoint] TLS/HTTP settings last set on the handle (&dl_defaults_ep:
+    // the [delivery] ones): set again only when the next request's differ.
+    const hk_endpoint_conf_t *ep_applied;
 } dl_slot_t;
 
 struct dl_thread {
@@ -85,7 +88,11 @@ struct hk_deliver_s {
     char dl_cancel_topic[256];
     int32_t dl_cancel_partition;
     atomic_uint_fast64_t dl_cancel_seq; // bumped per request
+    int dl_ep_tls;                      // some [endpoint] sets ca_file, client_cert or http2
+    char *dl_default_ca;                // curl's built-in CA bundle (CURLINFO_CAINFO), or NULL
 };
+
+static const hk_endpoint_conf_t dl_defaults_ep; // stands for "no [endpoint] settings"
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t size)
 {
@@ -213,6 +220,48 @@ static size_t hdr_len(const char *name, const char *value)
 
 // ---- one attempt ----
 
+static long http_version(const char *http2)
+{
+    if (strcmp(http2, "off") == 0)
+        return CURL_HTTP_VERSION_1_1;
+    if (strcmp(http2, "prior_knowledge") == 0)
+        return CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    return CURL_HTTP_VERSION_2TLS; // auto: h2 over TLS by ALPN, HTTP/1.1 in clear
+}
+
+static int has_endpoint_tls(const hk_endpoint_conf_t *ep)
+{
+    return *ep->ca_file || *ep->client_cert || *ep->client_key || *ep->http2;
+}
+
+// The receiver's own [endpoint] CA, client certificate and HTTP version, else the
+// [delivery] ones. Only when some section sets them: the endpoint key costs a URL
+// parse. Connections are matched on these by curl, so no connection made with
+// one client certificate serves a request meant for another.
+static void apply_endpoint(hk_deliver_t *dl, dl_slot_t *slot, const char *url)
+{
+    const hk_config_t *cfg = dl->dl_opts.cfg;
+    char key[512];
+    const hk_endpoint_conf_t *ep = NULL;
+    if (hk_dispatch_endpoint_of(url, key, sizeof(key)) == 0)
+        ep = hk_config_endpoint(cfg, key);
+    if (!ep || !has_endpoint_tls(ep))
+        ep = &dl_defaults_ep;
+    if (ep == slot->ep_applied)
+        return;
+    slot->ep_applied = ep;
+    CURL *e = slot->easy;
+    const char *ca = ep->ca_file && *ep->ca_file ? ep->ca_file
+                     : *cfg->delivery_ca_file    ? cfg->delivery_ca_file
+                                                 : dl->dl_default_ca;
+    curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(e, CURLOPT_SSLCERT,
+                     ep->client_cert && *ep->client_cert ? ep->client_cert : NULL);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, ep->client_key && *ep->client_key ? ep->client_key : NULL);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                     http_version(ep->http2 && *ep->http2 ? ep->http2 : cfg->delivery_http2));
+}
+
 static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code);
 
 // Ends an attempt that never reached the network (expired, cannot be signed, out
@@ -316,6 +365,8 @@ static void start(dl_thread_t *th, hk_task_t *task)
     hdr_add(&hb, "Expect:", NULL); // no 100-continue round trip
 
     // Only what differs between requests; the rest was set once (slot_init).
+    if (th->dl->dl_ep_tls)
+        apply_endpoint(th->dl, slot, job->url);
     curl_easy_setopt(e, CURLOPT_URL, job->url);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)job->timeout_ms);
     long connect_ms = cfg->delivery_connect_timeout_ms < job->timeout_ms
@@ -600,12 +651,8 @@ static int slot_init(dl_thread_t *th, dl_slot_t *slot)
     // HTTP/2 streams share one connection when the receiver offers h2 by ALPN:
     // wait for that answer instead of opening a second connection meanwhile.
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    long httpv = CURL_HTTP_VERSION_2TLS; // auto: h2 over TLS by ALPN, HTTP/1.1 in clear
-    if (cfg->delivery_http2 && strcmp(cfg->delivery_http2, "off") == 0)
-        httpv = CURL_HTTP_VERSION_1_1;
-    else if (cfg->delivery_http2 && strcmp(cfg->delivery_http2, "prior_knowledge") == 0)
-        httpv = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, httpv);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version(cfg->delivery_http2));
+    slot->ep_applied = &dl_defaults_ep;
     if (cfg->delivery_ca_file && *cfg->delivery_ca_file &&
         curl_easy_setopt(e, CURLOPT_CAINFO, cfg->delivery_ca_file) != CURLE_OK)
         return -1;
@@ -663,6 +710,16 @@ hk_deliver_t *hk_deliver_start(const hk_deliver_opts_t *opts, char *errstr, size
     dl->dl_threads = calloc((size_t)dl->dl_threads_cnt, sizeof(*dl->dl_threads));
     atomic_store(&dl->dl_run, 1);
     pthread_mutex_init(&dl->dl_cancel_lock, NULL);
+    for (size_t i = 0; i < cfg->endpoints_cnt; i++)
+        dl->dl_ep_tls |= has_endpoint_tls(&cfg->endpoints[i]);
+    if (dl->dl_ep_tls) {
+        // To go back from an endpoint's own CA to the default one.
+        CURL *probe = curl_easy_init();
+        char *ca = NULL;
+        if (probe && curl_easy_getinfo(probe, CURLINFO_CAINFO, &ca) == CURLE_OK && ca)
+            dl->dl_default_ca = strdup(ca);
+        curl_easy_cleanup(probe);
+    }
 
     for (int t = 0; t < dl->dl_threads_cnt; t++) {
         dl_thread_t *th = &dl->dl_threads[t];
@@ -721,6 +778,7 @@ size_t hk_deliver_stop(hk_deliver_t *dl)
         free(th->free);
     }
     free(dl->dl_threads);
+    free(dl->dl_default_ca);
     pthread_mutex_destroy(&dl->dl_cancel_lock);
     free(dl);
     return aborted;
