@@ -173,7 +173,7 @@ static const cf_row_t cf_rows[] = {
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
     CF_STR_ROW("delivery", "ca_file", delivery_ca_file, "", CF_NO_RELOAD, NULL),
     CF_STR_ROW("delivery", "ca_path", delivery_ca_path, "", CF_NO_RELOAD, NULL),
-    CF_STR_ROW("delivery", "http2", delivery_http2, "auto", CF_NO_RELOAD, cf_check_http2),
+    CF_STR_ROW("delivery", "http2", delivery_http2, "off", CF_NO_RELOAD, cf_check_http2),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
 
