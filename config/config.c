@@ -634,18 +634,17 @@ static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_siz
     return value[0] == '\0' || cf_check_http2(value, why, why_size);
 }
 
-// delivery.threads = auto: half the CPUs this process may run on (affinity and
-// cpusets count), at least 1, at most 16. A delivery thread is an event loop
-// that keeps a core busy at line rate, half of it in the kernel's network
-// stack; the intake thread, librdkafka and the softirqs need the other half.
-// Measured on 2 cores: 1 thread beat 2 and 4 (bench/compare.sh, README).
+// delivery.threads = auto: one per CPU this process may run on (affinity and
+// cpusets count), at most 16. Each delivery thread is an event loop that keeps a
+// core busy at line rate. Measured on 2 cores (bench/compare.sh, README): 2
+// threads beat 1 and 4 while the machine was otherwise quiet; under heavy
+// outside load 1 did about as well.
 static int cf_auto_threads(void)
 {
     cpu_set_t set;
     int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
     if (n <= 0)
         n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    n /= 2;
     return n < 1 ? 1 : n > 16 ? 16 : n;
 }
 

@@ -42,7 +42,7 @@ typedef struct hk_config {
     size_t kafka_props_cnt;
 
     // [delivery]
-    int delivery_threads; // "auto" (the default): half the CPUs available, 1-16
+    int delivery_threads; // "auto" (the default): the CPUs available, 1-16
     int delivery_max_transfers_per_thread;
     int delivery_timeout_ms; // per attempt, unless the job sets timeout_ms
     int delivery_connect_timeout_ms;

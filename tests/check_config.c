@@ -31,13 +31,13 @@
 static hk_config_t *cfg;
 static char path[64];
 
-// What delivery.threads = auto (the default) stands for: half the CPUs this
-// process may run on, 1 to 16.
+// What delivery.threads = auto (the default) stands for: the CPUs this process
+// may run on, 1 to 16.
 static int auto_threads(void)
 {
     cpu_set_t set;
     ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
-    int n = CPU_COUNT(&set) / 2;
+    int n = CPU_COUNT(&set);
     return n < 1 ? 1 : n > 16 ? 16 : n;
 }
 static char err[512];
@@ -173,7 +173,7 @@ START_TEST(test_empty_file_gives_defaults)
 }
 END_TEST
 
-START_TEST(test_threads_auto_is_half_the_cpus_and_a_number_wins)
+START_TEST(test_threads_auto_is_the_cpus_and_a_number_wins)
 {
     load_ok("[delivery]\nthreads = auto\n", NULL);
     ck_assert_int_eq(cfg->delivery_threads, auto_threads());
@@ -1517,7 +1517,7 @@ static Suite *config_suite(void)
 
     tcase_add_test(tc, test_defaults_without_file);
     tcase_add_test(tc, test_empty_file_gives_defaults);
-    tcase_add_test(tc, test_threads_auto_is_half_the_cpus_and_a_number_wins);
+    tcase_add_test(tc, test_threads_auto_is_the_cpus_and_a_number_wins);
     tcase_add_test(tc, test_sample_hookd_conf_sets_every_key_to_its_default);
     tcase_add_test(tc, test_dev_conf_loads);
     tcase_add_test(tc, test_file_overrides_defaults);
