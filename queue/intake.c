@@ -28,6 +28,7 @@
 #define ORPHAN_RETRY_MS        100
 #define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
+#define HOLD_MAX_MS            2000 // see in_hold_since
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
@@ -71,7 +72,16 @@ struct hk_intake_s {
 
     topic_parts_t in_topics[T_CNT];
     uint64_t in_gen_seq;
-    int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
+    int in_over; // global in-flight limits exceeded (hysteresis at 80%)
+    // Over the limits, intake first only stops polling ("holds"): what librdkafka
+    // has fetched stays in its queue (bounded by queued.max.messages.kbytes), so
+    // the moment the limits allow, work flows again. Pausing at the broker instead
+    // drops that prefetch, and librdkafka 2.0 then starts fetching again only at
+    // its next broker wake-up, up to a second later: the delivery threads ran dry
+    // once per pause. Past HOLD_MAX_MS the partitions are paused at the broker
+    // too (in_broker_paused), so that polling, which rebalances need, can go on.
+    int64_t in_hold_since; // monotonic ms in_over began, 0 = not over
+    int in_broker_paused;
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
     // The cluster is librdkafka's mock (its cluster id is "mockCluster..."). It
@@ -252,10 +262,15 @@ static void apply_pause(hk_intake_t *in)
                            : (jobs >= max_jobs || bytes >= max_bytes);
     if (over != in->in_over) {
         in->in_over = over;
-        in->in_fc_dirty = 1;
+        in->in_hold_since = over ? hk_clock_mono_ms() : 0;
         hk_metric_add(paused, over ? 1 : -1);
         hk_log(HK_LOG_INFO, over ? "intake_paused" : "intake_resumed", "{s:i,s:I}", "inflight_jobs",
                (int)jobs, "inflight_bytes", (json_int_t)bytes);
+    }
+    int broker = in->in_over && hk_clock_mono_ms() - in->in_hold_since >= HOLD_MAX_MS;
+    if (broker != in->in_broker_paused) {
+        in->in_broker_paused = broker;
+        in->in_fc_dirty = 1;
     }
     if (!in->in_fc_dirty)
         return;
@@ -269,14 +284,14 @@ static void apply_pause(hk_intake_t *in)
             part_t *p = &tp->parts[i];
             if (!p->ot)
                 continue;
-            int want = in->in_over || p->span_over || p->held_until || p->settle_until ||
+            int want = in->in_broker_paused || p->span_over || p->held_until || p->settle_until ||
                        atomic_load(&in->in_stop);
             if (want == p->paused)
                 continue;
             p->paused = want;
             hk_metric_add(paused_partitions, want ? 1 : -1);
             rd_kafka_topic_partition_list_add(want ? pause : resume, tp->name, i);
-            if (p->span_over && !in->in_over)
+            if (p->span_over && !in->in_broker_paused)
                 hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed",
                        "{s:s,s:i,s:i}", "topic", tp->name, "partition", i, "span",
                        (int)hk_offsets_span(p->ot));
@@ -744,8 +759,12 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
         "10000",
         "heartbeat.interval.ms",
         "1000",
+        // The prefetch intake holds on to while over its in-flight limit (see
+        // in_hold_since): about a second of delivery at line rate, in a few MB.
         "queued.max.messages.kbytes",
-        "16384",
+        "4096",
+        "max.partition.fetch.bytes",
+        "262144",
         "statistics.interval.ms", // see stats_cb
         "1000",
         NULL,
@@ -1077,10 +1096,14 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             in->in_cfg = next;
             in->in_fc_dirty = 1;
         }
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
-        if (msg) {
-            handle(in, msg);
-            rd_kafka_message_destroy(msg);
+        if (in->in_over && !in->in_broker_paused) {
+            hk_clock_sleep_ms(1); // holding: wait for completions, see in_hold_since
+        } else {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
+            if (msg) {
+                handle(in, msg);
+                rd_kafka_message_destroy(msg);
+            }
         }
         drain_done(in);
         detect_cluster(in);
