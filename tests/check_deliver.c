@@ -418,10 +418,20 @@ END_TEST
 START_TEST(test_signing_failure_fails_permanent_and_sends_nothing)
 {
     rx_t *rx = rx_start(NULL);
-    char tenant[1024] = "[tenant \"rot\"]\nsecret =";
+    pool_start("", "[tenant \"rot\"]\nsecret = " SECRET);
+    // The config refuses more secrets than a webhook-signature header carries,
+    // so a signing failure cannot come from a valid file any more; deliver must
+    // still fail closed if one happens (a secret list changed under it, a bug).
+    // Swap in 11 secrets, one past what hk_sign_header can write.
+    char many[1024] = "";
     for (int i = 0; i < 11; i++)
-        strcat(tenant, " " SECRET);
-    pool_start("", tenant);
+        strcat(many, i ? " " SECRET : SECRET);
+    hk_config_t *cfg = pool.cfg;
+    for (size_t i = 0; i < cfg->tenant_secrets_cnt; i++)
+        if (strcmp(cfg->tenant_secrets[i].key, "rot") == 0) {
+            free(cfg->tenant_secrets[i].value);
+            cfg->tenant_secrets[i].value = strdup(many);
+        }
     char *json = NULL;
     ck_assert(asprintf(&json,
                        "{\"id\":\"unsignable\",\"tenant\":\"rot\",\"url\":\"http://127.0.0.1:%d/"
