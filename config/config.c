@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sched.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "retry/backoff.h"
 #include "worker/sign.h"
@@ -71,6 +73,7 @@ typedef struct cf_row {
     cf_check_fn check;  // CF_STR, CF_SECRET; NULL: any value
     size_t list_offset; // CF_MS_LIST: the parsed delays (int64_t *) and their count (size_t)
     size_t cnt_offset;
+    int (*auto_value)(void); // CF_INT: what the value "auto" stands for; NULL: not allowed
 } cf_row_t;
 
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size);
@@ -82,6 +85,9 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 static bool cf_check_ordering(const char *value, char *why, size_t why_size);
+static bool cf_check_http2(const char *value, char *why, size_t why_size);
+static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size);
+static int cf_auto_threads(void);
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
 static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
@@ -96,6 +102,12 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
     {                                                                                              \
         .section = SEC, .key = KEY, .type = CF_INT, .unit = UNIT,                                  \
         .offset = CF_FIELD_OF(S, FIELD, int), .def = DEF, .min = MIN, .max = MAX, .reload = RELOAD \
+    }
+#define CF_AUTO_INT_ROW(SEC, KEY, FIELD, DEF, MIN, MAX, RELOAD, AUTO)                              \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_INT, .unit = CF_PLAIN,                              \
+        .offset = CF_FIELD_OF(hk_config_t, FIELD, int), .def = DEF, .min = MIN, .max = MAX,        \
+        .reload = RELOAD, .auto_value = AUTO                                                       \
     }
 #define CF_INT64_ROW_OF(S, SEC, KEY, FIELD, UNIT, DEF, MIN, MAX, RELOAD)                           \
     {                                                                                              \
@@ -158,7 +170,8 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("kafka", "startup_timeout_ms", kafka_startup_timeout_ms, CF_MS, "30000", 1000,
                600000, CF_NO_RELOAD),
 
-    CF_INT_ROW("delivery", "threads", delivery_threads, CF_PLAIN, "2", 1, 256, CF_NO_RELOAD),
+    CF_AUTO_INT_ROW("delivery", "threads", delivery_threads, "auto", 1, 256, CF_NO_RELOAD,
+                    cf_auto_threads),
     CF_INT_ROW("delivery", "max_transfers_per_thread", delivery_max_transfers_per_thread, CF_PLAIN,
                "64", 1, 4096, CF_NO_RELOAD),
     CF_INT_ROW("delivery", "timeout_ms", delivery_timeout_ms, CF_MS, "10000", 100, 120000,
@@ -168,6 +181,9 @@ static const cf_row_t cf_rows[] = {
     CF_INT64_ROW("delivery", "max_response_bytes", delivery_max_response_bytes, CF_BYTES, "65536",
                  0, 16777216, CF_NO_RELOAD),
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
+    CF_STR_ROW("delivery", "ca_file", delivery_ca_file, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW("delivery", "ca_path", delivery_ca_path, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW("delivery", "http2", delivery_http2, "off", CF_NO_RELOAD, cf_check_http2),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
     CF_STR_ROW("signing", "unknown_tenant", signing_unknown_tenant, "reject", CF_NO_RELOAD,
@@ -260,6 +276,13 @@ static const cf_row_t cf_endpoint_rows[] = {
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "rate", rate, "", CF_RELOAD, cf_check_rate),
     CF_INT_ROW_OF(hk_endpoint_conf_t, "endpoint", "burst", burst, CF_PLAIN, "1", 1, 1000000,
                   CF_RELOAD),
+    // TLS and HTTP version, read by the delivery threads at start: not reloadable.
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "ca_file", ca_file, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_cert", client_cert, "", CF_NO_RELOAD,
+                  NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_key", client_key, "", CF_NO_RELOAD, NULL),
+    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, "", CF_NO_RELOAD,
+                  cf_check_http2_or_empty),
 };
 
 #define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
@@ -639,6 +662,34 @@ static bool cf_check_ordering(const char *value, char *why, size_t why_size)
     return false;
 }
 
+static bool cf_check_http2(const char *value, char *why, size_t why_size)
+{
+    if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0 ||
+        strcmp(value, "prior_knowledge") == 0)
+        return true;
+    cf_errf(why, why_size, "must be auto, off or prior_knowledge");
+    return false;
+}
+
+static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size)
+{
+    return value[0] == '\0' || cf_check_http2(value, why, why_size);
+}
+
+// delivery.threads = auto: one per CPU this process may run on (affinity and
+// cpusets count), at most 16. Each delivery thread is an event loop that keeps a
+// core busy at line rate. Measured on 2 cores (bench/compare.sh, README): 2
+// threads beat 1 and 4 while the machine was otherwise quiet; under heavy
+// outside load 1 did about as well.
+static int cf_auto_threads(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : n;
+}
+
 static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
 {
     if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
@@ -816,6 +867,10 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     case CF_INT:
     case CF_INT64: {
         int64_t v;
+        if (row->auto_value && strcmp(value, "auto") == 0) {
+            *(int *)field = row->auto_value();
+            return 0;
+        }
         if (!cf_parse_integer(value, row->unit, &v) || v < row->min || v > row->max) {
             cf_errf(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"", where,
                     name, (long long)row->min, (long long)row->max, value);

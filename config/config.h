@@ -20,10 +20,14 @@ typedef struct hk_kv {
 // Settings of one receiver endpoint, from [endpoint "<scheme://host:port>"]. Each key
 // is one row of cf_endpoint_rows in config.c; a key left out keeps its default.
 typedef struct hk_endpoint_conf {
-    char *endpoint; // canonical: lower-case scheme and host, IPv6 as [::1], port in decimal
-    int disabled;   // 1: nothing is delivered to it, as after a 410 Gone
-    char *rate;     // "" = no rate limit, else "<n>/s", "<n>/m" or "<n>/h"
-    int burst;      // requests the limit lets through at once
+    char *endpoint;    // canonical: lower-case scheme and host, IPv6 as [::1], port in decimal
+    int disabled;      // 1: nothing is delivered to it, as after a 410 Gone
+    char *rate;        // "" = no rate limit, else "<n>/s", "<n>/m" or "<n>/h"
+    int burst;         // requests the limit lets through at once
+    char *ca_file;     // CA bundle for this receiver, "" = delivery.ca_file / the system's
+    char *client_cert; // PEM client certificate for mTLS, "" = none
+    char *client_key;  // its PEM private key, "" = in client_cert
+    char *http2;       // auto, off, prior_knowledge; "" = delivery.http2
 } hk_endpoint_conf_t;
 
 typedef struct hk_config {
@@ -42,12 +46,15 @@ typedef struct hk_config {
     size_t kafka_props_cnt;
 
     // [delivery]
-    int delivery_threads;
+    int delivery_threads; // "auto" (the default): the CPUs available, 1-16
     int delivery_max_transfers_per_thread;
     int delivery_timeout_ms; // per attempt, unless the job sets timeout_ms
     int delivery_connect_timeout_ms;
     int64_t delivery_max_response_bytes; // response body bytes kept (rest discarded)
     char *delivery_allow_cidrs;          // comma/space separated CIDRs the guard lets through
+    char *delivery_ca_file;              // CA bundle for HTTPS ("" = the system's)
+    char *delivery_ca_path;              // directory of hashed CA certificates ("" = none)
+    char *delivery_http2;                // auto (h2 by ALPN), off, prior_knowledge
 
     // [signing]
     char *signing_secret;    // default whsec_ secret(s), space separated during rotation

@@ -5,6 +5,7 @@
 #include "queue/intake.h"
 #include "worker/clock.h"
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,13 +21,14 @@
 #define STORE_INTERVAL_MS      50
 #define LAG_INTERVAL_MS        1000
 #define REVOKE_WAIT_MAX_MS     5000
-#define REVOKE_SETTLE_MS       500 // see revoke()
+#define REVOKE_SETTLE_MS       500 // see revoke(); mock cluster only
 #define COMMIT_RETRY_MS        20
-#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until
-#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long
+#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until; mock cluster only
+#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long (mock)
 #define ORPHAN_RETRY_MS        100
 #define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
+#define HOLD_MAX_MS            2000 // see in_hold_since
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
@@ -37,12 +39,12 @@ typedef struct part {
     int span_over;        // span past limits.max_partition_span (hysteresis at 80%)
     int paused;           // paused at the broker (by us)
     int64_t held_until;   // retry topic: head not due before this (monotonic ms), 0 = not held
-    int64_t settle_until; // just assigned: paused until then, then seeks to the committed
-                          // offset (the last owner may still be committing), 0 = settled
+    int64_t settle_until; // just assigned (mock cluster): paused until then, then seeks to the
+                          // committed offset (the last owner may still be committing), 0 = settled
 } part_t;
 
-// A revoked partition's finished offset the broker refused to commit during the
-// revoke: committed once this member has rejoined (see in_rejoining), unless the
+// A revoked partition's finished offset the mock cluster refused to commit during
+// the revoke: committed once this member has rejoined (see in_rejoining), unless the
 // group's committed offset is already there. Any such commit is safe from loss:
 // every offset below it finished here. The new owner settles meanwhile.
 typedef struct orphan {
@@ -70,9 +72,28 @@ struct hk_intake_s {
 
     topic_parts_t in_topics[T_CNT];
     uint64_t in_gen_seq;
-    int in_over;     // global in-flight limits exceeded (hysteresis at 80%)
+    int in_over; // global in-flight limits exceeded (hysteresis at 80%)
+    // Over the limits, intake first only stops polling ("holds"): what librdkafka
+    // has fetched stays in its queue (bounded by queued.max.messages.kbytes), so
+    // the moment the limits allow, work flows again. Pausing at the broker instead
+    // drops that prefetch, and librdkafka 2.0 then starts fetching again only at
+    // its next broker wake-up, up to a second later: the delivery threads ran dry
+    // once per pause. Past HOLD_MAX_MS the partitions are paused at the broker
+    // too (in_broker_paused), so that polling, which rebalances need, can go on.
+    int64_t in_hold_since; // monotonic ms in_over began, 0 = not over
+    int in_broker_paused;
     int in_fc_dirty; // pause state may need to change
     int in_closing;  // in rd_kafka_consumer_close: do not wait on revoke
+    // The cluster is librdkafka's mock (its cluster id is "mockCluster..."). It
+    // refuses every OffsetCommit while a join is in progress, and until every member
+    // has its assignment; a real coordinator accepts commits of the current
+    // generation until the join completes, and completes no join before every member
+    // has rejoined, i.e. returned from its revoke. So only on the mock do revokes
+    // wait REVOKE_SETTLE_MS, refused revoke commits become orphans and new partitions
+    // settle (docs/architecture.md, "The mock cluster and a real one").
+    int in_mock;
+    int in_cluster_known; // in_mock is set (see detect_cluster)
+    int in_assigned_once; // an assignment callback came (see hk_intake_destroy)
     // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
     // the group rebalances, until the next assignment. hookd makes no commit of its
     // own then (outside the revoke callback, where none is): the coordinator
@@ -241,10 +262,15 @@ static void apply_pause(hk_intake_t *in)
                            : (jobs >= max_jobs || bytes >= max_bytes);
     if (over != in->in_over) {
         in->in_over = over;
-        in->in_fc_dirty = 1;
+        in->in_hold_since = over ? hk_clock_mono_ms() : 0;
         hk_metric_add(paused, over ? 1 : -1);
         hk_log(HK_LOG_INFO, over ? "intake_paused" : "intake_resumed", "{s:i,s:I}", "inflight_jobs",
                (int)jobs, "inflight_bytes", (json_int_t)bytes);
+    }
+    int broker = in->in_over && hk_clock_mono_ms() - in->in_hold_since >= HOLD_MAX_MS;
+    if (broker != in->in_broker_paused) {
+        in->in_broker_paused = broker;
+        in->in_fc_dirty = 1;
     }
     if (!in->in_fc_dirty)
         return;
@@ -258,14 +284,14 @@ static void apply_pause(hk_intake_t *in)
             part_t *p = &tp->parts[i];
             if (!p->ot)
                 continue;
-            int want = in->in_over || p->span_over || p->held_until || p->settle_until ||
+            int want = in->in_broker_paused || p->span_over || p->held_until || p->settle_until ||
                        atomic_load(&in->in_stop);
             if (want == p->paused)
                 continue;
             p->paused = want;
             hk_metric_add(paused_partitions, want ? 1 : -1);
             rd_kafka_topic_partition_list_add(want ? pause : resume, tp->name, i);
-            if (p->span_over && !in->in_over)
+            if (p->span_over && !in->in_broker_paused)
                 hk_log(HK_LOG_INFO, want ? "partition_paused" : "partition_resumed",
                        "{s:s,s:i,s:i}", "topic", tp->name, "partition", i, "span",
                        (int)hk_offsets_span(p->ot));
@@ -294,7 +320,7 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
                       .gen = ++in->in_gen_seq,
                       .stored = -1,
                       .committed = -1,
-                      .settle_until = hk_clock_mono_ms() + ASSIGN_SETTLE_MS};
+                      .settle_until = in->in_mock ? hk_clock_mono_ms() + ASSIGN_SETTLE_MS : 0};
     }
     in->in_fc_dirty = 1; // new partitions start paused (settling, or over a limit)
 }
@@ -482,15 +508,13 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
 // the assignment was lost), forget the rest.
 static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int lost)
 {
-    // Commit first, before waiting: every member that gives partitions away got its
-    // new assignment at the same moment, and the first of them to rejoin starts the
-    // next join, during which a broker may refuse commits (the mock cluster refuses
-    // them all, and also until every member has its assignment). So no member
-    // rejoins before REVOKE_SETTLE_MS, and within that time refused commits are
-    // tried again. What finished before the revoke is most of what is uncommitted;
-    // the second commit below covers what was in flight.
+    // Commit first, before waiting: what finished before the revoke is most of what
+    // is uncommitted; the second commit below covers what was in flight. On the
+    // mock cluster (see in_mock) the first member to rejoin starts a join during
+    // which every commit is refused: there no member rejoins before
+    // REVOKE_SETTLE_MS, and within that time refused commits are tried again.
     int64_t revoke_start = hk_clock_mono_ms();
-    int64_t settle_end = in->in_closing ? 0 : revoke_start + REVOKE_SETTLE_MS;
+    int64_t settle_end = in->in_closing || !in->in_mock ? 0 : revoke_start + REVOKE_SETTLE_MS;
     drain_done(in);
     if (!lost)
         commit_now(in, parts, "revoke", settle_end);
@@ -549,7 +573,7 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         if (!p || !p->ot)
             continue;
         int64_t finished = hk_offsets_committable(p->ot);
-        if (!lost && finished > p->committed) {
+        if (in->in_mock && !lost && finished > p->committed) {
             orphan_t *o = calloc(1, sizeof(*o));
             if (o) {
                 snprintf(o->topic, sizeof(o->topic), "%s", parts->elems[i].topic);
@@ -572,10 +596,26 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     }
 }
 
+// Sets in_mock from the cluster id in librdkafka's metadata cache (no request, no
+// wait); known by the first rebalance, since joining needs the topics' metadata.
+static void detect_cluster(hk_intake_t *in)
+{
+    if (in->in_cluster_known)
+        return;
+    char *cluster = rd_kafka_clusterid(in->in_rk, 0);
+    if (!cluster)
+        return;
+    in->in_cluster_known = 1;
+    in->in_mock = strncmp(cluster, "mockCluster", 11) == 0;
+    hk_log(HK_LOG_INFO, "kafka_cluster", "{s:s,s:b}", "cluster_id", cluster, "mock", in->in_mock);
+    rd_kafka_mem_free(in->in_rk, cluster);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     hk_intake_t *in = opaque;
+    detect_cluster(in);
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
 
@@ -592,6 +632,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             in->in_rejoining = 0;
             in->in_orphans_next_ms = 0;
         }
+        in->in_assigned_once = 1;
         assign(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
@@ -600,7 +641,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         else
             rd_kafka_assign(rk, parts);
         // Paused while they settle (see part_t.settle_until).
-        if (parts->cnt && !error) {
+        if (in->in_mock && parts->cnt && !error) {
             rd_kafka_pause_partitions(rk, parts);
             for (int i = 0; i < parts->cnt; i++) {
                 part_t *p = part_get(in, parts->elems[i].topic, parts->elems[i].partition);
@@ -655,6 +696,49 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
+// librdkafka keeps an assignment while every broker is away, so neither the
+// group nor the error callback says when the cluster is back. Its statistics
+// (every second, served by the consumer poll) list each broker's connection
+// state: a broker counts when it has a node id and its connection is UP. Zero
+// while brokers are in use (some connection is being tried) means unreachable:
+// /readyz answers 503 until a connection is up again.
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    json_t *root = json_loadb(json, json_len, 0, NULL);
+    json_t *brokers = json_object_get(root, "brokers"), *b;
+    const char *name;
+    int up = 0, in_use = 0;
+    json_object_foreach(brokers, name, b)
+    {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        if (json_integer_value(json_object_get(b, "nodeid")) < 0 || !state)
+            continue;
+        if (strcmp(state, "UP") == 0)
+            up++;
+        else if (strcmp(state, "INIT") != 0) // INIT: never needed, never tried
+            in_use++;
+    }
+    json_decref(root);
+    if (!brokers)
+        return 0;
+    atomic_store(&hk_metrics.kafka_brokers_up, up);
+    int unreachable = up == 0 && in_use > 0;
+    static int64_t since_ms; // intake's thread only
+    if (unreachable && !hk_metric_get(kafka_unreachable)) {
+        since_ms = hk_clock_mono_ms();
+        atomic_store(&hk_metrics.kafka_unreachable, 1);
+        hk_metric_add(kafka_unreachable_total, 1);
+        hk_log(HK_LOG_WARN, "kafka_unreachable", "{s:i}", "brokers_tried", in_use);
+    } else if (!unreachable && hk_metric_get(kafka_unreachable)) {
+        atomic_store(&hk_metrics.kafka_unreachable, 0);
+        hk_log(HK_LOG_INFO, "kafka_reachable", "{s:i,s:I}", "brokers_up", up, "down_ms",
+               (json_int_t)(hk_clock_mono_ms() - since_ms));
+    }
+    return 0; // librdkafka frees json
+}
+
 hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
                            char *errstr, size_t errstr_size)
 {
@@ -675,8 +759,14 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
         "10000",
         "heartbeat.interval.ms",
         "1000",
+        // The prefetch intake holds on to while over its in-flight limit (see
+        // in_hold_since): about a second of delivery at line rate, in a few MB.
         "queued.max.messages.kbytes",
-        "16384",
+        "4096",
+        "max.partition.fetch.bytes",
+        "262144",
+        "statistics.interval.ms", // see stats_cb
+        "1000",
         NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
@@ -692,6 +782,7 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
 
     char kerr[256];
     in->in_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
@@ -1005,12 +1096,17 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
             in->in_cfg = next;
             in->in_fc_dirty = 1;
         }
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
-        if (msg) {
-            handle(in, msg);
-            rd_kafka_message_destroy(msg);
+        if (in->in_over && !in->in_broker_paused) {
+            hk_clock_sleep_ms(1); // holding: wait for completions, see in_hold_since
+        } else {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(in->in_rk, 20);
+            if (msg) {
+                handle(in, msg);
+                rd_kafka_message_destroy(msg);
+            }
         }
         drain_done(in);
+        detect_cluster(in);
         int64_t now = hk_clock_mono_ms();
         release_held(in, now);
         apply_pause(in);
@@ -1041,9 +1137,12 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     int64_t commit_deadline =
         deadline > hk_clock_mono_ms() + 2000 ? deadline : hk_clock_mono_ms() + 2000;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__NO_OFFSET;
+    int waited = 0;
     while (atomic_load(&in->in_assigned) > 0 && hk_clock_mono_ms() < commit_deadline) {
         err = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
         if (in->in_rejoining) {
+            if (!waited++)
+                hk_log(HK_LOG_INFO, "shutdown_commit_waits", "{s:s}", "for", "join");
             drain_turn(in, 50);
             continue;
         }
@@ -1116,6 +1215,17 @@ void hk_intake_destroy(hk_intake_t *in)
 {
     if (!in)
         return;
+    // librdkafka before 2.3 aborts in rd_kafka_destroy when a cooperative-sticky
+    // member is destroyed after its JoinGroup answer but before its first
+    // assignment (the assignor has no state yet): a SIGTERM during the first join
+    // did, on a real cluster and on the mock. The consumer is closed (it left the
+    // group) and the process is exiting: leave the handle, and what its threads
+    // may still reach, to the exit.
+    if (in->in_closing && !in->in_assigned_once) {
+        hk_log(HK_LOG_INFO, "consumer_left_undestroyed", "{s:s}", "why",
+               "closed before its first assignment (librdkafka < 2.3 would abort)");
+        return;
+    }
     if (in->in_rk)
         rd_kafka_destroy(in->in_rk);
     drain_done(in);

@@ -73,7 +73,7 @@ static void refresh_retry_parts(hk_producer_t *p)
     rd_kafka_metadata_destroy(md);
 }
 
-static int produce(hk_producer_t *p, hk_task_t *task, int block)
+static rd_kafka_resp_err_t produce(hk_producer_t *p, hk_task_t *task, int block)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(12);
     if (task->to_retry_topic) {
@@ -97,18 +97,62 @@ static int produce(hk_producer_t *p, hk_task_t *task, int block)
         rd_kafka_header_add(hdrs, "hookd-batch-id", -1, task->batch_id, -1);
         add_int(hdrs, "hookd-batch-index", task->item_idx);
     }
+    if (task->value_omitted)
+        add_int(hdrs, "hookd-value-omitted", (int64_t)task->value_len);
 
+    // RD_KAFKA_V_RKT does not parenthesise its argument: no conditional inside it.
+    rd_kafka_topic_t *rkt = task->to_retry_topic ? p->p_retry : p->p_dlq;
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->p_rk, RD_KAFKA_V_RKT(task->to_retry_topic ? p->p_retry : p->p_dlq),
+        p->p_rk, RD_KAFKA_V_RKT(rkt),
         RD_KAFKA_V_PARTITION(task->to_retry_topic ? retry_partition(p, task)
                                                   : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | (block ? RD_KAFKA_MSG_F_BLOCK : 0)),
-        RD_KAFKA_V_KEY(task->key, task->key_len), RD_KAFKA_V_VALUE(task->value, task->value_len),
+        RD_KAFKA_V_KEY(task->key, task->key_len),
+        RD_KAFKA_V_VALUE(task->value_omitted ? NULL : task->value,
+                         task->value_omitted ? 0 : task->value_len),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(task), RD_KAFKA_V_END);
-    if (err) {
+    if (err)
         rd_kafka_headers_destroy(hdrs); // not taken over on failure
+    return err;
+}
+
+static int too_large(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+// A record the producer or the broker refused as too large would be refused again
+// forever, holding its source offset (and every later commit of the partition).
+// It becomes one that fits: a retry record is dead-lettered instead (it cannot be
+// retried without its value), and a dead letter goes without the job's value,
+// with hookd-value-omitted = its size; the job itself stays readable at
+// hookd-original-topic/-partition/-offset for the topic's retention. 0 when the
+// task was changed and should be produced again, -1 when nothing is left to cut.
+static int shrink(hk_task_t *task, rd_kafka_resp_err_t err)
+{
+    if (task->to_retry_topic) {
+        task->to_retry_topic = 0;
+        task->outcome = HK_OUTCOME_EXHAUSTED;
+        char was[sizeof(task->error)];
+        memcpy(was, task->error, sizeof(was));
+        int n = snprintf(task->error, sizeof(task->error),
+                         "retry record of %zu bytes refused by the retry topic (%s); last error: ",
+                         task->value_len, rd_kafka_err2str(err));
+        if (n > 0 && (size_t)n < sizeof(task->error)) { // the old error, cut to fit
+            size_t len = strnlen(was, sizeof(task->error) - (size_t)n - 1);
+            memcpy(task->error + n, was, len);
+            task->error[(size_t)n + len] = '\0';
+        }
+    } else if (!task->value_omitted && task->value_len > 0) {
+        task->value_omitted = 1;
+    } else {
         return -1;
     }
+    hk_log(HK_LOG_WARN, "record_too_large", "{s:s,s:i,s:I,s:I,s:s,s:b}", "topic", task->topic,
+           "partition", (int)task->partition, "offset", (json_int_t)task->offset, "bytes",
+           (json_int_t)task->value_len, "now", task->value_omitted ? "dlq_without_value" : "dlq",
+           "value_omitted", task->value_omitted);
     return 0;
 }
 
@@ -133,11 +177,13 @@ void hk_producer_retry(hk_producer_t *p, hk_task_t *task, int64_t due_wall_ms)
 void hk_producer_dead_letter(hk_producer_t *p, hk_task_t *task)
 {
     atomic_fetch_add(&p->p_outstanding, 1);
-    if (produce(p, task, 1) != 0) {
+    rd_kafka_resp_err_t err = produce(p, task, 1);
+    while (err && too_large(err) && shrink(task, err) == 0)
+        err = produce(p, task, 1);
+    if (err) {
         hk_log(HK_LOG_WARN, task->to_retry_topic ? "retry_produce_failed" : "dlq_produce_failed",
                "{s:s,s:i,s:I,s:s}", "topic", task->topic, "partition", (int)task->partition,
-               "offset", (json_int_t)task->offset, "error",
-               rd_kafka_err2str(rd_kafka_last_error()));
+               "offset", (json_int_t)task->offset, "error", rd_kafka_err2str(err));
         again(p, task);
     }
 }
@@ -161,6 +207,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     hk_log(HK_LOG_WARN, task->to_retry_topic ? "retry_not_acknowledged" : "dlq_not_acknowledged",
            "{s:s,s:i,s:I,s:s}", "topic", task->topic, "partition", (int)task->partition, "offset",
            (json_int_t)task->offset, "error", rd_kafka_err2str(msg->err));
+    if (too_large(msg->err))
+        shrink(task, msg->err); // the broker's topic limit is below the producer's
     again(p, task);
 }
 
@@ -187,7 +235,10 @@ static void *poll_main(void *arg)
         while (list) {
             hk_task_t *task = list;
             list = task->next;
-            if (produce(p, task, 0) != 0)
+            rd_kafka_resp_err_t err = produce(p, task, 0);
+            while (err && too_large(err) && shrink(task, err) == 0)
+                err = produce(p, task, 0);
+            if (err)
                 again(p, task); // queue full or broker trouble: next round
         }
     }
@@ -198,9 +249,30 @@ hk_producer_t *hk_producer_new(const hk_config_t *cfg, const char *brokers,
                                hk_producer_done_cb *on_done, void *arg, char *errstr,
                                size_t errstr_size)
 {
-    static const char *const defaults[] = {
-        "acks",  "all", "linger.ms", "5", "message.timeout.ms", "30000", "enable.idempotence",
-        "false", NULL,
+    // Idempotent: librdkafka re-sends a batch whose acknowledgement it did not get
+    // (a broker restart, a leader change, a timeout), and without producer ids and
+    // sequence numbers the broker would append that batch twice: a second DLQ
+    // record, or a retry record that delivers the job once more.
+    // A dead letter carries the whole job, up to limits.max_job_bytes, plus its
+    // headers: librdkafka's default message.max.bytes (1,000,000) is below the
+    // default job limit (1 MiB). The broker's own limit may still be lower
+    // (shrink() above).
+    char max_bytes[32];
+    int64_t want = cfg->limits_max_job_bytes + 65536;
+    snprintf(max_bytes, sizeof(max_bytes), "%lld",
+             (long long)(want > 1000000 ? (want < 1000000000 ? want : 1000000000) : 1000000));
+    const char *const defaults[] = {
+        "acks",
+        "all",
+        "linger.ms",
+        "5",
+        "message.timeout.ms",
+        "30000",
+        "enable.idempotence",
+        "true",
+        "message.max.bytes",
+        max_bytes,
+        NULL,
     };
     rd_kafka_conf_t *conf = hk_kconf_new(cfg, brokers, defaults, errstr, errstr_size);
     if (!conf)

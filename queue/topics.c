@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -24,6 +25,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     probe_t *pr = opaque;
     pthread_mutex_lock(&pr->lock);
+    // The refusal is the reason; the "all brokers are down" that follows it
+    // (one poll later) must not replace it.
+    if (pr->fatal) {
+        pthread_mutex_unlock(&pr->lock);
+        return;
+    }
     pr->err = (rd_kafka_resp_err_t)err;
     snprintf(pr->why, sizeof(pr->why), "%s", reason);
     if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
@@ -42,6 +49,31 @@ static int probe_failed(probe_t *pr, char *why, size_t why_size)
     snprintf(why, why_size, "%s", pr->why[0] ? pr->why : "no answer from any broker");
     pthread_mutex_unlock(&pr->lock);
     return fatal;
+}
+
+// librdkafka before 2.6.1 sends a SCRAM proof that Kafka 4.x brokers reject
+// (they check the nonce strictly), so the login fails with the right password
+// too. Said next to the broker's "invalid credentials", or the operator hunts
+// for a password that is not wrong.
+static const char *scram_hint(const hk_config_t *cfg, rd_kafka_resp_err_t err, char *buf,
+                              size_t size)
+{
+    buf[0] = '\0';
+    if (err != RD_KAFKA_RESP_ERR__AUTHENTICATION &&
+        err != RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED)
+        return buf;
+    if (rd_kafka_version() >= 0x020601ff)
+        return buf;
+    for (size_t i = 0; i < cfg->kafka_props_cnt; i++) {
+        const char *key = cfg->kafka_props[i].key;
+        if ((strcmp(key, "sasl.mechanisms") == 0 || strcmp(key, "sasl.mechanism") == 0) &&
+            strncasecmp(cfg->kafka_props[i].value, "SCRAM-", 6) == 0)
+            snprintf(buf, size,
+                     " (Kafka 4.x refuses SCRAM from librdkafka < 2.6.1 even with the right "
+                     "password; this is %s: use PLAIN over TLS or a newer librdkafka)",
+                     rd_kafka_version_str());
+    }
+    return buf;
 }
 
 // What the cluster says of `topic`: 1 exists, 0 missing, -1 could not tell (errstr).
@@ -158,14 +190,19 @@ int hk_topics_check(const hk_config_t *cfg, const char *brokers, char *errstr, s
             if (left <= 0)
                 break;
             exists = topic_exists(rk, topics[i], left < 1000 ? (int)left : 1000, why, sizeof(why));
+            // The error callback runs only from rd_kafka_poll: without it a
+            // refused login or handshake is never seen and start waits out the
+            // whole timeout with "no answer".
+            rd_kafka_poll(rk, 0);
             if (exists < 0 && probe_failed(&pr, why, sizeof(why)))
                 break;
         }
         if (exists < 0) {
-            char last[512];
+            char last[512], hint[256];
             int fatal = probe_failed(&pr, last, sizeof(last));
             if (fatal)
-                snprintf(errstr, errstr_size, "Kafka at %s refused hookd: %s", brokers, last);
+                snprintf(errstr, errstr_size, "Kafka at %s refused hookd: %s%s", brokers, last,
+                         scram_hint(cfg, pr.err, hint, sizeof(hint)));
             else
                 snprintf(errstr, errstr_size,
                          "Kafka at %s did not answer within kafka.startup_timeout_ms (%d ms): %s",

@@ -16,9 +16,10 @@ build_pkgs=(
 )
 # Tests, demo and checks: local Postgres and Redis servers, promtool (from
 # Debian's prometheus package: check_metrics runs `promtool check metrics`),
-# PyYAML (scripts/check-packaging parses the compose and Kubernetes files).
+# PyYAML (scripts/check-packaging parses the compose and Kubernetes files), clang
+# (libFuzzer for the fuzz smoke in scripts/test, scripts/fuzz).
 dev_pkgs=(
-	clang-format postgresql redis-server procps curl ca-certificates
+	clang clang-format postgresql redis-server procps curl ca-certificates
 	prometheus python3 python3-yaml
 	lintian groff-base systemd # scripts/check-install: the .deb, the man pages, the unit
 )

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <ini.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,16 @@
 // Per-test state, reset and released by the checked fixture.
 static hk_config_t *cfg;
 static char path[64];
+
+// What delivery.threads = auto (the default) stands for: the CPUs this process
+// may run on, 1 to 16.
+static int auto_threads(void)
+{
+    cpu_set_t set;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+    int n = CPU_COUNT(&set);
+    return n < 1 ? 1 : n > 16 ? 16 : n;
+}
 static char err[512];
 
 static void setup(void)
@@ -115,7 +126,7 @@ START_TEST(test_defaults_without_file)
     ck_assert_str_eq(cfg->kafka_retry_topic, "jobs.retry");
     ck_assert_int_eq(cfg->kafka_mock_partitions, 8);
     ck_assert_uint_eq(cfg->kafka_props_cnt, 0);
-    ck_assert_int_eq(cfg->delivery_threads, 2);
+    ck_assert_int_eq(cfg->delivery_threads, auto_threads());
     ck_assert_int_eq(cfg->delivery_max_transfers_per_thread, 64);
     ck_assert_int_eq(cfg->delivery_timeout_ms, 10000);
     ck_assert_int_eq(cfg->delivery_connect_timeout_ms, 5000);
@@ -159,7 +170,21 @@ START_TEST(test_empty_file_gives_defaults)
 {
     load_ok("", NULL);
     ck_assert_str_eq(cfg->kafka_topic, "jobs");
-    ck_assert_int_eq(cfg->delivery_threads, 2);
+    ck_assert_int_eq(cfg->delivery_threads, auto_threads());
+}
+END_TEST
+
+START_TEST(test_threads_auto_is_the_cpus_and_a_number_wins)
+{
+    load_ok("[delivery]\nthreads = auto\n", NULL);
+    ck_assert_int_eq(cfg->delivery_threads, auto_threads());
+    reset_cfg();
+    load_ok("[delivery]\nthreads = 3\n", NULL);
+    ck_assert_int_eq(cfg->delivery_threads, 3);
+    reset_cfg();
+    assert_load_fails(
+        "[delivery]\nthreads = automatic\n", NULL,
+        "config line 2: delivery.threads must be between 1 and 256, got \"automatic\"");
 }
 END_TEST
 
@@ -329,7 +354,7 @@ START_TEST(test_env_lookalike_names_are_ignored)
                     "HOOKD_DELIVERY_THREADS", "hookd_delivery_threads=9", NULL};
     cfg = hk_config_load(NULL, envp, err, sizeof(err));
     ck_assert_msg(cfg != NULL, "%s", err);
-    ck_assert_int_eq(cfg->delivery_threads, 2);
+    ck_assert_int_eq(cfg->delivery_threads, auto_threads());
 }
 END_TEST
 
@@ -978,7 +1003,9 @@ START_TEST(test_dump_redacts_secrets)
     ck_assert_ptr_nonnull(strstr(out, "[tenant \"acme\"]\nsecret = <redacted>\n"));
     ck_assert_ptr_nonnull(strstr(out, "rdkafka.sasl.password = <redacted>\n"));
     ck_assert_ptr_nonnull(strstr(out, "rdkafka.security.protocol = sasl_ssl\n"));
-    ck_assert_ptr_nonnull(strstr(out, "[delivery]\nthreads = 2\n"));
+    char threads[64]; // the dump shows the effective count, "auto" resolved
+    snprintf(threads, sizeof(threads), "[delivery]\nthreads = %d\n", auto_threads());
+    ck_assert_ptr_nonnull(strstr(out, threads));
     ck_assert_ptr_nonnull(strstr(out, "dlq_topic = jobs.dlq\n"));
     free(out);
 }
@@ -1585,7 +1612,9 @@ START_TEST(test_dump_shows_new_keys_and_endpoints)
         "consecutive_failures = 5\nopen_ms = 30000\nmax_open_ms = 600000\nprobes = 3\n\n",
         "[lanes]\ninitial_limit = 32\nmin_limit = 1\nmax_limit = 256\n\n",
         "\n[endpoint \"https://api.example.com:443\"]\ndisabled = true\nrate = \"\"\nburst = 1\n"
-        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\nrate = \"\"\nburst = 1\n",
+        "ca_file = \"\"\nclient_cert = \"\"\nclient_key = \"\"\nhttp2 = \"\"\n"
+        "\n[endpoint \"http://[::1]:8080\"]\ndisabled = false\nrate = \"\"\nburst = 1\n"
+        "ca_file = \"\"\nclient_cert = \"\"\nclient_key = \"\"\nhttp2 = \"\"\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         ck_assert_msg(strstr(out, want[i]) != NULL, "dump lacks:\n%s\ndump:\n%s", want[i], out);
@@ -1651,6 +1680,7 @@ static Suite *config_suite(void)
 
     tcase_add_test(tc, test_defaults_without_file);
     tcase_add_test(tc, test_empty_file_gives_defaults);
+    tcase_add_test(tc, test_threads_auto_is_the_cpus_and_a_number_wins);
     tcase_add_test(tc, test_sample_hookd_conf_sets_every_key_to_its_default);
     tcase_add_test(tc, test_dev_conf_loads);
     tcase_add_test(tc, test_file_overrides_defaults);

@@ -1114,7 +1114,8 @@ START_TEST(test_dead_letters_replayed_after_the_endpoint_is_fixed)
     ck_assert_int_eq(pq_int("SELECT count(DISTINCT job_id) FROM dead_letters WHERE job_id LIKE "
                             "'fix-%%' AND error_class = 'permanent' AND http_status = 400 AND "
                             "tenant = 't6' AND batch_id IS NULL AND item_idx IS NULL AND "
-                            "original_topic = 'jobs' AND replayed_at IS NULL"),
+                            "original_topic = '%s' AND replayed_at IS NULL",
+                            hk_th_kafka_name("jobs")),
                      S6_N);
     hk_sink_stats_t before;
     hk_sink_stats(sink, &before);
@@ -1130,12 +1131,13 @@ START_TEST(test_dead_letters_replayed_after_the_endpoint_is_fixed)
 
     // The endpoint is fixed; replay what failed for it.
     ck_assert_int_eq(hk_sink_set_rule(sink, "/fixme", 0, 0, NULL), 0);
-    out = hookctl(&rc, "-p '%s' -b '%s' dlq replay --reason permanent", db, brokers);
+    out = hookctl(&rc, "-p '%s' -b '%s' -t '%s' dlq replay --reason permanent", db, brokers,
+                  hk_th_kafka_name("jobs"));
     ck_assert_msg(hk_th_exited_ok(rc), "dlq replay: status %d, output %s", rc, out);
     json_t *j = json_loads(out, 0, NULL);
     ck_assert_msg(j != NULL, "dlq replay printed %s", out);
     ck_assert_int_eq(jint(j, "replayed"), S6_N);
-    ck_assert_str_eq(json_string_value(json_object_get(j, "topic")), "jobs");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "topic")), hk_th_kafka_name("jobs"));
     json_decref(j);
     free(out);
 
@@ -1153,7 +1155,8 @@ START_TEST(test_dead_letters_replayed_after_the_endpoint_is_fixed)
     ck_assert_msg(strstr(out, "50 dead letter(s)"), "dlq list --replayed: %s", out);
     free(out);
     // A second replay finds nothing; the delivered jobs left no new dead letter.
-    out = hookctl(&rc, "-p '%s' -b '%s' dlq replay --reason permanent", db, brokers);
+    out = hookctl(&rc, "-p '%s' -b '%s' -t '%s' dlq replay --reason permanent", db, brokers,
+                  hk_th_kafka_name("jobs"));
     ck_assert_msg(hk_th_exited_ok(rc) && strstr(out, "{\"replayed\":0,"), "second replay: %s", out);
     free(out);
     hk_sink_stats_t after;

@@ -398,8 +398,9 @@ static enum MHD_Result handle_action(hk_admin_t *adm, struct MHD_Connection *con
 
 // ---- /readyz ----
 
-// Ready = this replica has partitions to work on and every store it cannot work
-// without is up. Postgres is required once configured (batches and dead-letter
+// Ready = this replica has partitions to work on, reaches the Kafka brokers it
+// needs (hk_metrics.kafka_unreachable), and every store it cannot work without
+// is up. Postgres is required once configured (batches and dead-letter
 // records live there); Redis only degrades hookd to local state, so it is
 // reported but never makes the replica unready.
 static enum MHD_Result reply_readyz(hk_admin_t *adm, struct MHD_Connection *conn)
@@ -408,14 +409,16 @@ static enum MHD_Result reply_readyz(hk_admin_t *adm, struct MHD_Connection *conn
     int pg_configured = hk_metric_get(pg_configured) > 0, pg_up = hk_metric_get(pg_up) > 0;
     int redis_configured = hk_metric_get(redis_configured) > 0,
         redis_up = hk_metric_get(redis_up) > 0;
-    int ready = assigned && (!pg_configured || pg_up);
+    int kafka_up = hk_metric_get(kafka_unreachable) == 0;
+    int ready = assigned && kafka_up && (!pg_configured || pg_up);
     const char *pg = !pg_configured ? "not configured" : pg_up ? "up" : "down";
     const char *redis = !redis_configured ? "not configured"
                         : redis_up        ? "up"
                                           : "down (degraded: local state)";
     return reply_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                      json_pack("{s:b,s:b,s:s,s:s}", "ready", ready, "assigned", assigned,
-                                "postgres", pg, "redis", redis),
+                      json_pack("{s:b,s:b,s:s,s:s,s:s}", "ready", ready, "assigned", assigned,
+                                "kafka", kafka_up ? "up" : "unreachable", "postgres", pg, "redis",
+                                redis),
                       NULL);
 }
 

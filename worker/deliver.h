@@ -1,8 +1,11 @@
-// deliver: the delivery threads. Each thread owns one curl multi handle (and so its
-// own connection cache, reused across jobs with keep-alive) and up to
-// delivery.max_transfers_per_thread preallocated transfer slots. Threads pull tasks
-// from the dispatcher whenever they have free slots, send each as one signed HTTP
-// request, classify the result and hand the task to on_done with task->outcome set.
+// deliver: the delivery threads. Each thread is an event loop (epoll + curl's socket
+// API) around one curl multi handle (and so its own connection cache, reused across
+// jobs with keep-alive, HTTP/2 streams multiplexed when the receiver offers h2, TLS
+// sessions shared by its handles) and delivery.max_transfers_per_thread
+// preallocated transfer slots. Threads pull tasks from the dispatcher whenever they
+// have free slots, send each as one signed HTTP request, classify the result and
+// hand the task to on_done with task->outcome set. A task whose tenant has secrets
+// that cannot sign it is never sent: it fails PERMANENT.
 //
 // Every request carries the Standard Webhooks headers, Idempotency-Key and
 // User-Agent; redirects are not followed; the network guard checks the address

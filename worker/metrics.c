@@ -447,6 +447,17 @@ static void put_all(FILE *out, json_t *all_lanes, json_t *lanes)
                 "Redis connection and command errors (each one also logged).",
                 hk_metric_get(redis_errors));
 
+    put_gauge(out, "hookd_kafka_brokers_up",
+              "Kafka brokers the consumer holds an open connection to (librdkafka statistics, "
+              "every second).",
+              hk_metric_get(kafka_brokers_up));
+    put_gauge(out, "hookd_kafka_unreachable",
+              "1 while no broker the consumer needs answers (the replica is unready).",
+              hk_metric_get(kafka_unreachable));
+    put_counter(out, "hookd_kafka_unreachable_total",
+                "Times the consumer lost every broker it needs (each one also logged).",
+                hk_metric_get(kafka_unreachable_total));
+
     // Per endpoint.
     put_lane_family(out, lanes, "hookd_breaker_state", "gauge", "state", LANE_AS_IS,
                     "Circuit breaker state per endpoint: 0 closed, 1 half_open, 2 open.");

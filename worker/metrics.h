@@ -69,6 +69,11 @@ typedef struct hk_metrics {
     atomic_uint_fast64_t lanes_evicted;  // idle lanes freed (idle time, or room at the cap)
     atomic_uint_fast64_t lane_cap_waits; // tasks that waited for a lane at dispatch.max_lanes
     atomic_uint_fast64_t lane_holds;     // 429 answers that held their lane (back-pressure)
+
+    // Kafka, as the consumer sees it (queue/intake.c stats_cb, once a second)
+    atomic_int_fast64_t kafka_brokers_up;         // brokers it holds an open connection to
+    atomic_int_fast64_t kafka_unreachable;        // 1 while none of the brokers it needs answers
+    atomic_uint_fast64_t kafka_unreachable_total; // times it became unreachable
 } hk_metrics_t;
 
 extern hk_metrics_t hk_metrics;

@@ -1,7 +1,8 @@
 // netguard: the SSRF guard (DESIGN §12, contract in netguard.h).
 // An address is judged in three steps:
 //  1. IPv6 forms that carry an IPv4 address (::ffff:a.b.c.d mapped, ::a.b.c.d
-//     compatible, 64:ff9b::/96 NAT64, 2002::/16 6to4) are reduced to that IPv4
+//     compatible, ::ffff:0:a.b.c.d SIIT-translated, 64:ff9b::/96 NAT64, 2002::/16
+//     6to4) are reduced to that IPv4
 //     address: the packet ends up there, so ::ffff:127.0.0.1 is loopback.
 //  2. An allow CIDR covering the address lets it through. An IPv4 CIDR covers the
 //     IPv4 address in every form above. An IPv6 CIDR covers IPv6 addresses, and an
@@ -14,7 +15,9 @@
 // is usually a typo for something narrower; the error suggests the network form.
 // Besides the usual special-purpose ranges, fec0::/10 (deprecated site-local),
 // 64:ff9b:1::/48 (local-use NAT64, whose IPv4 embedding is network-specific) and
-// 3fff::/20 (documentation, RFC 9637) are refused. Teredo (2001::/32) is not unwrapped.
+// 3fff::/20 (documentation, RFC 9637) are refused. Teredo (2001::/32) is refused whole:
+// its client address is obfuscated and its packets go through a relay, so it is not
+// unwrapped. 192.88.99.0/24 (6to4 relay anycast, deprecated by RFC 7526) is refused.
 // hk_netguard_check() only reads the immutable table: no allocation, no locks.
 #include "worker/netguard.h"
 
@@ -59,6 +62,7 @@ static const ng_range_t ng_denied_v4[] = {
     {{192, 0, 0, 0}, 24, "reserved"}, // IETF protocol assignments
     {{192, 0, 2, 0}, 24, "reserved"}, // TEST-NET-1
     {{192, 168, 0, 0}, 16, "private"},
+    {{192, 88, 99, 0}, 24, "reserved"},  // 6to4 relay anycast
     {{198, 18, 0, 0}, 15, "reserved"},   // benchmarking
     {{198, 51, 100, 0}, 24, "reserved"}, // TEST-NET-2
     {{203, 0, 113, 0}, 24, "reserved"},  // TEST-NET-3
@@ -74,6 +78,7 @@ static const ng_range_t ng_denied_v6[] = {
     {{0xfe, 0xc0}, 10, "private"}, // deprecated site-local
     {{0xfc, 0x00}, 7, "private"},  // unique local, includes metadata fd00:ec2::254
     {{0xff, 0x00}, 8, "multicast"},
+    {{0x20, 0x01, 0x00, 0x00}, 32, "reserved"},             // Teredo
     {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},             // documentation
     {{0x3f, 0xff}, 20, "reserved"},                         // documentation
     {{0x01, 0x00}, 64, "reserved"},                         // discard-only
@@ -99,8 +104,9 @@ static unsigned ng_embedded_v4(const uint8_t a[16], uint8_t v4[4])
     static const uint8_t zero[12];
     static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
     static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    static const uint8_t translated[12] = {[8] = 0xff, [9] = 0xff}; // SIIT, RFC 2765
 
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0) {
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, translated, 12) == 0) {
         memcpy(v4, a + 12, 4);
         return 96;
     }

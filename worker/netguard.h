@@ -1,7 +1,8 @@
 // netguard: the SSRF guard of DESIGN §12. Decides whether hookd may connect to an
 // address: loopback, private, link-local (cloud metadata), CGNAT, multicast,
-// reserved and unspecified ranges, IPv4 and IPv6 (IPv4-mapped, NAT64 and 6to4
-// forms map to their IPv4 address), are refused unless an allow CIDR covers them.
+// reserved and unspecified ranges, IPv4 and IPv6 (IPv4-mapped, SIIT-translated,
+// NAT64 and 6to4 forms map to their IPv4 address; Teredo is refused whole), are
+// refused unless an allow CIDR covers them.
 // Called from curl's open-socket callback with the address actually connected.
 // Immutable after hk_netguard_new(): any thread may call hk_netguard_check().
 #ifndef HK_NETGUARD_H

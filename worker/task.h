@@ -60,6 +60,8 @@ struct hk_task {
 
     int64_t retry_due_wall_ms; // set when handed to the retry topic (ms since epoch)
     int to_retry_topic;        // its record goes to the retry topic, not the DLQ
+    int value_omitted;         // its DLQ record was too large for the topic: sent without
+                               // the job's value (queue/producer.c)
 
     size_t mem_bytes; // memory held by the task and its job
 
