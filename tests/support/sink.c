@@ -612,15 +612,17 @@ static int sink_body_append(sink_ctx_t *ctx, const char *data, size_t len)
     return 0;
 }
 
-// /reset: a TCP RST instead of an answer. SO_LINGER 0 makes the close that
-// follows MHD_NO send RST rather than FIN.
+// /reset: a TCP RST instead of an answer. libmicrohttpd shuts the write side
+// (a FIN) before it closes, so an SO_LINGER 0 close would come too late: a
+// connect() to AF_UNSPEC disconnects the socket at once, which Linux does with
+// an RST; libmicrohttpd then closes a dead socket.
 static enum MHD_Result sink_reset_conn(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci != NULL) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+        connect(ci->connect_fd, &unspec, sizeof unspec);
     }
     return MHD_NO;
 }
@@ -1003,9 +1005,7 @@ static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port)
     struct sockaddr_in addr = {.sin_family = AF_INET,
                                .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    // MHD_USE_TURBO: no shutdown(SHUT_WR) before close, so /reset's SO_LINGER 0
-    // close sends a bare RST (a FIN first would read as an orderly close).
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (sink->log_errors)
         flags |= MHD_USE_ERROR_LOG;
     return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, sink_access, sink,
