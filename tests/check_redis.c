@@ -424,6 +424,9 @@ START_TEST(test_dedupe_keys_of_colliding_tenants_are_distinct)
     id[255] = '\0';
     ck_claim(a, tenant, id, HK_CLAIM_OK);
     hk_redis_done(a, tenant, id);
+    // hk_redis_done is queued on a's connection: a's own claim answers after it
+    // ran, so b's claim cannot overtake it and find a's lease still held (BUSY).
+    ck_claim(a, tenant, id, HK_CLAIM_DONE);
     ck_claim(b, tenant, id, HK_CLAIM_DONE);
     hk_redis_stats_t st;
     hk_redis_stats(a, &st);
