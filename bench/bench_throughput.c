@@ -45,7 +45,7 @@
 
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #define BODY_BYTES 100
 #define STALL_MS   1000 // a pause between two arrivals longer than this is reported

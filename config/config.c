@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "retry/backoff.h"
-#include "worker/sign.h"
+#include "base/sign.h"
 
 typedef enum cf_type {
     CF_INT,     // int field
@@ -613,7 +613,7 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
         total++;
     }
     // More would not fit one webhook-signature header: refused here, so hookd never
-    // has to choose between sending a partial header and none (worker/sign.h).
+    // has to choose between sending a partial header and none (base/sign.h).
     if (total > HK_SIGN_MAX_SECRETS) {
         cf_errf(why, why_size,
                 "holds %zu secrets, more than the %d one webhook-signature header carries; "

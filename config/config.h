@@ -159,7 +159,7 @@ void hk_config_destroy(hk_config_t *cfg);
 // config, secrets aside.
 void hk_config_dump(const hk_config_t *cfg, FILE *out);
 
-// The tenant of a job that names none (worker/job.c): always known, signed with
+// The tenant of a job that names none (model/job.c): always known, signed with
 // signing.secret.
 #define HK_CONFIG_DEFAULT_TENANT "default"
 

@@ -3,7 +3,7 @@
 // and are applied here, so the trackers need no lock. A completion whose
 // generation is stale (the partition was revoked meanwhile) is dropped.
 #include "queue/intake.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -15,8 +15,8 @@
 
 #include "queue/kconf.h"
 #include "queue/offsets.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define STORE_INTERVAL_MS      50
 #define LAG_INTERVAL_MS        1000
@@ -67,7 +67,8 @@ typedef struct topic_parts {
 struct hk_intake_s {
     const hk_config_t *in_cfg;
     rd_kafka_t *in_rk;
-    hk_dispatch_t *in_dispatch;
+    hk_intake_unqueue_cb *in_unqueue; // revoked partitions: queued tasks back (pipeline)
+    void *in_unqueue_arg;
     hk_producer_t *in_producer;
 
     topic_parts_t in_topics[T_CNT];
@@ -527,8 +528,10 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
     long *dropped = calloc((size_t)parts->cnt + 1, sizeof(*dropped));
     long dropped_all = 0;
     for (int i = 0; i < parts->cnt; i++) {
-        hk_task_t *list = hk_dispatch_remove_partition(in->in_dispatch, parts->elems[i].topic,
-                                                       parts->elems[i].partition);
+        hk_task_t *list = in->in_unqueue
+                              ? in->in_unqueue(parts->elems[i].topic, parts->elems[i].partition,
+                                               in->in_unqueue_arg)
+                              : NULL;
         while (list) {
             hk_task_t *task = list;
             list = task->next;
@@ -739,8 +742,8 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     return 0; // librdkafka frees json
 }
 
-hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
-                           char *errstr, size_t errstr_size)
+hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, char *errstr,
+                           size_t errstr_size)
 {
     const char *defaults[] = {
         "group.id",
@@ -775,7 +778,6 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispa
 
     hk_intake_t *in = calloc(1, sizeof(*in));
     in->in_cfg = cfg;
-    in->in_dispatch = dispatch;
     in->in_rejoining = 1; // until the first assignment
     pthread_mutex_init(&in->in_lock, NULL);
     rd_kafka_conf_set_opaque(conf, in);
@@ -1024,12 +1026,8 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
     }
     if (job->type == HK_JOB_BATCH)
         in->in_batch(task, in->in_batch_arg);
-    else if (in->in_submit)
-        in->in_submit(task, due, in->in_submit_arg);
-    else if (due)
-        hk_dispatch_defer(in->in_dispatch, task, due);
     else
-        hk_dispatch_submit(in->in_dispatch, task);
+        in->in_submit(task, due, in->in_submit_arg);
 }
 
 // hookd_consumer_lag: over the assigned jobs partitions, messages between what is
@@ -1193,6 +1191,12 @@ void hk_intake_set_submit(hk_intake_t *in, hk_intake_submit_cb *submit, void *ar
 {
     in->in_submit = submit;
     in->in_submit_arg = arg;
+}
+
+void hk_intake_set_unqueue(hk_intake_t *in, hk_intake_unqueue_cb *unqueue, void *arg)
+{
+    in->in_unqueue = unqueue;
+    in->in_unqueue_arg = arg;
 }
 
 void hk_intake_set_revoking(hk_intake_t *in, hk_intake_cancel_cb *revoking, void *arg)

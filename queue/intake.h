@@ -15,15 +15,14 @@
 
 #include "config/config.h"
 #include "queue/producer.h"
-#include "worker/dispatch.h"
-#include "worker/task.h"
+#include "model/task.h"
 
 typedef struct hk_intake_s hk_intake_t;
 
 // Creates the consumer and subscribes to cfg->kafka_topic. Nothing is fetched
 // until hk_intake_run().
-hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, hk_dispatch_t *dispatch,
-                           char *errstr, size_t errstr_size);
+hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, char *errstr,
+                           size_t errstr_size);
 
 // The consumer loop; returns after hk_intake_stop() once in-flight work finished
 // (or shutdown.grace_ms passed), offsets were committed and the group was left.
@@ -49,13 +48,20 @@ void hk_intake_set_cancel(hk_intake_t *in, hk_intake_cancel_cb *cancel, void *ar
 typedef void hk_intake_batch_cb(hk_task_t *task, void *arg);
 void hk_intake_set_batch(hk_intake_t *in, hk_intake_batch_cb *batch, void *arg);
 
-// Valid webhook jobs go to `submit` instead of straight to the dispatcher (main
-// checks Redis first: a job another replica delivered is not sent again). `due_ms`
-// is when it may be sent (CLOCK_MONOTONIC; 0 = now): the callee ends with
-// hk_dispatch_submit/defer or hands the task back through hk_intake_done. Set
-// before hk_intake_run().
+// Valid webhook jobs go to `submit` (the pipeline: Redis claim, then the
+// dispatcher). `due_ms` is when it may be sent (CLOCK_MONOTONIC; 0 = now): the
+// callee queues it or hands the task back through hk_intake_done. Required: set
+// before hk_intake_run(). Intake knows nothing of the dispatcher beyond these
+// two callbacks (queue/ sits below worker/, see docs/architecture.md).
 typedef void hk_intake_submit_cb(hk_task_t *task, int64_t due_ms, void *arg);
 void hk_intake_set_submit(hk_intake_t *in, hk_intake_submit_cb *submit, void *arg);
+
+// Called on the intake thread for each revoked partition: the callee takes the
+// partition's queued, not yet started tasks out of its queues and returns them as
+// a list linked by task->next (NULL when none). Intake drops them (their offsets
+// stay unfinished for the new owner). Set before hk_intake_run().
+typedef hk_task_t *hk_intake_unqueue_cb(const char *topic, int32_t partition, void *arg);
+void hk_intake_set_unqueue(hk_intake_t *in, hk_intake_unqueue_cb *unqueue, void *arg);
 
 // Called on the intake thread as a revoke begins, once per partition, before the
 // bounded wait for its in-flight work (batches use it to checkpoint and hand

@@ -2,7 +2,7 @@
 
 #include <stdio.h>
 
-#include "worker/log.h"
+#include "base/log.h"
 
 // librdkafka's own log lines, as JSON lines like everything else hookd prints.
 static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)

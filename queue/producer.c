@@ -1,7 +1,7 @@
 // producer: one rd_kafka producer plus a poll thread that serves delivery reports
 // and re-produces records the broker did not acknowledge.
 #include "queue/producer.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "queue/kconf.h"
-#include "worker/log.h"
+#include "base/log.h"
 
 #define REPRODUCE_DELAY_MS 1000
 

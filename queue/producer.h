@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
-#include "worker/task.h"
+#include "model/task.h"
 
 typedef struct hk_producer_s hk_producer_t;
 

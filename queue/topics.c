@@ -8,8 +8,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include "queue/kconf.h"
-#include "worker/clock.h"
-#include "worker/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 // The last error librdkafka reported for the cluster, kept so a time-out can say
 // why (a refused TLS handshake or SASL login is otherwise only a log line).

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #define PG_BACKOFF_FIRST_MS 100
 #define PG_CLIENT_GRACE_MS  5000 // the client waits this much longer than statement_timeout

@@ -24,9 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "worker/clock.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define RD_BACKOFF_MIN_MS   100
 #define RD_BACKOFF_MAX_MS   5000

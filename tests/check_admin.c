@@ -19,11 +19,11 @@
 
 #include "worker/admin.h"
 #include "worker/dispatch.h"
-#include "worker/clock.h"
-#include "worker/job.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
-#include "worker/task.h"
+#include "base/clock.h"
+#include "model/job.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "model/task.h"
 
 static hk_dispatch_t *disp;
 static hk_admin_t *adm;

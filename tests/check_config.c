@@ -834,7 +834,7 @@ static const char *secret_list(char *buf, size_t size, int n)
     return buf;
 }
 
-// A webhook-signature header carries ten signatures (worker/sign.h): ten secrets
+// A webhook-signature header carries ten signatures (base/sign.h): ten secrets
 // load, the eleventh is refused with its line, in [signing] and [tenant] alike.
 START_TEST(test_secret_list_at_the_limit_loads_and_one_past_is_refused)
 {

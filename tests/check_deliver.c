@@ -23,12 +23,12 @@
 
 #include "config/config.h"
 #include "tests/support/harness.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 #include "worker/dispatch.h"
-#include "worker/job.h"
-#include "worker/netguard.h"
-#include "worker/sign.h"
-#include "worker/task.h"
+#include "model/job.h"
+#include "base/netguard.h"
+#include "base/sign.h"
+#include "model/task.h"
 
 // ---- a receiver that records requests verbatim ----
 

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "worker/dispatch.h"
-#include "worker/job.h"
-#include "worker/task.h"
+#include "model/job.h"
+#include "model/task.h"
 
 static hk_dispatch_t *disp;
 static int64_t fake_now;

@@ -1,7 +1,7 @@
-// Unit tests for worker/job.c: the job contract of DESIGN §4. Every input is handed to
+// Unit tests for model/job.c: the job contract of DESIGN §4. Every input is handed to
 // the parser in an exact-size heap buffer without a trailing NUL, so ASan catches reads
 // past the message value.
-#include "worker/job.h"
+#include "model/job.h"
 
 #include <check.h>
 #include <jansson.h>

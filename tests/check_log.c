@@ -1,5 +1,5 @@
-// Unit tests of worker/log.c: how URLs appear in logs (log.full_urls).
-#include "worker/log.h"
+// Unit tests of base/log.c: how URLs appear in logs (log.full_urls).
+#include "base/log.h"
 
 #include <check.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-// check_metrics: hk_metrics_render() without HTTP. A strict parser of text
+// check_metrics: hk_prom_render() without HTTP. A strict parser of text
 // format 0.0.4 reads every exposition these tests make; when promtool is on PATH
 // (scripts/deps.sh installs Debian's prometheus package, which ships it) the
 // exposition must also pass `promtool check metrics`, Prometheus' own parser
@@ -16,7 +16,9 @@
 
 #include <jansson.h>
 
-#include "worker/metrics.h"
+#include "base/metrics.h"
+#include "retry/classify.h"
+#include "worker/prom.h"
 
 // ---- a strict text-format parser ----
 
@@ -306,7 +308,7 @@ static exposition_t expo; // large: one static instance
 static char *render(json_t *lanes)
 {
     size_t len = 0;
-    char *text = hk_metrics_render(lanes, &len);
+    char *text = hk_prom_render(lanes, &len);
     ck_assert_ptr_nonnull(text);
     ck_assert_uint_eq(strlen(text), len);
     return text;

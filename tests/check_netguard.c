@@ -1,6 +1,6 @@
-// Unit tests for worker/netguard.c: the SSRF guard's denied ranges, the IPv6 forms
+// Unit tests for base/netguard.c: the SSRF guard's denied ranges, the IPv6 forms
 // that embed an IPv4 address, allow CIDRs and their parsing errors.
-#include "worker/netguard.h"
+#include "base/netguard.h"
 
 #include <arpa/inet.h>
 #include <check.h>

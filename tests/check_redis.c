@@ -18,8 +18,8 @@
 #include "store/redis.h"
 #include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
-#include "worker/clock.h"
-#include "worker/metrics.h"
+#include "base/clock.h"
+#include "base/metrics.h"
 
 // The client is built with the same compile options as this test (CMake applies
 // HK_SANITIZE to every target), so this says whether it runs under ASan or TSan,

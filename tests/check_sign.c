@@ -1,7 +1,7 @@
-// Unit tests for worker/sign.c: Standard Webhooks v1 signing and verification.
+// Unit tests for base/sign.c: Standard Webhooks v1 signing and verification.
 // Expected values come from the Standard Webhooks reference example and from
 // Python's hmac/base64 modules, never from sign.c itself.
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #include <check.h>
 #include <pthread.h>

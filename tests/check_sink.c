@@ -1,7 +1,7 @@
 // check_sink: the test/demo HTTP sink, driven over real HTTP with libcurl.
 #include "tests/support/sink.h"
 
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #include <check.h>
 #include <curl/curl.h>

@@ -11,7 +11,7 @@
 
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
-#include "worker/sign.h"
+#include "base/sign.h"
 
 // Tenant "t1" signs with its own secret (from a [tenant "t1"] section).
 #define T1_SECRET "whsec_aG9va2QtdGVzdC10ZW5hbnQtc2VjcmV0"

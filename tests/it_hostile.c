@@ -11,7 +11,7 @@
 
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
-#include "worker/job.h"
+#include "model/job.h"
 
 #define CASES_PATH        HK_SOURCE_DIR "/tests/hostile/cases.tsv"
 #define MAX_CASES         1024

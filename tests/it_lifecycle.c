@@ -17,8 +17,8 @@
 
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
-#include "worker/clock.h"
-#include "worker/sign.h"
+#include "base/clock.h"
+#include "base/sign.h"
 
 #define N_TERM     20000 // jobs of the SIGTERM test
 #define N_REPLICAS 60000 // jobs of the replicas test

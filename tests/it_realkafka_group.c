@@ -20,7 +20,7 @@
 #include "tests/support/harness.h"
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HK_ASAN 1

@@ -27,8 +27,8 @@
 #include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
 #include "tests/support/sink.h"
-#include "worker/clock.h"
-#include "worker/sign.h"
+#include "base/clock.h"
+#include "base/sign.h"
 
 #define R1_SECRET "whsec_1SwOdW7evseEX/gGPdKAPFMLMC3SeoLV"
 #define R2_SECRET "whsec_MqbuveAPxclFA9lOmN4+bPK8v3XwX02h"

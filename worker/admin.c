@@ -11,7 +11,7 @@
 // to the one thread that also closes them, so shutdown(2) on a socket can never hit
 // a descriptor libmicrohttpd has closed and reused meanwhile.
 #include "worker/admin.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -30,8 +30,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "worker/log.h"
-#include "worker/metrics.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "worker/prom.h"
 
 // A slow client holds one connection for ADMIN_REQUEST_DEADLINE_MS at most, and
 // one address holds ADMIN_MAX_PER_IP of ADMIN_MAX_CONNECTIONS: probes and scrapes
@@ -287,7 +288,7 @@ static enum MHD_Result reply_metrics(hk_admin_t *adm, struct MHD_Connection *con
 {
     size_t len = 0;
     json_t *lanes = hk_dispatch_lanes_json(adm->ad_dispatch, hk_clock_mono_ms());
-    char *text = hk_metrics_render(lanes, &len);
+    char *text = hk_prom_render(lanes, &len);
     json_decref(lanes);
     if (!text)
         return MHD_NO;

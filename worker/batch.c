@@ -15,9 +15,9 @@
 #include "store/dlstore.h"
 #include "store/migrate.h"
 #include "store/pg.h"
-#include "worker/clock.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define IDLE_WAIT_MS   200 // longest sleep; also how often a down Postgres is retried
 #define DLS_CHUNK      500 // dead letters per insert transaction

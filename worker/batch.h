@@ -26,7 +26,7 @@
 
 #include "config/config.h"
 #include "worker/dispatch.h"
-#include "worker/task.h"
+#include "model/task.h"
 
 typedef struct hk_batch_s hk_batch_t;
 

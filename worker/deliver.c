@@ -12,7 +12,7 @@
 // header list lives in the slot (nodes and line buffer grow but are never freed
 // between requests), so a steady stream of jobs allocates nothing here.
 #include "worker/deliver.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -28,9 +28,9 @@
 #include <unistd.h>
 
 #include "retry/backoff.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
-#include "worker/sign.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/sign.h"
 
 #define DL_EVENTS_MAX   64
 #define DL_IDLE_WAIT_MS 1000 // longest sleep with nothing to do: the loop notices a stop anyway

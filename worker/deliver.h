@@ -17,8 +17,8 @@
 
 #include "config/config.h"
 #include "worker/dispatch.h"
-#include "worker/netguard.h"
-#include "worker/task.h"
+#include "base/netguard.h"
+#include "model/task.h"
 
 typedef struct hk_deliver_s hk_deliver_t;
 

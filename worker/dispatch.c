@@ -31,9 +31,9 @@
 #endif
 
 #include "retry/ratelimit.h"
-#include "worker/clock.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define BUCKETS     4096
 #define MAX_WORKERS 256

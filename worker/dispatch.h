@@ -39,7 +39,7 @@
 
 #include "retry/aimd.h"
 #include "retry/breaker.h"
-#include "worker/task.h"
+#include "model/task.h"
 
 typedef struct hk_dispatch_s hk_dispatch_t;
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 #include "queue/intake.h"
 #include "queue/mockkafka.h"
 #include "queue/producer.h"
@@ -30,9 +30,10 @@
 #include "worker/batch.h"
 #include "worker/deliver.h"
 #include "worker/dispatch.h"
-#include "worker/log.h"
-#include "worker/metrics.h"
-#include "worker/netguard.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "worker/prom.h"
+#include "base/netguard.h"
 
 extern char **environ;
 
@@ -387,6 +388,14 @@ static void on_delivery_cancel(hk_task_t *task, void *arg)
 }
 
 // Intake asks: cancel what is still being sent for a revoked partition.
+// A revoked partition's queued tasks, taken out of the dispatcher (intake drops
+// them; the partition's new owner sends them).
+static hk_task_t *unqueue_partition(const char *topic, int32_t partition, void *arg)
+{
+    app_t *app = arg;
+    return hk_dispatch_remove_partition(app->dispatch, topic, partition);
+}
+
 static void cancel_partition(const char *topic, int32_t partition, void *arg)
 {
     app_t *app = arg;
@@ -720,7 +729,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    hk_metrics_set_lane_series(cfg->admin_metrics_lanes);
+    hk_prom_set_lane_series(cfg->admin_metrics_lanes);
     int rc = 1;
     hk_mockkafka_t *mock = NULL;
     hk_netguard_t *guard = NULL;
@@ -779,10 +788,11 @@ int main(int argc, char **argv)
     if (cfg->admin_listen[0] &&
         !(admin = hk_admin_start(cfg->admin_listen, cfg->admin_token, dispatch, err, sizeof(err))))
         goto out;
-    if (!(app.intake = hk_intake_new(cfg, brokers, dispatch, err, sizeof(err))))
+    if (!(app.intake = hk_intake_new(cfg, brokers, err, sizeof(err))))
         goto out;
     hk_intake_set_cancel(app.intake, cancel_partition, &app);
     hk_intake_set_submit(app.intake, on_intake_submit, &app);
+    hk_intake_set_unqueue(app.intake, unqueue_partition, &app);
     if (!(app.producer = hk_producer_new(cfg, brokers, on_produced, &app, err, sizeof(err))))
         goto out;
     if (cfg->postgres_url[0]) {

@@ -21,7 +21,7 @@
 #include "retry/breaker.h"
 #include "worker/admin.h"
 #include "worker/dispatch.h"
-#include "worker/log.h"
+#include "base/log.h"
 
 #define TOKEN "fuzz-token"
 

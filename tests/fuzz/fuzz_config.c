@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "worker/log.h"
+#include "base/log.h"
 
 #define ENV_MAX 32
 

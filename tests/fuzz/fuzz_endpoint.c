@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "worker/dispatch.h"
-#include "worker/netguard.h"
+#include "base/netguard.h"
 
 static void check_endpoint(const char *url, size_t out_size)
 {

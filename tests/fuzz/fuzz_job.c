@@ -1,4 +1,4 @@
-// libFuzzer harness for the job parser (worker/job.h). The input is one Kafka
+// libFuzzer harness for the job parser (model/job.h). The input is one Kafka
 // message value; its last byte, when the input is long enough, also picks a Kafka
 // key length so the ordering-key path is fuzzed. Besides "no crash, no leak", it
 // checks two promises of the contract: a rejection names a printable reason, and a
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/job.h"
+#include "model/job.h"
 
 static void check_reason(const char *err)
 {

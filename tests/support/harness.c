@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "tests/support/sink.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
 extern char **environ;
 

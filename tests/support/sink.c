@@ -7,9 +7,9 @@
 // `wait_mu` the waiting list and every context field the timer thread writes.
 // None is held while another is taken.
 #include "tests/support/sink.h"
-#include "worker/clock.h"
+#include "base/clock.h"
 
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #include <jansson.h>
 #include <microhttpd.h>

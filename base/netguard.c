@@ -19,7 +19,7 @@
 // its client address is obfuscated and its packets go through a relay, so it is not
 // unwrapped. 192.88.99.0/24 (6to4 relay anycast, deprecated by RFC 7526) is refused.
 // hk_netguard_check() only reads the immutable table: no allocation, no locks.
-#include "worker/netguard.h"
+#include "base/netguard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,17 +1,18 @@
 // metrics: process-wide counters, gauges and the delivery latency histogram,
 // updated lock-free from any thread, read by the periodic summary line and
-// rendered for the admin /metrics endpoint (Prometheus text format 0.0.4; the
-// metric names and labels are listed in docs/operations.md).
+// rendered for the admin /metrics endpoint by worker/prom.c (the metric names
+// and labels are listed in docs/operations.md). A leaf: includes nothing of hookd.
 #ifndef HK_METRICS_H
 #define HK_METRICS_H
 
-#include <jansson.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#include "retry/classify.h"
+// Classes of an attempt's outcome counted per class (retry/classify.h,
+// hk_outcome_t; worker/prom.c asserts the two agree).
+#define HK_METRICS_OUTCOMES 8
 
 // Upper bounds of the delivery latency histogram, in microseconds (rendered in
 // seconds: 0.005 .. 120; the last bucket, +Inf, is implicit). 120 s is the
@@ -25,7 +26,7 @@ typedef struct hk_metrics {
     atomic_uint_fast64_t attempts;      // HTTP attempts started
     atomic_uint_fast64_t delivered;     // jobs delivered (2xx)
     atomic_uint_fast64_t dead_lettered; // jobs whose DLQ record was acknowledged
-    atomic_uint_fast64_t dlq_by_class[HK_OUTCOME__CNT];
+    atomic_uint_fast64_t dlq_by_class[HK_METRICS_OUTCOMES];
     atomic_uint_fast64_t retries_inline;    // retries that waited in memory (delay heap)
     atomic_uint_fast64_t retried_via_topic; // retry records acknowledged by the broker
     atomic_uint_fast64_t deferred_open;     // tasks deferred by an open breaker (not charged)
@@ -41,7 +42,7 @@ typedef struct hk_metrics {
     // blocked), and its transfer time. latency_buckets[i] counts the attempts
     // that took at most hk_latency_bounds_us[i] and more than the bound before it
     // (not cumulative); latency_buckets[HK_LATENCY_BUCKETS] those above the last.
-    atomic_uint_fast64_t attempts_by_outcome[HK_OUTCOME__CNT];
+    atomic_uint_fast64_t attempts_by_outcome[HK_METRICS_OUTCOMES];
     atomic_uint_fast64_t latency_buckets[HK_LATENCY_BUCKETS + 1];
     atomic_uint_fast64_t latency_sum_us;
 
@@ -84,21 +85,7 @@ extern hk_metrics_t hk_metrics;
 
 // One finished delivery attempt: its classified outcome and how long the
 // transfer took (microseconds; negative counts as 0). Lock-free; any thread.
-void hk_metrics_observe_attempt(hk_outcome_t outcome, int64_t latency_us);
-
-// The whole exposition in Prometheus text format 0.0.4: every counter, gauge
-// and the latency histogram, plus per-endpoint families from `lanes` (the
-// array of hk_dispatch_lanes_json(); borrowed; NULL = no endpoints yet).
-// malloc'ed and NUL-terminated, *len without the NUL; NULL when out of memory.
-// Any thread: the values are read one by one, so a scrape that races updates
-// may see one counter a step ahead of another, never a torn value; a histogram's
-// buckets, _count and +Inf always agree with each other.
-// Per-endpoint series: lanes a rule keeps plus the hk_metrics_set_lane_series()
-// busiest (by traffic, and by failures); the others summed under endpoint="other".
-char *hk_metrics_render(json_t *lanes, size_t *len);
-
-// How many busiest lanes get their own series (admin.metrics_lanes; default 100).
-void hk_metrics_set_lane_series(int n);
+void hk_metrics_observe_attempt(int outcome, int64_t latency_us);
 
 // Writes `s` as a Prometheus label value: backslash, double quote and newline
 // escaped (\\, \", \n), everything else as is.

@@ -13,7 +13,7 @@
 
 #include "retry/breaker.h"
 #include "retry/classify.h"
-#include "worker/job.h"
+#include "model/job.h"
 
 typedef struct hk_task hk_task_t;
 struct hk_task {

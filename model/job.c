@@ -10,7 +10,7 @@
 // A JSON body is sent as the producer wrote it, minus whitespace outside strings: jansson
 // validates the message, then a small scanner finds the body's bytes in it (raw_*), so
 // numbers (19.90, 1e2, integers past int64), escapes and key order reach the receiver as is.
-#include "worker/job.h"
+#include "model/job.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>

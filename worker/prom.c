@@ -1,8 +1,8 @@
-// metrics: the process-wide counters (metrics.h) and their Prometheus rendering.
-// Every family is declared here once, with its HELP and TYPE, in the order
-// docs/operations.md lists them; per-endpoint families come from the lane
-// objects of worker/dispatch.
-#include "worker/metrics.h"
+// prom: the /metrics exposition (Prometheus text format 0.0.4) of the
+// process-wide counters in base/metrics.h, plus the per-endpoint families from
+// the dispatcher's lanes (busiest N by traffic and by failures, the rest summed
+// under endpoint="other").
+#include "worker/prom.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/metrics.h"
 #include "retry/breaker.h"
+#include "retry/classify.h"
 
-hk_metrics_t hk_metrics;
-
-const int64_t hk_latency_bounds_us[HK_LATENCY_BUCKETS] = {
-    5000,    10000,   25000,   50000,    100000,   250000,   500000,
-    1000000, 2500000, 5000000, 10000000, 30000000, 60000000, 120000000,
-};
+// The per-outcome counter arrays in base/metrics.h are sized without knowing
+// the classification (base/ includes nothing of hookd); they must agree.
+_Static_assert(HK_METRICS_OUTCOMES == HK_OUTCOME__CNT,
+               "HK_METRICS_OUTCOMES (base/metrics.h) must equal HK_OUTCOME__CNT");
 
 // Wall-clock time the process started, in seconds since the epoch; set before
 // main() runs, so it is the start of the process within a few milliseconds.
@@ -29,35 +29,6 @@ __attribute__((constructor)) static void record_start_time(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     start_time_s = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
-}
-
-void hk_metrics_observe_attempt(hk_outcome_t outcome, int64_t latency_us)
-{
-    if ((int)outcome >= 0 && outcome < HK_OUTCOME__CNT)
-        hk_metric_add(attempts_by_outcome[outcome], 1);
-    if (latency_us < 0)
-        latency_us = 0;
-    int b = 0;
-    while (b < HK_LATENCY_BUCKETS && latency_us > hk_latency_bounds_us[b])
-        b++;
-    // The sum first: a scrape in between sees a sum a little ahead of the
-    // count, which rate(sum)/rate(count) absorbs.
-    hk_metric_add(latency_sum_us, (uint_fast64_t)latency_us);
-    hk_metric_add(latency_buckets[b], 1);
-}
-
-void hk_metrics_put_label_value(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\')
-            fputs("\\\\", out);
-        else if (*s == '"')
-            fputs("\\\"", out);
-        else if (*s == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*s, out);
-    }
 }
 
 // ---- families ----
@@ -157,7 +128,7 @@ static void put_lane_family(FILE *out, json_t *lanes, const char *name, const ch
 // are summed under endpoint="other" (breaker state: the worst of them).
 static atomic_int lane_series = 100;
 
-void hk_metrics_set_lane_series(int n)
+void hk_prom_set_lane_series(int n)
 {
     atomic_store(&lane_series, n < 0 ? 0 : n);
 }
@@ -475,7 +446,7 @@ static void put_all(FILE *out, json_t *all_lanes, json_t *lanes)
                     "1 while the whole endpoint is disabled (410 Gone or operator).");
 }
 
-char *hk_metrics_render(json_t *lanes, size_t *len)
+char *hk_prom_render(json_t *lanes, size_t *len)
 {
     char *buf = NULL;
     size_t size = 0;

@@ -4,7 +4,7 @@
 // one HMAC context (pthread key, freed at thread exit) so a call only re-keys it
 // instead of fetching the algorithm and building a context every time.
 // Secrets are never copied into error messages.
-#include "worker/sign.h"
+#include "base/sign.h"
 
 #include <inttypes.h>
 #include <limits.h>

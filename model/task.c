@@ -1,4 +1,4 @@
-#include "worker/task.h"
+#include "model/task.h"
 
 #include <stdarg.h>
 #include <stdint.h>

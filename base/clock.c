@@ -1,4 +1,4 @@
-#include "worker/clock.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <time.h>

@@ -1,6 +1,6 @@
 // log: JSON lines on stderr. Each line is built in memory and written with one
 // write(2), so lines from different threads never interleave.
-#include "worker/log.h"
+#include "base/log.h"
 
 #include <jansson.h>
 #include <stdarg.h>
