@@ -8,6 +8,8 @@
 
 #include "queue/intake.h"
 
+#include "tests/support/ck_main.h"
+
 #define NOW      1790000000000LL // a wall clock in ms (2026)
 #define MAX_WAIT 3600000LL       // retry.max_delay_ms's default
 
@@ -112,21 +114,13 @@ START_TEST(test_due_at_waits_at_most_max_delay)
 }
 END_TEST
 
-static Suite *intake_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("intake");
     TCase *tc = tcase_create("retry_headers");
     tcase_add_test(tc, test_attempt_is_taken_within_0_to_max);
     tcase_add_test(tc, test_due_at_waits_at_most_max_delay);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(intake_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -171,8 +172,9 @@ START_TEST(test_a_retry_record_too_large_for_its_topic_is_dead_lettered)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_bigrecords");
     TCase *tc = tcase_create("bigrecords");
     tcase_set_timeout(tc, 300);
@@ -181,10 +183,5 @@ int main(void)
     tcase_add_test(tc, test_a_dead_letter_too_large_for_its_topic_goes_without_its_value);
     tcase_add_test(tc, test_a_retry_record_too_large_for_its_topic_is_dead_lettered);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -140,18 +141,14 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_crash");
     TCase *tc = tcase_create("crash");
     tcase_set_timeout(tc, 500);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sigkill_mid_run_loses_nothing_and_keeps_ids);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "worker/sign.h"
@@ -324,8 +325,9 @@ START_TEST(test_guard_judges_the_address_connected)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_deliver");
     TCase *tc = tcase_create("e2e");
     tcase_set_timeout(tc, 400);
@@ -333,10 +335,5 @@ int main(void)
     tcase_add_test(tc, test_jobs_delivered_once_and_bad_jobs_dead_lettered);
     tcase_add_test(tc, test_guard_judges_the_address_connected);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

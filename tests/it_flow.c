@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -627,29 +628,15 @@ START_TEST(test_sighup_reloads_valid_config_and_keeps_old_on_invalid)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_flow");
     // One case per scenario, so CK_RUN_CASE=backlog|idle|sighup runs one alone.
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
-        {"backlog", test_backlog_stays_under_memory_bound_and_everything_is_delivered},
-        {"idle", test_idle_cpu_is_near_zero},
-        {"sighup", test_sighup_reloads_valid_config_and_keeps_old_on_invalid},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 400);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    hk_ck_case(s, "backlog", 400, setup, teardown,
+               test_backlog_stays_under_memory_bound_and_everything_is_delivered);
+    hk_ck_case(s, "idle", 400, setup, teardown, test_idle_cpu_is_near_zero);
+    hk_ck_case(s, "sighup", 400, setup, teardown,
+               test_sighup_reloads_valid_config_and_keeps_old_on_invalid);
+    return s;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "worker/job.h"
@@ -404,8 +405,9 @@ START_TEST(test_hostile_jobs_dead_lettered_hookd_stays_up)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("corpus");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -414,13 +416,4 @@ static Suite *suite(void)
     tcase_add_test(tc, test_hostile_jobs_dead_lettered_hookd_stays_up);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

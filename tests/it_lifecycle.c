@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "worker/clock.h"
@@ -715,8 +716,9 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_lifecycle");
     TCase *tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 600);
@@ -725,10 +727,5 @@ int main(void)
     tcase_add_test(tc, test_replicas_scale_out_drain_and_crash_without_losing_jobs);
     tcase_add_test(tc, test_sigterm_during_its_rejoin_repeats_nothing);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -546,8 +547,9 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_ordering");
     TCase *tc = tcase_create("ordering");
     tcase_set_timeout(tc, 180);
@@ -556,10 +558,5 @@ int main(void)
     tcase_add_test(tc, test_ordering_none_does_not_serialize);
     tcase_add_test(tc, test_head_of_line_dead_letter_moves_on);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
@@ -686,32 +687,32 @@ START_TEST(test_committed_offset_never_passes_an_unfinished_job)
 }
 END_TEST
 
-int main(void)
+// One cluster for the three cases (CK_RUN_CASE=failover|replicas|commit runs one).
+static int before(void)
 {
-    // One cluster for the three cases (CK_RUN_CASE=failover|replicas|commit runs one).
     if (hk_kc_up(&kc, NODES, CLUSTER_CONF) != 0) {
         fprintf(stderr, "it_realkafka_group: scripts/kafka up --nodes %d failed\n", NODES);
-        return EXIT_FAILURE;
+        return -1;
     }
-    Suite *s = suite_create("it_realkafka_group");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {{"failover", test_leader_sigkilled_mid_run_loses_nothing},
-                 {"replicas", test_replicas_repeat_only_the_killed_members_uncommitted_jobs},
-                 {"commit", test_committed_offset_never_passes_an_unfinished_job}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 900);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
     hk_kc_down(&kc);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
+    Suite *s = suite_create("it_realkafka_group");
+    hk_ck_case(s, "failover", 900, setup, teardown, test_leader_sigkilled_mid_run_loses_nothing);
+    hk_ck_case(s, "replicas", 900, setup, teardown,
+               test_replicas_repeat_only_the_killed_members_uncommitted_jobs);
+    hk_ck_case(s, "commit", 900, setup, teardown,
+               test_committed_offset_never_passes_an_unfinished_job);
+    return s;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -1058,8 +1059,9 @@ START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_retry");
     TCase *tc = tcase_create("retry");
     tcase_set_timeout(tc, 300);
@@ -1071,10 +1073,5 @@ int main(void)
     tcase_add_test(tc, test_retry_after_lengthens_the_delay);
     tcase_add_test(tc, test_retry_due_soon_is_not_held_behind_a_later_one);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 #include "tests/support/redissvc.h"
@@ -268,9 +269,25 @@ START_TEST(test_unknown_tenant_default_uses_the_default_secret)
 }
 END_TEST
 
-int main(void)
+// A Postgres that does not start fails only the tests that need it (pg_up).
+static int before(void)
 {
     pg_up = hk_pgsvc_start(&pgs) == 0;
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
+    hk_pgsvc_destroy(&pgs);
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    // The Postgres server is a child of this process: tests must run in it too.
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
     Suite *s = suite_create("it_shutdown");
     TCase *tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 600);
@@ -287,12 +304,5 @@ int main(void)
     tcase_add_test(tc, test_unknown_tenant_is_dead_lettered_as_invalid);
     tcase_add_test(tc, test_unknown_tenant_default_uses_the_default_secret);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    // The Postgres server is a child of this process: tests must run in it too.
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    hk_pgsvc_destroy(&pgs);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }
