@@ -36,19 +36,6 @@ static void teardown(void)
     hk_sink_stop(sink);
 }
 
-static int reached(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= *(uint64_t *)arg;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
 {
     char **values = calloc(N_JOBS, sizeof(char *));
@@ -76,7 +63,7 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, NULL, "it_crash_hookd1.log"), 0);
 
     uint64_t kill_at = N_JOBS / 4;
-    ck_assert_msg(hk_th_wait_for(reached, &kill_at, 120000), "hookd never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, kill_at, 120000), "hookd never got going");
     hk_th_kill(&hookd, SIGKILL);
     ck_assert_int_ne(hk_th_wait(&hookd, 10000), -1);
     hk_sink_stats_t at_kill;
@@ -86,8 +73,9 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
 
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, NULL, "it_crash_hookd2.log"), 0);
     uint64_t all = N_JOBS;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 240000), "jobs lost after the crash");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 240000), "jobs lost after the crash");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "offsets did not reach the end");
 
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);

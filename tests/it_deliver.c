@@ -100,12 +100,6 @@ static int sink_done(void *arg)
     return st.unique_ok >= pr->want_ok;
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 static int dlq_done(void *arg)
 {
     progress_t *pr = arg;
@@ -163,7 +157,8 @@ START_TEST(test_jobs_delivered_once_and_bad_jobs_dead_lettered)
     ck_assert_msg(hk_th_wait_for(sink_done, &pr, 180000), "not every job was delivered");
     double secs = (double)(hk_th_now_ms() - t0) / 1000.0;
     ck_assert_msg(hk_th_wait_for(dlq_done, &pr, 30000), "dead letters missing");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);

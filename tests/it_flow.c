@@ -18,21 +18,6 @@
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
-// hookd is built with the same compile options as this test (CMake applies
-// HK_SANITIZE to every target), so this says whether hookd runs under ASan. ASan's
-// shadow memory and quarantine make RSS several times larger and unrelated to
-// hookd's own allocations: under ASan the RSS figures are printed, not asserted.
-#if defined(__SANITIZE_ADDRESS__)
-#define HK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HK_ASAN 1
-#endif
-#endif
-#ifndef HK_ASAN
-#define HK_ASAN 0
-#endif
-
 #define MIB (1024LL * 1024LL)
 
 static hk_th_proc_t kafka;
@@ -220,7 +205,7 @@ static long long metric_value(int port, const char *name)
 // The 100,000; under ASan (whose pass checks memory errors, not the RSS
 // bound) a quarter of that, which keeps pausing and resuming intake just as well
 // and keeps scripts/test under 10 minutes on 2 cores.
-#define BL_JOBS         (HK_ASAN ? 25000 : 100000)
+#define BL_JOBS         (HK_TH_ASAN ? 25000 : 100000)
 #define BL_PARTS        8 // partitions of the jobs topic
 #define BL_MAX_INFLIGHT 2000
 #define BL_MAX_BYTES    (8 * MIB)
@@ -263,12 +248,6 @@ static int backlog_delivered(void *arg)
     hk_sink_stats_t st;
     hk_sink_stats(sink_a, &st);
     return st.unique_ok >= pr->want;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 // 100,000 jobs are waiting before hookd starts; the receiver takes 50 ms per
@@ -333,7 +312,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     hk_sink_stats(sink_a, &st);
     ck_assert_msg(done, "%llu of %d jobs delivered after %.0f s", (unsigned long long)st.unique_ok,
                   BL_JOBS, secs);
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
                   "committed offsets did not reach the end (lag %lld)",
                   (long long)hk_th_group_lag(brokers, "hookd", "jobs"));
 
@@ -376,7 +355,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
            "fetch queue, curl and slack)%s\n",
            (double)base_rss / MIB, (double)base_hwm / MIB, (double)peak / MIB,
            (double)pr.max_rss / MIB, (double)bound / MIB,
-           HK_ASAN ? " [ASan build: not asserted]" : "");
+           HK_TH_ASAN ? " [ASan build: not asserted]" : "");
 
     ck_assert_uint_eq(st.unique_ok, BL_JOBS);
     ck_assert_uint_eq(st.duplicate_ok, 0);
@@ -395,7 +374,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     ck_assert_msg(pr.max_inflight <= BL_MAX_INFLIGHT + 2 * BL_PARTS,
                   "/metrics showed %lld jobs in flight, limit %d", pr.max_inflight,
                   BL_MAX_INFLIGHT);
-    if (!HK_ASAN)
+    if (!HK_TH_ASAN)
         ck_assert_msg(peak > 0 && peak <= bound,
                       "peak RSS %.1f MiB over the bound %.1f MiB (idle baseline %.1f MiB)",
                       (double)peak / MIB, (double)bound / MIB, (double)base_rss / MIB);

@@ -120,12 +120,6 @@ static size_t produce_keyed(size_t keys, size_t seqs, const char *path)
     return hk_th_produce(brokers, "jobs", values, kkeys, n);
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 static int dlq_reached(void *arg)
 {
     hk_th_record_t *recs;
@@ -284,7 +278,8 @@ START_TEST(test_key_order_holds_under_random_503s)
     hk_sink_stats(sink, &st);
     ck_assert_msg(all, "only %llu of %d jobs delivered after 60 s (see %s)",
                   (unsigned long long)st.unique_ok, KEYS * SEQS, log);
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_sink_req_t *reqs;
     size_t n = sink_requests(&reqs);
@@ -481,7 +476,8 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
                   "followers not delivered (see %s)", log);
     size_t one = 1;
     ck_assert_msg(hk_th_wait_for(dlq_reached, &one, 30000), "head not dead-lettered");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_th_record_t *recs;
     size_t ndlq = hk_th_read_topic(brokers, "jobs.dlq", &recs);

@@ -20,19 +20,8 @@
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HK_ASAN 1
-#endif
-#endif
-#ifndef HK_ASAN
-#define HK_ASAN 0
-#endif
-
 // Under ASan hookd runs several times slower: fewer jobs, same shape.
-#define N_JOBS     (HK_ASAN ? 20000 : 50000)
+#define N_JOBS     (HK_TH_ASAN ? 20000 : 50000)
 #define EVERY      250 // job i % EVERY == 0 goes to the DLQ, == EVERY / 2 through the retry topic
 #define OUTAGE_MS  10000
 #define JOBS_PARTS 8

@@ -297,17 +297,6 @@ static size_t dlq_count(const char *topic, const char *cls)
     return c;
 }
 
-typedef struct lag_wait {
-    const char *group;
-    const char *topic;
-} lag_wait_t;
-
-static int lag_zero(void *arg)
-{
-    lag_wait_t *w = arg;
-    return hk_th_group_lag(brokers, w->group, w->topic) == 0;
-}
-
 static const char *replica_secret[2] = {R1_SECRET, R2_SECRET};
 
 // The replica (0 or 1) whose secret signed request `r`; -1 when neither.
@@ -967,8 +956,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     hk_sink_stats(sink, &at_up);
 
     int delivered = hk_th_wait_unique_ok(sink, OUT_JOBS, 90000);
-    lag_wait_t lagw = {"hookd", "jobs"};
-    int lag0 = hk_th_wait_for(lag_zero, &lagw, 30000);
+    int lag0 = hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000);
     assert_running(0, "at the end");
     long long markers = (long long)redis_keys("hookd:done:*");
     hk_sink_stats_t st;

@@ -180,12 +180,6 @@ static int dlq_has(void *arg)
     return n >= *(size_t *)arg;
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 static const char *write_conf(const char *name, const char *text)
 {
     const char *path = fmt("it_shutdown_%s.conf", name);
@@ -222,7 +216,7 @@ START_TEST(test_unknown_tenant_is_dead_lettered_as_invalid)
     ck_assert(hk_th_wait_unique_ok(sink, 3, 60000));
     size_t want = 2;
     ck_assert_msg(hk_th_wait_for(dlq_has, &want, 60000), "no dead letters");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets not committed");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000), "offsets not committed");
 
     hk_th_record_t *recs;
     size_t n = hk_th_read_topic(brokers, "jobs.dlq", &recs);
@@ -257,7 +251,7 @@ START_TEST(test_unknown_tenant_default_uses_the_default_secret)
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, NULL, conf, log), 0);
     produce_tenant_jobs();
     ck_assert(hk_th_wait_unique_ok(sink, 5, 60000));
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets not committed");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000), "offsets not committed");
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
     ck_assert_uint_eq(st.bad_signature, 0); // signed with signing.secret (HK_TH_SECRET)
