@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue/headers.h"
 #include "queue/kconf.h"
 #include "queue/offsets.h"
 #include "base/log.h"
@@ -812,84 +813,6 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, char *er
     return in;
 }
 
-// A header's value as a NUL-terminated string in buf; "" when absent.
-static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *buf, size_t size)
-{
-    const void *val;
-    size_t len;
-    buf[0] = '\0';
-    if (hdrs && rd_kafka_header_get_last(hdrs, name, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        val) {
-        if (len >= size)
-            len = size - 1;
-        memcpy(buf, val, len);
-        buf[len] = '\0';
-    }
-    return buf;
-}
-
-static long long header_ll(rd_kafka_headers_t *hdrs, const char *name, long long dflt)
-{
-    char buf[32], *end;
-    header(hdrs, name, buf, sizeof(buf));
-    long long v = strtoll(buf, &end, 10);
-    return buf[0] && *end == '\0' ? v : dflt;
-}
-
-// A strict decimal int64: optional '-', 1 to 19 digits, no overflow. 0 or -1.
-static int parse_i64(const void *val, size_t len, int64_t *out)
-{
-    const char *s = val;
-    if (!s || len == 0)
-        return -1;
-    int neg = s[0] == '-';
-    size_t i = (size_t)neg;
-    if (len == i || len - i > 19)
-        return -1;
-    uint64_t v = 0;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0'); // 19 digits fit in 64 unsigned bits
-    }
-    if (v > (uint64_t)INT64_MAX + (uint64_t)neg)
-        return -1;
-    *out = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
-    return 0;
-}
-
-int hk_intake_retry_attempts(const void *val, size_t len, int *clamped)
-{
-    int64_t v = 0;
-    int ok = val && parse_i64(val, len, &v) == 0;
-    int64_t out = !ok || v < 0 ? 0 : v > HK_INTAKE_ATTEMPTS_MAX ? HK_INTAKE_ATTEMPTS_MAX : v;
-    if (clamped)
-        *clamped = val && (!ok || out != v);
-    return (int)out;
-}
-
-int64_t hk_intake_retry_wait_ms(const void *val, size_t len, int64_t now_wall_ms,
-                                int64_t max_wait_ms, int *clamped)
-{
-    int64_t due = 0;
-    int ok = val && parse_i64(val, len, &due) == 0;
-    if (clamped)
-        *clamped = val && !ok;
-    if (!ok || due <= now_wall_ms)
-        return 0;
-    // due > now_wall_ms: the difference is positive and cannot overflow when
-    // now_wall_ms >= 0; a negative clock would be a bug, not input.
-    uint64_t wait = (uint64_t)due - (uint64_t)now_wall_ms;
-    if (max_wait_ms < 0)
-        max_wait_ms = 0;
-    if (wait > (uint64_t)max_wait_ms) {
-        if (clamped)
-            *clamped = 1;
-        return max_wait_ms;
-    }
-    return (int64_t)wait;
-}
-
 // Up to size-1 bytes of a raw value for a log line, anything but printable ASCII
 // as '?'; "(absent)" for NULL.
 static const char *shown(const void *val, size_t len, char *out, size_t size)
@@ -905,46 +828,32 @@ static const char *shown(const void *val, size_t len, char *out, size_t size)
     return out;
 }
 
-// The raw value of a header (NULL when absent).
-static const void *header_raw(rd_kafka_headers_t *hdrs, const char *name, size_t *len)
-{
-    const void *val = NULL;
-    *len = 0;
-    if (!hdrs || rd_kafka_header_get_last(hdrs, name, &val, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return NULL;
-    return val;
-}
-
 // A record from the retry topic: restores where the job came from and its attempt
 // state. Returns the monotonic time it is due (0 = now).
 static int64_t restore_retry(const hk_intake_t *in, hk_task_t *task, rd_kafka_message_t *msg)
 {
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_message_headers(msg, &hdrs);
-    char buf[256];
-    if (*header(hdrs, "hookd-original-topic", buf, sizeof(buf))) {
-        snprintf(task->origin_topic, sizeof(task->origin_topic), "%s", buf);
-        task->origin_partition = (int32_t)header_ll(hdrs, "hookd-original-partition", 0);
-        task->origin_offset = header_ll(hdrs, "hookd-original-offset", 0);
+    hk_headers_t h;
+    hk_headers_decode(hdrs, hk_clock_wall_ms(), in->in_cfg->retry_max_delay_ms, &h);
+    if (h.original_topic[0]) {
+        snprintf(task->origin_topic, sizeof(task->origin_topic), "%s", h.original_topic);
+        task->origin_partition = h.original_partition;
+        task->origin_offset = h.original_offset;
     }
-    size_t alen, dlen;
-    const void *aval = header_raw(hdrs, "hookd-attempt", &alen);
-    const void *dval = header_raw(hdrs, "hookd-due-at", &dlen);
-    int a_clamped, d_clamped;
-    task->attempts = hk_intake_retry_attempts(aval, alen, &a_clamped);
-    task->first_attempt_ms = header_ll(hdrs, "hookd-first-attempt-at", 0);
-    snprintf(task->error, sizeof(task->error), "%s",
-             header(hdrs, "hookd-last-error", buf, sizeof(buf)));
-    int64_t wait = hk_intake_retry_wait_ms(dval, dlen, hk_clock_wall_ms(),
-                                           in->in_cfg->retry_max_delay_ms, &d_clamped);
-    if (a_clamped || d_clamped) {
+    task->attempts = h.attempt;
+    task->first_attempt_ms = h.first_attempt_ms;
+    snprintf(task->error, sizeof(task->error), "%s", h.last_error);
+    int64_t wait = h.wait_ms;
+    if (h.attempt_clamped || h.due_clamped) {
         // Not a record this hookd wrote as it stands: say what was made of it.
         char a_raw[32], d_raw[32];
         hk_log(HK_LOG_WARN, "retry_headers_clamped", "{s:s,s:i,s:I,s:s,s:i,s:s,s:I}", "topic",
                rd_kafka_topic_name(msg->rkt), "partition", (int)msg->partition, "offset",
-               (json_int_t)msg->offset, "hookd_attempt", shown(aval, alen, a_raw, sizeof(a_raw)),
-               "attempts", task->attempts, "hookd_due_at", shown(dval, dlen, d_raw, sizeof(d_raw)),
-               "wait_ms", (json_int_t)wait);
+               (json_int_t)msg->offset, "hookd_attempt",
+               shown(h.attempt_raw, h.attempt_raw_len, a_raw, sizeof(a_raw)), "attempts",
+               task->attempts, "hookd_due_at",
+               shown(h.due_raw, h.due_raw_len, d_raw, sizeof(d_raw)), "wait_ms", (json_int_t)wait);
     }
     return wait > 0 ? hk_clock_mono_ms() + wait : 0;
 }

@@ -80,26 +80,4 @@ long hk_intake_inflight(hk_intake_t *in);
 
 void hk_intake_destroy(hk_intake_t *in);
 
-// The attempt state of a retry-topic record, read with bounds. hookd writes
-// these headers, but anyone who can produce to the topic can write them too:
-// no value may overflow, go negative or hold a partition for longer than a
-// delay hookd itself could have chosen. `val` is the raw header value (`len`
-// bytes, no NUL needed; NULL = absent). A number is an optional '-' and 1 to 19
-// digits that fit 64 bits; anything else is unreadable. *clamped (may be NULL)
-// is set to 1 when a present value was not taken as it stands, else 0.
-#define HK_INTAKE_ATTEMPTS_MAX 100 // the job contract's largest max_attempts
-
-// hookd-attempt (attempts already made): 0..HK_INTAKE_ATTEMPTS_MAX. Absent,
-// unreadable or negative: 0 (counted as a new job). Above the maximum: the
-// maximum, which is at least any job's max_attempts, so the job gets one last
-// attempt before it is exhausted.
-int hk_intake_retry_attempts(const void *val, size_t len, int *clamped);
-
-// hookd-due-at (ms since the epoch): how long after `now_wall_ms` the record is
-// due, 0..max_wait_ms (retry.max_delay_ms, the longest delay hookd schedules).
-// Absent, unreadable or past: 0 (due now). Further out than max_wait_ms:
-// max_wait_ms.
-int64_t hk_intake_retry_wait_ms(const void *val, size_t len, int64_t now_wall_ms,
-                                int64_t max_wait_ms, int *clamped);
-
 #endif

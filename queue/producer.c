@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "queue/headers.h"
 #include "queue/kconf.h"
 #include "base/log.h"
 
@@ -34,13 +35,6 @@ struct hk_producer_s {
     int64_t p_again_due_ms;
     size_t p_abandoned;
 };
-
-static void add_int(rd_kafka_headers_t *hdrs, const char *name, long long v)
-{
-    char buf[24];
-    snprintf(buf, sizeof(buf), "%lld", v);
-    rd_kafka_header_add(hdrs, name, -1, buf, -1);
-}
 
 // Retry records go to a partition chosen by delay tier (floor(log2(seconds))),
 // not by key, so one partition's records fall due roughly in order. Chosen here,
@@ -76,29 +70,7 @@ static void refresh_retry_parts(hk_producer_t *p)
 static rd_kafka_resp_err_t produce(hk_producer_t *p, hk_task_t *task, int block)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(12);
-    if (task->to_retry_topic) {
-        add_int(hdrs, "hookd-attempt", task->attempts);
-        add_int(hdrs, "hookd-due-at", task->retry_due_wall_ms);
-        rd_kafka_header_add(hdrs, "hookd-last-error", -1, task->error, -1);
-    } else {
-        rd_kafka_header_add(hdrs, "hookd-error-class", -1, hk_outcome_name(task->outcome), -1);
-        rd_kafka_header_add(hdrs, "hookd-error", -1, task->error, -1);
-        add_int(hdrs, "hookd-http-status", task->http_status);
-        add_int(hdrs, "hookd-attempts", task->attempts);
-    }
-    if (task->first_attempt_ms)
-        add_int(hdrs, "hookd-first-attempt-at", task->first_attempt_ms);
-    rd_kafka_header_add(hdrs, "hookd-original-topic", -1, task->origin_topic, -1);
-    add_int(hdrs, "hookd-original-partition", task->origin_partition);
-    add_int(hdrs, "hookd-original-offset", task->origin_offset);
-    if (task->job)
-        rd_kafka_header_add(hdrs, "hookd-job-id", -1, task->job->id, -1);
-    if (task->batch_id) {
-        rd_kafka_header_add(hdrs, "hookd-batch-id", -1, task->batch_id, -1);
-        add_int(hdrs, "hookd-batch-index", task->item_idx);
-    }
-    if (task->value_omitted)
-        add_int(hdrs, "hookd-value-omitted", (int64_t)task->value_len);
+    hk_headers_encode(hdrs, task);
 
     // RD_KAFKA_V_RKT does not parenthesise its argument: no conditional inside it.
     rd_kafka_topic_t *rkt = task->to_retry_topic ? p->p_retry : p->p_dlq;

@@ -25,6 +25,8 @@
 #include "base/metrics.h"
 #include "model/task.h"
 
+#include "tests/support/ck_main.h"
+
 static hk_dispatch_t *disp;
 static hk_admin_t *adm;
 static int diverted;
@@ -1366,8 +1368,9 @@ START_TEST(test_stop_null_is_a_noop)
 }
 END_TEST
 
-static Suite *admin_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->curl = true;
     Suite *s = suite_create("admin");
     TCase *tc = tcase_create("probes");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -1428,15 +1431,4 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_trickling_request_is_cut_at_the_deadline);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    SRunner *sr = srunner_create(admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -4,6 +4,8 @@
 
 #include "retry/aimd.h"
 
+#include "tests/support/ck_main.h"
+
 // Keeps the lane full and ends `n` attempts with `sig`, refilling after each.
 static void busy_releases(hk_aimd_t *lim, int n, hk_aimd_signal_t sig)
 {
@@ -167,8 +169,9 @@ START_TEST(test_aimd_opts_are_clamped)
 }
 END_TEST
 
-static Suite *aimd_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("aimd");
     TCase *tc = tcase_create("aimd");
     tcase_add_test(tc, test_aimd_starts_at_32_and_admits_up_to_the_limit);
@@ -182,13 +185,4 @@ static Suite *aimd_suite(void)
     tcase_add_test(tc, test_aimd_opts_are_clamped);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(aimd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

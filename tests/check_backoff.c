@@ -7,6 +7,8 @@
 
 #include "retry/backoff.h"
 
+#include "tests/support/ck_main.h"
+
 // Sun, 06 Nov 1994 08:49:37 GMT
 #define RFC_EXAMPLE_MS INT64_C(784111777000)
 // 2025-06-01T00:00:00Z
@@ -329,8 +331,9 @@ START_TEST(test_backoff_next_delay_takes_the_longer_and_caps)
 }
 END_TEST
 
-static Suite *backoff_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("backoff");
 
     TCase *tc = tcase_create("schedule");
@@ -357,13 +360,4 @@ static Suite *backoff_suite(void)
     tcase_add_test(tc, test_backoff_next_delay_takes_the_longer_and_caps);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(backoff_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -4,6 +4,8 @@
 
 #include "retry/breaker.h"
 
+#include "tests/support/ck_main.h"
+
 #define S HK_BREAKER_SUCCESS
 #define F HK_BREAKER_FAILURE
 #define I HK_BREAKER_IGNORE
@@ -562,8 +564,9 @@ START_TEST(test_breaker_open_until_saturates)
 }
 END_TEST
 
-static Suite *breaker_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("breaker");
 
     TCase *tc = tcase_create("closed");
@@ -609,13 +612,4 @@ static Suite *breaker_suite(void)
     tcase_add_test(tc, test_breaker_force_open);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(breaker_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

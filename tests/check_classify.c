@@ -6,6 +6,8 @@
 
 #include "retry/classify.h"
 
+#include "tests/support/ck_main.h"
+
 typedef struct status_case {
     int status;
     hk_outcome_t want;
@@ -129,8 +131,9 @@ START_TEST(test_outcome_names_are_stable)
 }
 END_TEST
 
-static Suite *classify_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("classify");
     TCase *tc = tcase_create("classify");
     tcase_add_loop_test(tc, test_classify_status_table, 0,
@@ -142,13 +145,4 @@ static Suite *classify_suite(void)
     tcase_add_test(tc, test_outcome_names_are_stable);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(classify_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

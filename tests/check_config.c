@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
+
 #ifndef HK_SOURCE_DIR
 #define HK_SOURCE_DIR "."
 #endif
@@ -1672,8 +1674,9 @@ START_TEST(test_reload_accepts_endpoint_changes)
 }
 END_TEST
 
-static Suite *config_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -1773,13 +1776,4 @@ static Suite *config_suite(void)
 
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "config/config.h"
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "base/clock.h"
 #include "worker/dispatch.h"
@@ -663,9 +664,9 @@ START_TEST(test_tls_endpoint_client_certificate_passes_mtls)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    run->curl = true;
     Suite *s = suite_create("deliver");
     TCase *tc = tcase_create("requests");
     tcase_set_timeout(tc, 60);
@@ -684,10 +685,5 @@ int main(void)
     tcase_add_test(tls, test_tls_endpoint_ca_file_wins_over_the_delivery_one);
     tcase_add_test(tls, test_tls_endpoint_client_certificate_passes_mtls);
     suite_add_tcase(s, tls);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -12,6 +12,8 @@
 #include "model/job.h"
 #include "model/task.h"
 
+#include "tests/support/ck_main.h"
+
 static hk_dispatch_t *disp;
 static int64_t fake_now;
 static int slot;
@@ -508,8 +510,9 @@ START_TEST(test_the_largest_keys_reach_the_hooks_whole)
 }
 END_TEST
 
-static Suite *dispatch_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("dispatch");
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -527,13 +530,4 @@ static Suite *dispatch_suite(void)
     tcase_add_test(tc, test_the_largest_keys_reach_the_hooks_whole);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(dispatch_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

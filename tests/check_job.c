@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/ck_main.h"
+
 #define ERRSZ 512
 
 static const hk_job_src_t k_src = {
@@ -1223,8 +1225,9 @@ START_TEST(test_item_to_json_round_trips)
 }
 END_TEST
 
-static Suite *job_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("job");
 
     TCase *tc = tcase_create("valid");
@@ -1267,13 +1270,4 @@ static Suite *job_suite(void)
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(job_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
+
 static void teardown(void)
 {
     hk_log_set_full_urls(0);
@@ -87,8 +89,9 @@ START_TEST(test_log_lines_show_url_fields_short)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("log");
     TCase *tc = tcase_create("urls");
     tcase_add_checked_fixture(tc, NULL, teardown);
@@ -96,9 +99,5 @@ int main(void)
     tcase_add_test(tc, test_full_urls_shows_them_whole);
     tcase_add_test(tc, test_log_lines_show_url_fields_short);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

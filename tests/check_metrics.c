@@ -20,6 +20,8 @@
 #include "retry/classify.h"
 #include "worker/prom.h"
 
+#include "tests/support/ck_main.h"
+
 // ---- a strict text-format parser ----
 
 #define MAX_FAMILIES 128
@@ -686,8 +688,9 @@ START_TEST(test_promtool_accepts_the_exposition)
 }
 END_TEST
 
-static Suite *metrics_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("render");
     tcase_add_test(tc, test_exposition_parses_strictly_with_every_family);
@@ -703,13 +706,4 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_promtool_accepts_the_exposition);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "tests/support/ck_main.h"
+
 static hk_netguard_t *ng;
 
 static void setup_default(void)
@@ -418,8 +420,9 @@ START_TEST(test_netguard_accepts_prefix_extremes)
 }
 END_TEST
 
-static Suite *netguard_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("netguard");
 
     TCase *tc = tcase_create("defaults");
@@ -450,13 +453,4 @@ static Suite *netguard_suite(void)
     tcase_add_test(tc, test_netguard_accepts_prefix_extremes);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(netguard_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

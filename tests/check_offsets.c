@@ -6,6 +6,8 @@
 
 #include "queue/offsets.h"
 
+#include "tests/support/ck_main.h"
+
 START_TEST(test_empty_tracker_has_nothing_to_commit)
 {
     hk_offsets_t *ot = hk_offsets_new();
@@ -139,8 +141,9 @@ START_TEST(test_property_commit_never_passes_unfinished)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("offsets");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
@@ -151,9 +154,5 @@ int main(void)
     tcase_add_test(tc, test_rejects_non_increasing_and_unknown_offsets);
     tcase_add_loop_test(tc, test_property_commit_never_passes_unfinished, 0, 4);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -21,6 +21,7 @@
 #include "store/dlstore.h"
 #include "store/migrate.h"
 #include "store/pg.h"
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 
@@ -1232,8 +1233,35 @@ START_TEST(test_dls_replay_spans_chunks)
 }
 END_TEST
 
-static Suite *pgstore_suite(void)
+// Every server of this run lives under one dir, removed at the end: a test that
+// fails inside a forked child cannot clean up its own.
+static char tmp[] = "/tmp/hk-pgstore-XXXXXX";
+
+static int before(void)
 {
+    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
+        perror("check_pgstore: temp dir");
+        return -1;
+    }
+    if (hk_pgsvc_start(&svc) != 0) {
+        fprintf(stderr, "check_pgstore: could not start postgres\n");
+        hk_th_rmtree(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
+    hk_pgsvc_destroy(&svc);
+    hk_th_rmtree(tmp);
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    run->before = before;
+    run->after = after;
     Suite *s = suite_create("pgstore");
 
     TCase *tc = tcase_create("pg");
@@ -1292,27 +1320,4 @@ static Suite *pgstore_suite(void)
     tcase_add_test(tc, test_dls_replay_spans_chunks);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    // Every server of this run lives under one dir, removed at the end: a test
-    // that fails inside a forked child cannot clean up its own.
-    char tmp[] = "/tmp/hk-pgstore-XXXXXX";
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
-        perror("check_pgstore: temp dir");
-        return EXIT_FAILURE;
-    }
-    int failed = 1;
-    if (hk_pgsvc_start(&svc) == 0) {
-        SRunner *sr = srunner_create(pgstore_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        hk_pgsvc_destroy(&svc);
-    } else {
-        fprintf(stderr, "check_pgstore: could not start postgres\n");
-    }
-    hk_th_rmtree(tmp);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

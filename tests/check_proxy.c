@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/hkt_proxy.h"
 #include "tests/support/pgsvc.h"
@@ -632,8 +633,35 @@ START_TEST(test_proxy_start_rejects_bad_options)
 }
 END_TEST
 
-static Suite *proxy_suite(void)
+// Every server of this run lives under one dir, removed at the end: a test that
+// fails inside a forked child cannot clean up its own.
+static char tmp[] = "/tmp/hkt-proxy-XXXXXX";
+
+static int before(void)
 {
+    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
+        perror("check_proxy: temp dir");
+        return -1;
+    }
+    if (hk_pgsvc_start(&pg) != 0) {
+        fprintf(stderr, "check_proxy: could not start postgres\n");
+        hk_th_rmtree(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
+    hk_pgsvc_destroy(&pg);
+    hk_th_rmtree(tmp);
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    run->before = before;
+    run->after = after;
     Suite *s = suite_create("proxy");
     TCase *tc = tcase_create("redis");
     tcase_add_checked_fixture(tc, redis_setup, redis_teardown);
@@ -661,26 +689,4 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_proxy_postgres_latency_and_reset);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    // The Postgres server lives under one dir removed at the end (see check_pgstore).
-    char tmp[] = "/tmp/hkt-proxy-XXXXXX";
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
-        perror("check_proxy: temp dir");
-        return EXIT_FAILURE;
-    }
-    int failed = 1;
-    if (hk_pgsvc_start(&pg) == 0) {
-        SRunner *sr = srunner_create(proxy_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        hk_pgsvc_destroy(&pg);
-    } else {
-        fprintf(stderr, "check_proxy: could not start postgres\n");
-    }
-    hk_th_rmtree(tmp);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -6,6 +6,8 @@
 
 #include "retry/ratelimit.h"
 
+#include "tests/support/ck_main.h"
+
 // Deterministic pseudo-random numbers (xorshift), so a failure reproduces.
 static uint64_t rng_state;
 
@@ -230,8 +232,9 @@ START_TEST(test_gcra_edge_arguments)
 }
 END_TEST
 
-static Suite *ratelimit_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("gcra");
     tcase_add_test(tc, test_gcra_idle_limiter_grants_burst_at_once_then_nothing);
@@ -243,13 +246,4 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_gcra_edge_arguments);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(ratelimit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

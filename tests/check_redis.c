@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store/redis.h"
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
 #include "base/clock.h"
@@ -1169,8 +1170,9 @@ START_TEST(test_start_rejects_bad_urls_and_generates_an_instance)
 }
 END_TEST
 
-static Suite *redis_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("redis");
     TCase *tc = tcase_create("redis");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -1196,13 +1198,4 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, test_start_rejects_bad_urls_and_generates_an_instance);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/ck_main.h"
+
 #define REF_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define REF_ID     "msg_p5jXN8AQM9LWM0D4loKWxJek"
 #define REF_TS     1614265330
@@ -361,8 +363,9 @@ START_TEST(test_sign_is_thread_safe)
 }
 END_TEST
 
-static Suite *sign_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("sign");
 
     TCase *tc = tcase_create("header");
@@ -398,13 +401,4 @@ static Suite *sign_suite(void)
     tcase_add_test(tc, test_sign_check_secret_null_and_tiny_errstr);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(sign_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

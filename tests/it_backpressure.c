@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -138,8 +139,9 @@ START_TEST(test_429_slows_the_lane_without_opening_the_breaker)
 }
 END_TEST
 
-static Suite *backpressure_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("backpressure");
     TCase *tc = tcase_create("429");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -147,13 +149,4 @@ static Suite *backpressure_suite(void)
     tcase_add_test(tc, test_429_slows_the_lane_without_opening_the_breaker);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(backpressure_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

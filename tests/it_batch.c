@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store/migrate.h"
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 #include "tests/support/sink.h"
@@ -1175,12 +1176,27 @@ START_TEST(test_dead_letters_replayed_after_the_endpoint_is_fixed)
 }
 END_TEST
 
-int main(void)
+static int before(void)
 {
     if (hk_pgsvc_start(&pgs) != 0) {
         fprintf(stderr, "it_batch: could not start Postgres\n");
-        return EXIT_FAILURE;
+        return -1;
     }
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
+    hk_pgsvc_destroy(&pgs);
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    // The Postgres server is a child of this process: tests must run in it too.
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
     Suite *s = suite_create("it_batch");
     TCase *tc = tcase_create("batch");
     tcase_set_timeout(tc, 600);
@@ -1192,12 +1208,5 @@ int main(void)
     tcase_add_test(tc, test_four_replicas_migrate_a_fresh_database_once);
     tcase_add_test(tc, test_dead_letters_replayed_after_the_endpoint_is_fixed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    // The Postgres server is a child of this process: tests must run in it too.
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    hk_pgsvc_destroy(&pgs);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -73,12 +74,6 @@ static char *big_job(const char *id, const char *url, size_t size, const char *e
     return hk_th_hold_mem(v);
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 // Waits for `n` records in the DLQ topic; returns them (held until teardown).
 static hk_th_record_t *dlq_records(size_t n, size_t *got)
 {
@@ -114,7 +109,7 @@ START_TEST(test_a_dead_letter_over_a_megabyte_is_produced_whole)
     // default message.max.bytes; invalid (an ftp URL), so it is dead-lettered.
     start_hookd(NULL, NULL, "it_bigrecords_whole.log");
     produce_big(big_job("big-invalid", "ftp://127.0.0.1/x", 1040000, NULL));
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 120000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
                   "the big job's offset was never committed (its dead letter never went out)");
     size_t n;
     hk_th_record_t *recs = dlq_records(1, &n);
@@ -134,7 +129,7 @@ START_TEST(test_a_dead_letter_too_large_for_its_topic_goes_without_its_value)
 {
     start_hookd(small_topics_conf, NULL, "it_bigrecords_omitted.log");
     produce_big(big_job("big-invalid-2", "ftp://127.0.0.1/x", 300000, NULL));
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 120000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
                   "the big job's offset was never committed");
     size_t n;
     hk_th_record_t *recs = dlq_records(1, &n);
@@ -157,7 +152,7 @@ START_TEST(test_a_retry_record_too_large_for_its_topic_is_dead_lettered)
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/status/503", hk_sink_port(sink));
     produce_big(big_job("big-retry", url, 300000, "\"max_attempts\":3,"));
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 120000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
                   "the big job's offset was never committed");
     size_t n;
     hk_th_record_t *recs = dlq_records(1, &n);
@@ -171,8 +166,9 @@ START_TEST(test_a_retry_record_too_large_for_its_topic_is_dead_lettered)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_bigrecords");
     TCase *tc = tcase_create("bigrecords");
     tcase_set_timeout(tc, 300);
@@ -181,10 +177,5 @@ int main(void)
     tcase_add_test(tc, test_a_dead_letter_too_large_for_its_topic_goes_without_its_value);
     tcase_add_test(tc, test_a_retry_record_too_large_for_its_topic_is_dead_lettered);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

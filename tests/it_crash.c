@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -33,19 +34,6 @@ static void teardown(void)
 {
     hk_th_kafka_stop(&kafka);
     hk_sink_stop(sink);
-}
-
-static int reached(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= *(uint64_t *)arg;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
@@ -75,7 +63,7 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, NULL, "it_crash_hookd1.log"), 0);
 
     uint64_t kill_at = N_JOBS / 4;
-    ck_assert_msg(hk_th_wait_for(reached, &kill_at, 120000), "hookd never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, kill_at, 120000), "hookd never got going");
     hk_th_kill(&hookd, SIGKILL);
     ck_assert_int_ne(hk_th_wait(&hookd, 10000), -1);
     hk_sink_stats_t at_kill;
@@ -85,8 +73,9 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
 
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, NULL, "it_crash_hookd2.log"), 0);
     uint64_t all = N_JOBS;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 240000), "jobs lost after the crash");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 240000), "jobs lost after the crash");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "offsets did not reach the end");
 
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
@@ -140,18 +129,14 @@ START_TEST(test_sigkill_mid_run_loses_nothing_and_keeps_ids)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_crash");
     TCase *tc = tcase_create("crash");
     tcase_set_timeout(tc, 500);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sigkill_mid_run_loses_nothing_and_keeps_ids);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

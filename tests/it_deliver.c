@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "base/sign.h"
@@ -99,12 +100,6 @@ static int sink_done(void *arg)
     return st.unique_ok >= pr->want_ok;
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 static int dlq_done(void *arg)
 {
     progress_t *pr = arg;
@@ -162,7 +157,8 @@ START_TEST(test_jobs_delivered_once_and_bad_jobs_dead_lettered)
     ck_assert_msg(hk_th_wait_for(sink_done, &pr, 180000), "not every job was delivered");
     double secs = (double)(hk_th_now_ms() - t0) / 1000.0;
     ck_assert_msg(hk_th_wait_for(dlq_done, &pr, 30000), "dead letters missing");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
@@ -324,8 +320,9 @@ START_TEST(test_guard_judges_the_address_connected)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_deliver");
     TCase *tc = tcase_create("e2e");
     tcase_set_timeout(tc, 400);
@@ -333,10 +330,5 @@ int main(void)
     tcase_add_test(tc, test_jobs_delivered_once_and_bad_jobs_dead_lettered);
     tcase_add_test(tc, test_guard_judges_the_address_connected);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -14,23 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
-
-// hookd is built with the same compile options as this test (CMake applies
-// HK_SANITIZE to every target), so this says whether hookd runs under ASan. ASan's
-// shadow memory and quarantine make RSS several times larger and unrelated to
-// hookd's own allocations: under ASan the RSS figures are printed, not asserted.
-#if defined(__SANITIZE_ADDRESS__)
-#define HK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HK_ASAN 1
-#endif
-#endif
-#ifndef HK_ASAN
-#define HK_ASAN 0
-#endif
 
 #define MIB (1024LL * 1024LL)
 
@@ -219,7 +205,7 @@ static long long metric_value(int port, const char *name)
 // The 100,000; under ASan (whose pass checks memory errors, not the RSS
 // bound) a quarter of that, which keeps pausing and resuming intake just as well
 // and keeps scripts/test under 10 minutes on 2 cores.
-#define BL_JOBS         (HK_ASAN ? 25000 : 100000)
+#define BL_JOBS         (HK_TH_ASAN ? 25000 : 100000)
 #define BL_PARTS        8 // partitions of the jobs topic
 #define BL_MAX_INFLIGHT 2000
 #define BL_MAX_BYTES    (8 * MIB)
@@ -262,12 +248,6 @@ static int backlog_delivered(void *arg)
     hk_sink_stats_t st;
     hk_sink_stats(sink_a, &st);
     return st.unique_ok >= pr->want;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 // 100,000 jobs are waiting before hookd starts; the receiver takes 50 ms per
@@ -332,7 +312,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     hk_sink_stats(sink_a, &st);
     ck_assert_msg(done, "%llu of %d jobs delivered after %.0f s", (unsigned long long)st.unique_ok,
                   BL_JOBS, secs);
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
                   "committed offsets did not reach the end (lag %lld)",
                   (long long)hk_th_group_lag(brokers, "hookd", "jobs"));
 
@@ -375,7 +355,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
            "fetch queue, curl and slack)%s\n",
            (double)base_rss / MIB, (double)base_hwm / MIB, (double)peak / MIB,
            (double)pr.max_rss / MIB, (double)bound / MIB,
-           HK_ASAN ? " [ASan build: not asserted]" : "");
+           HK_TH_ASAN ? " [ASan build: not asserted]" : "");
 
     ck_assert_uint_eq(st.unique_ok, BL_JOBS);
     ck_assert_uint_eq(st.duplicate_ok, 0);
@@ -394,7 +374,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     ck_assert_msg(pr.max_inflight <= BL_MAX_INFLIGHT + 2 * BL_PARTS,
                   "/metrics showed %lld jobs in flight, limit %d", pr.max_inflight,
                   BL_MAX_INFLIGHT);
-    if (!HK_ASAN)
+    if (!HK_TH_ASAN)
         ck_assert_msg(peak > 0 && peak <= bound,
                       "peak RSS %.1f MiB over the bound %.1f MiB (idle baseline %.1f MiB)",
                       (double)peak / MIB, (double)bound / MIB, (double)base_rss / MIB);
@@ -627,29 +607,15 @@ START_TEST(test_sighup_reloads_valid_config_and_keeps_old_on_invalid)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_flow");
     // One case per scenario, so CK_RUN_CASE=backlog|idle|sighup runs one alone.
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
-        {"backlog", test_backlog_stays_under_memory_bound_and_everything_is_delivered},
-        {"idle", test_idle_cpu_is_near_zero},
-        {"sighup", test_sighup_reloads_valid_config_and_keeps_old_on_invalid},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 400);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    hk_ck_case(s, "backlog", 400, setup, teardown,
+               test_backlog_stays_under_memory_bound_and_everything_is_delivered);
+    hk_ck_case(s, "idle", 400, setup, teardown, test_idle_cpu_is_near_zero);
+    hk_ck_case(s, "sighup", 400, setup, teardown,
+               test_sighup_reloads_valid_config_and_keeps_old_on_invalid);
+    return s;
 }

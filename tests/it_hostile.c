@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "model/job.h"
@@ -225,89 +226,6 @@ static size_t produce_cases(void)
     return acked;
 }
 
-static char *dup_n(const void *p, size_t n)
-{
-    if (!p)
-        return NULL;
-    char *s = malloc(n + 1);
-    ck_assert_ptr_nonnull(s);
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
-// hk_th_read_topic() for jobs.dlq, with fetch sizes that take any record the
-// cluster takes, and a note when it reads fewer records than the watermarks span.
-static size_t read_dlq(hk_th_record_t **out)
-{
-    char err[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "hk-hostile-reader", err, sizeof(err));
-    rd_kafka_conf_set(conf, "fetch.message.max.bytes", "16000000", err, sizeof(err));
-    rd_kafka_conf_set(conf, "receive.message.max.bytes", "64000000", err, sizeof(err));
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    ck_assert_msg(rk != NULL, "reader: %s", err);
-    int parts = atoi(DLQ_PARTS_STR);
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
-    size_t want = 0, cnt = 0, cap = 0;
-    for (int i = 0; i < parts; i++) {
-        int64_t lo, hi;
-        if (rd_kafka_query_watermark_offsets(rk, "jobs.dlq", i, &lo, &hi, 5000) == 0 && hi > lo) {
-            rd_kafka_topic_partition_list_add(list, "jobs.dlq", i)->offset = lo;
-            want += (size_t)(hi - lo);
-        }
-    }
-    if (list->cnt)
-        rd_kafka_assign(rk, list);
-    rd_kafka_topic_partition_list_destroy(list);
-    hk_th_record_t *recs = NULL;
-    int64_t deadline = hk_th_now_ms() + 30000;
-    while (cnt < want && hk_th_now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                fprintf(stderr, "read_dlq: %s\n", rd_kafka_message_errstr(m));
-        } else {
-            if (cnt == cap)
-                recs = realloc(recs, (cap = cap ? cap * 2 : 64) * sizeof *recs);
-            hk_th_record_t *r = &recs[cnt++];
-            memset(r, 0, sizeof *r);
-            r->partition = m->partition;
-            r->offset = m->offset;
-            r->key = dup_n(m->key, m->key_len);
-            r->value = dup_n(m->payload ? m->payload : "", m->len);
-            r->value_len = m->len;
-            rd_kafka_headers_t *h = NULL;
-            if (rd_kafka_message_headers(m, &h) == 0 && h) {
-                size_t hn = rd_kafka_header_cnt(h);
-                r->header_names = calloc(hn, sizeof(char *));
-                r->header_values = calloc(hn, sizeof(char *));
-                for (size_t j = 0; j < hn; j++) {
-                    const char *name;
-                    const void *val;
-                    size_t len;
-                    if (rd_kafka_header_get_all(h, j, &name, &val, &len) == 0) {
-                        r->header_names[r->headers_cnt] = strdup(name);
-                        r->header_values[r->headers_cnt++] = dup_n(val ? val : "", val ? len : 0);
-                    }
-                }
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    if (cnt < want)
-        fprintf(stderr, "read_dlq: read %zu of the %zu records between the watermarks\n", cnt,
-                want);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    *out = recs;
-    return cnt;
-}
-
 typedef struct want {
     size_t dlq;
 } want_t;
@@ -316,15 +234,9 @@ static int dlq_done(void *arg)
 {
     want_t *w = arg;
     hk_th_record_t *recs;
-    size_t n = read_dlq(&recs);
+    size_t n = hk_th_read_topic(brokers, "jobs.dlq", &recs);
     hk_th_records_free(recs, n);
     return n >= w->dlq;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 START_TEST(test_hostile_jobs_dead_lettered_hookd_stays_up)
@@ -364,7 +276,7 @@ START_TEST(test_hostile_jobs_dead_lettered_hookd_stays_up)
     int all = hk_th_wait_for(dlq_done, &w, 120000);
 
     hk_th_record_t *recs;
-    size_t nrec = read_dlq(&recs);
+    size_t nrec = hk_th_read_topic(brokers, "jobs.dlq", &recs);
     hk_th_hold(HK_TH_HELD_RECS, recs, nrec);
     size_t bad = 0;
     for (size_t i = 0; i < g_cnt; i++) {
@@ -388,7 +300,8 @@ START_TEST(test_hostile_jobs_dead_lettered_hookd_stays_up)
         }
     }
     ck_assert_msg(hk_th_wait(&hookd, 0) == -1, "hookd exited (see %s)", log);
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
     printf("it_hostile: %zu hostile jobs, %zu dead letters, %zu not as expected, valid job after "
            "them delivered, lag 0\n",
            g_cnt, nrec, bad);
@@ -404,8 +317,9 @@ START_TEST(test_hostile_jobs_dead_lettered_hookd_stays_up)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("corpus");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -414,13 +328,4 @@ static Suite *suite(void)
     tcase_add_test(tc, test_hostile_jobs_dead_lettered_hookd_stays_up);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

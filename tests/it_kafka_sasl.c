@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -333,8 +334,10 @@ START_TEST(test_untrusted_ca_refused_at_start)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
+    run->after = cluster_down;
     Suite *s = suite_create("it_kafka_sasl");
     TCase *tc = tcase_create("sasl_ssl");
     tcase_set_timeout(tc, 600);
@@ -345,11 +348,5 @@ int main(void)
     tcase_add_test(tc, test_wrong_password_refused_at_start);
     tcase_add_test(tc, test_untrusted_ca_refused_at_start);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    cluster_down(failed);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "base/clock.h"
@@ -96,19 +97,6 @@ static void teardown(void)
     hk_th_kafka_stop(&kafka);
     hk_sink_stop(sink);
     jobs_free();
-}
-
-static int reached(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= *(uint64_t *)arg;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 typedef struct log_view {
@@ -215,7 +203,7 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
     ck_assert_int_eq(hk_th_hookd_start(hookd, brokers, env, NULL, log1), 0);
 
     uint64_t quarter = N_TERM / 4;
-    ck_assert_msg(hk_th_wait_for(reached, &quarter, 120000), "hookd never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, quarter, 120000), "hookd never got going");
     hk_sink_stats_t at_term;
     hk_sink_stats(sink, &at_term);
     int64_t t_term = hk_th_now_ms();
@@ -245,9 +233,10 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
     int64_t t_restart = hk_th_now_ms();
     ck_assert_int_eq(hk_th_hookd_start(hookd, brokers, env, NULL, log2), 0);
     uint64_t all = N_TERM;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 180000), "jobs lost after the restart");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 180000), "jobs lost after the restart");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "offsets did not reach the end");
 
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
@@ -358,7 +347,9 @@ enum { M_START, M_SCALE, M_TERM, M_KILL, M_END, M_CNT };
 // Every job delivered, or no replica left to deliver them.
 static int all_delivered_or_none_left(void *arg)
 {
-    return reached(arg) || (replica_exited(2) && replica_exited(3));
+    hk_sink_stats_t st;
+    hk_sink_stats(sink, &st);
+    return st.unique_ok >= *(uint64_t *)arg || (replica_exited(2) && replica_exited(3));
 }
 
 // Three replicas share 12 partitions; mid-run a fourth joins, then replica 1 is
@@ -400,7 +391,7 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
 
     // Scale out.
     uint64_t scale_at = N_REPLICAS * 15 / 100;
-    ck_assert_msg(hk_th_wait_for(reached, &scale_at, 120000), "the replicas never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, scale_at, 120000), "the replicas never got going");
     mark_take(&m[M_SCALE]);
     ck_assert_int_eq(hk_th_hookd_start(&replicas[3], brokers, env[3], conf, replica_log[3]), 0);
     ck_assert_msg(hk_th_wait_for(holds_partitions, (void *)replica_log[3], 60000),
@@ -439,7 +430,8 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
         assert_running(i, "after the SIGKILL");
     ck_assert_msg(done, "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 60000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+                  "offsets did not reach the end");
     mark_take(&m[M_END]);
     for (int i = 2; i < MAX_REPLICAS; i++)
         assert_running(i, "at the end");
@@ -675,7 +667,7 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
     unlink(log2);
     ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env1, NULL, log1), 0);
     uint64_t going = 1000;
-    ck_assert_msg(hk_th_wait_for(reached, &going, 120000), "replica 1 never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, going, 120000), "replica 1 never got going");
     ck_assert_int_eq(hk_th_hookd_start(&replicas[1], brokers, env2, conf, log2), 0);
     ck_assert_msg(hk_th_wait_for_log(log1, "\"event\":\"partition_revoked\"", 1, 60000),
                   "replica 1 gave no partition to replica 2");
@@ -689,8 +681,9 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
     ck_assert_msg(hk_th_exited_ok(status), "replica 1 did not exit 0 after SIGTERM (status %d)",
                   status);
     uint64_t all = N_REJOIN;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 120000), "jobs lost");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 120000), "jobs lost");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "offsets did not reach the end");
     hk_th_sleep_ms(500); // a late repeat would arrive here
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
@@ -715,8 +708,9 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_lifecycle");
     TCase *tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 600);
@@ -725,10 +719,5 @@ int main(void)
     tcase_add_test(tc, test_replicas_scale_out_drain_and_crash_without_losing_jobs);
     tcase_add_test(tc, test_sigterm_during_its_rejoin_repeats_nothing);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

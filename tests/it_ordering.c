@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -117,12 +118,6 @@ static size_t produce_keyed(size_t keys, size_t seqs, const char *path)
         }
     }
     return hk_th_produce(brokers, "jobs", values, kkeys, n);
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 static int dlq_reached(void *arg)
@@ -283,7 +278,8 @@ START_TEST(test_key_order_holds_under_random_503s)
     hk_sink_stats(sink, &st);
     ck_assert_msg(all, "only %llu of %d jobs delivered after 60 s (see %s)",
                   (unsigned long long)st.unique_ok, KEYS * SEQS, log);
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_sink_req_t *reqs;
     size_t n = sink_requests(&reqs);
@@ -480,7 +476,8 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
                   "followers not delivered (see %s)", log);
     size_t one = 1;
     ck_assert_msg(hk_th_wait_for(dlq_reached, &one, 30000), "head not dead-lettered");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "committed offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+                  "committed offsets did not reach the end");
 
     hk_th_record_t *recs;
     size_t ndlq = hk_th_read_topic(brokers, "jobs.dlq", &recs);
@@ -546,8 +543,9 @@ START_TEST(test_head_of_line_dead_letter_moves_on)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_ordering");
     TCase *tc = tcase_create("ordering");
     tcase_set_timeout(tc, 180);
@@ -556,10 +554,5 @@ int main(void)
     tcase_add_test(tc, test_ordering_none_does_not_serialize);
     tcase_add_test(tc, test_head_of_line_dead_letter_moves_on);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -907,8 +908,9 @@ START_TEST(test_flapping_endpoint_loses_nothing_and_breaker_respects_open_time)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_outage");
     TCase *tc = tcase_create("outage");
     tcase_set_timeout(tc, 300);
@@ -919,10 +921,5 @@ int main(void)
     tcase_add_test(tc, test_410_disables_that_url_and_later_jobs_are_gone_without_a_request);
     tcase_add_test(tc, test_flapping_endpoint_loses_nothing_and_breaker_respects_open_time);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

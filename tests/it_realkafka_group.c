@@ -17,21 +17,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
 #include "base/sign.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HK_ASAN 1
-#endif
-#endif
-#ifndef HK_ASAN
-#define HK_ASAN 0
-#endif
 
 #define NODES        3
 #define GRACE_MS     10000
@@ -81,19 +71,6 @@ static void teardown(void)
         hk_kc_start_node(&kc, node_down);
     node_down = -1;
     hk_th_release_held();
-}
-
-static int reached(void *arg)
-{
-    hk_sink_stats_t st;
-    hk_sink_stats(sink, &st);
-    return st.unique_ok >= *(uint64_t *)arg;
-}
-
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
 }
 
 // The job number in a body {"n":<n>}, -1 when there is none.
@@ -199,7 +176,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     int64_t t0 = hk_th_now_ms();
     ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env, NULL, log), 0);
     uint64_t quarter = FO_JOBS / 4;
-    ck_assert_msg(hk_th_wait_for(reached, &quarter, 240000), "hookd never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, quarter, 240000), "hookd never got going");
 
     // The node leading the most jobs partitions.
     leaders_t l;
@@ -238,13 +215,14 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     uint64_t more = at_moved.unique_ok + 500;
     if (more > FO_JOBS - n_dlq)
         more = FO_JOBS - n_dlq;
-    int resumed = hk_th_wait_for(reached, &more, 120000);
+    int resumed = hk_th_wait_unique_ok(sink, more, 120000);
     int64_t t_resumed = hk_th_now_ms();
     ck_assert_msg(resumed, "deliveries did not resume after the failover");
     uint64_t all = FO_JOBS - n_dlq;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 300000), "jobs lost");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 300000), "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 60000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+                  "offsets did not reach the end");
 
     // Each DLQ job's record present; more records than attempts would be the
     // producer's own duplicates.
@@ -416,7 +394,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
 
     // Scale out.
     uint64_t scale_at = RP_JOBS * 15 / 100;
-    ck_assert_msg(hk_th_wait_for(reached, &scale_at, 240000), "the replicas never got going");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, scale_at, 240000), "the replicas never got going");
     hk_sink_stats_t at_scale;
     hk_sink_stats(sink, &at_scale);
     int64_t t_scale = hk_th_now_ms();
@@ -454,9 +432,10 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     ck_assert_int_ge(lag_at_kill, 0);
 
     uint64_t all = RP_JOBS;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 300000), "jobs lost");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 300000), "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 60000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+                  "offsets did not reach the end");
     for (int i = 2; i < MAX_REPLICAS; i++)
         assert_running(i, "at the end");
 
@@ -643,7 +622,7 @@ START_TEST(test_committed_offset_never_passes_an_unfinished_job)
     ck_assert_int_eq(pthread_create(&s.tid, NULL, sampler_main, &s), 0);
     ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env, NULL, log), 0);
     uint64_t others = CO_JOBS - n_held;
-    int flowed = hk_th_wait_for(reached, &others, 240000);
+    int flowed = hk_th_wait_unique_ok(sink, others, 240000);
     // Committed as far as it may go, then a few more auto-commit rounds (1 s each)
     // in which nothing may move past the holes.
     int settled = flowed && hk_th_wait_for(committed_up_to_holes, &s, 60000);
@@ -678,40 +657,41 @@ START_TEST(test_committed_offset_never_passes_an_unfinished_job)
     // Released: everything finishes and the lag goes to 0.
     ck_assert_int_eq(hk_sink_set_rule(sink, "/held", 0, 0, NULL), 0);
     uint64_t all = CO_JOBS;
-    ck_assert_msg(hk_th_wait_for(reached, &all, 120000), "held jobs never delivered");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 60000), "offsets did not reach the end");
+    ck_assert_msg(hk_th_wait_unique_ok(sink, all, 120000), "held jobs never delivered");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+                  "offsets did not reach the end");
     int status = hk_th_stop(&replicas[0], GRACE_MS + 5000);
     ck_assert_msg(hk_th_exited_ok(status), "hookd did not exit 0 (status %d)", status);
     assert_tool_lag_zero("it_realkafka_commit", "jobs", CO_PARTS);
 }
 END_TEST
 
-int main(void)
+// One cluster for the three cases (CK_RUN_CASE=failover|replicas|commit runs one).
+static int before(void)
 {
-    // One cluster for the three cases (CK_RUN_CASE=failover|replicas|commit runs one).
     if (hk_kc_up(&kc, NODES, CLUSTER_CONF) != 0) {
         fprintf(stderr, "it_realkafka_group: scripts/kafka up --nodes %d failed\n", NODES);
-        return EXIT_FAILURE;
+        return -1;
     }
-    Suite *s = suite_create("it_realkafka_group");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {{"failover", test_leader_sigkilled_mid_run_loses_nothing},
-                 {"replicas", test_replicas_repeat_only_the_killed_members_uncommitted_jobs},
-                 {"commit", test_committed_offset_never_passes_an_unfinished_job}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 900);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
     hk_kc_down(&kc);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
+    Suite *s = suite_create("it_realkafka_group");
+    hk_ck_case(s, "failover", 900, setup, teardown, test_leader_sigkilled_mid_run_loses_nothing);
+    hk_ck_case(s, "replicas", 900, setup, teardown,
+               test_replicas_repeat_only_the_killed_members_uncommitted_jobs);
+    hk_ck_case(s, "commit", 900, setup, teardown,
+               test_committed_offset_never_passes_an_unfinished_job);
+    return s;
 }

@@ -15,23 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HK_ASAN 1
-#endif
-#endif
-#ifndef HK_ASAN
-#define HK_ASAN 0
-#endif
-
 // Under ASan hookd runs several times slower: fewer jobs, same shape.
-#define N_JOBS     (HK_ASAN ? 20000 : 50000)
+#define N_JOBS     (HK_TH_ASAN ? 20000 : 50000)
 #define EVERY      250 // job i % EVERY == 0 goes to the DLQ, == EVERY / 2 through the retry topic
 #define OUTAGE_MS  10000
 #define JOBS_PARTS 8
@@ -406,23 +396,28 @@ START_TEST(test_broker_down_10s_loses_nothing_and_readyz_follows)
 }
 END_TEST
 
-int main(void)
+static int before(void)
 {
     if (hk_kc_up(&kc, 1, NULL) != 0) {
         fprintf(stderr, "it_realkafka_outage: scripts/kafka up --nodes 1 failed\n");
-        return EXIT_FAILURE;
+        return -1;
     }
-    Suite *s = suite_create("it_realkafka_outage");
-    TCase *tc = tcase_create("outage");
-    tcase_set_timeout(tc, 900);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_broker_down_10s_loses_nothing_and_readyz_follows);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
     hk_kc_down(&kc);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
+    Suite *s = suite_create("it_realkafka_outage");
+    hk_ck_case(s, "outage", 900, setup, teardown,
+               test_broker_down_10s_loses_nothing_and_readyz_follows);
+    return s;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
@@ -611,11 +612,6 @@ static int rt_first_attempts(void *arg)
     return st.requests >= RT_N && summary_int("it_retry_restart1.log", "retried_via_topic") >= RT_N;
 }
 
-static int lag_zero(void *arg)
-{
-    return hk_th_group_lag(brokers, "hookd", arg) == 0;
-}
-
 static int add_count(json_t *line, int64_t at_ms, void *arg)
 {
     (void)at_ms;
@@ -672,7 +668,7 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
     hk_sink_stats(sink_a, &st);
     ck_assert_uint_eq(st.requests, RT_N);
     ck_assert_uint_eq(st.ok, 0);
-    ck_assert_msg(hk_th_wait_for(lag_zero, "jobs", 10000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 10000),
                   "source offsets not committed after the retry records were acked");
 
     // The retry records: one per job, with the attempt state, plus a copy of each
@@ -733,7 +729,7 @@ START_TEST(test_restart_with_jobs_in_the_retry_topic_delivers_each_after_its_due
     const char *log2 = "it_retry_restart2.log";
     start_hookd(env2, log2);
     ck_assert_msg(hk_th_wait_unique_ok(sink_a, RT_N, 60000), "jobs lost after the restart");
-    ck_assert_msg(hk_th_wait_for(lag_zero, "jobs.retry", 10000),
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs.retry", 10000),
                   "retry records not committed after delivery");
     hk_th_sleep_ms(1000); // a late duplicate would show up here
     stop_hookd_expect_exit_0();
@@ -1058,8 +1054,9 @@ START_TEST(test_retry_due_soon_is_not_held_behind_a_later_one)
 }
 END_TEST
 
-int main(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->nofork = true;
     Suite *s = suite_create("it_retry");
     TCase *tc = tcase_create("retry");
     tcase_set_timeout(tc, 300);
@@ -1071,10 +1068,5 @@ int main(void)
     tcase_add_test(tc, test_retry_after_lengthens_the_delay);
     tcase_add_test(tc, test_retry_due_soon_is_not_held_behind_a_later_one);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
 #include "tests/support/sink.h"
@@ -294,17 +295,6 @@ static size_t dlq_count(const char *topic, const char *cls)
     }
     hk_th_records_free(recs, n);
     return c;
-}
-
-typedef struct lag_wait {
-    const char *group;
-    const char *topic;
-} lag_wait_t;
-
-static int lag_zero(void *arg)
-{
-    lag_wait_t *w = arg;
-    return hk_th_group_lag(brokers, w->group, w->topic) == 0;
 }
 
 static const char *replica_secret[2] = {R1_SECRET, R2_SECRET};
@@ -966,8 +956,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     hk_sink_stats(sink, &at_up);
 
     int delivered = hk_th_wait_unique_ok(sink, OUT_JOBS, 90000);
-    lag_wait_t lagw = {"hookd", "jobs"};
-    int lag0 = hk_th_wait_for(lag_zero, &lagw, 30000);
+    int lag0 = hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000);
     assert_running(0, "at the end");
     long long markers = (long long)redis_keys("hookd:done:*");
     hk_sink_stats_t st;
@@ -1451,28 +1440,19 @@ START_TEST(test_admin_api_disable_enable_reset_and_token)
 END_TEST
 
 // One case per scenario, so that one can be run alone: CK_RUN_CASE=rate ./it_shared
-static void add_case(Suite *s, const char *name, const TTest *test)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 300);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
-int main(void)
-{
+    run->nofork = true;
     Suite *s = suite_create("it_shared");
-    add_case(s, "dedupe", test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next);
-    add_case(s, "rate", test_rate_limit_is_shared_by_the_replicas);
-    add_case(s, "breaker", test_breaker_opened_by_one_replica_stops_the_other);
-    add_case(s, "redis_outage", test_redis_outage_keeps_deliveries_flowing_and_recovers);
-    add_case(s, "metrics", test_metrics_agree_with_the_sink_and_pass_promtool);
-    add_case(s, "admin", test_admin_api_disable_enable_reset_and_token);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    hk_ck_case(s, "dedupe", 300, setup, teardown,
+               test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next);
+    hk_ck_case(s, "rate", 300, setup, teardown, test_rate_limit_is_shared_by_the_replicas);
+    hk_ck_case(s, "breaker", 300, setup, teardown,
+               test_breaker_opened_by_one_replica_stops_the_other);
+    hk_ck_case(s, "redis_outage", 300, setup, teardown,
+               test_redis_outage_keeps_deliveries_flowing_and_recovers);
+    hk_ck_case(s, "metrics", 300, setup, teardown,
+               test_metrics_agree_with_the_sink_and_pass_promtool);
+    hk_ck_case(s, "admin", 300, setup, teardown, test_admin_api_disable_enable_reset_and_token);
+    return s;
 }

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/ck_main.h"
 #include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 #include "tests/support/redissvc.h"
@@ -179,12 +180,6 @@ static int dlq_has(void *arg)
     return n >= *(size_t *)arg;
 }
 
-static int lag_zero(void *arg)
-{
-    (void)arg;
-    return hk_th_group_lag(brokers, "hookd", "jobs") == 0;
-}
-
 static const char *write_conf(const char *name, const char *text)
 {
     const char *path = fmt("it_shutdown_%s.conf", name);
@@ -221,7 +216,7 @@ START_TEST(test_unknown_tenant_is_dead_lettered_as_invalid)
     ck_assert(hk_th_wait_unique_ok(sink, 3, 60000));
     size_t want = 2;
     ck_assert_msg(hk_th_wait_for(dlq_has, &want, 60000), "no dead letters");
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets not committed");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000), "offsets not committed");
 
     hk_th_record_t *recs;
     size_t n = hk_th_read_topic(brokers, "jobs.dlq", &recs);
@@ -256,7 +251,7 @@ START_TEST(test_unknown_tenant_default_uses_the_default_secret)
     ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, NULL, conf, log), 0);
     produce_tenant_jobs();
     ck_assert(hk_th_wait_unique_ok(sink, 5, 60000));
-    ck_assert_msg(hk_th_wait_for(lag_zero, NULL, 30000), "offsets not committed");
+    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000), "offsets not committed");
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
     ck_assert_uint_eq(st.bad_signature, 0); // signed with signing.secret (HK_TH_SECRET)
@@ -268,9 +263,25 @@ START_TEST(test_unknown_tenant_default_uses_the_default_secret)
 }
 END_TEST
 
-int main(void)
+// A Postgres that does not start fails only the tests that need it (pg_up).
+static int before(void)
 {
     pg_up = hk_pgsvc_start(&pgs) == 0;
+    return 0;
+}
+
+static void after(int failed)
+{
+    (void)failed;
+    hk_pgsvc_destroy(&pgs);
+}
+
+Suite *hk_test_suite(hk_ck_run_t *run)
+{
+    // The Postgres server is a child of this process: tests must run in it too.
+    run->nofork = true;
+    run->before = before;
+    run->after = after;
     Suite *s = suite_create("it_shutdown");
     TCase *tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 600);
@@ -287,12 +298,5 @@ int main(void)
     tcase_add_test(tc, test_unknown_tenant_is_dead_lettered_as_invalid);
     tcase_add_test(tc, test_unknown_tenant_default_uses_the_default_secret);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    // The Postgres server is a child of this process: tests must run in it too.
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    hk_pgsvc_destroy(&pgs);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
 }

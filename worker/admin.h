@@ -11,7 +11,7 @@
 //   GET  /v1/batches/<id>[?tenant=T]           what hk_admin_set_batch_fn's fn answers
 //                                              for (T or "default", id); 400 bad id or
 //                                              tenant, 404, 503 no fn (no Postgres)
-//   GET  /metrics                              Prometheus text format 0.0.4 (hk_metrics_render)
+//   GET  /metrics                              Prometheus text format 0.0.4 (hk_prom_render)
 //
 // <endpoint> is "scheme://host:port" or any http(s) URL (reduced to its endpoint
 // key), URL-encoded or literal; anything else is 400. Unknown paths are 404, a

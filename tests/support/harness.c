@@ -671,6 +671,10 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
     rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
     if (group)
         rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    if (type == RD_KAFKA_CONSUMER) { // any record the cluster takes (dead letters can pass 1 MB)
+        rd_kafka_conf_set(conf, "fetch.message.max.bytes", "16000000", err, sizeof(err));
+        rd_kafka_conf_set(conf, "receive.message.max.bytes", "64000000", err, sizeof(err));
+    }
     if (type == RD_KAFKA_PRODUCER)
         rd_kafka_conf_set(conf, "linger.ms", "10", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
@@ -778,6 +782,8 @@ size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t *
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m)
             continue;
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fprintf(stderr, "hk_th_read_topic %s: %s\n", topic, rd_kafka_message_errstr(m));
         if (!m->err) {
             if (cnt == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -788,7 +794,7 @@ size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t *
             r->partition = m->partition;
             r->offset = m->offset;
             r->key = dup_n(m->key, m->key_len);
-            r->value = dup_n(m->payload, m->len);
+            r->value = dup_n(m->payload ? m->payload : "", m->len);
             r->value_len = m->len;
             rd_kafka_headers_t *h = NULL;
             if (rd_kafka_message_headers(m, &h) == 0 && h) {
@@ -808,6 +814,9 @@ size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t *
         }
         rd_kafka_message_destroy(m);
     }
+    if (cnt < want)
+        fprintf(stderr, "hk_th_read_topic %s: read %zu of the %zu records between the watermarks\n",
+                topic, cnt, want);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     *out = recs;
@@ -979,6 +988,22 @@ int hk_th_wait_unique_ok(hk_sink_t *sink, uint64_t n, int timeout_ms)
 {
     unique_wait_t w = {sink, n};
     return hk_th_wait_for(unique_reached, &w, timeout_ms);
+}
+
+typedef struct lag_wait {
+    const char *brokers, *group, *topic;
+} lag_wait_t;
+
+static int lag_is_zero(void *arg)
+{
+    lag_wait_t *w = arg;
+    return hk_th_group_lag(w->brokers, w->group, w->topic) == 0;
+}
+
+int hk_th_wait_lag_zero(const char *brokers, const char *group, const char *topic, int timeout_ms)
+{
+    lag_wait_t w = {brokers, group, topic};
+    return hk_th_wait_for(lag_is_zero, &w, timeout_ms);
 }
 
 typedef struct held {

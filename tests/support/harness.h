@@ -69,6 +69,21 @@ const char *hk_th_hookd_bin(void);
 const char *hk_th_mockkafka_bin(void);
 const char *hk_th_kafka_script(void);
 
+// 1 when this code is built with AddressSanitizer. CMake applies HK_SANITIZE to
+// every target, so it also says whether hookd runs under ASan, whose shadow
+// memory and quarantine make RSS figures meaningless: suites print them instead
+// of asserting them.
+#if defined(__SANITIZE_ADDRESS__)
+#define HK_TH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HK_TH_ASAN 1
+#endif
+#endif
+#ifndef HK_TH_ASAN
+#define HK_TH_ASAN 0
+#endif
+
 #define HK_TH_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // Produces values[i] with keys[i] (keys may be NULL or hold NULLs); waits for all
@@ -87,7 +102,9 @@ typedef struct hk_th_record {
     char **header_values;
 } hk_th_record_t;
 
-// Reads every record of `topic` from the beginning up to the current end.
+// Reads every record of `topic` from the beginning up to the current end, with
+// fetch sizes that take any record the cluster takes (a value is "" when the
+// record has none); notes on stderr when it read fewer than the watermarks span.
 size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t **out);
 void hk_th_records_free(hk_th_record_t *recs, size_t n);
 const char *hk_th_header(const hk_th_record_t *rec, const char *name);
@@ -95,6 +112,9 @@ const char *hk_th_header(const hk_th_record_t *rec, const char *name);
 // Sum over partitions of (high watermark - committed offset of `group`), i.e. the
 // group's lag; -1 on error. Partitions with no commit count their whole length.
 int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic);
+// Waits up to timeout_ms for hk_th_group_lag() to be 0 (every record of `topic`
+// committed by `group`); 1 if it was.
+int hk_th_wait_lag_zero(const char *brokers, const char *group, const char *topic, int timeout_ms);
 
 int64_t hk_th_now_ms(void);
 
