@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "base/base64.h"
 #include "retry/backoff.h"
 #include "worker/sign.h"
 
@@ -505,35 +506,6 @@ static bool cf_parse_bool(const char *s, int *out)
     return false;
 }
 
-static int cf_base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-// Decoded length of canonical padded standard base64 (RFC 4648 section 4: '=' only
-// at the end, unused trailing bits zero), or -1. As strict as sign.c's decoder.
-static long cf_base64_len(const char *s, size_t n)
-{
-    if (n == 0 || n % 4 != 0)
-        return -1;
-    size_t pad = 0;
-    if (s[n - 1] == '=')
-        pad = s[n - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < n - pad; i++)
-        if (cf_base64_value(s[i]) < 0)
-            return -1;
-    int last = pad ? cf_base64_value(s[n - 1 - pad]) : 0;
-    if ((pad == 1 && (last & 0x3)) || (pad == 2 && (last & 0xf)))
-        return -1;
-    return (long)(n / 4 * 3 - pad);
-}
-
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size)
 {
     if (value[0] != '\0')
@@ -629,7 +601,8 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
         long bytes;
         if (len < 6 || strncmp(p, "whsec_", 6) != 0)
             snprintf(problem, sizeof(problem), "does not start with whsec_");
-        else if ((bytes = cf_base64_len(p + 6, len - 6)) < 0)
+        else if (len == 6 ||
+                 (bytes = hk_base64_decoded_len(p + 6, len - 6, HK_BASE64_CANONICAL)) < 0)
             snprintf(problem, sizeof(problem), "is not canonical padded base64 after whsec_");
         else if (bytes < 16 || bytes > 64)
             snprintf(problem, sizeof(problem), "decodes to %ld bytes", bytes);

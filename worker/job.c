@@ -12,10 +12,11 @@
 // numbers (19.90, 1e2, integers past int64), escapes and key order reach the receiver as is.
 #include "worker/job.h"
 
+#include "base/base64.h"
+
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -605,58 +606,6 @@ static unsigned char *patch_big_ints(const unsigned char *p, size_t n)
     return copy;
 }
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-// Standard base64 with padding, no whitespace. Returns the decoded length, or -1.
-// With `out` it also decodes.
-static long b64_decode(const char *s, size_t n, unsigned char *out)
-{
-    if (n % 4)
-        return -1;
-    size_t pad = 0;
-    if (n >= 1 && s[n - 1] == '=')
-        pad++;
-    if (n >= 2 && s[n - 2] == '=')
-        pad++;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t acc = 0;
-        size_t last = i + 4 == n;
-        for (size_t k = 0; k < 4; k++) {
-            int v = b64_value((unsigned char)s[i + k]);
-            if (v < 0) {
-                if (!(last && s[i + k] == '=' && k >= 4 - pad))
-                    return -1;
-                v = 0;
-            }
-            acc = acc << 6 | (uint32_t)v;
-        }
-        size_t bytes = last ? 3 - pad : 3;
-        if (out) {
-            out[o] = (unsigned char)(acc >> 16);
-            if (bytes > 1)
-                out[o + 1] = (unsigned char)(acc >> 8);
-            if (bytes > 2)
-                out[o + 2] = (unsigned char)acc;
-        }
-        o += bytes;
-    }
-    return (long)o;
-}
-
 // Exactly `n` ASCII digits.
 static bool digits(const char *s, size_t n, int *out)
 {
@@ -919,7 +868,7 @@ static int fill_body(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job, cons
             return fail(c, ".body_base64: must be a string of standard base64");
         const char *s = json_string_value(b64);
         size_t n = json_string_length(b64);
-        long dn = b64_decode(s, n, NULL);
+        long dn = hk_base64_decoded_len(s, n, 0);
         if (dn < 0)
             return fail(c, ".body_base64: not valid standard base64 (A-Z a-z 0-9 + /, padded "
                            "with =, no whitespace)");
@@ -927,7 +876,7 @@ static int fill_body(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job, cons
             return fail(c, ".content_type: required with body_base64");
         char *p = arena_take(&c->a, (size_t)dn + 1, 1);
         if (p) {
-            b64_decode(s, n, (unsigned char *)p);
+            hk_base64_decode(s, n, (unsigned char *)p, 0);
             p[dn] = '\0';
         }
         job->body = p ? p : k_measured;
@@ -1324,9 +1273,9 @@ void hk_job_destroy(hk_job_t *job)
 // Standard base64 with padding of `len` bytes into a new string.
 static char *base64_of(const char *data, size_t len)
 {
-    char *out = malloc((len + 2) / 3 * 4 + 1);
+    char *out = malloc(hk_base64_encoded_len(len) + 1);
     if (out)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data, (int)len);
+        hk_base64_encode(data, len, out);
     return out;
 }
 

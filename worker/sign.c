@@ -6,6 +6,8 @@
 // Secrets are never copied into error messages.
 #include "worker/sign.h"
 
+#include "base/base64.h"
+
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -17,14 +19,13 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#define SIGN_PREFIX      "whsec_"
-#define SIGN_PREFIX_LEN  (sizeof(SIGN_PREFIX) - 1)
-#define SIGN_KEY_MIN     16
-#define SIGN_KEY_MAX     64
-#define SIGN_KEY_B64_MAX (((SIGN_KEY_MAX + 2) / 3) * 4) // 88 characters
-#define SIGN_MAC_LEN     32                             // SHA-256
-#define SIGN_B64_LEN     44                             // base64 of 32 bytes, padded
-#define SIGN_ENTRY_LEN   (3 + SIGN_B64_LEN)             // "v1," + signature
+#define SIGN_PREFIX     "whsec_"
+#define SIGN_PREFIX_LEN (sizeof(SIGN_PREFIX) - 1)
+#define SIGN_KEY_MIN    16
+#define SIGN_KEY_MAX    64
+#define SIGN_MAC_LEN    32                 // SHA-256
+#define SIGN_B64_LEN    44                 // base64 of 32 bytes, padded
+#define SIGN_ENTRY_LEN  (3 + SIGN_B64_LEN) // "v1," + signature
 
 _Static_assert(SIGN_ENTRY_LEN == HK_SIGN_ENTRY_LEN, "sign.h's entry length is wrong");
 #define SIGN_SEPARATORS " \t"
@@ -70,70 +71,29 @@ static EVP_MAC_CTX *sign_thread_ctx(void)
     return ctx;
 }
 
-static int sign_is_b64(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
-
-static unsigned sign_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : 63;
-}
-
 // Decodes one "whsec_<base64>" secret of length `len` (not NUL-terminated) into
-// key. Strict: standard alphabet, padded to a multiple of 4, '=' only at the end,
-// unused trailing bits zero, 16..64 bytes. 0 ok, -1 with *reason.
-static int sign_decode_secret(const char *s, size_t len, unsigned char key[SIGN_KEY_MAX + 3],
+// key. Strict: canonical padded standard base64 (base/base64.h) of 16..64 bytes.
+// 0 ok, -1 with *reason.
+static int sign_decode_secret(const char *s, size_t len, unsigned char key[SIGN_KEY_MAX],
                               size_t *keylen, const char **reason)
 {
     if (len < SIGN_PREFIX_LEN || memcmp(s, SIGN_PREFIX, SIGN_PREFIX_LEN) != 0) {
         *reason = "must start with \"whsec_\"";
         return -1;
     }
-    const unsigned char *b64 = (const unsigned char *)s + SIGN_PREFIX_LEN;
+    const char *b64 = s + SIGN_PREFIX_LEN;
     size_t n = len - SIGN_PREFIX_LEN;
-    if (n == 0 || n % 4 != 0) {
-        *reason = "the part after \"whsec_\" must be padded base64 (length a multiple of 4)";
+    long want = n == 0 ? -1 : hk_base64_decoded_len(b64, n, HK_BASE64_CANONICAL);
+    if (want < 0) {
+        *reason = "the part after \"whsec_\" is not canonical padded base64";
         return -1;
     }
-    if (n > SIGN_KEY_B64_MAX) {
-        *reason = "the key must decode to 16 to 64 bytes";
-        return -1;
-    }
-    size_t pad = 0;
-    while (pad < 2 && b64[n - 1 - pad] == '=')
-        pad++;
-    for (size_t i = 0; i < n - pad; i++) {
-        if (!sign_is_b64(b64[i])) {
-            *reason = "the part after \"whsec_\" is not valid base64";
-            return -1;
-        }
-    }
-    // Canonical form: the bits past the last whole byte must be zero.
-    unsigned last = pad ? sign_b64_value(b64[n - 1 - pad]) : 0;
-    if ((pad == 1 && (last & 0x3)) || (pad == 2 && (last & 0xf))) {
-        *reason = "the part after \"whsec_\" is not canonical base64";
-        return -1;
-    }
-    size_t want = n / 4 * 3 - pad;
     if (want < SIGN_KEY_MIN || want > SIGN_KEY_MAX) {
         *reason = "the key must decode to 16 to 64 bytes";
         return -1;
     }
-    // EVP_DecodeBlock counts the zero bytes produced by '=' padding: drop them.
-    int got = EVP_DecodeBlock(key, b64, (int)n);
-    if (got < 0 || (size_t)got != want + pad) {
-        *reason = "the part after \"whsec_\" is not valid base64";
-        return -1;
-    }
-    *keylen = want;
+    hk_base64_decode(b64, n, key, HK_BASE64_CANONICAL);
+    *keylen = (size_t)want;
     return 0;
 }
 
@@ -156,13 +116,13 @@ static int sign_compute(const unsigned char *key, size_t keylen, const char *id,
         return -1;
     if (!EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) || mac_len != SIGN_MAC_LEN)
         return -1;
-    EVP_EncodeBlock((unsigned char *)sig, mac, SIGN_MAC_LEN); // 44 chars + NUL
+    hk_base64_encode(mac, SIGN_MAC_LEN, sig); // 44 chars + NUL
     return 0;
 }
 
 int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
 {
-    unsigned char key[SIGN_KEY_MAX + 3];
+    unsigned char key[SIGN_KEY_MAX];
     size_t keylen = 0;
     const char *reason = "is missing";
 
@@ -184,7 +144,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
 
     char ts[24];
     int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
-    unsigned char key[SIGN_KEY_MAX + 3];
+    unsigned char key[SIGN_KEY_MAX];
     size_t len = 0;
     int entries = 0;
     int rc = 0;
@@ -224,7 +184,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
 int hk_sign_verify(const char *secret, const char *id, const char *timestamp, const void *body,
                    size_t body_len, const char *header)
 {
-    unsigned char key[SIGN_KEY_MAX + 3];
+    unsigned char key[SIGN_KEY_MAX];
     size_t keylen = 0;
     const char *reason;
     char sig[SIGN_B64_LEN + 1];
