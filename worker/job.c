@@ -13,6 +13,7 @@
 #include "worker/job.h"
 
 #include "base/base64.h"
+#include "base/civil.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -619,22 +620,10 @@ static bool digits(const char *s, size_t n, int *out)
     return true;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 // RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 'T'/'Z' in either
 // case. Fractions below a millisecond are truncated; a leap second 60 is accepted.
 static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int year, mon, day, hh, mi, ss, ms = 0;
     if (n < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) || s[7] != '-' ||
         !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hh) ||
@@ -666,12 +655,11 @@ static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
     }
     if (i != n)
         return false;
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] + (mon == 2 && leap) || hh > 23 ||
+    if (mon < 1 || mon > 12 || day < 1 || day > hk_civil_days_in_month(year, mon) || hh > 23 ||
         mi > 59 || ss > 60)
         return false;
-    int64_t secs =
-        days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss - (int64_t)off_min * 60;
+    int64_t secs = hk_civil_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss -
+                   (int64_t)off_min * 60;
     *out_ms = secs * 1000 + ms;
     return true;
 }
