@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "base/base64.h"
+#include "base/err.h"
 #include "retry/backoff.h"
 #include "worker/sign.h"
 
@@ -342,17 +343,6 @@ static const char *const cf_secret_words[] = {"password", "passphrase", "secret"
 // read back from cf_parse_t.long_value.
 #define CF_LONG_VALUE_MARK "\x01"
 
-__attribute__((format(printf, 3, 4))) static void cf_errf(char *errstr, size_t errstr_size,
-                                                          const char *fmt, ...)
-{
-    if (errstr == NULL || errstr_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
-
 // Fields of `base`, the struct a row's table describes (hk_config_t, hk_endpoint_conf_t).
 static void *cf_field(void *base, size_t offset)
 {
@@ -510,7 +500,7 @@ static bool cf_check_nonempty(const char *value, char *why, size_t why_size)
 {
     if (value[0] != '\0')
         return true;
-    cf_errf(why, why_size, "must not be empty");
+    hk_err_set(why, why_size, "must not be empty");
     return false;
 }
 
@@ -521,7 +511,7 @@ static bool cf_check_topic(const char *value, char *why, size_t why_size)
         len >= 1 && len <= 249 && strcmp(value, ".") != 0 && strcmp(value, "..") != 0 &&
         strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
     if (!ok)
-        cf_errf(why, why_size, "must be a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+        hk_err_set(why, why_size, "must be a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
     return ok;
 }
 
@@ -563,9 +553,9 @@ static bool cf_check_cidrs(const char *value, char *why, size_t why_size)
     for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
         size_t len = strcspn(p, sep);
         if (!cf_cidr_ok(p, len)) {
-            cf_errf(why, why_size,
-                    "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
-                    "commas or spaces");
+            hk_err_set(why, why_size,
+                       "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
+                       "commas or spaces");
             return false;
         }
         p += len;
@@ -587,10 +577,10 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
     // More would not fit one webhook-signature header: refused here, so hookd never
     // has to choose between sending a partial header and none (worker/sign.h).
     if (total > HK_SIGN_MAX_SECRETS) {
-        cf_errf(why, why_size,
-                "holds %zu secrets, more than the %d one webhook-signature header carries; "
-                "remove retired secrets",
-                total, HK_SIGN_MAX_SECRETS);
+        hk_err_set(why, why_size,
+                   "holds %zu secrets, more than the %d one webhook-signature header carries; "
+                   "remove retired secrets",
+                   total, HK_SIGN_MAX_SECRETS);
         return false;
     }
     size_t nth = 0;
@@ -607,10 +597,10 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
         else if (bytes < 16 || bytes > 64)
             snprintf(problem, sizeof(problem), "decodes to %ld bytes", bytes);
         if (problem[0]) {
-            cf_errf(why, why_size,
-                    "must be whsec_<base64 of 16 to 64 bytes>, several separated by spaces; "
-                    "secret %zu of %zu %s (secrets are not shown)",
-                    nth, total, problem);
+            hk_err_set(why, why_size,
+                       "must be whsec_<base64 of 16 to 64 bytes>, several separated by spaces; "
+                       "secret %zu of %zu %s (secrets are not shown)",
+                       nth, total, problem);
             return false;
         }
         p += len;
@@ -623,7 +613,7 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size)
     for (size_t i = 0; i < sizeof(cf_log_levels) / sizeof(cf_log_levels[0]); i++)
         if (strcmp(value, cf_log_levels[i]) == 0)
             return true;
-    cf_errf(why, why_size, "must be one of debug, info, warn, error");
+    hk_err_set(why, why_size, "must be one of debug, info, warn, error");
     return false;
 }
 
@@ -631,7 +621,7 @@ static bool cf_check_ordering(const char *value, char *why, size_t why_size)
 {
     if (strcmp(value, "none") == 0 || strcmp(value, "key") == 0)
         return true;
-    cf_errf(why, why_size, "must be none or key");
+    hk_err_set(why, why_size, "must be none or key");
     return false;
 }
 
@@ -640,7 +630,7 @@ static bool cf_check_http2(const char *value, char *why, size_t why_size)
     if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0 ||
         strcmp(value, "prior_knowledge") == 0)
         return true;
-    cf_errf(why, why_size, "must be auto, off or prior_knowledge");
+    hk_err_set(why, why_size, "must be auto, off or prior_knowledge");
     return false;
 }
 
@@ -667,7 +657,7 @@ static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
 {
     if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
         return true;
-    cf_errf(why, why_size, "must be block or dead_letter_after_attempts");
+    hk_err_set(why, why_size, "must be block or dead_letter_after_attempts");
     return false;
 }
 
@@ -675,7 +665,7 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
 {
     if (strcmp(value, "reject") == 0 || strcmp(value, "default") == 0)
         return true;
-    cf_errf(why, why_size, "must be reject or default");
+    hk_err_set(why, why_size, "must be reject or default");
     return false;
 }
 
@@ -687,7 +677,7 @@ static bool cf_check_token(const char *value, char *why, size_t why_size)
     for (size_t i = 0; ok && i < len; i++)
         ok = value[i] > 0x20 && value[i] < 0x7f;
     if (!ok)
-        cf_errf(why, why_size, "must be 16 to 256 visible ASCII characters, or empty for none");
+        hk_err_set(why, why_size, "must be 16 to 256 visible ASCII characters, or empty for none");
     return ok;
 }
 
@@ -720,7 +710,7 @@ static bool cf_check_rate(const char *value, char *why, size_t why_size)
     double r;
     if (hk_config_parse_rate(value, &r) == 0)
         return true;
-    cf_errf(why, why_size, "must be empty or a rate such as 200/s, 1500/m or 10/h");
+    hk_err_set(why, why_size, "must be empty or a rate such as 200/s, 1500/m or 10/h");
     return false;
 }
 
@@ -728,7 +718,7 @@ static bool cf_check_redis_url(const char *value, char *why, size_t why_size)
 {
     if (value[0] == '\0' || strncmp(value, "redis://", 8) == 0 || strncmp(value, "unix:", 5) == 0)
         return true;
-    cf_errf(why, why_size, "must be empty, redis://[:password@]host:port[/db] or unix:/path");
+    hk_err_set(why, why_size, "must be empty, redis://[:password@]host:port[/db] or unix:/path");
     return false;
 }
 
@@ -769,8 +759,9 @@ static bool cf_check_listen(const char *value, char *why, size_t why_size)
         ok = memchr(value, ':', (size_t)(colon - value)) == NULL;
     int64_t port;
     if (!ok || !cf_parse_integer(colon + 1, CF_PLAIN, &port) || port < 0 || port > 65535) {
-        cf_errf(why, why_size,
-                "must be host:port (port 0 to 65535, 0 = any free port), or empty to turn it off");
+        hk_err_set(
+            why, why_size,
+            "must be host:port (port 0 to 65535, 0 = any free port), or empty to turn it off");
         return false;
     }
     return true;
@@ -845,8 +836,8 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
             return 0;
         }
         if (!cf_parse_integer(value, row->unit, &v) || v < row->min || v > row->max) {
-            cf_errf(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"", where,
-                    name, (long long)row->min, (long long)row->max, value);
+            hk_err_set(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"",
+                       where, name, (long long)row->min, (long long)row->max, value);
             return -1;
         }
         if (row->type == CF_INT)
@@ -861,8 +852,8 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
             char lo[32], hi[32];
             cf_format_double(lo, sizeof(lo), row->dmin);
             cf_format_double(hi, sizeof(hi), row->dmax);
-            cf_errf(errstr, errstr_size, "%s: %s must be between %s and %s, got \"%s\"", where,
-                    name, lo, hi, value);
+            hk_err_set(errstr, errstr_size, "%s: %s must be between %s and %s, got \"%s\"", where,
+                       name, lo, hi, value);
             return -1;
         }
         *(double *)field = v;
@@ -870,9 +861,9 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     }
     case CF_BOOL:
         if (!cf_parse_bool(value, (int *)field)) {
-            cf_errf(errstr, errstr_size,
-                    "%s: %s must be true or false (or yes/no, on/off, 1/0), got \"%s\"", where,
-                    name, value);
+            hk_err_set(errstr, errstr_size,
+                       "%s: %s must be true or false (or yes/no, on/off, 1/0), got \"%s\"", where,
+                       name, value);
             return -1;
         }
         return 0;
@@ -887,20 +878,20 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     size_t list_cnt = 0;
     if (row->type == CF_MS_LIST && value[0] != '\0' &&
         hk_backoff_parse_schedule(value, &list, &list_cnt, why, sizeof(why)) != 0) {
-        cf_errf(errstr, errstr_size, "%s: %s: %s", where, name, why);
+        hk_err_set(errstr, errstr_size, "%s: %s: %s", where, name, why);
         return -1;
     }
     if (row->check && !row->check(value, why, sizeof(why))) {
         if (row->type == CF_SECRET)
-            cf_errf(errstr, errstr_size, "%s: %s %s", where, name, why);
+            hk_err_set(errstr, errstr_size, "%s: %s %s", where, name, why);
         else
-            cf_errf(errstr, errstr_size, "%s: %s %s, got \"%s\"", where, name, why, value);
+            hk_err_set(errstr, errstr_size, "%s: %s %s, got \"%s\"", where, name, why, value);
         return -1;
     }
     char *copy = strdup(value);
     if (!copy) {
         free(list);
-        cf_errf(errstr, errstr_size, "%s: out of memory", where);
+        hk_err_set(errstr, errstr_size, "%s: out of memory", where);
         return -1;
     }
     char **str = field;
@@ -1285,20 +1276,20 @@ static int cf_load_file(hk_config_t *cfg, const char *path, char *errstr, size_t
     cf_parse_t ps = {.cfg = cfg, .endpoint = -1, .errstr = errstr, .errstr_size = errstr_size};
     ps.fp = fopen(path, "r");
     if (!ps.fp) {
-        cf_errf(errstr, errstr_size, "cannot open config file %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "cannot open config file %s: %s", path, strerror(errno));
         return -1;
     }
     int rc = ini_parse_stream(cf_read_line, &ps, cf_on_ini_pair, &ps);
     if (ferror(ps.fp) && !ps.err_line) {
-        cf_errf(errstr, errstr_size, "cannot read config file %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "cannot read config file %s: %s", path, strerror(errno));
         ps.err_line = -1;
     } else if (rc > 0 && (ps.err_line == 0 || rc < ps.err_line)) {
         // inih found a line that is neither [section], key = value nor a comment.
-        cf_errf(errstr, errstr_size,
-                "config line %d: expected [section], key = value or a # comment", rc);
+        hk_err_set(errstr, errstr_size,
+                   "config line %d: expected [section], key = value or a # comment", rc);
         ps.err_line = rc;
     } else if (rc < 0 && !ps.err_line) {
-        cf_errf(errstr, errstr_size, "cannot parse config file %s: out of memory", path);
+        hk_err_set(errstr, errstr_size, "cannot parse config file %s: out of memory", path);
         ps.err_line = -1;
     }
     fclose(ps.fp);
@@ -1364,30 +1355,30 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
 {
     if (cf_derive_topic(&cfg->kafka_dlq_topic, cfg->kafka_topic, ".dlq") != 0 ||
         cf_derive_topic(&cfg->kafka_retry_topic, cfg->kafka_topic, ".retry") != 0) {
-        cf_errf(errstr, errstr_size, "config: out of memory");
+        hk_err_set(errstr, errstr_size, "config: out of memory");
         return -1;
     }
     char why[128];
     if (!cf_check_topic(cfg->kafka_dlq_topic, why, sizeof(why)) ||
         !cf_check_topic(cfg->kafka_retry_topic, why, sizeof(why))) {
-        cf_errf(errstr, errstr_size,
-                "config: kafka.topic \"%s\" is too long to derive the dlq and retry topic names "
-                "from; set kafka.dlq_topic and kafka.retry_topic",
-                cfg->kafka_topic);
+        hk_err_set(errstr, errstr_size,
+                   "config: kafka.topic \"%s\" is too long to derive the dlq and retry topic names "
+                   "from; set kafka.dlq_topic and kafka.retry_topic",
+                   cfg->kafka_topic);
         return -1;
     }
     const char *same = strcmp(cfg->kafka_dlq_topic, cfg->kafka_topic) == 0     ? "kafka.dlq_topic"
                        : strcmp(cfg->kafka_retry_topic, cfg->kafka_topic) == 0 ? "kafka.retry_topic"
                                                                                : NULL;
     if (same) {
-        cf_errf(errstr, errstr_size, "config: %s must differ from kafka.topic (\"%s\")", same,
-                cfg->kafka_topic);
+        hk_err_set(errstr, errstr_size, "config: %s must differ from kafka.topic (\"%s\")", same,
+                   cfg->kafka_topic);
         return -1;
     }
     if (strcmp(cfg->kafka_dlq_topic, cfg->kafka_retry_topic) == 0) {
-        cf_errf(errstr, errstr_size,
-                "config: kafka.dlq_topic and kafka.retry_topic must differ (both \"%s\")",
-                cfg->kafka_dlq_topic);
+        hk_err_set(errstr, errstr_size,
+                   "config: kafka.dlq_topic and kafka.retry_topic must differ (both \"%s\")",
+                   cfg->kafka_dlq_topic);
         return -1;
     }
     for (size_t i = 0; i < sizeof(cf_order_rules) / sizeof(cf_order_rules[0]); i++) {
@@ -1396,9 +1387,9 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
         assert(lo && hi && (lo->type == CF_INT || lo->type == CF_INT64) &&
                (hi->type == CF_INT || hi->type == CF_INT64));
         if (cf_get_integer(cfg, lo) > cf_get_integer(cfg, hi)) {
-            cf_errf(errstr, errstr_size, "config: %s (%lld) must not exceed %s (%lld)",
-                    cf_order_rules[i].lo, (long long)cf_get_integer(cfg, lo), cf_order_rules[i].hi,
-                    (long long)cf_get_integer(cfg, hi));
+            hk_err_set(errstr, errstr_size, "config: %s (%lld) must not exceed %s (%lld)",
+                       cf_order_rules[i].lo, (long long)cf_get_integer(cfg, lo),
+                       cf_order_rules[i].hi, (long long)cf_get_integer(cfg, hi));
             return -1;
         }
     }
@@ -1406,8 +1397,8 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
     // they are literals (hookd judges the resolved address again when it binds).
     if (cfg->admin_listen[0] && !cfg->admin_token[0] &&
         !cf_listen_maybe_loopback(cfg->admin_listen)) {
-        cf_errf(errstr, errstr_size, "config: admin.listen %s is not loopback: set admin.token",
-                cfg->admin_listen);
+        hk_err_set(errstr, errstr_size, "config: admin.listen %s is not loopback: set admin.token",
+                   cfg->admin_listen);
         return -1;
     }
     return 0;
@@ -1426,7 +1417,7 @@ hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, s
 
     hk_config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg) {
-        cf_errf(errstr, errstr_size, "config: out of memory");
+        hk_err_set(errstr, errstr_size, "config: out of memory");
         return NULL;
     }
     if (cf_set_defaults(cfg, cf_rows, CF_ROWS_CNT, errstr, errstr_size) != 0)
@@ -1607,7 +1598,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
     for (size_t i = 0; i < CF_ROWS_CNT; i++) {
         const cf_row_t *row = &cf_rows[i];
         if (row->reload == CF_NO_RELOAD && !cf_row_equal(old, new, row)) {
-            cf_errf(errstr, errstr_size, "%s.%s %s", row->section, row->key, tail);
+            hk_err_set(errstr, errstr_size, "%s.%s %s", row->section, row->key, tail);
             return -1;
         }
     }
@@ -1617,7 +1608,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
         kv = cf_kv_first_change(new->kafka_props, new->kafka_props_cnt, old->kafka_props,
                                 old->kafka_props_cnt);
     if (kv) {
-        cf_errf(errstr, errstr_size, "kafka.rdkafka.%s %s", kv->key, tail);
+        hk_err_set(errstr, errstr_size, "kafka.rdkafka.%s %s", kv->key, tail);
         return -1;
     }
     kv = cf_kv_first_change(old->tenant_secrets, old->tenant_secrets_cnt, new->tenant_secrets,
@@ -1626,7 +1617,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
         kv = cf_kv_first_change(new->tenant_secrets, new->tenant_secrets_cnt, old->tenant_secrets,
                                 old->tenant_secrets_cnt);
     if (kv) {
-        cf_errf(errstr, errstr_size, "[tenant \"%s\"] secret %s", kv->key, tail);
+        hk_err_set(errstr, errstr_size, "[tenant \"%s\"] secret %s", kv->key, tail);
         return -1;
     }
 
@@ -1639,7 +1630,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
     const cf_row_t *row = cf_endpoint_first_change(old, new, &def, &endpoint);
     cf_free_fields(&def, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT);
     if (row) {
-        cf_errf(errstr, errstr_size, "[endpoint \"%s\"] %s %s", endpoint, row->key, tail);
+        hk_err_set(errstr, errstr_size, "[endpoint \"%s\"] %s %s", endpoint, row->key, tail);
         return -1;
     }
     return 0;
