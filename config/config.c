@@ -28,9 +28,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "base/base64.h"
 #include "base/err.h"
 #include "retry/backoff.h"
+#include "worker/netguard.h"
 #include "worker/sign.h"
 
 typedef enum cf_type {
@@ -520,52 +520,21 @@ static bool cf_check_topic_or_empty(const char *value, char *why, size_t why_siz
     return value[0] == '\0' || cf_check_topic(value, why, why_size);
 }
 
-// One allow_cidrs entry: an IPv4 or IPv6 address, optionally /prefix (1 to 3 digits),
-// host bits zero: the rules of hk_netguard_new(), checked here to name the line.
-static bool cf_cidr_ok(const char *p, size_t len)
-{
-    char tok[INET6_ADDRSTRLEN + 8];
-    if (len >= sizeof(tok))
-        return false;
-    memcpy(tok, p, len);
-    tok[len] = '\0';
-    char *slash = strchr(tok, '/');
-    if (slash)
-        *slash = '\0';
-    unsigned char addr[sizeof(struct in6_addr)];
-    int64_t max = inet_pton(AF_INET, tok, addr) == 1    ? 32
-                  : inet_pton(AF_INET6, tok, addr) == 1 ? 128
-                                                        : -1;
-    int64_t prefix = max;
-    if (max < 0 || (slash && (strlen(slash + 1) > 3 ||
-                              !cf_parse_integer(slash + 1, CF_PLAIN, &prefix) || prefix > max)))
-        return false;
-    for (int64_t bit = prefix; bit < max; bit++)
-        if (addr[bit / 8] & (0x80 >> (bit % 8)))
-            return false;
-    return true;
-}
-
-// Entries separated by commas and/or spaces, as hk_netguard_new() takes them.
+// The rules are netguard's (hk_netguard_new() reads the same value); the message
+// is config's, and the line's value follows it.
 static bool cf_check_cidrs(const char *value, char *why, size_t why_size)
 {
-    const char *sep = ", \t";
-    for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
-        size_t len = strcspn(p, sep);
-        if (!cf_cidr_ok(p, len)) {
-            hk_err_set(why, why_size,
-                       "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
-                       "commas or spaces");
-            return false;
-        }
-        p += len;
-    }
-    return true;
+    if (hk_netguard_check_cidrs(value, NULL, 0) == 0)
+        return true;
+    hk_err_set(why, why_size,
+               "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
+               "commas or spaces");
+    return false;
 }
 
 // "" (signing off) or whsec_<base64 of 16..64 bytes>, up to HK_SIGN_MAX_SECRETS
-// separated by spaces during rotation. The message says which one is wrong and how, never what it
-// is.
+// separated by spaces during rotation; each secret by sign's rule (hk_sign_check_secret_n). The
+// message says which one is wrong and how, never what it is.
 static bool cf_check_secrets(const char *value, char *why, size_t why_size)
 {
     const char *sep = " \t";
@@ -587,16 +556,8 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
     for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
         size_t len = strcspn(p, sep);
         nth++;
-        char problem[64] = "";
-        long bytes;
-        if (len < 6 || strncmp(p, "whsec_", 6) != 0)
-            snprintf(problem, sizeof(problem), "does not start with whsec_");
-        else if (len == 6 ||
-                 (bytes = hk_base64_decoded_len(p + 6, len - 6, HK_BASE64_CANONICAL)) < 0)
-            snprintf(problem, sizeof(problem), "is not canonical padded base64 after whsec_");
-        else if (bytes < 16 || bytes > 64)
-            snprintf(problem, sizeof(problem), "decodes to %ld bytes", bytes);
-        if (problem[0]) {
+        char problem[64];
+        if (hk_sign_check_secret_n(p, len, problem, sizeof(problem)) < 0) {
             hk_err_set(why, why_size,
                        "must be whsec_<base64 of 16 to 64 bytes>, several separated by spaces; "
                        "secret %zu of %zu %s (secrets are not shown)",

@@ -7,6 +7,7 @@
 #include "worker/sign.h"
 
 #include "base/base64.h"
+#include "base/err.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -71,30 +72,51 @@ static EVP_MAC_CTX *sign_thread_ctx(void)
     return ctx;
 }
 
-// Decodes one "whsec_<base64>" secret of length `len` (not NUL-terminated) into
-// key. Strict: canonical padded standard base64 (base/base64.h) of 16..64 bytes.
-// 0 ok, -1 with *reason.
-static int sign_decode_secret(const char *s, size_t len, unsigned char key[SIGN_KEY_MAX],
-                              size_t *keylen, const char **reason)
+// What is wrong with a secret, if anything.
+typedef enum sign_problem {
+    SIGN_OK,
+    SIGN_NO_PREFIX,  // does not start with "whsec_"
+    SIGN_NOT_BASE64, // nothing, or not canonical padded base64, after it
+    SIGN_KEY_SIZE,   // well formed, but the key is not 16..64 bytes
+} sign_problem_t;
+
+// Checks one "whsec_<base64>" secret of length `len` (not NUL-terminated):
+// canonical padded standard base64 (base/base64.h) of 16..64 bytes, and *bytes
+// is its decoded length when it is base64. With `key` it also decodes into it.
+static sign_problem_t sign_decode_secret(const char *s, size_t len, unsigned char *key, long *bytes)
 {
-    if (len < SIGN_PREFIX_LEN || memcmp(s, SIGN_PREFIX, SIGN_PREFIX_LEN) != 0) {
-        *reason = "must start with \"whsec_\"";
-        return -1;
-    }
+    *bytes = -1;
+    if (len < SIGN_PREFIX_LEN || memcmp(s, SIGN_PREFIX, SIGN_PREFIX_LEN) != 0)
+        return SIGN_NO_PREFIX;
     const char *b64 = s + SIGN_PREFIX_LEN;
     size_t n = len - SIGN_PREFIX_LEN;
-    long want = n == 0 ? -1 : hk_base64_decoded_len(b64, n, HK_BASE64_CANONICAL);
-    if (want < 0) {
-        *reason = "the part after \"whsec_\" is not canonical padded base64";
-        return -1;
+    *bytes = n == 0 ? -1 : hk_base64_decoded_len(b64, n, HK_BASE64_CANONICAL);
+    if (*bytes < 0)
+        return SIGN_NOT_BASE64;
+    if (*bytes < SIGN_KEY_MIN || *bytes > SIGN_KEY_MAX)
+        return SIGN_KEY_SIZE;
+    if (key != NULL)
+        hk_base64_decode(b64, n, key, HK_BASE64_CANONICAL);
+    return SIGN_OK;
+}
+
+int hk_sign_check_secret_n(const char *secret, size_t len, char *why, size_t why_size)
+{
+    long bytes;
+    switch (sign_decode_secret(secret, len, NULL, &bytes)) {
+    case SIGN_OK:
+        return 0;
+    case SIGN_NO_PREFIX:
+        hk_err_set(why, why_size, "does not start with whsec_");
+        break;
+    case SIGN_NOT_BASE64:
+        hk_err_set(why, why_size, "is not canonical padded base64 after whsec_");
+        break;
+    case SIGN_KEY_SIZE:
+        hk_err_set(why, why_size, "decodes to %ld bytes", bytes);
+        break;
     }
-    if (want < SIGN_KEY_MIN || want > SIGN_KEY_MAX) {
-        *reason = "the key must decode to 16 to 64 bytes";
-        return -1;
-    }
-    hk_base64_decode(b64, n, key, HK_BASE64_CANONICAL);
-    *keylen = (size_t)want;
-    return 0;
+    return -1;
 }
 
 // sig = base64(HMAC-SHA256(key, id "." ts "." body)), NUL-terminated.
@@ -122,16 +144,11 @@ static int sign_compute(const unsigned char *key, size_t keylen, const char *id,
 
 int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
 {
-    unsigned char key[SIGN_KEY_MAX];
-    size_t keylen = 0;
-    const char *reason = "is missing";
-
-    int rc =
-        secret == NULL ? -1 : sign_decode_secret(secret, strlen(secret), key, &keylen, &reason);
-    OPENSSL_cleanse(key, sizeof(key));
-    if (rc < 0 && errstr != NULL && errstr_size > 0)
-        snprintf(errstr, errstr_size, "webhook secret %s", reason);
-    return rc;
+    char why[64] = "is missing";
+    if (secret != NULL && hk_sign_check_secret_n(secret, strlen(secret), why, sizeof(why)) == 0)
+        return 0;
+    hk_err_set(errstr, errstr_size, "webhook secret %s (16 to 64 bytes as whsec_<base64>)", why);
+    return -1;
 }
 
 int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const void *body,
@@ -152,13 +169,12 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
     for (const char *p = secrets + strspn(secrets, SIGN_SEPARATORS); *p != '\0';
          p += strspn(p, SIGN_SEPARATORS)) {
         size_t tok_len = strcspn(p, SIGN_SEPARATORS);
-        size_t keylen = 0;
-        const char *reason;
+        long keylen = 0;
         char sig[SIGN_B64_LEN + 1];
         size_t need = (entries > 0) + SIGN_ENTRY_LEN;
 
-        if (sign_decode_secret(p, tok_len, key, &keylen, &reason) < 0 ||
-            sign_compute(key, keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0) {
+        if (sign_decode_secret(p, tok_len, key, &keylen) != SIGN_OK ||
+            sign_compute(key, (size_t)keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0) {
             rc = HK_SIGN_EINVAL;
             break;
         }
@@ -185,11 +201,10 @@ int hk_sign_verify(const char *secret, const char *id, const char *timestamp, co
                    size_t body_len, const char *header)
 {
     unsigned char key[SIGN_KEY_MAX];
-    size_t keylen = 0;
-    const char *reason;
+    long keylen = 0;
     char sig[SIGN_B64_LEN + 1];
 
-    if (secret == NULL || sign_decode_secret(secret, strlen(secret), key, &keylen, &reason) < 0) {
+    if (secret == NULL || sign_decode_secret(secret, strlen(secret), key, &keylen) != SIGN_OK) {
         OPENSSL_cleanse(key, sizeof(key));
         return -1;
     }
@@ -197,7 +212,8 @@ int hk_sign_verify(const char *secret, const char *id, const char *timestamp, co
         OPENSSL_cleanse(key, sizeof(key));
         return 0;
     }
-    int rc = sign_compute(key, keylen, id, timestamp, strlen(timestamp), body, body_len, sig);
+    int rc =
+        sign_compute(key, (size_t)keylen, id, timestamp, strlen(timestamp), body, body_len, sig);
     OPENSSL_cleanse(key, sizeof(key));
     if (rc < 0)
         return 0;
