@@ -217,24 +217,31 @@ static void hash_key(const void *key, size_t len, char *out)
     out[n] = '\0';
 }
 
+// Index just past the string that opens at p[i] == '"', or n when it does not end.
+// Only escapes are recognised (the byte after '\\' never ends the string), so it runs
+// over any bytes: before jansson (too_deep()) and over scanned values (raw_compact(),
+// patch_value()). skip_string() is the strict one.
+static size_t skip_string_loose(const unsigned char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            return i + 1;
+    }
+    return n;
+}
+
 // Finds the first container opened deeper than JOB_MAX_DEPTH, before jansson recurses
 // (its own limit is 2048). Exact for valid JSON; for invalid JSON either answer is fine,
 // the job is rejected anyway.
 static bool too_deep(const unsigned char *p, size_t n, size_t *at)
 {
     size_t depth = 0;
-    bool in_str = false;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
         if (ch == '"') {
-            in_str = true;
+            i = skip_string_loose(p, n, i) - 1;
         } else if (ch == '[' || ch == '{') {
             if (++depth > JOB_MAX_DEPTH) {
                 *at = i;
@@ -502,26 +509,19 @@ static int raw_member(const unsigned char *p, raw_t obj, const char *name, raw_t
 static size_t raw_compact(const unsigned char *p, raw_t v, char *out)
 {
     size_t o = 0, end = v.off + v.len;
-    bool in_str = false;
     for (size_t i = v.off; i < end; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '"') {
-                in_str = false;
-            } else if (ch == '\\' && i + 1 < end) { // the escaped byte, '"' or '\\' included
-                if (out)
-                    out[o] = (char)ch;
-                o++;
-                ch = p[++i];
-            }
-        } else if (is_ws(ch)) {
-            continue;
-        } else if (ch == '"') {
-            in_str = true;
+        if (ch == '"') { // a string is copied as it is, escapes included
+            size_t stop = skip_string_loose(p, end, i);
+            if (out)
+                memcpy(out + o, p + i, stop - i);
+            o += stop - i;
+            i = stop - 1;
+        } else if (!is_ws(ch)) {
+            if (out)
+                out[o] = (char)ch;
+            o++;
         }
-        if (out)
-            out[o] = (char)ch;
-        o++;
     }
     return o;
 }
@@ -539,18 +539,10 @@ static bool beyond_int64(const unsigned char *s, size_t n)
 static bool patch_value(const unsigned char *p, size_t n, raw_t v, unsigned char **copy)
 {
     size_t end = v.off + v.len;
-    bool in_str = false;
     for (size_t i = v.off; i < end; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
         if (ch == '"') {
-            in_str = true;
+            i = skip_string_loose(p, end, i) - 1;
             continue;
         }
         if (ch != '-' && !is_digit(ch))
