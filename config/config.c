@@ -42,7 +42,15 @@ typedef enum cf_type {
     CF_SECRET,  // char * field, never printed
     CF_MS_LIST, // char * field as written, plus its delays parsed by
                 // hk_backoff_parse_schedule into an int64_t * and a size_t count
+    CF_ENUM,    // enum field (int-sized): one of the row's names, parsed once here
 } cf_type_t;
+
+// One word a CF_ENUM key accepts and the value it stands for; a table ends with
+// a NULL name.
+typedef struct cf_enum_name {
+    const char *name;
+    int value;
+} cf_enum_name_t;
 
 // The suffixes an integer key accepts after its digits.
 typedef enum cf_unit {
@@ -75,7 +83,8 @@ typedef struct cf_row {
     cf_check_fn check;  // CF_STR, CF_SECRET; NULL: any value
     size_t list_offset; // CF_MS_LIST: the parsed delays (int64_t *) and their count (size_t)
     size_t cnt_offset;
-    int (*auto_value)(void); // CF_INT: what the value "auto" stands for; NULL: not allowed
+    int (*auto_value)(void);     // CF_INT: what the value "auto" stands for; NULL: not allowed
+    const cf_enum_name_t *names; // CF_ENUM: the words it accepts
 } cf_row_t;
 
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size);
@@ -86,14 +95,9 @@ static bool cf_check_cidrs(const char *value, char *why, size_t why_size);
 static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
-static bool cf_check_ordering(const char *value, char *why, size_t why_size);
-static bool cf_check_http2(const char *value, char *why, size_t why_size);
-static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size);
 static int cf_auto_threads(void);
-static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
 static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
-static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size);
 
 // offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
 // cannot point an int parser at an int64_t field.
@@ -146,6 +150,14 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
         .cnt_offset = CF_FIELD_OF(S, FIELD##_cnt, size_t)                                          \
     }
 
+// FIELD has enum type T, stored as an int: the first line refuses another type or size.
+#define CF_ENUM_ROW_OF(S, SEC, KEY, FIELD, T, DEF, RELOAD, NAMES)                                  \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_ENUM,                                               \
+        .offset = CF_FIELD_OF(S, FIELD, T) + 0 * sizeof(char[sizeof(T) == sizeof(int) ? 1 : -1]),  \
+        .def = DEF, .reload = RELOAD, .names = NAMES                                               \
+    }
+
 #define CF_INT_ROW(...)     CF_INT_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_INT64_ROW(...)   CF_INT64_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_DOUBLE_ROW(...)  CF_DOUBLE_ROW_OF(hk_config_t, __VA_ARGS__)
@@ -153,6 +165,27 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
 #define CF_STR_ROW(...)     CF_STR_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_SECRET_ROW(...)  CF_SECRET_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_MS_LIST_ROW(...) CF_MS_LIST_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_ENUM_ROW(...)    CF_ENUM_ROW_OF(hk_config_t, __VA_ARGS__)
+
+static const cf_enum_name_t cf_http2_names[] = {{"auto", HK_HTTP2_AUTO},
+                                                {"off", HK_HTTP2_OFF},
+                                                {"prior_knowledge", HK_HTTP2_PRIOR_KNOWLEDGE},
+                                                {NULL, 0}};
+// [endpoint] http2 = "" (the default) takes delivery.http2.
+static const cf_enum_name_t cf_endpoint_http2_names[] = {
+    {"", HK_HTTP2_UNSET},
+    {"auto", HK_HTTP2_AUTO},
+    {"off", HK_HTTP2_OFF},
+    {"prior_knowledge", HK_HTTP2_PRIOR_KNOWLEDGE},
+    {NULL, 0}};
+static const cf_enum_name_t cf_unknown_tenant_names[] = {
+    {"reject", HK_UNKNOWN_TENANT_REJECT}, {"default", HK_UNKNOWN_TENANT_DEFAULT}, {NULL, 0}};
+static const cf_enum_name_t cf_ordering_names[] = {
+    {"none", HK_ORDERING_NONE}, {"key", HK_ORDERING_KEY}, {NULL, 0}};
+static const cf_enum_name_t cf_head_of_line_names[] = {
+    {"block", HK_HEAD_OF_LINE_BLOCK},
+    {"dead_letter_after_attempts", HK_HEAD_OF_LINE_DEAD_LETTER},
+    {NULL, 0}};
 
 // The order here is the order of hk_config_dump() and of the sample hookd.conf.
 static const cf_row_t cf_rows[] = {
@@ -185,11 +218,12 @@ static const cf_row_t cf_rows[] = {
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
     CF_STR_ROW("delivery", "ca_file", delivery_ca_file, "", CF_NO_RELOAD, NULL),
     CF_STR_ROW("delivery", "ca_path", delivery_ca_path, "", CF_NO_RELOAD, NULL),
-    CF_STR_ROW("delivery", "http2", delivery_http2, "off", CF_NO_RELOAD, cf_check_http2),
+    CF_ENUM_ROW("delivery", "http2", delivery_http2, hk_http2_t, "off", CF_NO_RELOAD,
+                cf_http2_names),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
-    CF_STR_ROW("signing", "unknown_tenant", signing_unknown_tenant, "reject", CF_NO_RELOAD,
-               cf_check_unknown_tenant),
+    CF_ENUM_ROW("signing", "unknown_tenant", signing_unknown_tenant, hk_unknown_tenant_t, "reject",
+                CF_NO_RELOAD, cf_unknown_tenant_names),
 
     CF_INT64_ROW("limits", "max_job_bytes", limits_max_job_bytes, CF_BYTES, "1048576", 1024,
                  67108864, CF_RELOAD),
@@ -222,9 +256,10 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("lanes", "min_limit", lanes_min_limit, CF_PLAIN, "1", 1, 4096, CF_RELOAD),
     CF_INT_ROW("lanes", "max_limit", lanes_max_limit, CF_PLAIN, "256", 1, 4096, CF_RELOAD),
 
-    CF_STR_ROW("dispatch", "ordering", dispatch_ordering, "none", CF_NO_RELOAD, cf_check_ordering),
-    CF_STR_ROW("dispatch", "head_of_line", dispatch_head_of_line, "dead_letter_after_attempts",
-               CF_RELOAD, cf_check_head_of_line),
+    CF_ENUM_ROW("dispatch", "ordering", dispatch_ordering, hk_ordering_t, "none", CF_NO_RELOAD,
+                cf_ordering_names),
+    CF_ENUM_ROW("dispatch", "head_of_line", dispatch_head_of_line, hk_head_of_line_t,
+                "dead_letter_after_attempts", CF_RELOAD, cf_head_of_line_names),
     CF_INT64_ROW("dispatch", "lane_idle_ms", dispatch_lane_idle_ms, CF_MS, "30000", 10, 86400000,
                  CF_NO_RELOAD),
     CF_INT_ROW("dispatch", "max_lanes", dispatch_max_lanes, CF_PLAIN, "10000", 1, 10000000,
@@ -283,8 +318,8 @@ static const cf_row_t cf_endpoint_rows[] = {
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_cert", client_cert, "", CF_NO_RELOAD,
                   NULL),
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_key", client_key, "", CF_NO_RELOAD, NULL),
-    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, "", CF_NO_RELOAD,
-                  cf_check_http2_or_empty),
+    CF_ENUM_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, hk_http2_t, "", CF_NO_RELOAD,
+                   cf_endpoint_http2_names),
 };
 
 #define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
@@ -578,28 +613,6 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size)
     return false;
 }
 
-static bool cf_check_ordering(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "none") == 0 || strcmp(value, "key") == 0)
-        return true;
-    hk_err_set(why, why_size, "must be none or key");
-    return false;
-}
-
-static bool cf_check_http2(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0 ||
-        strcmp(value, "prior_knowledge") == 0)
-        return true;
-    hk_err_set(why, why_size, "must be auto, off or prior_knowledge");
-    return false;
-}
-
-static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size)
-{
-    return value[0] == '\0' || cf_check_http2(value, why, why_size);
-}
-
 // delivery.threads = auto: one per CPU this process may run on (affinity and
 // cpusets count), at most 16. Each delivery thread is an event loop that keeps a
 // core busy at line rate. Measured on 2 cores (bench/compare.sh, README): 2
@@ -612,22 +625,6 @@ static int cf_auto_threads(void)
     if (n <= 0)
         n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 16 ? 16 : n;
-}
-
-static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
-        return true;
-    hk_err_set(why, why_size, "must be block or dead_letter_after_attempts");
-    return false;
-}
-
-static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "reject") == 0 || strcmp(value, "default") == 0)
-        return true;
-    hk_err_set(why, why_size, "must be reject or default");
-    return false;
 }
 
 // "" (no token) or 16 to 256 visible ASCII characters.
@@ -777,6 +774,43 @@ static bool cf_endpoint_canon(const char *name, char *out, size_t out_size)
 
 // Parses `value` for `row` and stores it in the struct at `base`. `where` starts the
 // error message ("config line 12", "env HOOKD_DELIVERY_THREADS"); the key is named
+// A CF_ENUM row's value from one of its names. The error lists the names: "must be
+// none or key", "must be auto, off or prior_knowledge", "must be one of a, b, c, d".
+static int cf_set_enum(void *field, const cf_row_t *row, const char *name, const char *value,
+                       const char *where, char *errstr, size_t errstr_size)
+{
+    size_t cnt = 0;
+    for (const cf_enum_name_t *n = row->names; n->name; n++) {
+        if (strcmp(value, n->name) == 0) {
+            *(int *)field = n->value;
+            return 0;
+        }
+        cnt += n->name[0] != '\0'; // "" (unset) is not offered
+    }
+    char list[256] = "";
+    size_t len = 0, nth = 0;
+    for (const cf_enum_name_t *n = row->names; n->name && len < sizeof(list); n++) {
+        if (n->name[0] == '\0')
+            continue;
+        nth++;
+        const char *sep = nth == 1 ? "" : nth == cnt && cnt <= 3 ? " or " : ", ";
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", sep, n->name);
+    }
+    hk_err_set(errstr, errstr_size, "%s: %s must be %s%s, got \"%s\"", where, name,
+               cnt > 3 ? "one of " : "", list, value);
+    return -1;
+}
+
+// The name a CF_ENUM row's value stands for ("" when none does).
+static const char *cf_enum_name(const void *base, const cf_row_t *row)
+{
+    int v = *(const int *)cf_cfield(base, row->offset);
+    for (const cf_enum_name_t *n = row->names; n->name; n++)
+        if (n->value == v)
+            return n->name;
+    return "";
+}
+
 // section.key, or "<prefix> key" when prefix is set (`[endpoint "..."] disabled`).
 static int cf_set(void *base, const cf_row_t *row, const char *prefix, const char *value,
                   const char *where, char *errstr, size_t errstr_size)
@@ -828,6 +862,8 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
             return -1;
         }
         return 0;
+    case CF_ENUM:
+        return cf_set_enum(field, row, name, value, where, errstr, errstr_size);
     case CF_MS_LIST:
     case CF_STR:
     case CF_SECRET:
@@ -898,6 +934,7 @@ static bool cf_row_equal(const void *a, const void *b, const cf_row_t *row)
     switch (row->type) {
     case CF_INT:
     case CF_BOOL:
+    case CF_ENUM:
         return cf_get_int(a, row) == cf_get_int(b, row);
     case CF_INT64:
         return cf_get_int64(a, row) == cf_get_int64(b, row);
@@ -1450,6 +1487,9 @@ static void cf_dump_row(FILE *out, const void *base, const cf_row_t *row)
     case CF_MS_LIST:
         cf_dump_value(out, cf_get_str(base, row));
         break;
+    case CF_ENUM:
+        cf_dump_value(out, cf_enum_name(base, row));
+        break;
     }
 }
 
@@ -1488,7 +1528,7 @@ void hk_config_dump(const hk_config_t *cfg, FILE *out)
 
 int hk_config_tenant_known(const hk_config_t *cfg, const char *tenant)
 {
-    if (cfg->tenant_secrets_cnt == 0 || strcmp(cfg->signing_unknown_tenant, "default") == 0)
+    if (cfg->tenant_secrets_cnt == 0 || cfg->signing_unknown_tenant == HK_UNKNOWN_TENANT_DEFAULT)
         return 1;
     if (!tenant || strcmp(tenant, HK_CONFIG_DEFAULT_TENANT) == 0)
         return 1;
