@@ -291,6 +291,20 @@ hk_netguard_t *hk_netguard_new(const char *allow_cidrs, char *errstr, size_t err
     return ng;
 }
 
+int hk_netguard_check_cidrs(const char *allow_cidrs, char *errstr, size_t errstr_size)
+{
+    const char *list = allow_cidrs != NULL ? allow_cidrs : "";
+    for (const char *p = list + strspn(list, NG_SEPARATORS); *p != '\0';
+         p += strspn(p, NG_SEPARATORS)) {
+        size_t len = strcspn(p, NG_SEPARATORS);
+        ng_cidr_t nc;
+        if (ng_parse_cidr(p, len, &nc, errstr, errstr_size) < 0)
+            return -1;
+        p += len;
+    }
+    return 0;
+}
+
 void hk_netguard_destroy(hk_netguard_t *ng)
 {
     free(ng);

@@ -18,6 +18,11 @@ typedef struct hk_netguard_s hk_netguard_t;
 hk_netguard_t *hk_netguard_new(const char *allow_cidrs, char *errstr, size_t errstr_size);
 void hk_netguard_destroy(hk_netguard_t *ng);
 
+// Checks `allow_cidrs` by the rules of hk_netguard_new() without building a guard
+// (config's validation of delivery.allow_cidrs). 0 ok, -1 with errstr naming the
+// first bad entry.
+int hk_netguard_check_cidrs(const char *allow_cidrs, char *errstr, size_t errstr_size);
+
 // 1 allowed, 0 refused. On refusal *why (when not NULL) names the range, e.g.
 // "loopback", "private", "link-local", "cgnat", "multicast", "reserved".
 int hk_netguard_check(const hk_netguard_t *ng, const struct sockaddr *sa, socklen_t salen,

@@ -6,6 +6,9 @@
 // Secrets are never copied into error messages.
 #include "base/sign.h"
 
+#include "base/base64.h"
+#include "base/err.h"
+
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -17,14 +20,13 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#define SIGN_PREFIX      "whsec_"
-#define SIGN_PREFIX_LEN  (sizeof(SIGN_PREFIX) - 1)
-#define SIGN_KEY_MIN     16
-#define SIGN_KEY_MAX     64
-#define SIGN_KEY_B64_MAX (((SIGN_KEY_MAX + 2) / 3) * 4) // 88 characters
-#define SIGN_MAC_LEN     32                             // SHA-256
-#define SIGN_B64_LEN     44                             // base64 of 32 bytes, padded
-#define SIGN_ENTRY_LEN   (3 + SIGN_B64_LEN)             // "v1," + signature
+#define SIGN_PREFIX     "whsec_"
+#define SIGN_PREFIX_LEN (sizeof(SIGN_PREFIX) - 1)
+#define SIGN_KEY_MIN    16
+#define SIGN_KEY_MAX    64
+#define SIGN_MAC_LEN    32                 // SHA-256
+#define SIGN_B64_LEN    44                 // base64 of 32 bytes, padded
+#define SIGN_ENTRY_LEN  (3 + SIGN_B64_LEN) // "v1," + signature
 
 _Static_assert(SIGN_ENTRY_LEN == HK_SIGN_ENTRY_LEN, "sign.h's entry length is wrong");
 #define SIGN_SEPARATORS " \t"
@@ -70,71 +72,51 @@ static EVP_MAC_CTX *sign_thread_ctx(void)
     return ctx;
 }
 
-static int sign_is_b64(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
+// What is wrong with a secret, if anything.
+typedef enum sign_problem {
+    SIGN_OK,
+    SIGN_NO_PREFIX,  // does not start with "whsec_"
+    SIGN_NOT_BASE64, // nothing, or not canonical padded base64, after it
+    SIGN_KEY_SIZE,   // well formed, but the key is not 16..64 bytes
+} sign_problem_t;
 
-static unsigned sign_b64_value(unsigned char c)
+// Checks one "whsec_<base64>" secret of length `len` (not NUL-terminated):
+// canonical padded standard base64 (base/base64.h) of 16..64 bytes, and *bytes
+// is its decoded length when it is base64. With `key` it also decodes into it.
+static sign_problem_t sign_decode_secret(const char *s, size_t len, unsigned char *key, long *bytes)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : 63;
-}
-
-// Decodes one "whsec_<base64>" secret of length `len` (not NUL-terminated) into
-// key. Strict: standard alphabet, padded to a multiple of 4, '=' only at the end,
-// unused trailing bits zero, 16..64 bytes. 0 ok, -1 with *reason.
-static int sign_decode_secret(const char *s, size_t len, unsigned char key[SIGN_KEY_MAX + 3],
-                              size_t *keylen, const char **reason)
-{
-    if (len < SIGN_PREFIX_LEN || memcmp(s, SIGN_PREFIX, SIGN_PREFIX_LEN) != 0) {
-        *reason = "must start with \"whsec_\"";
-        return -1;
-    }
-    const unsigned char *b64 = (const unsigned char *)s + SIGN_PREFIX_LEN;
+    *bytes = -1;
+    if (len < SIGN_PREFIX_LEN || memcmp(s, SIGN_PREFIX, SIGN_PREFIX_LEN) != 0)
+        return SIGN_NO_PREFIX;
+    const char *b64 = s + SIGN_PREFIX_LEN;
     size_t n = len - SIGN_PREFIX_LEN;
-    if (n == 0 || n % 4 != 0) {
-        *reason = "the part after \"whsec_\" must be padded base64 (length a multiple of 4)";
-        return -1;
+    *bytes = n == 0 ? -1 : hk_base64_decoded_len(b64, n, HK_BASE64_CANONICAL);
+    if (*bytes < 0)
+        return SIGN_NOT_BASE64;
+    if (*bytes < SIGN_KEY_MIN || *bytes > SIGN_KEY_MAX)
+        return SIGN_KEY_SIZE;
+    if (key != NULL)
+        hk_base64_decode(b64, n, key, HK_BASE64_CANONICAL);
+    return SIGN_OK;
+}
+
+int hk_sign_check_secret_n(const char *secret, size_t len, char *why, size_t why_size)
+{
+    long bytes;
+    switch (sign_decode_secret(secret, len, NULL, &bytes)) {
+    case SIGN_OK:
+        return 0;
+    case SIGN_NO_PREFIX:
+        hk_err_set(why, why_size, "does not start with whsec_");
+        break;
+    case SIGN_NOT_BASE64:
+        hk_err_set(why, why_size, "is not canonical padded base64 after whsec_");
+        break;
+    case SIGN_KEY_SIZE:
+        hk_err_set(why, why_size, "decodes to %ld bytes", bytes);
+        break;
     }
-    if (n > SIGN_KEY_B64_MAX) {
-        *reason = "the key must decode to 16 to 64 bytes";
-        return -1;
-    }
-    size_t pad = 0;
-    while (pad < 2 && b64[n - 1 - pad] == '=')
-        pad++;
-    for (size_t i = 0; i < n - pad; i++) {
-        if (!sign_is_b64(b64[i])) {
-            *reason = "the part after \"whsec_\" is not valid base64";
-            return -1;
-        }
-    }
-    // Canonical form: the bits past the last whole byte must be zero.
-    unsigned last = pad ? sign_b64_value(b64[n - 1 - pad]) : 0;
-    if ((pad == 1 && (last & 0x3)) || (pad == 2 && (last & 0xf))) {
-        *reason = "the part after \"whsec_\" is not canonical base64";
-        return -1;
-    }
-    size_t want = n / 4 * 3 - pad;
-    if (want < SIGN_KEY_MIN || want > SIGN_KEY_MAX) {
-        *reason = "the key must decode to 16 to 64 bytes";
-        return -1;
-    }
-    // EVP_DecodeBlock counts the zero bytes produced by '=' padding: drop them.
-    int got = EVP_DecodeBlock(key, b64, (int)n);
-    if (got < 0 || (size_t)got != want + pad) {
-        *reason = "the part after \"whsec_\" is not valid base64";
-        return -1;
-    }
-    *keylen = want;
-    return 0;
+    return -1;
 }
 
 // sig = base64(HMAC-SHA256(key, id "." ts "." body)), NUL-terminated.
@@ -156,22 +138,17 @@ static int sign_compute(const unsigned char *key, size_t keylen, const char *id,
         return -1;
     if (!EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) || mac_len != SIGN_MAC_LEN)
         return -1;
-    EVP_EncodeBlock((unsigned char *)sig, mac, SIGN_MAC_LEN); // 44 chars + NUL
+    hk_base64_encode(mac, SIGN_MAC_LEN, sig); // 44 chars + NUL
     return 0;
 }
 
 int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
 {
-    unsigned char key[SIGN_KEY_MAX + 3];
-    size_t keylen = 0;
-    const char *reason = "is missing";
-
-    int rc =
-        secret == NULL ? -1 : sign_decode_secret(secret, strlen(secret), key, &keylen, &reason);
-    OPENSSL_cleanse(key, sizeof(key));
-    if (rc < 0 && errstr != NULL && errstr_size > 0)
-        snprintf(errstr, errstr_size, "webhook secret %s", reason);
-    return rc;
+    char why[64] = "is missing";
+    if (secret != NULL && hk_sign_check_secret_n(secret, strlen(secret), why, sizeof(why)) == 0)
+        return 0;
+    hk_err_set(errstr, errstr_size, "webhook secret %s (16 to 64 bytes as whsec_<base64>)", why);
+    return -1;
 }
 
 int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const void *body,
@@ -184,7 +161,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
 
     char ts[24];
     int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
-    unsigned char key[SIGN_KEY_MAX + 3];
+    unsigned char key[SIGN_KEY_MAX];
     size_t len = 0;
     int entries = 0;
     int rc = 0;
@@ -192,13 +169,12 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
     for (const char *p = secrets + strspn(secrets, SIGN_SEPARATORS); *p != '\0';
          p += strspn(p, SIGN_SEPARATORS)) {
         size_t tok_len = strcspn(p, SIGN_SEPARATORS);
-        size_t keylen = 0;
-        const char *reason;
+        long keylen = 0;
         char sig[SIGN_B64_LEN + 1];
         size_t need = (entries > 0) + SIGN_ENTRY_LEN;
 
-        if (sign_decode_secret(p, tok_len, key, &keylen, &reason) < 0 ||
-            sign_compute(key, keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0) {
+        if (sign_decode_secret(p, tok_len, key, &keylen) != SIGN_OK ||
+            sign_compute(key, (size_t)keylen, id, ts, (size_t)ts_len, body, body_len, sig) < 0) {
             rc = HK_SIGN_EINVAL;
             break;
         }
@@ -224,12 +200,11 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
 int hk_sign_verify(const char *secret, const char *id, const char *timestamp, const void *body,
                    size_t body_len, const char *header)
 {
-    unsigned char key[SIGN_KEY_MAX + 3];
-    size_t keylen = 0;
-    const char *reason;
+    unsigned char key[SIGN_KEY_MAX];
+    long keylen = 0;
     char sig[SIGN_B64_LEN + 1];
 
-    if (secret == NULL || sign_decode_secret(secret, strlen(secret), key, &keylen, &reason) < 0) {
+    if (secret == NULL || sign_decode_secret(secret, strlen(secret), key, &keylen) != SIGN_OK) {
         OPENSSL_cleanse(key, sizeof(key));
         return -1;
     }
@@ -237,7 +212,8 @@ int hk_sign_verify(const char *secret, const char *id, const char *timestamp, co
         OPENSSL_cleanse(key, sizeof(key));
         return 0;
     }
-    int rc = sign_compute(key, keylen, id, timestamp, strlen(timestamp), body, body_len, sig);
+    int rc =
+        sign_compute(key, (size_t)keylen, id, timestamp, strlen(timestamp), body, body_len, sig);
     OPENSSL_cleanse(key, sizeof(key));
     if (rc < 0)
         return 0;

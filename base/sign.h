@@ -25,6 +25,12 @@ _Static_assert(HK_SIGN_MAX_SECRETS *(HK_SIGN_ENTRY_LEN + 1) <= HK_SIGN_HEADER_MA
 // Checks that `secret` is "whsec_<base64 of 16..64 bytes>". 0 ok, -1 with errstr.
 int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size);
 
+// The same rule for one secret of `len` characters (not NUL-terminated), e.g. one
+// entry of a rotation list, which is how config checks signing.secret. 0 ok; -1
+// with the reason in why ("does not start with whsec_", "is not canonical padded
+// base64 after whsec_", "decodes to 15 bytes"), which never quotes the secret.
+int hk_sign_check_secret_n(const char *secret, size_t len, char *why, size_t why_size);
+
 // Writes the webhook-signature header value for `secrets` (one or more whsec_
 // secrets separated by spaces: one "v1,<sig>" each, space separated) into out.
 // Returns the length written (> 0), or HK_SIGN_EINVAL / HK_SIGN_ETOOBIG with out

@@ -28,7 +28,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "base/err.h"
 #include "retry/backoff.h"
+#include "base/sign.h"
+#include "base/netguard.h"
 #include "base/sign.h"
 
 typedef enum cf_type {
@@ -40,7 +43,15 @@ typedef enum cf_type {
     CF_SECRET,  // char * field, never printed
     CF_MS_LIST, // char * field as written, plus its delays parsed by
                 // hk_backoff_parse_schedule into an int64_t * and a size_t count
+    CF_ENUM,    // enum field (int-sized): one of the row's names, parsed once here
 } cf_type_t;
+
+// One word a CF_ENUM key accepts and the value it stands for; a table ends with
+// a NULL name.
+typedef struct cf_enum_name {
+    const char *name;
+    int value;
+} cf_enum_name_t;
 
 // The suffixes an integer key accepts after its digits.
 typedef enum cf_unit {
@@ -73,7 +84,8 @@ typedef struct cf_row {
     cf_check_fn check;  // CF_STR, CF_SECRET; NULL: any value
     size_t list_offset; // CF_MS_LIST: the parsed delays (int64_t *) and their count (size_t)
     size_t cnt_offset;
-    int (*auto_value)(void); // CF_INT: what the value "auto" stands for; NULL: not allowed
+    int (*auto_value)(void);     // CF_INT: what the value "auto" stands for; NULL: not allowed
+    const cf_enum_name_t *names; // CF_ENUM: the words it accepts
 } cf_row_t;
 
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size);
@@ -84,14 +96,9 @@ static bool cf_check_cidrs(const char *value, char *why, size_t why_size);
 static bool cf_check_secrets(const char *value, char *why, size_t why_size);
 static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
-static bool cf_check_ordering(const char *value, char *why, size_t why_size);
-static bool cf_check_http2(const char *value, char *why, size_t why_size);
-static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size);
 static int cf_auto_threads(void);
-static bool cf_check_head_of_line(const char *value, char *why, size_t why_size);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
 static bool cf_check_redis_url(const char *value, char *why, size_t why_size);
-static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size);
 
 // offsetof(S, FIELD), refusing to compile unless the field has type T, so a row
 // cannot point an int parser at an int64_t field.
@@ -144,6 +151,14 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
         .cnt_offset = CF_FIELD_OF(S, FIELD##_cnt, size_t)                                          \
     }
 
+// FIELD has enum type T, stored as an int: the first line refuses another type or size.
+#define CF_ENUM_ROW_OF(S, SEC, KEY, FIELD, T, DEF, RELOAD, NAMES)                                  \
+    {                                                                                              \
+        .section = SEC, .key = KEY, .type = CF_ENUM,                                               \
+        .offset = CF_FIELD_OF(S, FIELD, T) + 0 * sizeof(char[sizeof(T) == sizeof(int) ? 1 : -1]),  \
+        .def = DEF, .reload = RELOAD, .names = NAMES                                               \
+    }
+
 #define CF_INT_ROW(...)     CF_INT_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_INT64_ROW(...)   CF_INT64_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_DOUBLE_ROW(...)  CF_DOUBLE_ROW_OF(hk_config_t, __VA_ARGS__)
@@ -151,6 +166,27 @@ static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_siz
 #define CF_STR_ROW(...)     CF_STR_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_SECRET_ROW(...)  CF_SECRET_ROW_OF(hk_config_t, __VA_ARGS__)
 #define CF_MS_LIST_ROW(...) CF_MS_LIST_ROW_OF(hk_config_t, __VA_ARGS__)
+#define CF_ENUM_ROW(...)    CF_ENUM_ROW_OF(hk_config_t, __VA_ARGS__)
+
+static const cf_enum_name_t cf_http2_names[] = {{"auto", HK_HTTP2_AUTO},
+                                                {"off", HK_HTTP2_OFF},
+                                                {"prior_knowledge", HK_HTTP2_PRIOR_KNOWLEDGE},
+                                                {NULL, 0}};
+// [endpoint] http2 = "" (the default) takes delivery.http2.
+static const cf_enum_name_t cf_endpoint_http2_names[] = {
+    {"", HK_HTTP2_UNSET},
+    {"auto", HK_HTTP2_AUTO},
+    {"off", HK_HTTP2_OFF},
+    {"prior_knowledge", HK_HTTP2_PRIOR_KNOWLEDGE},
+    {NULL, 0}};
+static const cf_enum_name_t cf_unknown_tenant_names[] = {
+    {"reject", HK_UNKNOWN_TENANT_REJECT}, {"default", HK_UNKNOWN_TENANT_DEFAULT}, {NULL, 0}};
+static const cf_enum_name_t cf_ordering_names[] = {
+    {"none", HK_ORDERING_NONE}, {"key", HK_ORDERING_KEY}, {NULL, 0}};
+static const cf_enum_name_t cf_head_of_line_names[] = {
+    {"block", HK_HEAD_OF_LINE_BLOCK},
+    {"dead_letter_after_attempts", HK_HEAD_OF_LINE_DEAD_LETTER},
+    {NULL, 0}};
 
 // The order here is the order of hk_config_dump() and of the sample hookd.conf.
 static const cf_row_t cf_rows[] = {
@@ -183,11 +219,12 @@ static const cf_row_t cf_rows[] = {
     CF_STR_ROW("delivery", "allow_cidrs", delivery_allow_cidrs, "", CF_NO_RELOAD, cf_check_cidrs),
     CF_STR_ROW("delivery", "ca_file", delivery_ca_file, "", CF_NO_RELOAD, NULL),
     CF_STR_ROW("delivery", "ca_path", delivery_ca_path, "", CF_NO_RELOAD, NULL),
-    CF_STR_ROW("delivery", "http2", delivery_http2, "off", CF_NO_RELOAD, cf_check_http2),
+    CF_ENUM_ROW("delivery", "http2", delivery_http2, hk_http2_t, "off", CF_NO_RELOAD,
+                cf_http2_names),
 
     CF_SECRET_ROW("signing", "secret", signing_secret, "", CF_NO_RELOAD, cf_check_secrets),
-    CF_STR_ROW("signing", "unknown_tenant", signing_unknown_tenant, "reject", CF_NO_RELOAD,
-               cf_check_unknown_tenant),
+    CF_ENUM_ROW("signing", "unknown_tenant", signing_unknown_tenant, hk_unknown_tenant_t, "reject",
+                CF_NO_RELOAD, cf_unknown_tenant_names),
 
     CF_INT64_ROW("limits", "max_job_bytes", limits_max_job_bytes, CF_BYTES, "1048576", 1024,
                  67108864, CF_RELOAD),
@@ -220,9 +257,10 @@ static const cf_row_t cf_rows[] = {
     CF_INT_ROW("lanes", "min_limit", lanes_min_limit, CF_PLAIN, "1", 1, 4096, CF_RELOAD),
     CF_INT_ROW("lanes", "max_limit", lanes_max_limit, CF_PLAIN, "256", 1, 4096, CF_RELOAD),
 
-    CF_STR_ROW("dispatch", "ordering", dispatch_ordering, "none", CF_NO_RELOAD, cf_check_ordering),
-    CF_STR_ROW("dispatch", "head_of_line", dispatch_head_of_line, "dead_letter_after_attempts",
-               CF_RELOAD, cf_check_head_of_line),
+    CF_ENUM_ROW("dispatch", "ordering", dispatch_ordering, hk_ordering_t, "none", CF_NO_RELOAD,
+                cf_ordering_names),
+    CF_ENUM_ROW("dispatch", "head_of_line", dispatch_head_of_line, hk_head_of_line_t,
+                "dead_letter_after_attempts", CF_RELOAD, cf_head_of_line_names),
     CF_INT64_ROW("dispatch", "lane_idle_ms", dispatch_lane_idle_ms, CF_MS, "30000", 10, 86400000,
                  CF_NO_RELOAD),
     CF_INT_ROW("dispatch", "max_lanes", dispatch_max_lanes, CF_PLAIN, "10000", 1, 10000000,
@@ -281,8 +319,8 @@ static const cf_row_t cf_endpoint_rows[] = {
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_cert", client_cert, "", CF_NO_RELOAD,
                   NULL),
     CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "client_key", client_key, "", CF_NO_RELOAD, NULL),
-    CF_STR_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, "", CF_NO_RELOAD,
-                  cf_check_http2_or_empty),
+    CF_ENUM_ROW_OF(hk_endpoint_conf_t, "endpoint", "http2", http2, hk_http2_t, "", CF_NO_RELOAD,
+                   cf_endpoint_http2_names),
 };
 
 #define CF_ENDPOINT_ROWS_CNT (sizeof(cf_endpoint_rows) / sizeof(cf_endpoint_rows[0]))
@@ -340,17 +378,6 @@ static const char *const cf_secret_words[] = {"password", "passphrase", "secret"
 // A value from a file line too long for inih is handed to inih as this marker and
 // read back from cf_parse_t.long_value.
 #define CF_LONG_VALUE_MARK "\x01"
-
-__attribute__((format(printf, 3, 4))) static void cf_errf(char *errstr, size_t errstr_size,
-                                                          const char *fmt, ...)
-{
-    if (errstr == NULL || errstr_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 // Fields of `base`, the struct a row's table describes (hk_config_t, hk_endpoint_conf_t).
 static void *cf_field(void *base, size_t offset)
@@ -505,40 +532,11 @@ static bool cf_parse_bool(const char *s, int *out)
     return false;
 }
 
-static int cf_base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-// Decoded length of canonical padded standard base64 (RFC 4648 section 4: '=' only
-// at the end, unused trailing bits zero), or -1. As strict as sign.c's decoder.
-static long cf_base64_len(const char *s, size_t n)
-{
-    if (n == 0 || n % 4 != 0)
-        return -1;
-    size_t pad = 0;
-    if (s[n - 1] == '=')
-        pad = s[n - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < n - pad; i++)
-        if (cf_base64_value(s[i]) < 0)
-            return -1;
-    int last = pad ? cf_base64_value(s[n - 1 - pad]) : 0;
-    if ((pad == 1 && (last & 0x3)) || (pad == 2 && (last & 0xf)))
-        return -1;
-    return (long)(n / 4 * 3 - pad);
-}
-
 static bool cf_check_nonempty(const char *value, char *why, size_t why_size)
 {
     if (value[0] != '\0')
         return true;
-    cf_errf(why, why_size, "must not be empty");
+    hk_err_set(why, why_size, "must not be empty");
     return false;
 }
 
@@ -549,7 +547,7 @@ static bool cf_check_topic(const char *value, char *why, size_t why_size)
         len >= 1 && len <= 249 && strcmp(value, ".") != 0 && strcmp(value, "..") != 0 &&
         strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
     if (!ok)
-        cf_errf(why, why_size, "must be a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
+        hk_err_set(why, why_size, "must be a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)");
     return ok;
 }
 
@@ -558,52 +556,21 @@ static bool cf_check_topic_or_empty(const char *value, char *why, size_t why_siz
     return value[0] == '\0' || cf_check_topic(value, why, why_size);
 }
 
-// One allow_cidrs entry: an IPv4 or IPv6 address, optionally /prefix (1 to 3 digits),
-// host bits zero: the rules of hk_netguard_new(), checked here to name the line.
-static bool cf_cidr_ok(const char *p, size_t len)
-{
-    char tok[INET6_ADDRSTRLEN + 8];
-    if (len >= sizeof(tok))
-        return false;
-    memcpy(tok, p, len);
-    tok[len] = '\0';
-    char *slash = strchr(tok, '/');
-    if (slash)
-        *slash = '\0';
-    unsigned char addr[sizeof(struct in6_addr)];
-    int64_t max = inet_pton(AF_INET, tok, addr) == 1    ? 32
-                  : inet_pton(AF_INET6, tok, addr) == 1 ? 128
-                                                        : -1;
-    int64_t prefix = max;
-    if (max < 0 || (slash && (strlen(slash + 1) > 3 ||
-                              !cf_parse_integer(slash + 1, CF_PLAIN, &prefix) || prefix > max)))
-        return false;
-    for (int64_t bit = prefix; bit < max; bit++)
-        if (addr[bit / 8] & (0x80 >> (bit % 8)))
-            return false;
-    return true;
-}
-
-// Entries separated by commas and/or spaces, as hk_netguard_new() takes them.
+// The rules are netguard's (hk_netguard_new() reads the same value); the message
+// is config's, and the line's value follows it.
 static bool cf_check_cidrs(const char *value, char *why, size_t why_size)
 {
-    const char *sep = ", \t";
-    for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
-        size_t len = strcspn(p, sep);
-        if (!cf_cidr_ok(p, len)) {
-            cf_errf(why, why_size,
-                    "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
-                    "commas or spaces");
-            return false;
-        }
-        p += len;
-    }
-    return true;
+    if (hk_netguard_check_cidrs(value, NULL, 0) == 0)
+        return true;
+    hk_err_set(why, why_size,
+               "must be CIDRs such as 10.0.0.0/8 or ::1/128 (host bits zero), separated by "
+               "commas or spaces");
+    return false;
 }
 
 // "" (signing off) or whsec_<base64 of 16..64 bytes>, up to HK_SIGN_MAX_SECRETS
-// separated by spaces during rotation. The message says which one is wrong and how, never what it
-// is.
+// separated by spaces during rotation; each secret by sign's rule (hk_sign_check_secret_n). The
+// message says which one is wrong and how, never what it is.
 static bool cf_check_secrets(const char *value, char *why, size_t why_size)
 {
     const char *sep = " \t";
@@ -615,29 +582,22 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
     // More would not fit one webhook-signature header: refused here, so hookd never
     // has to choose between sending a partial header and none (base/sign.h).
     if (total > HK_SIGN_MAX_SECRETS) {
-        cf_errf(why, why_size,
-                "holds %zu secrets, more than the %d one webhook-signature header carries; "
-                "remove retired secrets",
-                total, HK_SIGN_MAX_SECRETS);
+        hk_err_set(why, why_size,
+                   "holds %zu secrets, more than the %d one webhook-signature header carries; "
+                   "remove retired secrets",
+                   total, HK_SIGN_MAX_SECRETS);
         return false;
     }
     size_t nth = 0;
     for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
         size_t len = strcspn(p, sep);
         nth++;
-        char problem[64] = "";
-        long bytes;
-        if (len < 6 || strncmp(p, "whsec_", 6) != 0)
-            snprintf(problem, sizeof(problem), "does not start with whsec_");
-        else if ((bytes = cf_base64_len(p + 6, len - 6)) < 0)
-            snprintf(problem, sizeof(problem), "is not canonical padded base64 after whsec_");
-        else if (bytes < 16 || bytes > 64)
-            snprintf(problem, sizeof(problem), "decodes to %ld bytes", bytes);
-        if (problem[0]) {
-            cf_errf(why, why_size,
-                    "must be whsec_<base64 of 16 to 64 bytes>, several separated by spaces; "
-                    "secret %zu of %zu %s (secrets are not shown)",
-                    nth, total, problem);
+        char problem[64];
+        if (hk_sign_check_secret_n(p, len, problem, sizeof(problem)) < 0) {
+            hk_err_set(why, why_size,
+                       "must be whsec_<base64 of 16 to 64 bytes>, several separated by spaces; "
+                       "secret %zu of %zu %s (secrets are not shown)",
+                       nth, total, problem);
             return false;
         }
         p += len;
@@ -650,30 +610,8 @@ static bool cf_check_log_level(const char *value, char *why, size_t why_size)
     for (size_t i = 0; i < sizeof(cf_log_levels) / sizeof(cf_log_levels[0]); i++)
         if (strcmp(value, cf_log_levels[i]) == 0)
             return true;
-    cf_errf(why, why_size, "must be one of debug, info, warn, error");
+    hk_err_set(why, why_size, "must be one of debug, info, warn, error");
     return false;
-}
-
-static bool cf_check_ordering(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "none") == 0 || strcmp(value, "key") == 0)
-        return true;
-    cf_errf(why, why_size, "must be none or key");
-    return false;
-}
-
-static bool cf_check_http2(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "auto") == 0 || strcmp(value, "off") == 0 ||
-        strcmp(value, "prior_knowledge") == 0)
-        return true;
-    cf_errf(why, why_size, "must be auto, off or prior_knowledge");
-    return false;
-}
-
-static bool cf_check_http2_or_empty(const char *value, char *why, size_t why_size)
-{
-    return value[0] == '\0' || cf_check_http2(value, why, why_size);
 }
 
 // delivery.threads = auto: one per CPU this process may run on (affinity and
@@ -690,22 +628,6 @@ static int cf_auto_threads(void)
     return n < 1 ? 1 : n > 16 ? 16 : n;
 }
 
-static bool cf_check_head_of_line(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "block") == 0 || strcmp(value, "dead_letter_after_attempts") == 0)
-        return true;
-    cf_errf(why, why_size, "must be block or dead_letter_after_attempts");
-    return false;
-}
-
-static bool cf_check_unknown_tenant(const char *value, char *why, size_t why_size)
-{
-    if (strcmp(value, "reject") == 0 || strcmp(value, "default") == 0)
-        return true;
-    cf_errf(why, why_size, "must be reject or default");
-    return false;
-}
-
 // "" (no token) or 16 to 256 visible ASCII characters.
 static bool cf_check_token(const char *value, char *why, size_t why_size)
 {
@@ -714,7 +636,7 @@ static bool cf_check_token(const char *value, char *why, size_t why_size)
     for (size_t i = 0; ok && i < len; i++)
         ok = value[i] > 0x20 && value[i] < 0x7f;
     if (!ok)
-        cf_errf(why, why_size, "must be 16 to 256 visible ASCII characters, or empty for none");
+        hk_err_set(why, why_size, "must be 16 to 256 visible ASCII characters, or empty for none");
     return ok;
 }
 
@@ -747,7 +669,7 @@ static bool cf_check_rate(const char *value, char *why, size_t why_size)
     double r;
     if (hk_config_parse_rate(value, &r) == 0)
         return true;
-    cf_errf(why, why_size, "must be empty or a rate such as 200/s, 1500/m or 10/h");
+    hk_err_set(why, why_size, "must be empty or a rate such as 200/s, 1500/m or 10/h");
     return false;
 }
 
@@ -755,7 +677,7 @@ static bool cf_check_redis_url(const char *value, char *why, size_t why_size)
 {
     if (value[0] == '\0' || strncmp(value, "redis://", 8) == 0 || strncmp(value, "unix:", 5) == 0)
         return true;
-    cf_errf(why, why_size, "must be empty, redis://[:password@]host:port[/db] or unix:/path");
+    hk_err_set(why, why_size, "must be empty, redis://[:password@]host:port[/db] or unix:/path");
     return false;
 }
 
@@ -796,8 +718,9 @@ static bool cf_check_listen(const char *value, char *why, size_t why_size)
         ok = memchr(value, ':', (size_t)(colon - value)) == NULL;
     int64_t port;
     if (!ok || !cf_parse_integer(colon + 1, CF_PLAIN, &port) || port < 0 || port > 65535) {
-        cf_errf(why, why_size,
-                "must be host:port (port 0 to 65535, 0 = any free port), or empty to turn it off");
+        hk_err_set(
+            why, why_size,
+            "must be host:port (port 0 to 65535, 0 = any free port), or empty to turn it off");
         return false;
     }
     return true;
@@ -852,6 +775,43 @@ static bool cf_endpoint_canon(const char *name, char *out, size_t out_size)
 
 // Parses `value` for `row` and stores it in the struct at `base`. `where` starts the
 // error message ("config line 12", "env HOOKD_DELIVERY_THREADS"); the key is named
+// A CF_ENUM row's value from one of its names. The error lists the names: "must be
+// none or key", "must be auto, off or prior_knowledge", "must be one of a, b, c, d".
+static int cf_set_enum(void *field, const cf_row_t *row, const char *name, const char *value,
+                       const char *where, char *errstr, size_t errstr_size)
+{
+    size_t cnt = 0;
+    for (const cf_enum_name_t *n = row->names; n->name; n++) {
+        if (strcmp(value, n->name) == 0) {
+            *(int *)field = n->value;
+            return 0;
+        }
+        cnt += n->name[0] != '\0'; // "" (unset) is not offered
+    }
+    char list[256] = "";
+    size_t len = 0, nth = 0;
+    for (const cf_enum_name_t *n = row->names; n->name && len < sizeof(list); n++) {
+        if (n->name[0] == '\0')
+            continue;
+        nth++;
+        const char *sep = nth == 1 ? "" : nth == cnt && cnt <= 3 ? " or " : ", ";
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", sep, n->name);
+    }
+    hk_err_set(errstr, errstr_size, "%s: %s must be %s%s, got \"%s\"", where, name,
+               cnt > 3 ? "one of " : "", list, value);
+    return -1;
+}
+
+// The name a CF_ENUM row's value stands for ("" when none does).
+static const char *cf_enum_name(const void *base, const cf_row_t *row)
+{
+    int v = *(const int *)cf_cfield(base, row->offset);
+    for (const cf_enum_name_t *n = row->names; n->name; n++)
+        if (n->value == v)
+            return n->name;
+    return "";
+}
+
 // section.key, or "<prefix> key" when prefix is set (`[endpoint "..."] disabled`).
 static int cf_set(void *base, const cf_row_t *row, const char *prefix, const char *value,
                   const char *where, char *errstr, size_t errstr_size)
@@ -872,8 +832,8 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
             return 0;
         }
         if (!cf_parse_integer(value, row->unit, &v) || v < row->min || v > row->max) {
-            cf_errf(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"", where,
-                    name, (long long)row->min, (long long)row->max, value);
+            hk_err_set(errstr, errstr_size, "%s: %s must be between %lld and %lld, got \"%s\"",
+                       where, name, (long long)row->min, (long long)row->max, value);
             return -1;
         }
         if (row->type == CF_INT)
@@ -888,8 +848,8 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
             char lo[32], hi[32];
             cf_format_double(lo, sizeof(lo), row->dmin);
             cf_format_double(hi, sizeof(hi), row->dmax);
-            cf_errf(errstr, errstr_size, "%s: %s must be between %s and %s, got \"%s\"", where,
-                    name, lo, hi, value);
+            hk_err_set(errstr, errstr_size, "%s: %s must be between %s and %s, got \"%s\"", where,
+                       name, lo, hi, value);
             return -1;
         }
         *(double *)field = v;
@@ -897,12 +857,14 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     }
     case CF_BOOL:
         if (!cf_parse_bool(value, (int *)field)) {
-            cf_errf(errstr, errstr_size,
-                    "%s: %s must be true or false (or yes/no, on/off, 1/0), got \"%s\"", where,
-                    name, value);
+            hk_err_set(errstr, errstr_size,
+                       "%s: %s must be true or false (or yes/no, on/off, 1/0), got \"%s\"", where,
+                       name, value);
             return -1;
         }
         return 0;
+    case CF_ENUM:
+        return cf_set_enum(field, row, name, value, where, errstr, errstr_size);
     case CF_MS_LIST:
     case CF_STR:
     case CF_SECRET:
@@ -914,20 +876,20 @@ static int cf_set(void *base, const cf_row_t *row, const char *prefix, const cha
     size_t list_cnt = 0;
     if (row->type == CF_MS_LIST && value[0] != '\0' &&
         hk_backoff_parse_schedule(value, &list, &list_cnt, why, sizeof(why)) != 0) {
-        cf_errf(errstr, errstr_size, "%s: %s: %s", where, name, why);
+        hk_err_set(errstr, errstr_size, "%s: %s: %s", where, name, why);
         return -1;
     }
     if (row->check && !row->check(value, why, sizeof(why))) {
         if (row->type == CF_SECRET)
-            cf_errf(errstr, errstr_size, "%s: %s %s", where, name, why);
+            hk_err_set(errstr, errstr_size, "%s: %s %s", where, name, why);
         else
-            cf_errf(errstr, errstr_size, "%s: %s %s, got \"%s\"", where, name, why, value);
+            hk_err_set(errstr, errstr_size, "%s: %s %s, got \"%s\"", where, name, why, value);
         return -1;
     }
     char *copy = strdup(value);
     if (!copy) {
         free(list);
-        cf_errf(errstr, errstr_size, "%s: out of memory", where);
+        hk_err_set(errstr, errstr_size, "%s: out of memory", where);
         return -1;
     }
     char **str = field;
@@ -973,6 +935,7 @@ static bool cf_row_equal(const void *a, const void *b, const cf_row_t *row)
     switch (row->type) {
     case CF_INT:
     case CF_BOOL:
+    case CF_ENUM:
         return cf_get_int(a, row) == cf_get_int(b, row);
     case CF_INT64:
         return cf_get_int64(a, row) == cf_get_int64(b, row);
@@ -1312,20 +1275,20 @@ static int cf_load_file(hk_config_t *cfg, const char *path, char *errstr, size_t
     cf_parse_t ps = {.cfg = cfg, .endpoint = -1, .errstr = errstr, .errstr_size = errstr_size};
     ps.fp = fopen(path, "r");
     if (!ps.fp) {
-        cf_errf(errstr, errstr_size, "cannot open config file %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "cannot open config file %s: %s", path, strerror(errno));
         return -1;
     }
     int rc = ini_parse_stream(cf_read_line, &ps, cf_on_ini_pair, &ps);
     if (ferror(ps.fp) && !ps.err_line) {
-        cf_errf(errstr, errstr_size, "cannot read config file %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "cannot read config file %s: %s", path, strerror(errno));
         ps.err_line = -1;
     } else if (rc > 0 && (ps.err_line == 0 || rc < ps.err_line)) {
         // inih found a line that is neither [section], key = value nor a comment.
-        cf_errf(errstr, errstr_size,
-                "config line %d: expected [section], key = value or a # comment", rc);
+        hk_err_set(errstr, errstr_size,
+                   "config line %d: expected [section], key = value or a # comment", rc);
         ps.err_line = rc;
     } else if (rc < 0 && !ps.err_line) {
-        cf_errf(errstr, errstr_size, "cannot parse config file %s: out of memory", path);
+        hk_err_set(errstr, errstr_size, "cannot parse config file %s: out of memory", path);
         ps.err_line = -1;
     }
     fclose(ps.fp);
@@ -1391,30 +1354,30 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
 {
     if (cf_derive_topic(&cfg->kafka_dlq_topic, cfg->kafka_topic, ".dlq") != 0 ||
         cf_derive_topic(&cfg->kafka_retry_topic, cfg->kafka_topic, ".retry") != 0) {
-        cf_errf(errstr, errstr_size, "config: out of memory");
+        hk_err_set(errstr, errstr_size, "config: out of memory");
         return -1;
     }
     char why[128];
     if (!cf_check_topic(cfg->kafka_dlq_topic, why, sizeof(why)) ||
         !cf_check_topic(cfg->kafka_retry_topic, why, sizeof(why))) {
-        cf_errf(errstr, errstr_size,
-                "config: kafka.topic \"%s\" is too long to derive the dlq and retry topic names "
-                "from; set kafka.dlq_topic and kafka.retry_topic",
-                cfg->kafka_topic);
+        hk_err_set(errstr, errstr_size,
+                   "config: kafka.topic \"%s\" is too long to derive the dlq and retry topic names "
+                   "from; set kafka.dlq_topic and kafka.retry_topic",
+                   cfg->kafka_topic);
         return -1;
     }
     const char *same = strcmp(cfg->kafka_dlq_topic, cfg->kafka_topic) == 0     ? "kafka.dlq_topic"
                        : strcmp(cfg->kafka_retry_topic, cfg->kafka_topic) == 0 ? "kafka.retry_topic"
                                                                                : NULL;
     if (same) {
-        cf_errf(errstr, errstr_size, "config: %s must differ from kafka.topic (\"%s\")", same,
-                cfg->kafka_topic);
+        hk_err_set(errstr, errstr_size, "config: %s must differ from kafka.topic (\"%s\")", same,
+                   cfg->kafka_topic);
         return -1;
     }
     if (strcmp(cfg->kafka_dlq_topic, cfg->kafka_retry_topic) == 0) {
-        cf_errf(errstr, errstr_size,
-                "config: kafka.dlq_topic and kafka.retry_topic must differ (both \"%s\")",
-                cfg->kafka_dlq_topic);
+        hk_err_set(errstr, errstr_size,
+                   "config: kafka.dlq_topic and kafka.retry_topic must differ (both \"%s\")",
+                   cfg->kafka_dlq_topic);
         return -1;
     }
     for (size_t i = 0; i < sizeof(cf_order_rules) / sizeof(cf_order_rules[0]); i++) {
@@ -1423,9 +1386,9 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
         assert(lo && hi && (lo->type == CF_INT || lo->type == CF_INT64) &&
                (hi->type == CF_INT || hi->type == CF_INT64));
         if (cf_get_integer(cfg, lo) > cf_get_integer(cfg, hi)) {
-            cf_errf(errstr, errstr_size, "config: %s (%lld) must not exceed %s (%lld)",
-                    cf_order_rules[i].lo, (long long)cf_get_integer(cfg, lo), cf_order_rules[i].hi,
-                    (long long)cf_get_integer(cfg, hi));
+            hk_err_set(errstr, errstr_size, "config: %s (%lld) must not exceed %s (%lld)",
+                       cf_order_rules[i].lo, (long long)cf_get_integer(cfg, lo),
+                       cf_order_rules[i].hi, (long long)cf_get_integer(cfg, hi));
             return -1;
         }
     }
@@ -1433,8 +1396,8 @@ static int cf_finish(hk_config_t *cfg, char *errstr, size_t errstr_size)
     // they are literals (hookd judges the resolved address again when it binds).
     if (cfg->admin_listen[0] && !cfg->admin_token[0] &&
         !cf_listen_maybe_loopback(cfg->admin_listen)) {
-        cf_errf(errstr, errstr_size, "config: admin.listen %s is not loopback: set admin.token",
-                cfg->admin_listen);
+        hk_err_set(errstr, errstr_size, "config: admin.listen %s is not loopback: set admin.token",
+                   cfg->admin_listen);
         return -1;
     }
     return 0;
@@ -1453,7 +1416,7 @@ hk_config_t *hk_config_load(const char *path, char *const *envp, char *errstr, s
 
     hk_config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg) {
-        cf_errf(errstr, errstr_size, "config: out of memory");
+        hk_err_set(errstr, errstr_size, "config: out of memory");
         return NULL;
     }
     if (cf_set_defaults(cfg, cf_rows, CF_ROWS_CNT, errstr, errstr_size) != 0)
@@ -1525,6 +1488,9 @@ static void cf_dump_row(FILE *out, const void *base, const cf_row_t *row)
     case CF_MS_LIST:
         cf_dump_value(out, cf_get_str(base, row));
         break;
+    case CF_ENUM:
+        cf_dump_value(out, cf_enum_name(base, row));
+        break;
     }
 }
 
@@ -1563,7 +1529,7 @@ void hk_config_dump(const hk_config_t *cfg, FILE *out)
 
 int hk_config_tenant_known(const hk_config_t *cfg, const char *tenant)
 {
-    if (cfg->tenant_secrets_cnt == 0 || strcmp(cfg->signing_unknown_tenant, "default") == 0)
+    if (cfg->tenant_secrets_cnt == 0 || cfg->signing_unknown_tenant == HK_UNKNOWN_TENANT_DEFAULT)
         return 1;
     if (!tenant || strcmp(tenant, HK_CONFIG_DEFAULT_TENANT) == 0)
         return 1;
@@ -1634,7 +1600,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
     for (size_t i = 0; i < CF_ROWS_CNT; i++) {
         const cf_row_t *row = &cf_rows[i];
         if (row->reload == CF_NO_RELOAD && !cf_row_equal(old, new, row)) {
-            cf_errf(errstr, errstr_size, "%s.%s %s", row->section, row->key, tail);
+            hk_err_set(errstr, errstr_size, "%s.%s %s", row->section, row->key, tail);
             return -1;
         }
     }
@@ -1644,7 +1610,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
         kv = cf_kv_first_change(new->kafka_props, new->kafka_props_cnt, old->kafka_props,
                                 old->kafka_props_cnt);
     if (kv) {
-        cf_errf(errstr, errstr_size, "kafka.rdkafka.%s %s", kv->key, tail);
+        hk_err_set(errstr, errstr_size, "kafka.rdkafka.%s %s", kv->key, tail);
         return -1;
     }
     kv = cf_kv_first_change(old->tenant_secrets, old->tenant_secrets_cnt, new->tenant_secrets,
@@ -1653,7 +1619,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
         kv = cf_kv_first_change(new->tenant_secrets, new->tenant_secrets_cnt, old->tenant_secrets,
                                 old->tenant_secrets_cnt);
     if (kv) {
-        cf_errf(errstr, errstr_size, "[tenant \"%s\"] secret %s", kv->key, tail);
+        hk_err_set(errstr, errstr_size, "[tenant \"%s\"] secret %s", kv->key, tail);
         return -1;
     }
 
@@ -1666,7 +1632,7 @@ int hk_config_reloadable_diff(const hk_config_t *old, const hk_config_t *new, ch
     const cf_row_t *row = cf_endpoint_first_change(old, new, &def, &endpoint);
     cf_free_fields(&def, cf_endpoint_rows, CF_ENDPOINT_ROWS_CNT);
     if (row) {
-        cf_errf(errstr, errstr_size, "[endpoint \"%s\"] %s %s", endpoint, row->key, tail);
+        hk_err_set(errstr, errstr_size, "[endpoint \"%s\"] %s %s", endpoint, row->key, tail);
         return -1;
     }
     return 0;

@@ -17,6 +17,34 @@ typedef struct hk_kv {
     char *value;
 } hk_kv_t;
 
+// The settings that take one of a few words are parsed once, into these enums.
+
+// delivery.http2 and [endpoint] http2: the HTTP version curl asks for.
+typedef enum hk_http2 {
+    HK_HTTP2_UNSET,           // [endpoint] only (http2 = ""): delivery.http2 applies
+    HK_HTTP2_AUTO,            // auto: h2 over TLS by ALPN, HTTP/1.1 in clear
+    HK_HTTP2_OFF,             // off: HTTP/1.1
+    HK_HTTP2_PRIOR_KNOWLEDGE, // prior_knowledge: h2 from the first byte, TLS or not
+} hk_http2_t;
+
+// signing.unknown_tenant: with [tenant] sections, a job of a tenant that has none.
+typedef enum hk_unknown_tenant {
+    HK_UNKNOWN_TENANT_REJECT,  // reject: dead-lettered as invalid
+    HK_UNKNOWN_TENANT_DEFAULT, // default: signed with signing.secret
+} hk_unknown_tenant_t;
+
+// dispatch.ordering.
+typedef enum hk_ordering {
+    HK_ORDERING_NONE, // none: jobs of a lane go in any order
+    HK_ORDERING_KEY,  // key: one job per ordering key at a time, in order
+} hk_ordering_t;
+
+// dispatch.head_of_line: with ordering = key, a head that keeps failing.
+typedef enum hk_head_of_line {
+    HK_HEAD_OF_LINE_DEAD_LETTER, // dead_letter_after_attempts: max_attempts applies
+    HK_HEAD_OF_LINE_BLOCK,       // block: retried without limit, the key waits
+} hk_head_of_line_t;
+
 // Settings of one receiver endpoint, from [endpoint "<scheme://host:port>"]. Each key
 // is one row of cf_endpoint_rows in config.c; a key left out keeps its default.
 typedef struct hk_endpoint_conf {
@@ -27,7 +55,7 @@ typedef struct hk_endpoint_conf {
     char *ca_file;     // CA bundle for this receiver, "" = delivery.ca_file / the system's
     char *client_cert; // PEM client certificate for mTLS, "" = none
     char *client_key;  // its PEM private key, "" = in client_cert
-    char *http2;       // auto, off, prior_knowledge; "" = delivery.http2
+    hk_http2_t http2;  // HK_HTTP2_UNSET (http2 = "", the default) = delivery.http2
 } hk_endpoint_conf_t;
 
 typedef struct hk_config {
@@ -54,15 +82,14 @@ typedef struct hk_config {
     char *delivery_allow_cidrs;          // comma/space separated CIDRs the guard lets through
     char *delivery_ca_file;              // CA bundle for HTTPS ("" = the system's)
     char *delivery_ca_path;              // directory of hashed CA certificates ("" = none)
-    char *delivery_http2;                // auto (h2 by ALPN), off, prior_knowledge
+    hk_http2_t delivery_http2;           // auto (h2 by ALPN), off, prior_knowledge
 
     // [signing]
     char *signing_secret;    // default whsec_ secret(s), space separated during rotation
     hk_kv_t *tenant_secrets; // from [tenant "<name>"] secret = ...
     size_t tenant_secrets_cnt;
-    char *signing_unknown_tenant; // with [tenant] sections, a job of another tenant:
-                                  // "reject" (dead-lettered as invalid) or "default"
-                                  // (signed with signing.secret)
+    hk_unknown_tenant_t signing_unknown_tenant; // with [tenant] sections, a job of
+                                                // another tenant: reject or default
 
     // [limits]
     int64_t limits_max_job_bytes;
@@ -96,14 +123,13 @@ typedef struct hk_config {
     int lanes_max_limit;
 
     // [dispatch]
-    char *dispatch_ordering;       // "none", or "key": one job per ordering key at a time, in order
-    char *dispatch_head_of_line;   // with ordering = key, a failing head: "block" (retry it
-                                   // without limit) or "dead_letter_after_attempts"
-    int64_t dispatch_lane_idle_ms; // an endpoint's lane outlives its last job this long
-    int dispatch_max_lanes;        // live lanes at most; past it new endpoints wait for a lane
-    int dispatch_gone_urls_max;    // URLs disabled by 410 Gone, at most (oldest forgotten)
-    int64_t dispatch_gone_ttl_ms;  // a 410 disables its URL this long
-    int64_t dispatch_hold_429_ms;  // a 429 without Retry-After holds its lane this long
+    hk_ordering_t dispatch_ordering;         // none, or key
+    hk_head_of_line_t dispatch_head_of_line; // with ordering = key, a failing head
+    int64_t dispatch_lane_idle_ms;           // an endpoint's lane outlives its last job this long
+    int dispatch_max_lanes;       // live lanes at most; past it new endpoints wait for a lane
+    int dispatch_gone_urls_max;   // URLs disabled by 410 Gone, at most (oldest forgotten)
+    int64_t dispatch_gone_ttl_ms; // a 410 disables its URL this long
+    int64_t dispatch_hold_429_ms; // a 429 without Retry-After holds its lane this long
 
     // [log]
     char *log_level;    // debug, info, warn, error

@@ -12,10 +12,12 @@
 // numbers (19.90, 1e2, integers past int64), escapes and key order reach the receiver as is.
 #include "model/job.h"
 
+#include "base/base64.h"
+#include "base/civil.h"
+
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -215,24 +217,31 @@ static void hash_key(const void *key, size_t len, char *out)
     out[n] = '\0';
 }
 
+// Index just past the string that opens at p[i] == '"', or n when it does not end.
+// Only escapes are recognised (the byte after '\\' never ends the string), so it runs
+// over any bytes: before jansson (too_deep()) and over scanned values (raw_compact(),
+// patch_value()). skip_string() is the strict one.
+static size_t skip_string_loose(const unsigned char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            return i + 1;
+    }
+    return n;
+}
+
 // Finds the first container opened deeper than JOB_MAX_DEPTH, before jansson recurses
 // (its own limit is 2048). Exact for valid JSON; for invalid JSON either answer is fine,
 // the job is rejected anyway.
 static bool too_deep(const unsigned char *p, size_t n, size_t *at)
 {
     size_t depth = 0;
-    bool in_str = false;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
         if (ch == '"') {
-            in_str = true;
+            i = skip_string_loose(p, n, i) - 1;
         } else if (ch == '[' || ch == '{') {
             if (++depth > JOB_MAX_DEPTH) {
                 *at = i;
@@ -500,26 +509,19 @@ static int raw_member(const unsigned char *p, raw_t obj, const char *name, raw_t
 static size_t raw_compact(const unsigned char *p, raw_t v, char *out)
 {
     size_t o = 0, end = v.off + v.len;
-    bool in_str = false;
     for (size_t i = v.off; i < end; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '"') {
-                in_str = false;
-            } else if (ch == '\\' && i + 1 < end) { // the escaped byte, '"' or '\\' included
-                if (out)
-                    out[o] = (char)ch;
-                o++;
-                ch = p[++i];
-            }
-        } else if (is_ws(ch)) {
-            continue;
-        } else if (ch == '"') {
-            in_str = true;
+        if (ch == '"') { // a string is copied as it is, escapes included
+            size_t stop = skip_string_loose(p, end, i);
+            if (out)
+                memcpy(out + o, p + i, stop - i);
+            o += stop - i;
+            i = stop - 1;
+        } else if (!is_ws(ch)) {
+            if (out)
+                out[o] = (char)ch;
+            o++;
         }
-        if (out)
-            out[o] = (char)ch;
-        o++;
     }
     return o;
 }
@@ -537,18 +539,10 @@ static bool beyond_int64(const unsigned char *s, size_t n)
 static bool patch_value(const unsigned char *p, size_t n, raw_t v, unsigned char **copy)
 {
     size_t end = v.off + v.len;
-    bool in_str = false;
     for (size_t i = v.off; i < end; i++) {
         unsigned char ch = p[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
         if (ch == '"') {
-            in_str = true;
+            i = skip_string_loose(p, end, i) - 1;
             continue;
         }
         if (ch != '-' && !is_digit(ch))
@@ -605,58 +599,6 @@ static unsigned char *patch_big_ints(const unsigned char *p, size_t n)
     return copy;
 }
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-// Standard base64 with padding, no whitespace. Returns the decoded length, or -1.
-// With `out` it also decodes.
-static long b64_decode(const char *s, size_t n, unsigned char *out)
-{
-    if (n % 4)
-        return -1;
-    size_t pad = 0;
-    if (n >= 1 && s[n - 1] == '=')
-        pad++;
-    if (n >= 2 && s[n - 2] == '=')
-        pad++;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t acc = 0;
-        size_t last = i + 4 == n;
-        for (size_t k = 0; k < 4; k++) {
-            int v = b64_value((unsigned char)s[i + k]);
-            if (v < 0) {
-                if (!(last && s[i + k] == '=' && k >= 4 - pad))
-                    return -1;
-                v = 0;
-            }
-            acc = acc << 6 | (uint32_t)v;
-        }
-        size_t bytes = last ? 3 - pad : 3;
-        if (out) {
-            out[o] = (unsigned char)(acc >> 16);
-            if (bytes > 1)
-                out[o + 1] = (unsigned char)(acc >> 8);
-            if (bytes > 2)
-                out[o + 2] = (unsigned char)acc;
-        }
-        o += bytes;
-    }
-    return (long)o;
-}
-
 // Exactly `n` ASCII digits.
 static bool digits(const char *s, size_t n, int *out)
 {
@@ -670,22 +612,10 @@ static bool digits(const char *s, size_t n, int *out)
     return true;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 // RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 'T'/'Z' in either
 // case. Fractions below a millisecond are truncated; a leap second 60 is accepted.
 static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int year, mon, day, hh, mi, ss, ms = 0;
     if (n < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) || s[7] != '-' ||
         !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hh) ||
@@ -717,12 +647,11 @@ static bool parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
     }
     if (i != n)
         return false;
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] + (mon == 2 && leap) || hh > 23 ||
+    if (mon < 1 || mon > 12 || day < 1 || day > hk_civil_days_in_month(year, mon) || hh > 23 ||
         mi > 59 || ss > 60)
         return false;
-    int64_t secs =
-        days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss - (int64_t)off_min * 60;
+    int64_t secs = hk_civil_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mi * 60 + ss -
+                   (int64_t)off_min * 60;
     *out_ms = secs * 1000 + ms;
     return true;
 }
@@ -919,7 +848,7 @@ static int fill_body(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job, cons
             return fail(c, ".body_base64: must be a string of standard base64");
         const char *s = json_string_value(b64);
         size_t n = json_string_length(b64);
-        long dn = b64_decode(s, n, NULL);
+        long dn = hk_base64_decoded_len(s, n, 0);
         if (dn < 0)
             return fail(c, ".body_base64: not valid standard base64 (A-Z a-z 0-9 + /, padded "
                            "with =, no whitespace)");
@@ -927,7 +856,7 @@ static int fill_body(ctx_t *c, const json_t *obj, raw_t raw, hk_job_t *job, cons
             return fail(c, ".content_type: required with body_base64");
         char *p = arena_take(&c->a, (size_t)dn + 1, 1);
         if (p) {
-            b64_decode(s, n, (unsigned char *)p);
+            hk_base64_decode(s, n, (unsigned char *)p, 0);
             p[dn] = '\0';
         }
         job->body = p ? p : k_measured;
@@ -1324,9 +1253,9 @@ void hk_job_destroy(hk_job_t *job)
 // Standard base64 with padding of `len` bytes into a new string.
 static char *base64_of(const char *data, size_t len)
 {
-    char *out = malloc((len + 2) / 3 * 4 + 1);
+    char *out = malloc(hk_base64_encoded_len(len) + 1);
     if (out)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data, (int)len);
+        hk_base64_encode(data, len, out);
     return out;
 }
 

@@ -3,6 +3,8 @@
 // the result never depends on the locale, the TZ variable or time_t's width.
 #include "retry/backoff.h"
 
+#include "base/civil.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,37 +186,6 @@ int hk_backoff_parse_schedule(const char *text, int64_t **out, size_t *cnt, char
 
 // ---- Retry-After ----------------------------------------------------------
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's
-// days_from_civil), i.e. what timegm() computes, for any year.
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-// The year of a day count (Hinnant's civil_from_days, year only).
-static int64_t year_from_days(int64_t z)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    return yoe + era * 400 + (mp >= 10);
-}
-
-static int days_in_month(int64_t y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return days[m - 1] + (m == 2 && leap);
-}
-
 typedef struct date_parser {
     const char *p;
 } date_parser_t;
@@ -335,7 +306,8 @@ static int parse_http_date(const char *s, int64_t now_ms, int64_t *out_ms)
             return -1;
         // RFC 9110: a two-digit year more than 50 years in the future means the
         // most recent past year with the same last two digits.
-        int64_t now_year = year_from_days(now_ms / 86400000 - (now_ms % 86400000 < 0));
+        int64_t now_year = 0;
+        hk_civil_from_days(now_ms / 86400000 - (now_ms % 86400000 < 0), &now_year, NULL, NULL);
         y = now_year - now_year % 100 + yy;
         if (y > now_year + 50)
             y -= 100;
@@ -348,9 +320,9 @@ static int parse_http_date(const char *s, int64_t now_ms, int64_t *out_ms)
     if (*dp.p != '\0')
         return -1;
     // 60 admits a leap second; it lands on the next minute like timegm() does.
-    if (day < 1 || day > days_in_month(y, month) || h > 23 || mi > 59 || sec > 60)
+    if (day < 1 || day > hk_civil_days_in_month(y, month) || h > 23 || mi > 59 || sec > 60)
         return -1;
-    int64_t secs = days_from_civil(y, month, day) * 86400 + h * 3600 + mi * 60 + sec;
+    int64_t secs = hk_civil_days_from_civil(y, month, day) * 86400 + h * 3600 + mi * 60 + sec;
     *out_ms = secs * 1000;
     return 0;
 }

@@ -8,12 +8,13 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "base/err.h"
 #include "base/clock.h"
 
 #define PG_BACKOFF_FIRST_MS 100
@@ -63,17 +64,6 @@ static void set_err_trimmed(char *err, size_t err_size, const char *msg)
         err[n++] = *p;
     }
     err[n] = '\0';
-}
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_size,
-                                                          const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
 }
 
 // "<primary> (<detail>)" from a failed result, else libpq's message.
@@ -231,7 +221,7 @@ static PGresult *collect(hk_pg_t *pg, int timeout_ms, char *err, size_t err_size
             // Not something hookd sends; the connection is unusable for us now.
             PQclear(r);
             PQclear(keep);
-            set_err(err, err_size, "%s", "unexpected COPY in a statement; connection reset");
+            hk_err_set(err, err_size, "%s", "unexpected COPY in a statement; connection reset");
             mark_down(pg);
             return NULL;
         }
@@ -244,7 +234,7 @@ static PGresult *collect(hk_pg_t *pg, int timeout_ms, char *err, size_t err_size
     }
 
     if (keep == NULL) {
-        set_err(err, err_size, "%s", "postgres returned no result");
+        hk_err_set(err, err_size, "%s", "postgres returned no result");
         return NULL;
     }
     ExecStatusType st = PQresultStatus(keep);
@@ -267,7 +257,7 @@ broken:
     PQclear(keep);
     set_err_trimmed(err, err_size, PQerrorMessage(c));
     if (err && err_size && err[0] == '\0')
-        set_err(err, err_size, "%s", "connection to postgres lost");
+        hk_err_set(err, err_size, "%s", "connection to postgres lost");
     mark_down(pg);
     return NULL;
 }
@@ -301,7 +291,7 @@ static int connect_once(hk_pg_t *pg, char *err, size_t err_size)
 
     PGconn *c = PQconnectStartParams(kw, val, 1);
     if (c == NULL) {
-        set_err(err, err_size, "%s", "out of memory");
+        hk_err_set(err, err_size, "%s", "out of memory");
         return -1;
     }
     int64_t deadline = hk_clock_mono_ms() + pg->pg_connect_timeout_ms;
@@ -322,7 +312,7 @@ static int connect_once(hk_pg_t *pg, char *err, size_t err_size)
     if (PQstatus(c) != CONNECTION_OK) {
         set_err_trimmed(err, err_size, PQerrorMessage(c));
         if (err && err_size && err[0] == '\0')
-            set_err(err, err_size, "%s", "connection failed");
+            hk_err_set(err, err_size, "%s", "connection failed");
         PQfinish(c);
         return -1;
     }
@@ -397,8 +387,8 @@ static int ready(hk_pg_t *pg, char *err, size_t err_size)
 {
     if (pg->pg_tx) {
         if (pg->pg_conn == NULL || pg->pg_gen != pg->pg_tx_gen) {
-            set_err(err, err_size, "%s",
-                    "the connection to postgres was lost inside a transaction; roll it back");
+            hk_err_set(err, err_size, "%s",
+                       "the connection to postgres was lost inside a transaction; roll it back");
             return -1;
         }
         return 0;
@@ -412,7 +402,7 @@ static int stmt_prepared(hk_pg_t *pg, const char *name, const char *sql, char *e
         if (strcmp(pg->pg_stmts[i].name, name) == 0) {
             if (strcmp(pg->pg_stmts[i].sql, sql) == 0)
                 return 1;
-            set_err(err, err_size, "statement %s is already prepared with other sql", name);
+            hk_err_set(err, err_size, "statement %s is already prepared with other sql", name);
             return -1;
         }
     }
@@ -466,7 +456,7 @@ PGresult *hk_pg_exec_params(hk_pg_t *pg, const char *name, const char *sql, int 
             return NULL;
         PQclear(r);
         if (stmt_remember(pg, name, sql) != 0) {
-            set_err(err, err_size, "%s", "out of memory");
+            hk_err_set(err, err_size, "%s", "out of memory");
             mark_down(pg); // the server has it; forget the connection rather than mismatch
             return NULL;
         }
@@ -500,7 +490,7 @@ PGresult *hk_pg_exec_script(hk_pg_t *pg, const char *sql, int timeout_ms, char *
 int hk_pg_begin(hk_pg_t *pg, char *err, size_t err_size)
 {
     if (pg->pg_tx) {
-        set_err(err, err_size, "%s", "a transaction is already open");
+        hk_err_set(err, err_size, "%s", "a transaction is already open");
         return -1;
     }
     PGresult *r = hk_pg_exec_script(pg, "BEGIN", 0, err, err_size);
@@ -515,7 +505,7 @@ int hk_pg_begin(hk_pg_t *pg, char *err, size_t err_size)
 int hk_pg_commit(hk_pg_t *pg, char *err, size_t err_size)
 {
     if (!pg->pg_tx) {
-        set_err(err, err_size, "%s", "no transaction is open");
+        hk_err_set(err, err_size, "%s", "no transaction is open");
         return -1;
     }
     if (ready(pg, err, err_size) != 0) {
@@ -530,8 +520,8 @@ int hk_pg_commit(hk_pg_t *pg, char *err, size_t err_size)
     int ok = strcmp(PQcmdStatus(r), "COMMIT") == 0;
     PQclear(r);
     if (!ok) {
-        set_err(err, err_size, "%s",
-                "the transaction was rolled back by the server (a statement in it failed)");
+        hk_err_set(err, err_size, "%s",
+                   "the transaction was rolled back by the server (a statement in it failed)");
         return -1;
     }
     return 0;

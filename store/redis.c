@@ -15,7 +15,6 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/err.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -188,17 +191,6 @@ static void watch_free_dead(hk_redis_t *r);
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-__attribute__((format(printf, 3, 4))) static void errf(char *err, size_t err_size, const char *fmt,
-                                                       ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
 
 static struct timeval ms_tv(int ms)
 {
@@ -433,14 +425,14 @@ static int read_replies(hk_redis_t *r, int n, redisReply **replies, char *err, s
     for (int i = 0; i < n; i++) {
         void *p = NULL;
         if (redisGetReply(r->rd_ctx, &p) != REDIS_OK) {
-            errf(err, err_size, "%s", ctx_error(r->rd_ctx));
+            hk_err_set(err, err_size, "%s", ctx_error(r->rd_ctx));
             for (int j = 0; j < i; j++)
                 freeReplyObject(replies[j]);
             return -1;
         }
         replies[i] = p;
         if (replies[i]->type == REDIS_REPLY_ERROR && rc == 0) {
-            errf(err, err_size, "%.*s", (int)replies[i]->len, replies[i]->str);
+            hk_err_set(err, err_size, "%.*s", (int)replies[i]->len, replies[i]->str);
             rc = -2;
         }
     }
@@ -477,7 +469,7 @@ static int load_scripts(hk_redis_t *r, int handshake, char *err, size_t err_size
     for (int s = 0; rc == 0 && s < SCRIPT__CNT; s++) {
         const redisReply *rep = replies[first_script + s];
         if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-            errf(err, err_size, "SCRIPT LOAD: unexpected reply");
+            hk_err_set(err, err_size, "SCRIPT LOAD: unexpected reply");
             rc = -2;
             break;
         }
@@ -903,7 +895,7 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
     memset(out, 0, sizeof(*out));
     out->port = 6379;
     if (!url || !*url) {
-        errf(err, err_size, "redis.url is empty");
+        hk_err_set(err, err_size, "redis.url is empty");
         return -1;
     }
     if (strncmp(url, "unix:", 5) == 0) {
@@ -911,20 +903,21 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
         if (strncmp(p, "//", 2) == 0)
             p += 2; // unix:///path
         if (*p != '/' || strlen(p) >= sizeof(out->path)) {
-            errf(err, err_size,
-                 "redis.url: a unix socket URL is unix:/absolute/path (at most %zu bytes)",
-                 sizeof(out->path) - 1);
+            hk_err_set(err, err_size,
+                       "redis.url: a unix socket URL is unix:/absolute/path (at most %zu bytes)",
+                       sizeof(out->path) - 1);
             return -1;
         }
         snprintf(out->path, sizeof(out->path), "%s", p);
         return 0;
     }
     if (strncmp(url, "rediss://", 9) == 0) {
-        errf(err, err_size, "redis.url: TLS (rediss://) is not supported; use redis://");
+        hk_err_set(err, err_size, "redis.url: TLS (rediss://) is not supported; use redis://");
         return -1;
     }
     if (strncmp(url, "redis://", 8) != 0) {
-        errf(err, err_size, "redis.url must be redis://[:password@]host[:port][/db] or unix:/path");
+        hk_err_set(err, err_size,
+                   "redis.url must be redis://[:password@]host[:port][/db] or unix:/path");
         return -1;
     }
     const char *p = url + 8;
@@ -932,13 +925,13 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) {
-            errf(err, err_size,
-                 "redis.url: put the password after a colon: redis://:password@host:port");
+            hk_err_set(err, err_size,
+                       "redis.url: put the password after a colon: redis://:password@host:port");
             return -1;
         }
         size_t ulen = (size_t)(colon - p), plen = (size_t)(at - colon - 1);
         if (ulen >= sizeof(out->user) || plen >= sizeof(out->password) || plen == 0) {
-            errf(err, err_size, "redis.url: the user or password is empty or too long");
+            hk_err_set(err, err_size, "redis.url: the user or password is empty or too long");
             return -1;
         }
         memcpy(out->user, p, ulen);
@@ -950,7 +943,7 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
         host = p + 1;
         host_end = strchr(host, ']');
         if (!host_end) {
-            errf(err, err_size, "redis.url: missing ']' after the IPv6 address");
+            hk_err_set(err, err_size, "redis.url: missing ']' after the IPv6 address");
             return -1;
         }
         p = host_end + 1;
@@ -960,7 +953,7 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
     }
     size_t hlen = (size_t)(host_end - host);
     if (hlen == 0 || hlen >= sizeof(out->host)) {
-        errf(err, err_size, "redis.url: the host is empty or too long");
+        hk_err_set(err, err_size, "redis.url: the host is empty or too long");
         return -1;
     }
     memcpy(out->host, host, hlen);
@@ -968,7 +961,7 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
         p++;
         size_t len = strcspn(p, "/");
         if (parse_int(p, len, 1, 65535, &out->port) != 0) {
-            errf(err, err_size, "redis.url: the port must be a number between 1 and 65535");
+            hk_err_set(err, err_size, "redis.url: the port must be a number between 1 and 65535");
             return -1;
         }
         p += len;
@@ -976,13 +969,14 @@ int hk_redis_parse_url(const char *url, hk_redis_url_t *out, char *err, size_t e
     if (*p == '/') {
         p++;
         if (*p && parse_int(p, strlen(p), 0, 100000, &out->db) != 0) {
-            errf(err, err_size, "redis.url: the database after '/' must be a number, e.g. /0");
+            hk_err_set(err, err_size,
+                       "redis.url: the database after '/' must be a number, e.g. /0");
             return -1;
         }
         p += strlen(p);
     }
     if (*p) {
-        errf(err, err_size, "redis.url: unexpected text after the host");
+        hk_err_set(err, err_size, "redis.url: unexpected text after the host");
         return -1;
     }
     return 0;
@@ -998,19 +992,19 @@ hk_redis_t *hk_redis_start(const hk_redis_opts_t *opts, char *err, size_t err_si
         return NULL;
     if (opts->timeout_ms < 1 || opts->dedupe_ttl_s < 1 || opts->lease_ms < 1 || opts->sync_ms < 1 ||
         opts->queue_max < 0) {
-        errf(err, err_size,
-             "redis: timeout_ms, dedupe_ttl_s, lease_ms and sync_ms must be at least 1");
+        hk_err_set(err, err_size,
+                   "redis: timeout_ms, dedupe_ttl_s, lease_ms and sync_ms must be at least 1");
         return NULL;
     }
     const char *inst = opts->instance;
     if (inst && *inst && (strlen(inst) >= 100 || strpbrk(inst, " \t\r\n"))) {
-        errf(err, err_size, "redis: the instance id must be 1-99 bytes without spaces");
+        hk_err_set(err, err_size, "redis: the instance id must be 1-99 bytes without spaces");
         return NULL;
     }
 
     hk_redis_t *r = calloc(1, sizeof(*r));
     if (!r) {
-        errf(err, err_size, "redis: out of memory");
+        hk_err_set(err, err_size, "redis: out of memory");
         return NULL;
     }
     r->rd_url = url;
@@ -1060,7 +1054,7 @@ hk_redis_t *hk_redis_start(const hk_redis_opts_t *opts, char *err, size_t err_si
     int rc = pthread_create(&r->rd_thread, NULL, thread_main, r);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        errf(err, err_size, "redis: cannot start its thread: %s", strerror(rc));
+        hk_err_set(err, err_size, "redis: cannot start its thread: %s", strerror(rc));
         pthread_mutex_destroy(&r->rd_lock);
         pthread_cond_destroy(&r->rd_wake);
         pthread_cond_destroy(&r->rd_ready);

@@ -943,11 +943,61 @@ START_TEST(test_dump_redacts_every_credential_shaped_key)
 }
 END_TEST
 
+// Settings that take one of a few words are enums, parsed once; the dump shows the words.
+START_TEST(test_word_settings_are_parsed_into_enums)
+{
+    load_ok("", NULL);
+    ck_assert_int_eq(cfg->delivery_http2, HK_HTTP2_OFF);
+    ck_assert_int_eq(cfg->dispatch_ordering, HK_ORDERING_NONE);
+    ck_assert_int_eq(cfg->dispatch_head_of_line, HK_HEAD_OF_LINE_DEAD_LETTER);
+    ck_assert_int_eq(cfg->signing_unknown_tenant, HK_UNKNOWN_TENANT_REJECT);
+    reset_cfg();
+
+    char *envp[] = {"HOOKD_DELIVERY_HTTP2=prior_knowledge", NULL};
+    load_ok("[delivery]\nhttp2 = auto\n[signing]\nunknown_tenant = default\n"
+            "[dispatch]\nordering = key\nhead_of_line = block\n"
+            "[endpoint \"https://a.example.com:443\"]\nhttp2 = off\n"
+            "[endpoint \"https://b.example.com:443\"]\nhttp2 = \"\"\n"
+            "[endpoint \"https://c.example.com:443\"]\ndisabled = no\n",
+            envp);
+    ck_assert_int_eq(cfg->delivery_http2, HK_HTTP2_PRIOR_KNOWLEDGE); // the environment wins
+    ck_assert_int_eq(cfg->signing_unknown_tenant, HK_UNKNOWN_TENANT_DEFAULT);
+    ck_assert_int_eq(cfg->dispatch_ordering, HK_ORDERING_KEY);
+    ck_assert_int_eq(cfg->dispatch_head_of_line, HK_HEAD_OF_LINE_BLOCK);
+    ck_assert_uint_eq(cfg->endpoints_cnt, 3);
+    ck_assert_int_eq(cfg->endpoints[0].http2, HK_HTTP2_OFF);
+    ck_assert_int_eq(cfg->endpoints[1].http2, HK_HTTP2_UNSET);
+    ck_assert_int_eq(cfg->endpoints[2].http2, HK_HTTP2_UNSET); // left out: the default
+    char *out = dump_str(cfg);
+    ck_assert_msg(strstr(out, "\nhttp2 = prior_knowledge\n") && strstr(out, "\nordering = key\n") &&
+                      strstr(out, "\nhead_of_line = block\n") &&
+                      strstr(out, "\nunknown_tenant = default\n") &&
+                      strstr(out, "\nhttp2 = off\n") && strstr(out, "\nhttp2 = \"\"\n"),
+                  "%s", out);
+    free(out);
+    reset_cfg();
+
+    assert_load_fails("[delivery]\nhttp2 = on\n", NULL,
+                      "config line 2: delivery.http2 must be auto, off or prior_knowledge, got "
+                      "\"on\"");
+    reset_cfg();
+    assert_load_fails("[dispatch]\nordering = Key\n", NULL,
+                      "config line 2: dispatch.ordering must be none or key, got \"Key\"");
+    reset_cfg();
+    assert_load_fails("[dispatch]\nhead_of_line = \"\"\n", NULL,
+                      "config line 2: dispatch.head_of_line must be block or "
+                      "dead_letter_after_attempts, got \"\"");
+    reset_cfg();
+    assert_load_fails_with("[endpoint \"https://a.example.com:443\"]\nhttp2 = h2\n",
+                           "http2 must be auto, off or prior_knowledge, got \"h2\"");
+}
+END_TEST
+
 START_TEST(test_unknown_tenant_rule)
 {
     // Without [tenant] sections every tenant is signed with signing.secret.
     load_ok("[signing]\nsecret = " SECRET32 "\n", NULL);
-    ck_assert_str_eq(cfg->signing_unknown_tenant, "reject");
+    ck_assert_int_eq(cfg->signing_unknown_tenant, HK_UNKNOWN_TENANT_REJECT);
     ck_assert_int_eq(hk_config_tenant_known(cfg, "anyone"), 1);
     reset_cfg();
 
@@ -1766,6 +1816,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_secret_list_at_the_limit_loads_and_one_past_is_refused);
     tcase_add_test(tc, test_check_config_refuses_too_many_secrets_and_redacts);
     tcase_add_test(tc, test_unknown_tenant_rule);
+    tcase_add_test(tc, test_word_settings_are_parsed_into_enums);
     tcase_add_test(tc, test_full_urls_is_a_reloadable_bool_off_by_default);
     tcase_add_test(tc, test_dump_reads_back_as_the_same_config);
     tcase_add_test(tc, test_reload_accepts_changes_to_reloadable_keys);

@@ -398,6 +398,10 @@ START_TEST(test_netguard_rejects_bad_cidr)
     snprintf(quoted, sizeof(quoted), "\"%s\"", b->token);
     ck_assert_msg(strstr(err, quoted) != NULL, "errstr \"%s\" does not name %s", err, quoted);
     ck_assert_msg(strstr(err, b->says) != NULL, "errstr \"%s\" does not say \"%s\"", err, b->says);
+    // config checks the list with the same rules and gets the same message.
+    char check_err[256] = "";
+    ck_assert_int_eq(hk_netguard_check_cidrs(b->list, check_err, sizeof(check_err)), -1);
+    ck_assert_str_eq(check_err, err);
 }
 END_TEST
 
@@ -415,8 +419,12 @@ END_TEST
 
 START_TEST(test_netguard_accepts_prefix_extremes)
 {
-    hk_netguard_t *g = new_ok("0.0.0.0/0 1.2.3.4/32 ::/0 2001:db8::1/128 ::ffff:1.2.3.4/128");
+    const char *list = "0.0.0.0/0 1.2.3.4/32 ::/0 2001:db8::1/128 ::ffff:1.2.3.4/128";
+    hk_netguard_t *g = new_ok(list);
     hk_netguard_destroy(g);
+    ck_assert_int_eq(hk_netguard_check_cidrs(list, NULL, 0), 0);
+    ck_assert_int_eq(hk_netguard_check_cidrs("", NULL, 0), 0);
+    ck_assert_int_eq(hk_netguard_check_cidrs(NULL, NULL, 0), 0);
 }
 END_TEST
 

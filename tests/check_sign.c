@@ -221,6 +221,24 @@ START_TEST(test_sign_check_secret_rejects_bad_secret)
 }
 END_TEST
 
+// One entry of a list, by length: the reasons config quotes after "secret 2 of 3".
+START_TEST(test_sign_check_secret_n_names_the_problem)
+{
+    const char *list =
+        "nope whsec_AAECAwQFBgcICQoLDA0ODx== whsec_AAECAwQFBgcICQoLDA0O " KEY16_SECRET;
+    char why[64] = "";
+    ck_assert_int_eq(hk_sign_check_secret_n(list, 4, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "does not start with whsec_");
+    ck_assert_int_eq(hk_sign_check_secret_n(list + 5, 30, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "is not canonical padded base64 after whsec_");
+    ck_assert_int_eq(hk_sign_check_secret_n(list + 36, 26, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "decodes to 15 bytes");
+    ck_assert_int_eq(hk_sign_check_secret_n(list + 63, strlen(KEY16_SECRET), NULL, 0), 0);
+    ck_assert_int_eq(hk_sign_check_secret_n("whsec_", 6, why, sizeof(why)), -1);
+    ck_assert_str_eq(why, "is not canonical padded base64 after whsec_");
+}
+END_TEST
+
 START_TEST(test_sign_check_secret_null_and_tiny_errstr)
 {
     char err[8];
@@ -399,6 +417,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_loop_test(tc, test_sign_check_secret_rejects_bad_secret, 0,
                         (int)(sizeof(bad_secrets) / sizeof(bad_secrets[0])));
     tcase_add_test(tc, test_sign_check_secret_null_and_tiny_errstr);
+    tcase_add_test(tc, test_sign_check_secret_n_names_the_problem);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -33,6 +33,9 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "worker/prom.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 // A slow client holds one connection for ADMIN_REQUEST_DEADLINE_MS at most, and
 // one address holds ADMIN_MAX_PER_IP of ADMIN_MAX_CONNECTIONS: probes and scrapes
@@ -83,17 +86,6 @@ typedef enum route {
     ROUTE_RESET,
     ROUTE_BATCH,
 } route_t;
-
-__attribute__((format(printf, 3, 4))) static void errf(char *errstr, size_t errstr_size,
-                                                       const char *fmt, ...)
-{
-    if (!errstr || errstr_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 // libmicrohttpd's own messages (bind failures, connection limit reached, ...).
 __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -705,9 +697,9 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     char host[256], port[8];
     int bracketed;
     if (!listen || split_listen(listen, host, sizeof(host), port, sizeof(port), &bracketed) != 0) {
-        errf(errstr, errstr_size,
-             "admin.listen \"%s\" must be host:port or [IPv6 address]:port (port 0 to 65535)",
-             listen ? listen : "");
+        hk_err_set(errstr, errstr_size,
+                   "admin.listen \"%s\" must be host:port or [IPv6 address]:port (port 0 to 65535)",
+                   listen ? listen : "");
         return NULL;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -716,20 +708,20 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0) {
-        errf(errstr, errstr_size, "admin.listen %s: cannot resolve \"%s\": %s", listen, host,
-             gai_strerror(gai));
+        hk_err_set(errstr, errstr_size, "admin.listen %s: cannot resolve \"%s\": %s", listen, host,
+                   gai_strerror(gai));
         return NULL;
     }
     int has_token = token && token[0];
     if (!has_token && !is_loopback(ai->ai_addr)) {
-        errf(errstr, errstr_size, "admin.listen %s is not loopback: set admin.token", listen);
+        hk_err_set(errstr, errstr_size, "admin.listen %s is not loopback: set admin.token", listen);
         freeaddrinfo(ai);
         return NULL;
     }
 
     hk_admin_t *adm = calloc(1, sizeof(*adm));
     if (!adm) {
-        errf(errstr, errstr_size, "admin: out of memory");
+        hk_err_set(errstr, errstr_size, "admin: out of memory");
         freeaddrinfo(ai);
         return NULL;
     }
@@ -755,8 +747,9 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     freeaddrinfo(ai);
     atomic_store(&adm->ad_starting, 0);
     if (!adm->ad_mhd) {
-        errf(errstr, errstr_size, "admin.listen %s: cannot start the admin server: %s", listen,
-             adm->ad_start_err[0] ? adm->ad_start_err : "libmicrohttpd refused the options");
+        hk_err_set(errstr, errstr_size, "admin.listen %s: cannot start the admin server: %s",
+                   listen,
+                   adm->ad_start_err[0] ? adm->ad_start_err : "libmicrohttpd refused the options");
         pthread_mutex_destroy(&adm->ad_batch_lock);
         free(adm);
         return NULL;
@@ -765,7 +758,7 @@ hk_admin_t *hk_admin_start(const char *listen, const char *token, hk_dispatch_t 
     adm->ad_port = info ? info->port : atoi(port);
     atomic_init(&adm->ad_stop, 0);
     if (pthread_create(&adm->ad_thread, NULL, admin_loop, adm) != 0) {
-        errf(errstr, errstr_size, "admin.listen %s: cannot start the admin thread", listen);
+        hk_err_set(errstr, errstr_size, "admin.listen %s: cannot start the admin thread", listen);
         MHD_stop_daemon(adm->ad_mhd);
         pthread_mutex_destroy(&adm->ad_batch_lock);
         free(adm);

@@ -235,18 +235,18 @@ static size_t hdr_len(const char *name, const char *value)
 
 // ---- one attempt ----
 
-static long http_version(const char *http2)
+static long http_version(hk_http2_t http2)
 {
-    if (strcmp(http2, "off") == 0)
+    if (http2 == HK_HTTP2_OFF)
         return CURL_HTTP_VERSION_1_1;
-    if (strcmp(http2, "prior_knowledge") == 0)
+    if (http2 == HK_HTTP2_PRIOR_KNOWLEDGE)
         return CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
     return CURL_HTTP_VERSION_2TLS; // auto: h2 over TLS by ALPN, HTTP/1.1 in clear
 }
 
 static int has_endpoint_tls(const hk_endpoint_conf_t *ep)
 {
-    return *ep->ca_file || *ep->client_cert || *ep->client_key || *ep->http2;
+    return *ep->ca_file || *ep->client_cert || *ep->client_key || ep->http2 != HK_HTTP2_UNSET;
 }
 
 // The receiver's own [endpoint] CA, client certificate and HTTP version, else the
@@ -274,7 +274,7 @@ static void apply_endpoint(hk_deliver_t *dl, dl_slot_t *slot, const char *url)
                      ep->client_cert && *ep->client_cert ? ep->client_cert : NULL);
     curl_easy_setopt(e, CURLOPT_SSLKEY, ep->client_key && *ep->client_key ? ep->client_key : NULL);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     http_version(ep->http2 && *ep->http2 ? ep->http2 : cfg->delivery_http2));
+                     http_version(ep->http2 != HK_HTTP2_UNSET ? ep->http2 : cfg->delivery_http2));
 }
 
 static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code);

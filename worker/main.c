@@ -295,7 +295,7 @@ static policy_t *policy_new(const hk_config_t *cfg)
                                   .multiplier = cfg->retry_multiplier,
                                   .max_delay_ms = cfg->retry_max_delay_ms};
     pol->inline_max_ms = cfg->retry_inline_max_ms;
-    pol->hol_block = strcmp(cfg->dispatch_head_of_line, "block") == 0;
+    pol->hol_block = cfg->dispatch_head_of_line == HK_HEAD_OF_LINE_BLOCK;
     return pol;
 }
 
@@ -534,7 +534,7 @@ static hk_dispatch_opts_t dispatch_opts_of(const hk_config_t *cfg, app_t *app)
                  .max = cfg->lanes_max_limit,
                  .decrease = 0.9},
         .inline_max_ms = cfg->retry_inline_max_ms,
-        .ordered = strcmp(cfg->dispatch_ordering, "key") == 0,
+        .ordered = cfg->dispatch_ordering == HK_ORDERING_KEY,
         .divert = on_divert,
         .on_lane = cfg->redis_url[0] ? on_lane : NULL,
         .on_breaker = cfg->redis_url[0] ? on_breaker : NULL,
