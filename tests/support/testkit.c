@@ -642,12 +642,13 @@ static int replica_start(hkt_scenario_t *sc, int i, char *const extra[], char *e
         env[n++] = sc->redis_env;
     if (sc->pg)
         env[n++] = sc->pg_env;
-    if (sc->ca_env[0])
-        env[n++] = sc->ca_env;
     for (int k = 0; sc->opts.env && sc->opts.env[k] && n < KIT_MAX_ENV; k++)
         env[n++] = (char *)sc->opts.env[k];
     for (int k = 0; extra && extra[k] && n < KIT_MAX_ENV; k++)
         env[n++] = extra[k];
+    // Last: hookd takes the first of a name, so the test's own setting wins.
+    if (sc->ca_env[0] && n < KIT_MAX_ENV)
+        env[n++] = sc->ca_env;
     env[n] = NULL;
     // A log per start: the admin port is read from the log's first admin line.
     char log[320];
