@@ -10,14 +10,17 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1447,11 +1450,12 @@ typedef struct tls_res {
 } tls_res_t;
 
 // POSTs a signed {} to <scheme>://<host>:<port>/ok; ca NULL: curl's own CA bundle.
-static tls_res_t tls_post(const char *scheme, const char *host, const char *ca, bool verify_host)
+static tls_res_t tls_post_to(int port, const char *scheme, const char *host, const char *ca,
+                             bool verify_host)
 {
     tls_res_t res = {0};
     char url[256];
-    snprintf(url, sizeof url, "%s://%s:%d/ok", scheme, host, hk_sink_port(sink));
+    snprintf(url, sizeof url, "%s://%s:%d/ok", scheme, host, port);
     struct curl_slist *h = hookd_headers("evt_tls", (int64_t)time(NULL), "{}", SECRET_A);
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -1468,7 +1472,7 @@ static tls_res_t tls_post(const char *scheme, const char *host, const char *ca, 
     // localhost resolves to ::1 first; the sink listens on 127.0.0.1 only.
     struct curl_slist *resolve = NULL;
     char entry[64];
-    snprintf(entry, sizeof entry, "localhost:%d:127.0.0.1", hk_sink_port(sink));
+    snprintf(entry, sizeof entry, "localhost:%d:127.0.0.1", port);
     resolve = curl_slist_append(resolve, entry);
     curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
     res.rc = curl_easy_perform(c);
@@ -1477,6 +1481,11 @@ static tls_res_t tls_post(const char *scheme, const char *host, const char *ca, 
     curl_slist_free_all(h);
     curl_slist_free_all(resolve);
     return res;
+}
+
+static tls_res_t tls_post(const char *scheme, const char *host, const char *ca, bool verify_host)
+{
+    return tls_post_to(hk_sink_port(sink), scheme, host, ca, verify_host);
 }
 
 // The sink's certificate as OpenSSL sees it, checked against its own CA.
@@ -1596,6 +1605,100 @@ START_TEST(test_plain_sink_has_no_ca)
 }
 END_TEST
 
+// hookd-sink (build/hk-sink) with `args`: its exit status; its first stdout line
+// in `line` when `keep` is not NULL, and the process left running in *keep.
+static int hookd_sink_run(const char *const *args, char *line, size_t line_size, pid_t *keep,
+                          FILE **out)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/hk-sink", HK_BUILD_DIR);
+    const char *argv[12] = {bin};
+    for (int i = 0; args[i] && i < 10; i++)
+        argv[i + 1] = args[i];
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    if (keep != NULL) {
+        ck_assert_msg(fgets(line, (int)line_size, f) != NULL, "hookd-sink printed nothing");
+        *keep = pid;
+        *out = f;
+        return 0;
+    }
+    int status;
+    fclose(f);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_hookd_sink_tls_writes_its_ca_and_serves_https)
+{
+    const char *args[] = {"--tls",   "--ca-out", tls_ca,   "--no-log",
+                          "--quiet", "--secret", SECRET_A, NULL};
+    char line[512];
+    pid_t pid;
+    FILE *out;
+    hookd_sink_run(args, line, sizeof line, &pid, &out);
+    json_t *j = json_loads(line, 0, NULL);
+    ck_assert_msg(j != NULL, "not JSON: %s", line);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "event")), "sink_listening");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "scheme")), "https");
+    int port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    tls_res_t r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "curl %d status %ld: %s", r.rc, r.status,
+                  r.error);
+    r = tls_post_to(port, "https", "127.0.0.1", NULL, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    ck_assert_msg(fgets(line, sizeof line, out) != NULL, "no stats line");
+    fclose(out);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(strstr(line, "\"ok\":1,") != NULL && strstr(line, "\"bad_signature\":0") != NULL,
+                  "stats: %s", line);
+
+    // The bad certificates are flags too; --ca-out alone or two TLS modes are usage errors.
+    const char *expired[] = {"--tls-expired", "--ca-out", tls_ca, "--no-log", "--quiet", NULL};
+    hookd_sink_run(expired, line, sizeof line, &pid, &out);
+    j = json_loads(line, 0, NULL);
+    port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION && strstr(r.error, "expired"),
+                  "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    fclose(out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    const char *wrong[] = {"--tls-wrong-host", "--ca-out", tls_ca, "--no-log", "--quiet", NULL};
+    hookd_sink_run(wrong, line, sizeof line, &pid, &out);
+    j = json_loads(line, 0, NULL);
+    port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION && strstr(r.error, "host name"),
+                  "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    fclose(out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    const char *no_tls[] = {"--ca-out", tls_ca, NULL};
+    ck_assert_int_eq(hookd_sink_run(no_tls, NULL, 0, NULL, NULL), 2);
+    const char *two[] = {"--tls", "--tls-expired", NULL};
+    ck_assert_int_eq(hookd_sink_run(two, NULL, 0, NULL, NULL), 2);
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -1661,6 +1764,7 @@ static Suite *sink_suite(void)
     tcase_add_test(tls, test_tls_expired_certificate_fails_verification);
     tcase_add_test(tls, test_tls_wrong_host_fails_only_the_name_check);
     tcase_add_test(tls, test_plain_sink_has_no_ca);
+    tcase_add_test(tls, test_hookd_sink_tls_writes_its_ca_and_serves_https);
     suite_add_tcase(s, tls);
     return s;
 }
