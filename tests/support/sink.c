@@ -6,6 +6,8 @@
 // Locks: `mu` guards records, counters and the id table; `rules_mu` the rules;
 // `wait_mu` the waiting list and every context field the timer thread writes.
 // None is held while another is taken.
+// HTTPS (opts.tls): the certificates come from sinktls.c and libmicrohttpd serves
+// them; the daemon is made the same way on every reopen after a refusal.
 #include "tests/support/sink.h"
 #include "worker/clock.h"
 
