@@ -6,15 +6,21 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,6 +124,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
         snprintf(res->retry_after, sizeof res->retry_after, "%.*s", (int)len, v);
     }
     return n;
+}
+
+static size_t on_body_discard(char *data, size_t size, size_t nmemb, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * nmemb;
 }
 
 // One request on handle h (a fresh one when NULL). body NULL = GET unless
@@ -1398,6 +1411,294 @@ START_TEST(test_request_log_has_one_json_line_per_request)
 }
 END_TEST
 
+// ---- TLS ----
+
+static char tls_dir[64];
+static char tls_ca[128]; // the running sink's CA, written by tls_up
+
+static void tls_setup(void)
+{
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/check_sink_tls-XXXXXX");
+    ck_assert(mkdtemp(tls_dir) != NULL);
+    snprintf(tls_ca, sizeof tls_ca, "%s/ca.pem", tls_dir);
+}
+
+static void tls_teardown(void)
+{
+    hk_sink_stop(sink);
+    sink = NULL;
+    unlink(tls_ca);
+    rmdir(tls_dir);
+}
+
+// Starts the sink with HTTPS of `kind` (secret A) and writes its CA to tls_ca.
+static void tls_up(hk_sinktls_kind_t kind)
+{
+    hk_sink_opts_t opts = {.threads = 2, .secrets = SECRET_A, .tls = kind};
+    char err[256] = "";
+    sink = hk_sink_start(&opts, err, sizeof err);
+    ck_assert_msg(sink != NULL, "hk_sink_start: %s", err);
+    ck_assert_int_eq(hk_sink_tls(sink), kind);
+    ck_assert_ptr_nonnull(hk_sink_ca_pem(sink));
+    ck_assert_int_eq(hk_sinktls_write(hk_sink_ca_pem(sink), tls_ca, err, sizeof err), 0);
+}
+
+typedef struct tls_res {
+    CURLcode rc;
+    long status;
+    char error[CURL_ERROR_SIZE];
+} tls_res_t;
+
+// POSTs a signed {} to <scheme>://<host>:<port>/ok; ca NULL: curl's own CA bundle.
+static tls_res_t tls_post_to(int port, const char *scheme, const char *host, const char *ca,
+                             bool verify_host)
+{
+    tls_res_t res = {0};
+    char url[256];
+    snprintf(url, sizeof url, "%s://%s:%d/ok", scheme, host, port);
+    struct curl_slist *h = hookd_headers("evt_tls", (int64_t)time(NULL), "{}", SECRET_A);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body_discard);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, res.error);
+    if (ca != NULL)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, verify_host ? 2L : 0L);
+    // localhost resolves to ::1 first; the sink listens on 127.0.0.1 only.
+    struct curl_slist *resolve = NULL;
+    char entry[64];
+    snprintf(entry, sizeof entry, "localhost:%d:127.0.0.1", port);
+    resolve = curl_slist_append(resolve, entry);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    res.rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    curl_slist_free_all(resolve);
+    return res;
+}
+
+static tls_res_t tls_post(const char *scheme, const char *host, const char *ca, bool verify_host)
+{
+    return tls_post_to(hk_sink_port(sink), scheme, host, ca, verify_host);
+}
+
+// The sink's certificate as OpenSSL sees it, checked against its own CA.
+static X509 *tls_server_cert(hk_sinktls_kind_t kind)
+{
+    hk_sinktls_t *t = hk_sinktls_new(kind, NULL, 0);
+    ck_assert_ptr_nonnull(t);
+    BIO *b = BIO_new_mem_buf(hk_sinktls_cert_pem(t), -1);
+    X509 *cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    b = BIO_new_mem_buf(hk_sinktls_ca_pem(t), -1);
+    X509 *ca = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    ck_assert(cert != NULL && ca != NULL);
+    ck_assert_int_eq(X509_check_ca(ca), 1);
+    ck_assert_int_eq(X509_check_issued(ca, cert), X509_V_OK);
+    EVP_PKEY *ca_key = X509_get0_pubkey(ca);
+    ck_assert_int_eq(X509_verify(cert, ca_key), 1);
+    X509_free(ca);
+    hk_sinktls_destroy(t);
+    return cert;
+}
+
+START_TEST(test_tls_certificate_names_localhost_and_both_loopbacks_signed_by_a_ca)
+{
+    X509 *good = tls_server_cert(HK_SINKTLS_GOOD);
+    ck_assert_int_eq(X509_check_host(good, "localhost", 0, 0, NULL), 1);
+    ck_assert_int_eq(X509_check_ip_asc(good, "127.0.0.1", 0), 1);
+    ck_assert_int_eq(X509_check_ip_asc(good, "::1", 0), 1);
+    ck_assert_int_eq(X509_check_ca(good), 0);
+    ck_assert_int_lt(X509_cmp_current_time(X509_get0_notBefore(good)), 0);
+    ck_assert_int_gt(X509_cmp_current_time(X509_get0_notAfter(good)), 0);
+    X509_free(good);
+
+    X509 *expired = tls_server_cert(HK_SINKTLS_EXPIRED);
+    ck_assert_int_eq(X509_check_ip_asc(expired, "127.0.0.1", 0), 1);
+    ck_assert_int_lt(X509_cmp_current_time(X509_get0_notAfter(expired)), 0);
+    X509_free(expired);
+
+    X509 *wrong = tls_server_cert(HK_SINKTLS_WRONG_HOST);
+    ck_assert_int_eq(X509_check_host(wrong, "localhost", 0, 0, NULL), 0);
+    ck_assert_int_eq(X509_check_ip_asc(wrong, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(X509_check_ip_asc(wrong, "::1", 0), 0);
+    ck_assert_int_gt(X509_cmp_current_time(X509_get0_notAfter(wrong)), 0);
+    X509_free(wrong);
+    ck_assert_ptr_null(hk_sinktls_new((hk_sinktls_kind_t)7, NULL, 0));
+}
+END_TEST
+
+START_TEST(test_tls_sink_is_verified_with_its_ca_and_checks_signatures)
+{
+    tls_up(HK_SINKTLS_GOOD);
+    tls_res_t r = tls_post("https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "curl %d status %ld: %s", r.rc, r.status,
+                  r.error);
+    r = tls_post("https", "localhost", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "curl %d status %ld: %s", r.rc, r.status,
+                  r.error);
+    hk_sink_stats_t st = stats();
+    ck_assert_uint_eq(st.requests, 2);
+    ck_assert_uint_eq(st.ok, 2);
+    ck_assert_uint_eq(st.bad_signature, 0);
+    ck_assert_uint_eq(hk_sink_ok_count(sink, "evt_tls"), 2);
+    // Listening again after a refusal serves the same certificate.
+    ck_assert_int_eq(hk_sink_refuse(sink, 0), 0);
+    ck_assert_int_eq(hk_sink_listen(sink), 0);
+    r = tls_post("https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "after relisten: curl %d: %s", r.rc,
+                  r.error);
+}
+END_TEST
+
+START_TEST(test_tls_sink_refuses_plain_http_and_clients_without_its_ca)
+{
+    tls_up(HK_SINKTLS_GOOD);
+    tls_res_t r = tls_post("http", "127.0.0.1", NULL, true);
+    ck_assert_msg(r.status != 200, "plain HTTP answered 200 (curl %d)", r.rc);
+    r = tls_post("https", "127.0.0.1", NULL, true); // curl's own bundle
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    ck_assert_uint_eq(stats().ok, 0);
+}
+END_TEST
+
+START_TEST(test_tls_expired_certificate_fails_verification)
+{
+    tls_up(HK_SINKTLS_EXPIRED);
+    tls_res_t r = tls_post("https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    ck_assert_msg(strstr(r.error, "expired") != NULL, "%s", r.error);
+    ck_assert_uint_eq(stats().requests, 0);
+}
+END_TEST
+
+START_TEST(test_tls_wrong_host_fails_only_the_name_check)
+{
+    tls_up(HK_SINKTLS_WRONG_HOST);
+    tls_res_t r = tls_post("https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    r = tls_post("https", "localhost", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    ck_assert_uint_eq(stats().requests, 0);
+    // The chain itself is good: without the name check it is answered.
+    r = tls_post("https", "127.0.0.1", tls_ca, false);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "curl %d: %s", r.rc, r.error);
+}
+END_TEST
+
+START_TEST(test_plain_sink_has_no_ca)
+{
+    hk_sink_opts_t opts = {.threads = 2};
+    sink_up(&opts);
+    ck_assert_int_eq(hk_sink_tls(sink), 0);
+    ck_assert_ptr_null(hk_sink_ca_pem(sink));
+    char err[256] = "";
+    ck_assert_int_eq(hk_sinktls_write(hk_sink_ca_pem(sink), tls_ca, err, sizeof err), -1);
+    ck_assert_msg(*err != '\0', "no reason given");
+}
+END_TEST
+
+// hookd-sink (build/hk-sink) with `args`: its exit status; its first stdout line
+// in `line` when `keep` is not NULL, and the process left running in *keep.
+static int hookd_sink_run(const char *const *args, char *line, size_t line_size, pid_t *keep,
+                          FILE **out)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/hk-sink", HK_BUILD_DIR);
+    const char *argv[12] = {bin};
+    for (int i = 0; args[i] && i < 10; i++)
+        argv[i + 1] = args[i];
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    if (keep != NULL) {
+        ck_assert_msg(fgets(line, (int)line_size, f) != NULL, "hookd-sink printed nothing");
+        *keep = pid;
+        *out = f;
+        return 0;
+    }
+    int status;
+    fclose(f);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_hookd_sink_tls_writes_its_ca_and_serves_https)
+{
+    const char *args[] = {"--tls",   "--ca-out", tls_ca,   "--no-log",
+                          "--quiet", "--secret", SECRET_A, NULL};
+    char line[512];
+    pid_t pid;
+    FILE *out;
+    hookd_sink_run(args, line, sizeof line, &pid, &out);
+    json_t *j = json_loads(line, 0, NULL);
+    ck_assert_msg(j != NULL, "not JSON: %s", line);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "event")), "sink_listening");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "scheme")), "https");
+    int port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    tls_res_t r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_OK && r.status == 200, "curl %d status %ld: %s", r.rc, r.status,
+                  r.error);
+    r = tls_post_to(port, "https", "127.0.0.1", NULL, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION, "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    ck_assert_msg(fgets(line, sizeof line, out) != NULL, "no stats line");
+    fclose(out);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(strstr(line, "\"ok\":1,") != NULL && strstr(line, "\"bad_signature\":0") != NULL,
+                  "stats: %s", line);
+
+    // The bad certificates are flags too; --ca-out alone or two TLS modes are usage errors.
+    const char *expired[] = {"--tls-expired", "--ca-out", tls_ca, "--no-log", "--quiet", NULL};
+    hookd_sink_run(expired, line, sizeof line, &pid, &out);
+    j = json_loads(line, 0, NULL);
+    port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION && strstr(r.error, "expired"),
+                  "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    fclose(out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    const char *wrong[] = {"--tls-wrong-host", "--ca-out", tls_ca, "--no-log", "--quiet", NULL};
+    hookd_sink_run(wrong, line, sizeof line, &pid, &out);
+    j = json_loads(line, 0, NULL);
+    port = (int)json_integer_value(json_object_get(j, "port"));
+    json_decref(j);
+    r = tls_post_to(port, "https", "127.0.0.1", tls_ca, true);
+    ck_assert_msg(r.rc == CURLE_PEER_FAILED_VERIFICATION && strstr(r.error, "host name"),
+                  "curl %d: %s", r.rc, r.error);
+    kill(pid, SIGTERM);
+    fclose(out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    const char *no_tls[] = {"--ca-out", tls_ca, NULL};
+    ck_assert_int_eq(hookd_sink_run(no_tls, NULL, 0, NULL, NULL), 2);
+    const char *two[] = {"--tls", "--tls-expired", NULL};
+    ck_assert_int_eq(hookd_sink_run(two, NULL, 0, NULL, NULL), 2);
+}
+END_TEST
+
 static Suite *sink_suite(void)
 {
     Suite *s = suite_create("sink");
@@ -1453,6 +1754,18 @@ static Suite *sink_suite(void)
             tcase_add_test(tc, cases[i].tests[j]);
         suite_add_tcase(s, tc);
     }
+    // Each TLS test starts its own sink.
+    TCase *tls = tcase_create("tls");
+    tcase_add_checked_fixture(tls, tls_setup, tls_teardown);
+    tcase_set_timeout(tls, 120);
+    tcase_add_test(tls, test_tls_certificate_names_localhost_and_both_loopbacks_signed_by_a_ca);
+    tcase_add_test(tls, test_tls_sink_is_verified_with_its_ca_and_checks_signatures);
+    tcase_add_test(tls, test_tls_sink_refuses_plain_http_and_clients_without_its_ca);
+    tcase_add_test(tls, test_tls_expired_certificate_fails_verification);
+    tcase_add_test(tls, test_tls_wrong_host_fails_only_the_name_check);
+    tcase_add_test(tls, test_plain_sink_has_no_ca);
+    tcase_add_test(tls, test_hookd_sink_tls_writes_its_ca_and_serves_https);
+    suite_add_tcase(s, tls);
     return s;
 }
 

@@ -81,7 +81,18 @@ extern "C" {
 //                           codes in turn, then the last)
 //   POST /_sink/reset      forgets every record and counter
 //   POST /_sink/refuse     {"for_ms":N}: stops listening (connection refused) for N ms
+// HTTPS: with opts.tls the sink makes, at start and in memory, a throwaway CA
+// (EC P-256) and a server certificate signed by it, and answers TLS only. Trust
+// the CA (hkt_sink_write_ca into hookd's delivery.ca_file) and hookd delivers;
+// without it, or with one of the bad certificates, it must not:
+//   HKT_TLS             valid, for localhost, 127.0.0.1 and ::1
+//   HKT_TLS_EXPIRED     signed by the CA but expired yesterday
+//   HKT_TLS_WRONG_HOST  signed by the CA and valid, but for wrong-host.invalid only
 typedef struct hkt_sink hkt_sink_t;
+
+#define HKT_TLS            1
+#define HKT_TLS_EXPIRED    2
+#define HKT_TLS_WRONG_HOST 3
 
 typedef struct hkt_sink_opts {
     int port;            // 0: a free port, read it back with hkt_sink_port()
@@ -90,6 +101,7 @@ typedef struct hkt_sink_opts {
     int log_errors;      // 1: libmicrohttpd's error messages on stderr
     uint64_t seed;       // /random-* draws; 0: from the clock
     int log_requests;    // 1: one JSON line per answered request on stdout
+    int tls;             // 0: plain HTTP; HKT_TLS, HKT_TLS_EXPIRED or HKT_TLS_WRONG_HOST
 } hkt_sink_opts_t;
 
 // One received request. Strings are NUL-terminated and cut to their field.
@@ -118,8 +130,14 @@ typedef struct hkt_sink_stats {
 hkt_sink_t *hkt_sink_start(const hkt_sink_opts_t *opts, char *err, size_t err_size);
 void hkt_sink_stop(hkt_sink_t *sink); // stops answering and frees everything
 int hkt_sink_port(const hkt_sink_t *sink);
-// "http://127.0.0.1:<port><path>" into buf; returns buf.
+// "http://127.0.0.1:<port><path>" into buf ("https://" with TLS); returns buf.
 char *hkt_sink_url(const hkt_sink_t *sink, const char *path, char *buf, size_t size);
+// The PEM of the CA that signed the sink's certificate, NULL without TLS. Owned by
+// the sink (valid until hkt_sink_stop).
+const char *hkt_sink_ca_pem(const hkt_sink_t *sink);
+// Writes that PEM to `path` (for hookd's delivery.ca_file). 0 ok; -1 without TLS
+// or when the file cannot be written (errno says why).
+int hkt_sink_write_ca(const hkt_sink_t *sink, const char *path);
 
 // Requests below `prefix` get `status` (0 removes the rule) after `delay_ms`, with
 // "Retry-After: <retry_after>" when not NULL. 0 ok, -1 bad argument.
@@ -238,6 +256,9 @@ typedef struct hkt_scenario_opts {
     const char *config;            // -c file for every replica, or NULL
     int start_timeout_ms;          // for each replica to report ready; 0: 30000
     void (*fail)(const char *why); // called on a setup failure; NULL: print, abort()
+    int sink_tls;                  // the sink's opts.tls (HKT_TLS...); its CA is written to
+                                   // <dir>/sink-ca.pem and given to every replica as
+                                   // HOOKD_DELIVERY_CA_FILE unless `env` sets that
 } hkt_scenario_opts_t;
 
 // Starts everything: the sink (secret HKT_SECRET), Kafka with topics jobs,

@@ -6,6 +6,8 @@
 // Locks: `mu` guards records, counters and the id table; `rules_mu` the rules;
 // `wait_mu` the waiting list and every context field the timer thread writes.
 // None is held while another is taken.
+// HTTPS (opts.tls): the certificates come from sinktls.c and libmicrohttpd serves
+// them; the daemon is made the same way on every reopen after a refusal.
 #include "tests/support/sink.h"
 #include "base/clock.h"
 
@@ -92,6 +94,8 @@ typedef struct sink_waiter {
 struct hk_sink_s {
     struct MHD_Daemon *mhd;
     int port;
+    int tls_kind;      // opts.tls
+    hk_sinktls_t *tls; // NULL: plain HTTP
     char **secrets;
     size_t nsecrets;
     atomic_uint flap;
@@ -1008,11 +1012,22 @@ static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port)
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (sink->log_errors)
         flags |= MHD_USE_ERROR_LOG;
+    // The certificate and key are the sink's strings (GnuTLS copies them), the same
+    // on every reopen after hk_sink_refuse.
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+    if (sink->tls != NULL) {
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                         (void *)hk_sinktls_key_pem(sink->tls)};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                         (void *)hk_sinktls_cert_pem(sink->tls)};
+    }
     return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, sink_access, sink,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                             MHD_OPTION_THREAD_POOL_SIZE, sink->threads, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)SINK_CONN_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, sink_completed,
-                            sink, MHD_OPTION_END);
+                            sink, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
 static void sink_free(hk_sink_t *sink)
@@ -1034,6 +1049,7 @@ static void sink_free(hk_sink_t *sink)
     free(sink->secrets);
     free(sink->waiters);
     free(sink->pfds);
+    hk_sinktls_destroy(sink->tls);
     pthread_mutex_destroy(&sink->mu);
     pthread_mutex_destroy(&sink->rules_mu);
     pthread_mutex_destroy(&sink->wait_mu);
@@ -1077,6 +1093,19 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     if (sink_parse_secrets(sink, opts->secrets, errstr, errstr_size) != 0) {
         sink_free(sink);
         return NULL;
+    }
+    if (opts->tls != 0) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            sink_err(errstr, errstr_size, "sink: this libmicrohttpd was built without TLS");
+            sink_free(sink);
+            return NULL;
+        }
+        sink->tls = hk_sinktls_new((hk_sinktls_kind_t)opts->tls, errstr, errstr_size);
+        if (sink->tls == NULL) {
+            sink_free(sink);
+            return NULL;
+        }
+        sink->tls_kind = opts->tls;
     }
     if (pthread_create(&sink->timer, NULL, sink_timer_main, sink) != 0) {
         sink_err(errstr, errstr_size, "sink: cannot start the timer thread");
@@ -1122,6 +1151,16 @@ void hk_sink_stop(hk_sink_t *sink)
 int hk_sink_port(const hk_sink_t *sink)
 {
     return sink->port;
+}
+
+int hk_sink_tls(const hk_sink_t *sink)
+{
+    return sink->tls_kind;
+}
+
+const char *hk_sink_ca_pem(const hk_sink_t *sink)
+{
+    return sink->tls ? hk_sinktls_ca_pem(sink->tls) : NULL;
 }
 
 int hk_sink_refuse(hk_sink_t *sink, int for_ms)

@@ -39,9 +39,17 @@
 //   POST /_sink/refuse    {"for_ms":F}: stops listening 0.2 s later, for F ms
 // Bad requests answer 400 {"error":"..."}, unknown paths 404.
 //
+// HTTPS: with opts.tls the sink makes a throwaway CA and a server certificate at
+// start (sinktls.h) and answers only TLS; hk_sink_ca_pem() is the CA to trust.
+// opts.tls picks the certificate: HK_SINKTLS_GOOD (names localhost, 127.0.0.1 and
+// ::1), HK_SINKTLS_EXPIRED (expired yesterday) or HK_SINKTLS_WRONG_HOST (names
+// another host), so a client's handling of bad certificates can be tested.
+//
 // Thread-safe: the sink answers on its own threads; query it from any thread.
 #ifndef HK_SINK_H
 #define HK_SINK_H
+
+#include "tests/support/sinktls.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +65,7 @@ typedef struct hk_sink_opts {
     int log_requests;    // 1 = one JSON line per finished request on stdout: ts_ms, method,
                          // path, webhook_id, signature_valid (null: not checked), status
                          // (0: no complete answer), latency_ms (complete to answered)
+    int tls;             // 0 plain HTTP; else HTTPS with a hk_sinktls_kind_t certificate
 } hk_sink_opts_t;
 
 // One received request, as the sink saw it.
@@ -90,6 +99,11 @@ typedef struct hk_sink_stats {
 hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr_size);
 void hk_sink_stop(hk_sink_t *sink); // stops answering, frees everything
 int hk_sink_port(const hk_sink_t *sink);
+// The opts.tls it was started with (0: plain HTTP).
+int hk_sink_tls(const hk_sink_t *sink);
+// The PEM of the CA that signed the sink's certificate; NULL without TLS. Owned
+// by the sink, valid until hk_sink_stop().
+const char *hk_sink_ca_pem(const hk_sink_t *sink);
 
 // Runtime fault rule: requests whose path starts with `prefix` are answered with
 // `status` (plus "Retry-After: <retry_after>" when not NULL) after `delay_ms`.

@@ -55,7 +55,8 @@ hkt_sink_t *hkt_sink_start(const hkt_sink_opts_t *opts, char *err, size_t err_si
                         .threads = opts->threads,
                         .log_errors = opts->log_errors,
                         .seed = opts->seed,
-                        .log_requests = opts->log_requests};
+                        .log_requests = opts->log_requests,
+                        .tls = opts->tls};
     return (hkt_sink_t *)hk_sink_start(&o, err, err_size);
 }
 
@@ -71,8 +72,25 @@ int hkt_sink_port(const hkt_sink_t *sink)
 
 char *hkt_sink_url(const hkt_sink_t *sink, const char *path, char *buf, size_t size)
 {
-    snprintf(buf, size, "http://127.0.0.1:%d%s", hkt_sink_port(sink), path ? path : "");
+    snprintf(buf, size, "%s://127.0.0.1:%d%s",
+             hk_sink_tls((const hk_sink_t *)sink) ? "https" : "http", hkt_sink_port(sink),
+             path ? path : "");
     return buf;
+}
+
+const char *hkt_sink_ca_pem(const hkt_sink_t *sink)
+{
+    return hk_sink_ca_pem((const hk_sink_t *)sink);
+}
+
+int hkt_sink_write_ca(const hkt_sink_t *sink, const char *path)
+{
+    const char *pem = hkt_sink_ca_pem(sink);
+    if (pem == NULL || path == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return hk_sinktls_write(pem, path, NULL, 0);
 }
 
 int hkt_sink_set_rule(hkt_sink_t *sink, const char *prefix, int status, int delay_ms,
@@ -591,6 +609,7 @@ struct hkt_scenario {
     hkt_pg_t *pg;
     char redis_env[320];
     char pg_env[640];
+    char ca_env[330]; // HOOKD_DELIVERY_CA_FILE=<dir>/sink-ca.pem, "" when not given
     int n;
     hkt_proc_t *replicas[KIT_MAX_REPLICAS];
     int starts[KIT_MAX_REPLICAS];
@@ -627,6 +646,9 @@ static int replica_start(hkt_scenario_t *sc, int i, char *const extra[], char *e
         env[n++] = (char *)sc->opts.env[k];
     for (int k = 0; extra && extra[k] && n < KIT_MAX_ENV; k++)
         env[n++] = extra[k];
+    // Last: hookd takes the first of a name, so the test's own setting wins.
+    if (sc->ca_env[0] && n < KIT_MAX_ENV)
+        env[n++] = sc->ca_env;
     env[n] = NULL;
     // A log per start: the admin port is read from the log's first admin line.
     char log[320];
@@ -643,6 +665,16 @@ static int replica_start(hkt_scenario_t *sc, int i, char *const extra[], char *e
         return -1;
     }
     return 0;
+}
+
+// True when one of env's entries starts with `key` ("NAME=").
+static bool kit_env_sets(const char *const *env, const char *key)
+{
+    for (int k = 0; env && env[k]; k++) {
+        if (strncmp(env[k], key, strlen(key)) == 0)
+            return true;
+    }
+    return false;
 }
 
 hkt_scenario_t *hkt_scenario_start(const hkt_scenario_opts_t *opts, char *err, size_t err_size)
@@ -675,9 +707,18 @@ hkt_scenario_t *hkt_scenario_start(const hkt_scenario_opts_t *opts, char *err, s
         hkt_scenario_stop(sc);
         return NULL;
     }
-    hkt_sink_opts_t so = {.secrets = HKT_SECRET};
+    hkt_sink_opts_t so = {.secrets = HKT_SECRET, .tls = sc->opts.sink_tls};
     if ((sc->sink = hkt_sink_start(&so, err, err_size)) == NULL)
         goto fail;
+    if (sc->opts.sink_tls && !kit_env_sets(sc->opts.env, "HOOKD_DELIVERY_CA_FILE=")) {
+        char ca[300];
+        snprintf(ca, sizeof ca, "%s/sink-ca.pem", sc->dir);
+        if (hkt_sink_write_ca(sc->sink, ca) != 0) {
+            kit_err(err, err_size, "scenario: cannot write %s: %s", ca, strerror(errno));
+            goto fail;
+        }
+        snprintf(sc->ca_env, sizeof sc->ca_env, "HOOKD_DELIVERY_CA_FILE=%s", ca);
+    }
     int parts = sc->opts.partitions > 0 ? sc->opts.partitions : 4;
     char jobs[32], retry[32];
     snprintf(jobs, sizeof jobs, "jobs:%d", parts);
@@ -775,13 +816,13 @@ size_t hkt_scenario_produce_jobs(hkt_scenario_t *sc, const char *path, const cha
     if (block == NULL)
         return 0;
     char **keys = (char **)(block + n * (KEY + VAL)), **vals = keys + n;
+    char url[512];
     for (size_t i = 0; i < n; i++) {
         keys[i] = block + i * KEY;
         vals[i] = block + n * KEY + i * VAL;
         snprintf(keys[i], KEY, "%s-%zu", prefix ? prefix : "job", i);
-        snprintf(vals[i], VAL,
-                 "{\"id\":\"%s\",\"url\":\"http://127.0.0.1:%d%s\",\"body\":{\"i\":%zu}}", keys[i],
-                 hkt_sink_port(sc->sink), path ? path : "/ok", i);
+        snprintf(vals[i], VAL, "{\"id\":\"%s\",\"url\":\"%s\",\"body\":{\"i\":%zu}}", keys[i],
+                 hkt_sink_url(sc->sink, path ? path : "/ok", url, sizeof url), i);
     }
     size_t acked = n ? hkt_scenario_produce(sc, vals, keys, n) : 0;
     free(block);
