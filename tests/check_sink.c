@@ -2,6 +2,7 @@
 #include "tests/support/sink.h"
 
 #include "base/sign.h"
+#include "tests/support/ck_main.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -1699,8 +1700,10 @@ START_TEST(test_hookd_sink_tls_writes_its_ca_and_serves_https)
 }
 END_TEST
 
-static Suite *sink_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    run->curl = true;
+    run->print_from_env = true;
     Suite *s = suite_create("sink");
     struct {
         const char *name;
@@ -1767,15 +1770,4 @@ static Suite *sink_suite(void)
     tcase_add_test(tls, test_hookd_sink_tls_writes_its_ca_and_serves_https);
     suite_add_tcase(s, tls);
     return s;
-}
-
-int main(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    SRunner *sr = srunner_create(sink_suite());
-    srunner_run_all(sr, CK_ENV);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
