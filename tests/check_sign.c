@@ -349,6 +349,12 @@ START_TEST(test_sign_timestamp_is_decimal_seconds)
     ck_assert_int_eq(
         hk_sign_verify(REF_SECRET, REF_ID, "9223372036854775807", REF_BODY, strlen(REF_BODY), out),
         1);
+    ck_assert_int_gt(
+        hk_sign_header(REF_SECRET, REF_ID, INT64_MIN, REF_BODY, strlen(REF_BODY), out, sizeof(out)),
+        0);
+    ck_assert_int_eq(
+        hk_sign_verify(REF_SECRET, REF_ID, "-9223372036854775808", REF_BODY, strlen(REF_BODY), out),
+        1);
 }
 END_TEST
 

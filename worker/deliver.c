@@ -365,6 +365,22 @@ static void set_method(CURL *e, const hk_job_t *job)
     }
 }
 
+// The decimal seconds of webhook-timestamp, without snprintf (every attempt).
+static void format_seconds(int64_t secs, char out[24])
+{
+    char tmp[24];
+    uint64_t u = secs < 0 ? 0 : (uint64_t)secs; // the wall clock is past 1970
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int len = 0;
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+}
+
 static void start(dl_thread_t *th, hk_task_t *task)
 {
     const hk_config_t *cfg = th->dl->dl_opts.cfg;
@@ -407,7 +423,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
         signed_ = 1;
     }
     char ts[24];
-    snprintf(ts, sizeof(ts), "%lld", (long long)(now / 1000));
+    format_seconds(now / 1000, ts);
 
     // Headers: the job's own first, then the ones hookd owns (the parser rejected
     // job headers that would collide with them). Sized from the strings themselves.
@@ -751,6 +767,9 @@ static int slot_init(dl_thread_t *th, dl_slot_t *slot)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROXY, ""); // never an environment proxy: the guard checks peers
+    // No host goes through a proxy: also spares curl reading no_proxy/NO_PROXY
+    // from the environment for every transfer.
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);

@@ -199,6 +199,27 @@ int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
     return rc;
 }
 
+// Decimal text of v into out (at least 21 bytes), NUL-terminated; its length.
+// The hot path signs every attempt: snprintf's format machinery costs more than
+// the digits.
+static int sign_format_i64(int64_t v, char *out)
+{
+    char tmp[24];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const void *body,
                    size_t body_len, char *out, size_t out_size)
 {
@@ -208,7 +229,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
         return HK_SIGN_EINVAL;
 
     char ts[24];
-    int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
+    int ts_len = sign_format_i64(timestamp, ts);
     unsigned char key[SIGN_KEY_MAX + 3];
     size_t len = 0;
     int entries = 0;
@@ -233,7 +254,11 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
             rc = HK_SIGN_ETOOBIG;
             break;
         }
-        len += (size_t)snprintf(out + len, out_size - len, "%sv1,%s", entries > 0 ? " " : "", sig);
+        if (entries > 0)
+            out[len++] = ' ';
+        memcpy(out + len, "v1,", 3);
+        memcpy(out + len + 3, sig, SIGN_B64_LEN + 1); // with its NUL
+        len += SIGN_ENTRY_LEN;
         entries++;
         p += tok_len;
     }
