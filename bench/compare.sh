@@ -46,7 +46,7 @@ cpu_report() {
 cpu_watch & watcher=$!
 trap 'kill $watcher 2>/dev/null; rm -rf "$cpu_dir"' EXIT
 skip=" ${SKIP:-} "
-echo "# hookd bench $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
+echo "# hookd bench $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --short HEAD 2>/dev/null), $HOOKD"
 
 if [[ $skip != *" plain "* ]]; then
     echo "## HTTP/1.1"
