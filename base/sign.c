@@ -119,6 +119,25 @@ int hk_sign_check_secret_n(const char *secret, size_t len, char *why, size_t why
     return -1;
 }
 
+// The key the calling thread's context holds (sign_last_len 0: none). A tenant's
+// jobs come one after another with the same key, and re-keying HMAC costs two
+// extra SHA-256 blocks plus the provider's set-up: with the same key the context
+// is only reset to its keyed state.
+static _Thread_local unsigned char sign_last_key[SIGN_KEY_MAX];
+static _Thread_local size_t sign_last_len;
+
+static int sign_init_key(EVP_MAC_CTX *ctx, const unsigned char *key, size_t keylen)
+{
+    if (keylen == sign_last_len && keylen > 0 && CRYPTO_memcmp(key, sign_last_key, keylen) == 0)
+        return EVP_MAC_init(ctx, NULL, 0, NULL);
+    sign_last_len = 0;
+    if (keylen > sizeof(sign_last_key) || !EVP_MAC_init(ctx, key, keylen, NULL))
+        return 0;
+    memcpy(sign_last_key, key, keylen);
+    sign_last_len = keylen;
+    return 1;
+}
+
 // sig = base64(HMAC-SHA256(key, id "." ts "." body)), NUL-terminated.
 static int sign_compute(const unsigned char *key, size_t keylen, const char *id, const char *ts,
                         size_t ts_len, const void *body, size_t body_len,
@@ -128,16 +147,22 @@ static int sign_compute(const unsigned char *key, size_t keylen, const char *id,
     unsigned char mac[SIGN_MAC_LEN];
     size_t mac_len = 0;
 
-    if (ctx == NULL || !EVP_MAC_init(ctx, key, keylen, NULL) ||
+    if (ctx == NULL || !sign_init_key(ctx, key, keylen) ||
         !EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) ||
         !EVP_MAC_update(ctx, (const unsigned char *)".", 1) ||
         !EVP_MAC_update(ctx, (const unsigned char *)ts, ts_len) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)".", 1))
+        !EVP_MAC_update(ctx, (const unsigned char *)".", 1)) {
+        sign_last_len = 0;
         return -1;
-    if (body_len > 0 && !EVP_MAC_update(ctx, body, body_len))
+    }
+    if (body_len > 0 && !EVP_MAC_update(ctx, body, body_len)) {
+        sign_last_len = 0; // key the context afresh next time
         return -1;
-    if (!EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) || mac_len != SIGN_MAC_LEN)
+    }
+    if (!EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) || mac_len != SIGN_MAC_LEN) {
+        sign_last_len = 0;
         return -1;
+    }
     hk_base64_encode(mac, SIGN_MAC_LEN, sig); // 44 chars + NUL
     return 0;
 }
@@ -151,6 +176,27 @@ int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
     return -1;
 }
 
+// Decimal text of v into out (at least 21 bytes), NUL-terminated; its length.
+// The hot path signs every attempt: snprintf's format machinery costs more than
+// the digits.
+static int sign_format_i64(int64_t v, char *out)
+{
+    char tmp[24];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const void *body,
                    size_t body_len, char *out, size_t out_size)
 {
@@ -160,7 +206,7 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
         return HK_SIGN_EINVAL;
 
     char ts[24];
-    int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
+    int ts_len = sign_format_i64(timestamp, ts);
     unsigned char key[SIGN_KEY_MAX];
     size_t len = 0;
     int entries = 0;
@@ -184,7 +230,11 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
             rc = HK_SIGN_ETOOBIG;
             break;
         }
-        len += (size_t)snprintf(out + len, out_size - len, "%sv1,%s", entries > 0 ? " " : "", sig);
+        if (entries > 0)
+            out[len++] = ' ';
+        memcpy(out + len, "v1,", 3);
+        memcpy(out + len + 3, sig, SIGN_B64_LEN + 1); // with its NUL
+        len += SIGN_ENTRY_LEN;
         entries++;
         p += tok_len;
     }

@@ -7,6 +7,10 @@
 # usage: bench/compare.sh [N [PARTITIONS [ROUNDS]]]     (default 200000 16 3)
 #   BENCH_DIR   the shared bench (default ../shared/bench, else /work/shared/bench)
 #   SKIP        any of "plain tls scaling" to leave out
+#   HOOKD       the hookd binary (default build/hookd), e.g. an older build for a
+#               before/after run in the same session
+# Every hookd run also prints its CPU (utime+stime) per 1000 jobs; the plain and TLS
+# sections end with their median.
 # Build first (scripts/build). Quote ratios from one run: the machine is shared.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,18 +18,45 @@ n=${1:-200000} parts=${2:-16} rounds=${3:-3}
 bench=${BENCH_DIR:-$root/../shared/bench}
 [ -x "$bench/compare.sh" ] || bench=/work/shared/bench
 [ -x "$bench/compare.sh" ] || { echo "shared bench not found; set BENCH_DIR" >&2; exit 2; }
-[ -x "$root/build/hookd" ] || { echo "build/hookd missing: run scripts/build" >&2; exit 2; }
+export HOOKD=${HOOKD:-$root/build/hookd}
+[ -x "$HOOKD" ] || { echo "$HOOKD missing: run scripts/build" >&2; exit 2; }
 cmd=("$root/bench/hookd-bench.sh")
+cpu_dir=$(mktemp -d)
+trap 'rm -rf "$cpu_dir"' EXIT
+
+# Samples the CPU ticks of every hookd process of this bench into
+# $cpu_dir/<pid> (the last sample before it exits is its total) until stopped.
+cpu_watch() {
+    while :; do
+        for pid in $(pgrep -f "^$HOOKD -c" || true); do
+            t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) && echo "$t" > "$cpu_dir/$pid"
+        done
+        sleep 0.1
+    done
+}
+# Median CPU ms per 1000 jobs over the hookd runs sampled since the last call.
+cpu_report() {
+    local hz; hz=$(getconf CLK_TCK)
+    cat "$cpu_dir"/* 2>/dev/null | awk -v hz="$hz" -v n="$n" '{ print $1 * 1000 / hz / (n / 1000) }' |
+        sort -n | awk '{ v[NR] = $1; s = s sprintf(" %.1f", $1) }
+            END { if (NR) printf "hookd CPU ms per 1000 jobs:%s (median %.1f)\n", s,
+                  NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    rm -f "$cpu_dir"/*
+}
+cpu_watch & watcher=$!
+trap 'kill $watcher 2>/dev/null; rm -rf "$cpu_dir"' EXIT
 skip=" ${SKIP:-} "
-echo "# hookd bench $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
+echo "# hookd bench $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --short HEAD 2>/dev/null), $HOOKD"
 
 if [[ $skip != *" plain "* ]]; then
     echo "## HTTP/1.1"
     "$bench/compare.sh" "$n" "$parts" "$rounds" -- "${cmd[@]}"
+    sleep 0.3; cpu_report
 fi
 if [[ $skip != *" tls "* ]]; then
     echo "## HTTPS (TLS, h2 by ALPN)"
     BENCH_TLS=1 "$bench/compare.sh" "$n" "$parts" "$rounds" -- "${cmd[@]}"
+    sleep 0.3; cpu_report
 fi
 
 # One run; prints run.sh's line plus hookd's CPU (utime+stime, sampled from /proc
@@ -36,7 +67,7 @@ run_cpu() {
     "$bench/run.sh" "$name" "$n" "$parts" -- "${cmd[@]}" "$@" > "$out" 2>&1 &
     local rp=$! pid='' ticks=0 t
     while kill -0 "$rp" 2>/dev/null; do
-        [ -z "$pid" ] && pid=$(pgrep -f "^$root/build/hookd -c" | head -1 || true)
+        [ -z "$pid" ] && pid=$(pgrep -f "^$HOOKD -c" | head -1 || true)
         if [ -n "$pid" ] && t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null); then
             ticks=$t
         fi

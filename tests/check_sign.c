@@ -28,6 +28,12 @@
     "Pw=="
 #define KEY64_SIG "v1,LZ5zuwHTqQH3VM8ERUusjzVQq1FXzemvpR8Mk7Ivp5c="
 
+// 24-byte key 00 01 .. 17: as long as the reference key, different bytes (Python).
+#define KEY24_SECRET "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"
+#define KEY24_SIG    "v1,/485aUtxlie+TIScVpHggMfqOB4so2KWb7+Gf727B44="
+// The reference key and body one second later (Python).
+#define REF_SIG_TS1 "v1,l6C9/1+N/lSU6+gfh+YEGqTK2aQ+k8nMEWDvvCgHh7U="
+
 static int sign_ref(const char *secrets, char *out, size_t out_size)
 {
     return hk_sign_header(secrets, REF_ID, REF_TS, REF_BODY, strlen(REF_BODY), out, out_size);
@@ -75,6 +81,29 @@ START_TEST(test_sign_rotation_writes_one_entry_per_secret)
     ck_assert_int_eq(verify_ref(REF_SECRET, out), 1);
     ck_assert_int_eq(verify_ref(KEY16_SECRET, out), 1);
     ck_assert_int_eq(verify_ref(KEY64_SECRET, out), 0);
+}
+END_TEST
+
+// A thread keeps its HMAC keyed between calls: switching between two keys of the
+// same length, and back, must sign with the key asked for each time, and the same
+// key twice must sign each message afresh.
+START_TEST(test_sign_switching_between_same_length_keys_uses_each_key)
+{
+    char out[HK_SIGN_HEADER_MAX];
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_gt(sign_ref(REF_SECRET, out, sizeof(out)), 0);
+        ck_assert_str_eq(out, REF_SIG);
+        ck_assert_int_gt(sign_ref(REF_SECRET, out, sizeof(out)), 0);
+        ck_assert_str_eq(out, REF_SIG);
+        ck_assert_int_gt(hk_sign_header(REF_SECRET, REF_ID, REF_TS + 1, REF_BODY, strlen(REF_BODY),
+                                        out, sizeof(out)),
+                         0);
+        ck_assert_str_eq(out, REF_SIG_TS1);
+        ck_assert_int_gt(sign_ref(KEY24_SECRET, out, sizeof(out)), 0);
+        ck_assert_str_eq(out, KEY24_SIG);
+    }
+    ck_assert_int_gt(sign_ref(KEY24_SECRET " " REF_SECRET, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, KEY24_SIG " " REF_SIG);
 }
 END_TEST
 
@@ -340,6 +369,12 @@ START_TEST(test_sign_timestamp_is_decimal_seconds)
     ck_assert_int_eq(
         hk_sign_verify(REF_SECRET, REF_ID, "9223372036854775807", REF_BODY, strlen(REF_BODY), out),
         1);
+    ck_assert_int_gt(
+        hk_sign_header(REF_SECRET, REF_ID, INT64_MIN, REF_BODY, strlen(REF_BODY), out, sizeof(out)),
+        0);
+    ck_assert_int_eq(
+        hk_sign_verify(REF_SECRET, REF_ID, "-9223372036854775808", REF_BODY, strlen(REF_BODY), out),
+        1);
 }
 END_TEST
 
@@ -390,6 +425,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_sign_matches_standard_webhooks_reference);
     tcase_add_test(tc, test_sign_accepts_16_and_64_byte_keys);
     tcase_add_test(tc, test_sign_rotation_writes_one_entry_per_secret);
+    tcase_add_test(tc, test_sign_switching_between_same_length_keys_uses_each_key);
     tcase_add_test(tc, test_sign_secrets_tolerate_extra_whitespace);
     tcase_add_test(tc, test_sign_empty_body);
     tcase_add_test(tc, test_sign_header_rejects_one_bad_secret_among_good);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,15 @@ struct dl_thread {
     dl_slot_t **free;     // stack of free slots
     int free_cnt;
     int slots_cnt;
+    // What epoll holds per fd (EPOLLIN/EPOLLOUT, 0 none) and whether the socket is
+    // one of ours (opened in open_socket, closed in close_socket). curl drops a
+    // connection's socket at the end of each transfer and asks for it again at
+    // the next one; an own socket keeps its EPOLLIN registration meanwhile, which
+    // saves the two epoll_ctl calls per request. See on_socket.
+    uint8_t *fd_reg;
+    uint8_t *fd_own;
+    uint8_t *fd_want; // curl watches it (0 after CURL_POLL_REMOVE)
+    int fd_cap;
     int completed;  // transfers finished in this turn
     int self_woken; // the dispatcher woke this thread from this thread (see wake)
     atomic_int active;
@@ -104,6 +114,35 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t size)
         snprintf(out, size, "?");
 }
 
+// Grows the per-fd tables to hold `fd`. -1 when out of memory (the caller then
+// falls back to plain epoll bookkeeping for that fd).
+static int fd_room(dl_thread_t *th, int fd)
+{
+    if (fd < th->fd_cap)
+        return 0;
+    if (fd < 0)
+        return -1;
+    int cap = th->fd_cap ? th->fd_cap : 256;
+    while (cap <= fd)
+        cap *= 2;
+    uint8_t *t[3] = {th->fd_reg, th->fd_own, th->fd_want};
+    for (int i = 0; i < 3; i++) {
+        uint8_t *n = realloc(t[i], (size_t)cap);
+        if (!n)
+            return -1;
+        memset(n + th->fd_cap, 0, (size_t)(cap - th->fd_cap));
+        t[i] = n;
+        if (i == 0)
+            th->fd_reg = n;
+        else if (i == 1)
+            th->fd_own = n;
+        else
+            th->fd_want = n;
+    }
+    th->fd_cap = cap;
+    return 0;
+}
+
 // curl calls this for every address it is about to connect to: the guard judges the
 // address actually used, after DNS, so a name that resolves to 127.0.0.1 is caught.
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -118,7 +157,26 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
             return CURL_SOCKET_BAD;
         }
     }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    dl_thread_t *th = slot->th;
+    if (fd >= 0 && fd_room(th, fd) == 0) {
+        th->fd_own[fd] = 1;
+        th->fd_reg[fd] = 0;
+        th->fd_want[fd] = 0;
+    }
+    return fd;
+}
+
+// Every socket open_socket made is closed here (curl calls it for the
+// connection's sockets), so the epoll bookkeeping of a number cannot outlive its
+// socket: close() takes the fd out of epoll, and the table forgets it.
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    dl_slot_t *slot = clientp;
+    dl_thread_t *th = slot->th;
+    if (fd >= 0 && fd < th->fd_cap)
+        th->fd_own[fd] = th->fd_reg[fd] = th->fd_want[fd] = 0;
+    return close(fd);
 }
 
 // Before each request, on a new or a reused connection: rules that name an
@@ -307,6 +365,22 @@ static void set_method(CURL *e, const hk_job_t *job)
     }
 }
 
+// The decimal seconds of webhook-timestamp, without snprintf (every attempt).
+static void format_seconds(int64_t secs, char out[24])
+{
+    char tmp[24];
+    uint64_t u = secs < 0 ? 0 : (uint64_t)secs; // the wall clock is past 1970
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int len = 0;
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+}
+
 static void start(dl_thread_t *th, hk_task_t *task)
 {
     const hk_config_t *cfg = th->dl->dl_opts.cfg;
@@ -349,7 +423,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
         signed_ = 1;
     }
     char ts[24];
-    snprintf(ts, sizeof(ts), "%lld", (long long)(now / 1000));
+    format_seconds(now / 1000, ts);
 
     // Headers: the job's own first, then the ones hookd owns (the parser rejected
     // job headers that would collide with them). Sized from the strings themselves.
@@ -453,22 +527,44 @@ static void finish(dl_thread_t *th, dl_slot_t *slot, CURLcode code)
 // ---- the event loop ----
 
 // curl tells which sockets to watch for what: mirror it into epoll.
+//
+// A kept-alive connection's socket is dropped by curl when a transfer ends and
+// asked for again (EPOLLIN) when the next request goes out on it: an own socket
+// (see close_socket) keeps its EPOLLIN registration in between, so a request on a
+// warm connection costs no epoll_ctl. The loop takes an idle socket out once it
+// reports something curl is not waiting for (the receiver closed it): see
+// idle_event. Sockets curl made itself (the resolver's) are mirrored exactly.
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
-    (void)easy;
+    (void)easy, (void)socketp;
     dl_thread_t *th = userp;
+    int own = s >= 0 && s < th->fd_cap && th->fd_own[s];
+    uint32_t cur = own ? th->fd_reg[s] : 0;
     if (what == CURL_POLL_REMOVE) {
+        if (own) {
+            th->fd_want[s] = 0;
+            if (cur == EPOLLIN)
+                return 0; // kept: see above
+            th->fd_reg[s] = 0;
+        }
         // The socket may be closed already (then epoll dropped it by itself).
         epoll_ctl(th->epfd, EPOLL_CTL_DEL, s, NULL);
-        curl_multi_assign(th->multi, s, NULL);
         return 0;
     }
-    struct epoll_event ev = {.data.fd = s};
+    uint32_t want = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        ev.events |= EPOLLIN;
+        want |= EPOLLIN;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        ev.events |= EPOLLOUT;
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        want |= EPOLLOUT;
+    if (own) {
+        th->fd_want[s] = (uint8_t)want;
+        if (cur == want)
+            return 0;
+        th->fd_reg[s] = (uint8_t)want;
+    }
+    struct epoll_event ev = {.events = want, .data.fd = s};
+    // Own sockets: the table knows. Others: try MOD first, ADD when new.
+    int op = own ? (cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD) : EPOLL_CTL_MOD;
     if (epoll_ctl(th->epfd, op, s, &ev) != 0) {
         // Our bookkeeping and the kernel's can part when a number is reused.
         op = errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
@@ -476,9 +572,22 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
             hk_log(HK_LOG_WARN, "epoll_ctl_failed", "{s:i,s:s}", "fd", (int)s, "error",
                    strerror(errno));
     }
-    if (!socketp)
-        curl_multi_assign(th->multi, s, th); // any non-NULL: "registered"
     return 0;
+}
+
+// An event on an own socket that curl does not watch: an idle kept-alive
+// connection that the receiver closed (or wrote to). Stop watching it so level
+// triggering does not spin; curl finds it dead when it next looks at it (before
+// reuse, or its once-a-second prune). 1 when the event was such a one.
+static int idle_event(dl_thread_t *th, int fd)
+{
+    if (fd < 0 || fd >= th->fd_cap || !th->fd_own[fd] || th->fd_want[fd])
+        return 0;
+    if (th->fd_reg[fd]) {
+        th->fd_reg[fd] = 0;
+        epoll_ctl(th->epfd, EPOLL_CTL_DEL, fd, NULL);
+    }
+    return 1;
 }
 
 // curl asks to be called back after timeout_ms (-1: no timer).
@@ -612,6 +721,8 @@ static void *thread_main(void *arg)
                 (void)r;
                 continue;
             }
+            if (idle_event(th, evs[i].data.fd))
+                continue;
             int flags = 0;
             if (evs[i].events & EPOLLIN)
                 flags |= CURL_CSELECT_IN;
@@ -656,10 +767,15 @@ static int slot_init(dl_thread_t *th, dl_slot_t *slot)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROXY, ""); // never an environment proxy: the guard checks peers
+    // No host goes through a proxy: also spares curl reading no_proxy/NO_PROXY
+    // from the environment for every transfer.
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, slot);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, slot);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, slot);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -797,6 +913,9 @@ size_t hk_deliver_stop(hk_deliver_t *dl)
             close(th->evfd);
         free(th->slots);
         free(th->free);
+        free(th->fd_reg);
+        free(th->fd_own);
+        free(th->fd_want);
     }
     free(dl->dl_threads);
     free(dl->dl_default_ca);
