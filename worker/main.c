@@ -33,6 +33,7 @@
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/netguard.h"
+#include "model/outcome.h"
 
 extern char **environ;
 
@@ -60,10 +61,8 @@ static void on_stop_signal(int sig)
 // per config generation, swapped whole on SIGHUP (old ones live until exit, so a
 // thread may finish with the one it loaded).
 typedef struct policy {
-    const hk_config_t *cfg; // the config it was built from
-    hk_backoff_t backoff;
-    int64_t inline_max_ms;
-    int hol_block; // dispatch.head_of_line = block
+    const hk_config_t *cfg;     // the config it was built from
+    hk_outcome_policy_t limits; // backoff, inline-retry bound, head-of-line mode
 } policy_t;
 
 typedef struct app {
@@ -288,13 +287,13 @@ static policy_t *policy_new(const hk_config_t *cfg)
     if (!pol)
         abort();
     pol->cfg = cfg;
-    pol->backoff = (hk_backoff_t){.schedule_ms = cfg->retry_schedule_ms,
-                                  .schedule_cnt = cfg->retry_schedule_cnt,
-                                  .base_ms = cfg->retry_base_ms,
-                                  .multiplier = cfg->retry_multiplier,
-                                  .max_delay_ms = cfg->retry_max_delay_ms};
-    pol->inline_max_ms = cfg->retry_inline_max_ms;
-    pol->hol_block = strcmp(cfg->dispatch_head_of_line, "block") == 0;
+    pol->limits.backoff = (hk_backoff_t){.schedule_ms = cfg->retry_schedule_ms,
+                                         .schedule_cnt = cfg->retry_schedule_cnt,
+                                         .base_ms = cfg->retry_base_ms,
+                                         .multiplier = cfg->retry_multiplier,
+                                         .max_delay_ms = cfg->retry_max_delay_ms};
+    pol->limits.inline_max_ms = cfg->retry_inline_max_ms;
+    pol->limits.hol_block = strcmp(cfg->dispatch_head_of_line, "block") == 0;
     return pol;
 }
 
@@ -312,63 +311,58 @@ static uint64_t *rng(void)
     return &rng_state;
 }
 
-// Waits `delay_ms` before the next attempt: in memory when short, else through
-// the retry topic (the source offset is then committed once that record is acked).
-// A job with an ordering key always waits in memory: through the retry topic the
-// key's next job would overtake it. So does a batch item: its batch holds it.
-static void schedule_retry(app_t *app, const policy_t *pol, hk_task_t *task, int64_t delay_ms)
+// Carries out a retry decision: the delay heap, or the retry topic (the source
+// offset is then committed once that record is acked).
+static void schedule_retry(app_t *app, hk_task_t *task, const hk_outcome_decision_t *d)
 {
-    int in_memory = task->chain || task->batch ||
-                    (delay_ms <= pol->inline_max_ms && !atomic_load(&app->draining));
+    int in_memory = d->action == HK_OUTCOME_ACT_RETRY_MEMORY;
     hk_log(HK_LOG_DEBUG, "retry_scheduled", "{s:s,s:i,s:I,s:s,s:s}", "id", task->job->id,
-           "attempts", task->attempts, "delay_ms", (json_int_t)delay_ms, "via",
+           "attempts", task->attempts, "delay_ms", (json_int_t)d->delay_ms, "via",
            in_memory ? "memory" : "topic", "error", task->error);
     if (in_memory) {
         hk_metric_add(retries_inline, 1);
-        hk_dispatch_defer(app->dispatch, task, hk_clock_mono_ms() + delay_ms);
+        hk_dispatch_defer(app->dispatch, task, hk_clock_mono_ms() + d->delay_ms);
     } else {
-        hk_producer_retry(app->producer, task, hk_clock_wall_ms() + delay_ms);
+        hk_producer_retry(app->producer, task, d->due_wall_ms);
     }
 }
 
-// An attempt ended (delivery thread). This is the one place where an outcome
-// becomes an action: done, retry later, or dead-letter.
+// An attempt ended (delivery thread). model/outcome.c decides what it means
+// (done, retry later, or dead-letter); this carries the decision out.
 static void on_delivery_done(hk_task_t *task, void *arg)
 {
     app_t *app = arg;
     const policy_t *pol = atomic_load(&app->policy);
     hk_dispatch_finish(app->dispatch, task, hk_clock_mono_ms());
 
-    switch (task->outcome) {
-    case HK_OUTCOME_DELIVERED:
+    const hk_outcome_facts_t facts = {
+        .outcome = task->outcome,
+        .attempts = task->attempts,
+        .max_attempts = task->job->max_attempts,
+        .expires_at_ms = task->job->expires_at_ms,
+        .retry_after_ms = task->retry_after_ms,
+        .last_error = task->error,
+        .ordered = task->chain != NULL,
+        .batch_item = task->batch != NULL,
+        .draining = atomic_load(&app->draining),
+        .now_wall_ms = hk_clock_wall_ms(),
+    };
+    hk_outcome_decision_t d = hk_outcome_decide(&facts, &pol->limits, rng());
+    switch (d.action) {
+    case HK_OUTCOME_ACT_DELIVERED:
         hk_dispatch_release(app->dispatch, task);
         if (app->redis && !task->batch)
             hk_redis_done(app->redis, task->job->tenant, task->job->id);
         task_done(app, task);
         return;
-    case HK_OUTCOME_RETRYABLE: {
-        const hk_job_t *job = task->job;
-        // head_of_line = block: an ordered head is retried until it succeeds.
-        int unlimited = task->chain && pol->hol_block;
-        if (task->attempts >= job->max_attempts && !unlimited) {
-            char last[sizeof(task->error)];
-            snprintf(last, sizeof(last), "%s", task->error);
-            hk_task_fail(task, HK_OUTCOME_EXHAUSTED, task->http_status, "%d attempts, last: %s",
-                         task->attempts, last);
-            break;
-        }
-        int64_t delay =
-            hk_backoff_next_delay(&pol->backoff, task->attempts, task->retry_after_ms, rng());
-        if (job->expires_at_ms && hk_clock_wall_ms() + delay >= job->expires_at_ms) {
-            char last[sizeof(task->error)];
-            snprintf(last, sizeof(last), "%s", task->error);
-            hk_task_fail(task, HK_OUTCOME_EXPIRED, task->http_status,
-                         "expires before attempt %d, last: %s", task->attempts + 1, last);
-            break;
-        }
-        schedule_retry(app, pol, task, delay);
+    case HK_OUTCOME_ACT_RETRY_MEMORY:
+    case HK_OUTCOME_ACT_RETRY_TOPIC:
+        schedule_retry(app, task, &d);
         return;
-    }
+    case HK_OUTCOME_ACT_EXHAUSTED:
+    case HK_OUTCOME_ACT_EXPIRED:
+        hk_task_fail(task, d.outcome, task->http_status, "%s", d.reason);
+        break;
     default:
         break;
     }
