@@ -15,6 +15,7 @@
 #endif
 
 #include "worker/clock.h"
+#include "worker/endpoint.h"
 #include "worker/lane.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
@@ -22,7 +23,8 @@
 
 #define MAX_WORKERS 256
 
-_Static_assert(HK_DISPATCH_ENDPOINT_MAX == HK_LANE_KEY_MAX, "one endpoint key size");
+_Static_assert(HK_DISPATCH_ENDPOINT_MAX == HK_ENDPOINT_KEY_MAX, "one endpoint key size");
+_Static_assert(HK_DISPATCH_HOST_MAX == HK_ENDPOINT_HOST_MAX, "one host size");
 
 typedef struct worker {
     hk_dispatch_wake_cb *wake;
@@ -53,7 +55,7 @@ static int64_t now_of(const hk_dispatch_t *d)
 
 int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
 {
-    return hk_lane_endpoint_of(url, out, out_size);
+    return hk_endpoint_of(url, out, out_size);
 }
 
 // Makes the lanes' queued hook calls, without the lock.
@@ -354,7 +356,7 @@ int hk_dispatch_peer_disabled(hk_dispatch_t *d, const char *url, const char *ip,
     if (!hk_lanes_any_disabled(d->d_lanes) || !url || !ip)
         return 0;
     char key[HK_DISPATCH_ENDPOINT_MAX];
-    if (hk_lane_peer_key(url, ip, port, key, sizeof(key)) != 0)
+    if (hk_endpoint_peer_key(url, ip, port, key, sizeof(key)) != 0)
         return 0;
     pthread_mutex_lock(&d->d_lock);
     int disabled = hk_lanes_disabled(d->d_lanes, key);

@@ -1,5 +1,5 @@
 // lane: per-endpoint delivery state, one lane per endpoint key
-// ("scheme://host:port", hk_dispatch_endpoint_of): its circuit breaker
+// ("scheme://host:port", worker/endpoint.h): its circuit breaker
 // (retry/breaker), AIMD concurrency limit (retry/aimd), rate permits (retry/
 // ratelimit locally, or the shared limiter's), the 429 hold, the disabled flag
 // and the URLs that answered 410 Gone (or an operator disabled), and the eviction
@@ -63,17 +63,6 @@ typedef struct hk_lanes_opts {
     void *unpark_arg;
     int64_t (*clock_ms)(void); // NULL: hk_clock_mono_ms
 } hk_lanes_opts_t;
-
-// The longest endpoint key: "https://" + a 255-byte host (DNS names stop at 253)
-// + ":65535" + NUL.
-#define HK_LANE_HOST_MAX 255
-#define HK_LANE_KEY_MAX  (8 + HK_LANE_HOST_MAX + 6 + 1)
-
-// The endpoint key of a URL (see hk_dispatch_endpoint_of, which is this). 0 ok.
-int hk_lane_endpoint_of(const char *url, char *out, size_t out_size);
-// The key "scheme://<ip>:<port>" of the peer actually connected (scheme from
-// `url`; `ip` as curl reports it). 0 ok, -1 not an IP address.
-int hk_lane_peer_key(const char *url, const char *ip, long port, char *out, size_t out_size);
 
 // The longest normalised URL kept for a disabled URL.
 #define HK_LANE_URL_NORM_MAX 8448

@@ -167,10 +167,9 @@ static queue_t *task_bind(hk_sched_t *s, hk_task_t *task)
 {
     if (task->queue)
         return task->queue;
-    char key[HK_LANE_KEY_MAX];
-    if (hk_lane_endpoint_of(task->job->url, key, sizeof(key)) != 0)
-        snprintf(key, sizeof(key), "invalid:");
-    hk_lane_t *l = hk_lanes_find(s->s_lanes, key, 1, 0);
+    // The key was computed when the job was attached (hk_task_set_job), not here
+    // under the dispatcher's lock.
+    hk_lane_t *l = hk_lanes_find(s->s_lanes, task->endpoint[0] ? task->endpoint : "invalid:", 1, 0);
     if (!l)
         return NULL;
     const char *tname = task->job->tenant ? task->job->tenant : "default";

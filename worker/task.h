@@ -13,6 +13,7 @@
 
 #include "retry/breaker.h"
 #include "retry/classify.h"
+#include "worker/endpoint.h"
 #include "worker/job.h"
 
 typedef struct hk_task hk_task_t;
@@ -37,6 +38,9 @@ struct hk_task {
     size_t value_len;
 
     hk_job_t *job; // NULL when the message is not a valid job
+    // The endpoint key of job->url (worker/endpoint.h), computed once by
+    // hk_task_set_job; "invalid:" when the URL has none. The dispatcher's lane.
+    char endpoint[HK_ENDPOINT_KEY_MAX];
 
     // Attempt state.
     int attempts;
@@ -79,7 +83,8 @@ struct hk_task {
 hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uint64_t generation,
                        const void *key, size_t key_len, const void *value, size_t value_len);
 
-// Attaches the parsed job (ownership passes to the task).
+// Attaches the parsed job (ownership passes to the task) and computes its
+// endpoint key.
 void hk_task_set_job(hk_task_t *task, hk_job_t *job);
 
 // Records the terminal outcome and a printf-style error.
