@@ -3,7 +3,7 @@
 // a parked queue is skipped until its lane unparks it; delayed tasks come out in
 // due order and only when due; one task per ordering key is active and the next
 // follows on release; a revoke removes exactly its partition's tasks, waiting
-// ones included.
+// ones included; batch items (task->kind) are never chained nor handed off.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +220,43 @@ START_TEST(test_sched_revoke_removes_exactly_its_partition)
 }
 END_TEST
 
+// Batch items (by their kind) share their batch's ordering key but are never
+// chained by it, and a shutdown hand-off leaves their delayed retries alone (the
+// batch takes them back); a webhook's delayed retry is handed off.
+START_TEST(test_sched_batch_items_are_never_chained_nor_handed_off)
+{
+    hk_task_t *a = task_for("http://a.example/", "t", "k", 0, 1);
+    hk_task_t *b = task_for("http://a.example/", "t", "k", 0, 2);
+    a->kind = b->kind = HK_TASK_BATCH_ITEM;
+    hk_sched_add(s, a, 0, 1);
+    hk_sched_add(s, b, 0, 1);
+    hk_task_t *x = next(), *y = next();
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y); // both at once: no chain
+    ck_assert_ptr_null(x->chain);
+    hk_sched_counts_t c;
+    hk_sched_counts(s, &c);
+    ck_assert_uint_eq(c.chains, 0);
+    done(x);
+    done(y);
+
+    hk_task_t *item = task_for("http://a.example/", "t", NULL, 0, 3);
+    item->kind = HK_TASK_BATCH_ITEM;
+    hk_sched_add(s, item, fake_now + 1000, 0);
+    hk_sched_add(s, task_for("http://a.example/", "t", NULL, 0, 4), fake_now + 1000, 0);
+    hk_task_t *handed = hk_sched_remove_delayed(s, fake_now);
+    ck_assert_ptr_nonnull(handed);
+    ck_assert_int_eq(handed->offset, 4);
+    ck_assert_ptr_null(handed->next);
+    hk_task_destroy(handed);
+    ck_assert_uint_eq(hk_sched_queued(s), 1);
+    hk_sched_due(s, fake_now + 1000);
+    hk_task_t *back = next();
+    ck_assert_ptr_eq(back, item);
+    done(back);
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
     Suite *su = suite_create("sched");
@@ -230,6 +267,7 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, test_sched_delayed_tasks_come_out_in_due_order_when_due);
     tcase_add_test(tc, test_sched_one_task_per_ordering_key_and_the_next_follows_on_release);
     tcase_add_test(tc, test_sched_revoke_removes_exactly_its_partition);
+    tcase_add_test(tc, test_sched_batch_items_are_never_chained_nor_handed_off);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -247,7 +247,8 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
             while (hk_sched_queue_cnt(q)) {
                 hk_task_t *task = hk_sched_pop(s, q);
                 hk_metric_add(deferred_open, 1);
-                if (due - now_ms <= d->d_opts.inline_max_ms || task->chain || task->batch) {
+                if (due - now_ms <= d->d_opts.inline_max_ms || task->chain ||
+                    task->kind == HK_TASK_BATCH_ITEM) {
                     task->due_ms = due;
                     task->open_deferred = 1;
                     hk_sched_delay(s, task);

@@ -78,7 +78,7 @@ struct hk_pipeline {
 // to intake (which commits its offset unless task->cancelled).
 static void task_done(hk_pipeline_t *pl, hk_task_t *task)
 {
-    if (task->batch)
+    if (task->kind == HK_TASK_BATCH_ITEM)
         hk_batch_item_done(pl->batch, task);
     else
         hk_intake_done(task, pl->intake);
@@ -91,7 +91,7 @@ static void on_produced(hk_task_t *task, void *arg)
     hk_pipeline_t *pl = arg;
     if (!task->to_retry_topic && pl->batch)
         hk_batch_record_dead_letter(pl->batch, task);
-    if (pl->redis && task->job && !task->batch)
+    if (pl->redis && task->job && task->kind == HK_TASK_WEBHOOK)
         hk_redis_release(pl->redis, task->job->tenant, task->job->id);
     task_done(pl, task);
 }
@@ -334,7 +334,7 @@ static void on_delivery_done(hk_task_t *task, void *arg)
         .retry_after_ms = task->retry_after_ms,
         .last_error = task->error,
         .ordered = task->chain != NULL,
-        .batch_item = task->batch != NULL,
+        .batch_item = task->kind == HK_TASK_BATCH_ITEM,
         .draining = atomic_load(&pl->draining),
         .now_wall_ms = hk_clock_wall_ms(),
     };
@@ -342,7 +342,7 @@ static void on_delivery_done(hk_task_t *task, void *arg)
     switch (d.action) {
     case HK_OUTCOME_ACT_DELIVERED:
         hk_dispatch_release(pl->dispatch, task);
-        if (pl->redis && !task->batch)
+        if (pl->redis && task->kind == HK_TASK_WEBHOOK)
             hk_redis_done(pl->redis, task->job->tenant, task->job->id);
         task_done(pl, task);
         return;
@@ -366,7 +366,7 @@ static void on_delivery_cancel(hk_task_t *task, void *arg)
 {
     hk_pipeline_t *pl = arg;
     hk_dispatch_abandon(pl->dispatch, task);
-    if (pl->redis && !task->batch)
+    if (pl->redis && task->kind == HK_TASK_WEBHOOK)
         hk_redis_release(pl->redis, task->job->tenant, task->job->id);
     task_done(pl, task);
 }

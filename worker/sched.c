@@ -420,7 +420,7 @@ int hk_sched_release(hk_sched_t *s, hk_task_t *task)
 int hk_sched_add(hk_sched_t *s, hk_task_t *task, int64_t due_ms, int ordered)
 {
     // Batch items are ordered by their batch, never chained by key (they share one).
-    if (ordered && !task->chain && !task->batch && task->job->ordering_key) {
+    if (ordered && !task->chain && task->kind == HK_TASK_WEBHOOK && task->job->ordering_key) {
         chain_t *c = chain_get(s, task->job->ordering_key);
         task->chain = c;
         if (c->active) { // an earlier job of this key is not terminal yet: wait (unbound)
@@ -692,7 +692,7 @@ hk_task_t *hk_sched_remove_delayed(hk_sched_t *s, int64_t now_ms)
     size_t kept = 0;
     for (size_t i = 0; i < s->s_heap_cnt; i++) {
         hk_task_t *task = s->s_heap[i];
-        if (task->chain || task->batch) {
+        if (task->chain || task->kind == HK_TASK_BATCH_ITEM) {
             task->heap_idx = kept;
             s->s_heap[kept++] = task;
             continue;

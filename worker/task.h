@@ -16,9 +16,19 @@
 #include "worker/endpoint.h"
 #include "worker/job.h"
 
+// What a task is: a webhook job from Kafka (it comes back to intake, whose offset
+// tracker commits it), or an item of a Postgres batch (it comes back to its batch;
+// never the retry topic, never a key chain, never Redis dedupe). Every place where
+// the two behave differently reads this.
+typedef enum hk_task_kind {
+    HK_TASK_WEBHOOK = 0,
+    HK_TASK_BATCH_ITEM,
+} hk_task_kind_t;
+
 typedef struct hk_task hk_task_t;
 struct hk_task {
-    hk_task_t *next; // intrusive link for whichever queue holds the task
+    hk_task_t *next;     // intrusive link for whichever queue holds the task
+    hk_task_kind_t kind; // HK_TASK_WEBHOOK unless worker/batch.c made it an item
 
     const char *topic; // source topic (points into the config): jobs or retry topic
     int32_t partition;
@@ -69,14 +79,17 @@ struct hk_task {
 
     size_t mem_bytes; // memory held by the task and its job
 
-    // Batch items (worker/batch.c): topic is HK_TASK_ITEM_TOPIC, partition the
-    // batch's number in this process and offset the item's index; NULL/-1 otherwise.
+    // Batch items (kind HK_TASK_BATCH_ITEM, worker/batch.c): topic is
+    // HK_TASK_ITEM_TOPIC, partition the batch's number in this process and offset
+    // the item's index (which batch's items to cancel or pull back); NULL/-1 otherwise.
     void *batch;          // the batch the item belongs to
     const char *batch_id; // its id (lives as long as the batch)
     int32_t item_idx;     // the item's index in the batch, -1 for other tasks
 };
 
 // The `topic` of batch items: never a Kafka topic name (those cannot hold '#').
+// It names which batch's items a cancel or pull-back means; what an item *is*
+// is task->kind.
 #define HK_TASK_ITEM_TOPIC "#batch-item"
 
 // Copies key and value into one allocation with the task. NULL on ENOMEM.
