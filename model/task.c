@@ -43,6 +43,8 @@ void hk_task_set_job(hk_task_t *task, hk_job_t *job)
 {
     task->job = job;
     task->mem_bytes += job->mem_bytes;
+    if (!job->url || hk_endpoint_of(job->url, task->endpoint, sizeof(task->endpoint)) != 0)
+        snprintf(task->endpoint, sizeof(task->endpoint), "invalid:");
 }
 
 void hk_task_fail(hk_task_t *task, hk_outcome_t outcome, int http_status, const char *fmt, ...)

@@ -14,10 +14,22 @@
 #include "retry/breaker.h"
 #include "retry/classify.h"
 #include "model/job.h"
+#include "base/endpoint.h"
+#include "model/job.h"
+
+// What a task is: a webhook job from Kafka (it comes back to intake, whose offset
+// tracker commits it), or an item of a Postgres batch (it comes back to its batch;
+// never the retry topic, never a key chain, never Redis dedupe). Every place where
+// the two behave differently reads this.
+typedef enum hk_task_kind {
+    HK_TASK_WEBHOOK = 0,
+    HK_TASK_BATCH_ITEM,
+} hk_task_kind_t;
 
 typedef struct hk_task hk_task_t;
 struct hk_task {
-    hk_task_t *next; // intrusive link for whichever queue holds the task
+    hk_task_t *next;     // intrusive link for whichever queue holds the task
+    hk_task_kind_t kind; // HK_TASK_WEBHOOK unless worker/batch.c made it an item
 
     const char *topic; // source topic (points into the config): jobs or retry topic
     int32_t partition;
@@ -37,6 +49,9 @@ struct hk_task {
     size_t value_len;
 
     hk_job_t *job; // NULL when the message is not a valid job
+    // The endpoint key of job->url (base/endpoint.h), computed once by
+    // hk_task_set_job; "invalid:" when the URL has none. The dispatcher's lane.
+    char endpoint[HK_ENDPOINT_KEY_MAX];
 
     // Attempt state.
     int attempts;
@@ -65,21 +80,25 @@ struct hk_task {
 
     size_t mem_bytes; // memory held by the task and its job
 
-    // Batch items (worker/batch.c): topic is HK_TASK_ITEM_TOPIC, partition the
-    // batch's number in this process and offset the item's index; NULL/-1 otherwise.
+    // Batch items (kind HK_TASK_BATCH_ITEM, worker/batch.c): topic is
+    // HK_TASK_ITEM_TOPIC, partition the batch's number in this process and offset
+    // the item's index (which batch's items to cancel or pull back); NULL/-1 otherwise.
     void *batch;          // the batch the item belongs to
     const char *batch_id; // its id (lives as long as the batch)
     int32_t item_idx;     // the item's index in the batch, -1 for other tasks
 };
 
 // The `topic` of batch items: never a Kafka topic name (those cannot hold '#').
+// It names which batch's items a cancel or pull-back means; what an item *is*
+// is task->kind.
 #define HK_TASK_ITEM_TOPIC "#batch-item"
 
 // Copies key and value into one allocation with the task. NULL on ENOMEM.
 hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uint64_t generation,
                        const void *key, size_t key_len, const void *value, size_t value_len);
 
-// Attaches the parsed job (ownership passes to the task).
+// Attaches the parsed job (ownership passes to the task) and computes its
+// endpoint key.
 void hk_task_set_job(hk_task_t *task, hk_job_t *job);
 
 // Records the terminal outcome and a printf-style error.

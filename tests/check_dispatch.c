@@ -2,7 +2,7 @@
 // queues and tenants are freed; the lane cap never grows and loses nothing; a 429
 // holds the lane without touching the breaker; tenants are served round robin;
 // every spelling of an endpoint is one lane and one rule; keys of the largest size
-// survive the shared-state hooks whole.
+// survive the shared-state hooks whole; the key is computed once, at parse time.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +401,31 @@ START_TEST(test_429_drops_the_limit_once_per_hold_and_5xx_still_count)
 }
 END_TEST
 
+// ---- endpoint key at parse time ----------------------------------------------
+
+// The key is computed once, when the job is attached to its task, and the
+// dispatcher uses the stored key: it never parses the URL under its lock.
+START_TEST(test_the_endpoint_key_is_computed_when_the_job_is_attached)
+{
+    hk_task_t *task = task_for("http://LOCALHOST.:8080/hook?x=1", "a", 1);
+    ck_assert_str_eq(task->endpoint, "http://127.0.0.1:8080");
+    hk_task_t *https = task_for("HTTPS://[::ffff:10.0.0.1]/", "a", 2);
+    ck_assert_str_eq(https->endpoint, "https://10.0.0.1:443");
+    hk_task_destroy(https);
+
+    snprintf(task->endpoint, sizeof(task->endpoint), "http://stored.example:1");
+    hk_dispatch_submit(disp, task);
+    hk_task_t *t[1];
+    ck_assert_uint_eq(take(t, 1), 1);
+    json_t *stored = lane_json("http://stored.example:1");
+    ck_assert_ptr_nonnull(stored);
+    json_decref(stored);
+    ck_assert_ptr_null(lane_json("http://127.0.0.1:8080"));
+    finish(t[0], HK_OUTCOME_DELIVERED, 200, -1);
+    hk_task_destroy(t[0]);
+}
+END_TEST
+
 // ---- fairness ----------------------------------------------------------------
 
 START_TEST(test_tenants_are_served_round_robin)
@@ -525,6 +550,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_429_holds_the_lane_and_never_opens_the_breaker);
     tcase_add_test(tc, test_429_drops_the_limit_once_per_hold_and_5xx_still_count);
     tcase_add_test(tc, test_tenants_are_served_round_robin);
+    tcase_add_test(tc, test_the_endpoint_key_is_computed_when_the_job_is_attached);
     tcase_add_test(tc, test_every_spelling_of_an_address_is_one_endpoint);
     tcase_add_test(tc, test_a_disabled_address_rule_matches_every_spelling_and_the_peer);
     tcase_add_test(tc, test_the_largest_keys_reach_the_hooks_whole);

@@ -397,6 +397,7 @@ static hk_task_t *item_task(batch_t *bt, size_t idx)
     snprintf(t->origin_topic, sizeof(t->origin_topic), "%s", parent->origin_topic);
     t->origin_partition = parent->origin_partition;
     t->origin_offset = parent->origin_offset;
+    t->kind = HK_TASK_BATCH_ITEM;
     t->batch = bt;
     t->batch_id = bt->job->id;
     t->item_idx = (int32_t)idx;

@@ -29,6 +29,10 @@
 // the lane's concurrency limit (once per hold) and holds the whole lane until its
 // Retry-After (hold_default_ms when absent, at most hold_max_ms).
 //
+// Inside, worker/lane.c keeps each endpoint's lane (breaker, limit, permits, hold,
+// gone URLs, eviction) and worker/sched.c decides which task goes next (round
+// robin, key chains, delay heap); this module owns the one lock around both.
+//
 // All functions are thread-safe. Times are CLOCK_MONOTONIC milliseconds.
 #ifndef HK_DISPATCH_H
 #define HK_DISPATCH_H
