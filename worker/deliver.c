@@ -308,16 +308,17 @@ static int has_endpoint_tls(const hk_endpoint_conf_t *ep)
 }
 
 // The receiver's own [endpoint] CA, client certificate and HTTP version, else the
-// [delivery] ones. Only when some section sets them: the endpoint key costs a URL
-// parse. Connections are matched on these by curl, so no connection made with
-// one client certificate serves a request meant for another.
-static void apply_endpoint(hk_deliver_t *dl, dl_slot_t *slot, const char *url)
+// [delivery] ones. Only when some section sets them. The endpoint key is the one
+// computed when the job was attached to its task (base/endpoint.h); a task
+// without one (its URL has no key) gets the defaults. Connections are matched on
+// these by curl, so no connection made with one client certificate serves a
+// request meant for another.
+static void apply_endpoint(hk_deliver_t *dl, dl_slot_t *slot, const hk_task_t *task)
 {
     const hk_config_t *cfg = dl->dl_opts.cfg;
-    char key[512];
     const hk_endpoint_conf_t *ep = NULL;
-    if (hk_dispatch_endpoint_of(url, key, sizeof(key)) == 0)
-        ep = hk_config_endpoint(cfg, key);
+    if (task->endpoint[0])
+        ep = hk_config_endpoint(cfg, task->endpoint);
     if (!ep || !has_endpoint_tls(ep))
         ep = &dl_defaults_ep;
     if (ep == slot->ep_applied)
@@ -456,7 +457,7 @@ static void start(dl_thread_t *th, hk_task_t *task)
 
     // Only what differs between requests; the rest was set once (slot_init).
     if (th->dl->dl_ep_tls)
-        apply_endpoint(th->dl, slot, job->url);
+        apply_endpoint(th->dl, slot, task);
     curl_easy_setopt(e, CURLOPT_URL, job->url);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)job->timeout_ms);
     long connect_ms = cfg->delivery_connect_timeout_ms < job->timeout_ms
