@@ -26,9 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "retry/ratelimit.h"
 #include "worker/clock.h"
@@ -38,7 +35,6 @@
 #define BUCKETS     4096
 #define MAX_WORKERS 256
 #define SWEEP_MAX   4096 // lanes looked at per eviction sweep (bounds take()'s time)
-#define TRIM_AFTER  1024 // evictions after which freed memory is handed back to the OS
 
 typedef struct link {
     struct link *prev, *next;
@@ -170,7 +166,6 @@ struct hk_dispatch_s {
     link_t d_idle;             // lanes without bound tasks, oldest idle first (lane_t.idle_link)
     link_t d_gone;             // 410-disabled URLs, oldest first (gone_t.fifo)
     size_t d_gone_cnt;         // entries in d_gone
-    size_t d_evicted;          // evictions since the last malloc_trim
     atomic_int d_disabled_cnt; // lanes disabled whole: the peer check is free while 0
     link_t d_tenants;          // tenants with READY queues; the first is served next
     size_t d_queued;           // tasks in queues
@@ -441,7 +436,6 @@ static void lane_evict(hk_dispatch_t *d, lane_t *l)
     free(l->gone);
     free(l);
     d->d_lanes_cnt--;
-    d->d_evicted++;
     hk_metric_add(lanes_evicted, 1);
 }
 
@@ -1304,10 +1298,6 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
         if (d->d_waiting && now_ms + 100 < *next_due_ms)
             *next_due_ms = now_ms + 100;
     }
-    // Also once the last lane went: the end of a burst leaves fewer than TRIM_AFTER.
-    int trim = d->d_evicted >= TRIM_AFTER || (d->d_evicted > 0 && d->d_lanes_cnt == 0);
-    if (trim)
-        d->d_evicted = 0;
     int notes = d->d_notes_cnt > 0;
     pthread_mutex_unlock(&d->d_lock);
 
@@ -1316,12 +1306,6 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     free(div);
     if (notes)
         flush_notes(d);
-#ifdef __GLIBC__
-    // Evicted lanes leave free chunks all over the heap; without this a burst of
-    // hosts would keep its peak RSS for good.
-    if (trim)
-        malloc_trim(0);
-#endif
     return n;
 }
 

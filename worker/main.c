@@ -14,6 +14,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "config/config.h"
 #include "worker/clock.h"
@@ -634,6 +637,40 @@ static const hk_config_t *reload(app_t *app, const char *path, const hk_config_t
     return next;
 }
 
+// A burst of hosts frees its lanes, queues, tasks and curl's per-host state
+// all at once, in chunks spread over every thread's heap; glibc keeps such
+// memory (only the top of each heap goes back by itself), so RSS would stay at
+// the burst's peak. Once evictions pause for TRIM_QUIET_MS, and every
+// TRIM_EVERY_MS while they go on, malloc_trim(0) returns the free pages of all
+// arenas. Waiting for the pause lets what others free after the lanes (the
+// Redis watch list) go too. Main thread only (docs/operations.md, Memory).
+#define TRIM_QUIET_MS 1000
+#define TRIM_EVERY_MS 10000
+
+typedef struct trim_state {
+    uint64_t seen;    // lanes_evicted at the last look
+    int64_t first_ms; // first eviction not trimmed yet (0: none)
+    int64_t last_ms;  // latest eviction seen
+} trim_state_t;
+
+static void trim_after_evictions(trim_state_t *ts, int64_t now_ms)
+{
+    uint64_t evicted = hk_metric_get(lanes_evicted);
+    if (evicted != ts->seen) {
+        ts->seen = evicted;
+        ts->last_ms = now_ms;
+        if (!ts->first_ms)
+            ts->first_ms = now_ms;
+    }
+    if (!ts->first_ms ||
+        (now_ms - ts->last_ms < TRIM_QUIET_MS && now_ms - ts->first_ms < TRIM_EVERY_MS))
+        return;
+    ts->first_ms = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void summary(int64_t *last_ms, uint64_t *last_done)
 {
     int64_t now = hk_clock_mono_ms();
@@ -818,8 +855,10 @@ int main(int argc, char **argv)
 
     int64_t last_ms = hk_clock_mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
     uint64_t last_done = 0;
+    trim_state_t trim = {0};
     while (!stop_signals) {
         hk_clock_sleep_ms(50);
+        trim_after_evictions(&trim, hk_clock_mono_ms());
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_intake_assigned(app.intake) > 0);
