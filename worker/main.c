@@ -671,6 +671,24 @@ static void trim_after_evictions(trim_state_t *ts, int64_t now_ms)
 #endif
 }
 
+// glibc raises its mmap and trim thresholds as the process frees large blocks
+// (up to 32 and 64 MB), and a thread arena then keeps that much free memory at
+// its top, which malloc_trim() does not reach: in it_hosts librdkafka's broker
+// thread kept ~2-3 MB so after the burst. Fixed thresholds stop that: blocks
+// from 4 MiB up are mapped on their own (fetch and job buffers stay below), and
+// an arena hands back its top past 1 MiB free. Left alone when the environment
+// sets glibc's tunables (docs/operations.md, Memory).
+static void malloc_setup(void)
+{
+#ifdef __GLIBC__
+    if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+        getenv("MALLOC_MMAP_THRESHOLD_"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+#endif
+}
+
 static void summary(int64_t *last_ms, uint64_t *last_done)
 {
     int64_t now = hk_clock_mono_ms();
@@ -708,6 +726,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    malloc_setup(); // before any thread allocates
     const char *path = NULL;
     int check_only = 0;
     int opt;
