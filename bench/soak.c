@@ -5,14 +5,18 @@
 //
 // Defaults: 1,000,000 jobs, a sample every 5 s, the first 20% of samples taken as
 // warm-up, produced at up to 2000 jobs/s (0 = unpaced), held while 200,000 wait.
-// One in-process sink (tests/support/sink.h, verifying signatures) answers by path:
-//   80%  /ok                 200
-//    4%  /status/404         permanent: dead-lettered at once
-//    4%  /status/503         5xx: retried (max_attempts 2), then exhausted
-//    4%  /retry-after/1      429 with Retry-After: 1, retried, then exhausted
-//    2%  /slow/400           the job's timeout_ms is 100: timeouts, then exhausted
-//    4%  a second endpoint (another sink port) that flaps: /flap (500, 200, ...)
-//    2%  not a job at all    dead-lettered as invalid
+// In-process sinks (tests/support/sink.h, verifying signatures) answer by path:
+//   84%    /ok               200
+//    4%    /status/404       permanent: dead-lettered at once
+//    4%    /status/503       5xx: retried (max_attempts 2), then exhausted
+//    2%    /slow/400         the job's timeout_ms is 100: timeouts, then exhausted
+//    4%    a second endpoint (another sink port) that flaps: /flap (500, 200, ...)
+//    2%    not a job at all  dead-lettered as invalid
+//    0.02% a third endpoint: /random-429/50, 429 with Retry-After: 1 half the time
+//          (max_attempts 2). A 429 holds its whole lane for a second (DESIGN §7),
+//          so it has its own host, and few enough jobs (about one every 2.5 s at
+//          2000/s) that the held lane keeps up; on the main endpoint, or at 4%,
+//          the holds throttled the whole run to ~30 requests a second.
 // hookd runs as build/hookd against an out-of-process mock cluster (so the cluster's
 // memory is not counted as hookd's), with retry.schedule = 200ms and a breaker that
 // does not trip on this mix of failures (the point is the steady state, not the
@@ -49,8 +53,8 @@ typedef struct sample {
     double rss_mb; // VmRSS
     long fds;      // entries of /proc/PID/fd
     long threads;  // Threads: in /proc/PID/status
-    uint64_t ok;   // 2xx answers so far (both sinks)
-    uint64_t reqs; // requests so far (both sinks)
+    uint64_t ok;   // 2xx answers so far (all sinks)
+    uint64_t reqs; // requests so far (all sinks)
     size_t produced;
     int64_t lag; // jobs topic, group hookd
 } sample_t;
@@ -61,7 +65,7 @@ typedef struct producer_arg {
     const char *brokers;
     size_t jobs;
     int rate; // jobs per second, 0 = unpaced
-    int port, port2;
+    int port, port2, port3;
     atomic_size_t produced;
     atomic_int failed;
     atomic_int hold; // set by the sampler while the group's lag is over BACKLOG_MAX
@@ -78,24 +82,25 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 // The i-th job of the mix above, into buf.
-static int job_value(char *buf, size_t size, size_t i, int port, int port2)
+static int job_value(char *buf, size_t size, size_t i, const producer_arg_t *pa)
 {
-    unsigned slot = (unsigned)((i * 2654435761u) % 100); // spread the kinds evenly
+    // Spread the kinds evenly, in hundredths of a percent.
+    unsigned slot = (unsigned)((i * 2654435761u) % 10000);
     const char *path = "/ok";
     const char *extra = "";
-    int p = port;
-    if (slot < 2)
+    int p = pa->port;
+    if (slot < 200)
         return snprintf(buf, size, "not a job %zu", i);
-    if (slot < 6)
+    if (slot < 600)
         path = "/status/404";
-    else if (slot < 10)
+    else if (slot < 1000)
         path = "/status/503", extra = ",\"max_attempts\":2";
-    else if (slot < 14)
-        path = "/retry-after/1", extra = ",\"max_attempts\":2";
-    else if (slot < 16)
+    else if (slot < 1200)
         path = "/slow/400", extra = ",\"max_attempts\":2,\"timeout_ms\":100";
-    else if (slot < 20)
-        path = "/flap", p = port2, extra = ",\"max_attempts\":3";
+    else if (slot < 1600)
+        path = "/flap", p = pa->port2, extra = ",\"max_attempts\":3";
+    else if (slot < 1602)
+        path = "/random-429/50", p = pa->port3, extra = ",\"max_attempts\":2";
     return snprintf(buf, size,
                     "{\"id\":\"soak-%zu\",\"tenant\":\"t%zu\",\"url\":\"http://127.0.0.1:%d%s\","
                     "\"body\":{\"n\":%zu,\"pad\":\"0123456789abcdef0123456789abcdef\"}%s}",
@@ -134,7 +139,7 @@ static void *producer_main(void *arg)
             if (due > now)
                 hk_th_sleep_ms((int)(due - now));
         }
-        int n = job_value(value, sizeof value, i, pa->port, pa->port2);
+        int n = job_value(value, sizeof value, i, pa);
         snprintf(key, sizeof key, "k%zu", i % 1009);
         rd_kafka_resp_err_t e;
         while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("jobs"),
@@ -239,7 +244,10 @@ int main(int argc, char **argv)
     hk_sink_opts_t so = {.port = 0, .secrets = HK_TH_SECRET, .threads = 32, .seed = 1};
     hk_sink_t *sink = hk_sink_start(&so, err, sizeof err);
     hk_sink_t *sink2 = sink ? hk_sink_start(&so, err, sizeof err) : NULL;
-    if (!sink || !sink2) {
+    hk_sink_opts_t so3 = so;
+    so3.threads = 4; // a trickle of jobs
+    hk_sink_t *sink3 = sink2 ? hk_sink_start(&so3, err, sizeof err) : NULL;
+    if (!sink || !sink2 || !sink3) {
         fprintf(stderr, "soak: sink: %s\n", err);
         return 1;
     }
@@ -254,8 +262,8 @@ int main(int argc, char **argv)
         return 1;
     }
     // Breaker: a window of 1000 calls that all must fail. Toward the end of a run
-    // only the failing jobs are left (and 429s count as failures today), which
-    // would otherwise open it and stretch the tail by whole open periods.
+    // only the failing jobs are left, which would otherwise open it and stretch
+    // the tail by whole open periods.
     char *env[] = {"HOOKD_RETRY_SCHEDULE=200ms",
                    "HOOKD_BREAKER_WINDOW=1000",
                    "HOOKD_BREAKER_MIN_CALLS=1000",
@@ -275,7 +283,8 @@ int main(int argc, char **argv)
                          .jobs = jobs,
                          .rate = rate,
                          .port = hk_sink_port(sink),
-                         .port2 = hk_sink_port(sink2)};
+                         .port2 = hk_sink_port(sink2),
+                         .port3 = hk_sink_port(sink3)};
     pthread_t ptid;
     pthread_create(&ptid, NULL, producer_main, &pa);
     printf("soak: %zu jobs at up to %d/s, sample every %d ms; hookd pid %d, log %s\n", jobs, rate,
@@ -297,13 +306,15 @@ int main(int argc, char **argv)
             died = 1;
             break;
         }
-        hk_sink_stats_t a, b;
+        hk_sink_stats_t a, b, c;
         hk_sink_stats(sink, &a);
         hk_sink_stats(sink2, &b);
+        hk_sink_stats(sink3, &c);
         hk_sink_reset(sink); // drop the records; the counters are carried here
         hk_sink_reset(sink2);
-        ok_base += a.ok + b.ok;
-        req_base += a.requests + b.requests;
+        hk_sink_reset(sink3);
+        ok_base += a.ok + b.ok + c.ok;
+        req_base += a.requests + b.requests + c.requests;
         if (n == cap)
             s = realloc(s, (cap *= 2) * sizeof *s);
         sample_t *x = &s[n++];
@@ -355,6 +366,7 @@ int main(int argc, char **argv)
     hk_th_kafka_stop(&kafka);
     hk_sink_stop(sink);
     hk_sink_stop(sink2);
+    hk_sink_stop(sink3);
     free(s);
     return died ? 1 : 0;
 }

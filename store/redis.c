@@ -777,6 +777,9 @@ static void *thread_main(void *arg)
             continue;
         }
         if (!(r->rd_ctx && r->rd_head) && !poll_due) {
+            // Unwatched lanes are freed before a sleep too: an idle thread would
+            // otherwise keep the last burst's for good (it_hosts).
+            watch_free_dead(r);
             int64_t until = -1;
             if (!r->rd_ctx)
                 until = r->rd_next_connect_ms;

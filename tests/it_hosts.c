@@ -1,7 +1,7 @@
 // A hostile producer naming hosts (DESIGN §7, issue 10 findings 1 and 5).
 //  - 100,000 jobs to 100,000 distinct hosts (10.x.y.z: refused by the network
 //    guard after dispatch, so a lane is made per host and nothing leaves the
-//    machine): afterwards RSS is back near its baseline (see the bound below), /metrics stays
+//    machine): afterwards RSS is back near its baseline (see RSS_BOUND), /metrics stays
 //    under 256 KB throughout, and each Redis sync reads a bounded number of keys.
 //  - With [endpoint "http://127.0.0.1:P"] disabled, no spelling of that address
 //    gets a job through, and a trailing dot shares the lane.
@@ -17,6 +17,7 @@
 #include "tests/support/harness.h"
 #include "tests/support/redissvc.h"
 #include "tests/support/sink.h"
+#include "tests/support/ck_main.h"
 
 // hookd runs under ASan when this test does (the same compile options): RSS is
 // then ASan's shadow and quarantine, printed but not asserted, and the burst is
@@ -33,6 +34,10 @@
 #endif
 
 #define MIB (1024LL * 1024LL)
+// What 100,000 hosts may leave behind in RSS. The issue asks 10 MB; in ten runs
+// here +2.4 to +6 MB was usual, with +9.4 and +15.4 MB once each (not explained
+// yet), so the bound is 20 MB and the figure is printed against 10.
+#define RSS_BOUND 20000000LL
 
 static hk_th_proc_t kafka;
 static char brokers[512];
@@ -45,7 +50,10 @@ static void setup(void)
     hookd = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
     sink = NULL;
     redis = NULL;
-    const char *topics[] = {"jobs:8", "jobs.dlq:2", "jobs.retry:8", NULL};
+    // 120,000 jobs: 16 partitions keep each under ~8,000 records, well inside what
+    // librdkafka's mock cluster keeps per partition (it drops the oldest records of a
+    // large partition, which a consumer slowed by a loaded machine has not read yet).
+    const char *topics[] = {"jobs:16", "jobs.dlq:4", "jobs.retry:8", NULL};
     ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
 }
 
@@ -180,9 +188,12 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
     produce_all(values, (size_t)warm);
     size_t len = 0;
     char *body = NULL;
+    double warm_inflight_max = 0;
     for (int i = 0; i < 1200; i++) {
         free(body);
         body = scrape(admin, &len);
+        if (body && metric(body, "hookd_inflight_jobs") > warm_inflight_max)
+            warm_inflight_max = metric(body, "hookd_inflight_jobs");
         if (body && metric(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") >= warm &&
             lanes_of(body) <= 1 && (lanes_of(body) == 0 || i > 100))
             break;
@@ -190,7 +201,8 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
     }
     ck_assert_msg(body && lanes_of(body) <= 1, "warm-up did not finish (see %s)", log);
     free(body);
-    hk_th_sleep_ms(1000);
+    // As after the burst below: hookd trims its heap a second after the lane went.
+    hk_th_sleep_ms(2500);
     long long base = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
     max_mget_keys();
 
@@ -204,7 +216,7 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
 
     // While it works: the largest /metrics, the most lanes, the largest MGET.
     size_t metrics_max = 0;
-    double lanes_max = 0, blocked = 0;
+    double lanes_max = 0, blocked = 0, inflight_max = 0;
     long mget_max = 0;
     long long rss_peak = base;
     int64_t deadline = hk_th_now_ms() + 480000, all_done_ms = 0;
@@ -222,6 +234,8 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
             double lanes = lanes_of(body);
             if (lanes > lanes_max)
                 lanes_max = lanes;
+            if (metric(body, "hookd_inflight_jobs") > inflight_max)
+                inflight_max = metric(body, "hookd_inflight_jobs");
             blocked = metric(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") - warm;
             if (blocked >= n && !all_done_ms)
                 all_done_ms = hk_th_now_ms();
@@ -236,8 +250,16 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
         hk_th_sleep_ms(500);
     }
     int64_t t1 = hk_th_now_ms();
-    hk_th_sleep_ms(1000);
-    long long after = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
+    // hookd hands freed memory back once evictions pause for a second (worker/
+    // main.c, TRIM_QUIET_MS): RSS is sampled for 2 s, then until it is back
+    // within the bound or 10 s have passed.
+    long long after = 0;
+    for (int i = 0; i < 20; i++) {
+        hk_th_sleep_ms(500);
+        after = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
+        if (i >= 3 && (HK_ASAN || after - base <= RSS_BOUND))
+            break;
+    }
     body = scrape(admin, &len);
     ck_assert_ptr_nonnull(body);
     size_t metrics_after = len;
@@ -247,9 +269,11 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
     printf("it_hosts: %d jobs to %d hosts dead-lettered as blocked in %.1f s; lanes peak %.0f, "
            "after %.0f\n",
            (int)blocked, n, (double)(t1 - t0) / 1000.0, lanes_max, lanes_after);
-    printf("it_hosts: RSS baseline %.1f MiB, peak %.1f MiB, after %.1f MiB (%+.1f MiB)%s\n",
+    printf("it_hosts: jobs in flight at most %.0f in the warm-up, %.0f in the burst\n",
+           warm_inflight_max, inflight_max);
+    printf("it_hosts: RSS baseline %.1f MiB, peak %.1f MiB, after %.1f MiB (%+.2f MB; %s)\n",
            (double)base / MIB, (double)rss_peak / MIB, (double)after / MIB,
-           (double)(after - base) / MIB, HK_ASAN ? " [ASan: not asserted]" : "");
+           (double)(after - base) / 1e6, HK_ASAN ? "ASan: not asserted" : "issue: 10 MB");
     printf("it_hosts: /metrics largest %zu bytes, after %zu bytes; largest Redis MGET %ld keys\n",
            metrics_max, metrics_after, mget_max);
 
@@ -262,11 +286,12 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
     ck_assert_msg(metrics_max < 256 * 1024, "/metrics reached %zu bytes", metrics_max);
     ck_assert_msg(mget_max <= 256, "one Redis sync read %ld keys (redis.watch_chunk is 256)",
                   mget_max);
-    // The old code kept ~2.5 KB per host for good (250 MB here). The issue asks
-    // for 10 MB; what is left now is ~17-20 MB above a baseline at full load on one
-    // endpoint (heap the burst fragmented; see the report), so the bound is 32 MB.
+    // The first code kept ~2.5 KB per host for good (250 MB here). Under ASan, RSS
+    // is mostly shadow memory and the quarantine of freed blocks (ASan holds them
+    // back on purpose), so it says nothing about what hookd keeps: not asserted.
     if (!HK_ASAN)
-        ck_assert_msg(after - base <= 32 * MIB, "RSS %.1f MiB after, baseline %.1f MiB",
+        ck_assert_msg(after - base <= RSS_BOUND,
+                      "RSS %.1f MiB after, baseline %.1f MiB: more than 20 MB left",
                       (double)after / MIB, (double)base / MIB);
 }
 END_TEST
@@ -344,8 +369,9 @@ START_TEST(test_a_disabled_address_is_disabled_in_every_spelling)
 }
 END_TEST
 
-static Suite *hosts_suite(void)
+Suite *hk_test_suite(hk_ck_run_t *run)
 {
+    (void)run;
     Suite *s = suite_create("hosts");
     TCase *tc = tcase_create("hostile");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -354,13 +380,4 @@ static Suite *hosts_suite(void)
     tcase_add_test(tc, test_a_hundred_thousand_hosts_leave_no_trace);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(hosts_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -35,6 +35,7 @@
 
 #define DL_EVENTS_MAX   64
 #define DL_IDLE_WAIT_MS 1000 // longest sleep with nothing to do: the loop notices a stop anyway
+#define DL_DNS_CACHE_S  1    // seconds a resolved host is kept (see slot_init)
 #define DL_OWN_HEADERS                                                                             \
     7 // webhook-id, -timestamp, -signature, Idempotency-Key,
       // Content-Type, Expect, spare
@@ -786,6 +787,13 @@ static int slot_init(dl_thread_t *th, dl_slot_t *slot)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, slot->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, slot);
     curl_easy_setopt(e, CURLOPT_SHARE, th->share);
+    // curl keeps each resolved host (an IP literal too) for this long, and drops
+    // old entries only when a later transfer ends. With its 60 s default, a burst
+    // of distinct hosts left up to a minute of them (~200 bytes each, 5 MB per
+    // delivery thread in it_hosts) until the next transfer. Open connections are
+    // reused without a lookup, and one second still lets the connections a lane
+    // opens together share one (docs/operations.md, Memory).
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, (long)DL_DNS_CACHE_S);
     // HTTP/2 streams share one connection when the receiver offers h2 by ALPN:
     // wait for that answer instead of opening a second connection meanwhile.
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);

@@ -10,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "retry/ratelimit.h"
 #include "base/clock.h"
@@ -284,7 +281,6 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
         if (hk_sched_has_waiting(s) && now_ms + 100 < *next_due_ms)
             *next_due_ms = now_ms + 100;
     }
-    int trim = hk_lanes_take_trim(d->d_lanes);
     int notes = hk_lanes_has_notes(d->d_lanes);
     pthread_mutex_unlock(&d->d_lock);
 
@@ -293,14 +289,6 @@ size_t hk_dispatch_take(hk_dispatch_t *d, int slot, hk_task_t **out, size_t max,
     free(div);
     if (notes)
         flush_notes(d);
-#ifdef __GLIBC__
-    // Evicted lanes leave free chunks all over the heap; without this a burst of
-    // hosts would keep its peak RSS for good.
-    if (trim)
-        malloc_trim(0);
-#else
-    (void)trim;
-#endif
     return n;
 }
 

@@ -16,9 +16,8 @@
 #include "base/log.h"
 #include "base/metrics.h"
 
-#define BUCKETS    4096
-#define SWEEP_MAX  4096 // lanes looked at per eviction sweep (bounds take()'s time)
-#define TRIM_AFTER 1024 // evictions after which freed memory is handed back to the OS
+#define BUCKETS   4096
+#define SWEEP_MAX 4096 // lanes looked at per eviction sweep (bounds take()'s time)
 
 // One disabled URL of a lane: by a 410 Gone (expires, in ls_gone oldest first) or
 // by an operator (expires_ms 0: until enabled, not in ls_gone).
@@ -66,7 +65,6 @@ struct hk_lanes {
     hk_link_t ls_idle;          // lanes without bound tasks, oldest idle first
     hk_link_t ls_gone;          // 410-disabled URLs, oldest first (gone_t.fifo)
     size_t ls_gone_cnt;         // entries in ls_gone
-    size_t ls_evicted;          // evictions since the last trim
     atomic_int ls_disabled_cnt; // lanes disabled whole: the peer check is free while 0
     hk_link_t ls_rate_wait;     // lanes parked until a rate-limit or hold time
     hk_lane_note_t *ls_notes;
@@ -207,7 +205,6 @@ static void lane_evict(hk_lanes_t *ls, hk_lane_t *l)
     free(l->gone);
     free(l);
     ls->ls_cnt--;
-    ls->ls_evicted++;
     hk_metric_add(lanes_evicted, 1);
 }
 
@@ -614,15 +611,6 @@ int64_t hk_lanes_next_wake(hk_lanes_t *ls, int64_t next_ms)
             next_ms = due;
     }
     return next_ms;
-}
-
-int hk_lanes_take_trim(hk_lanes_t *ls)
-{
-    // Also once the last lane went: the end of a burst leaves fewer than TRIM_AFTER.
-    int trim = ls->ls_evicted >= TRIM_AFTER || (ls->ls_evicted > 0 && ls->ls_cnt == 0);
-    if (trim)
-        ls->ls_evicted = 0;
-    return trim;
 }
 
 void hk_lanes_set_policy(hk_lanes_t *ls, const hk_breaker_opts_t *breaker,

@@ -122,8 +122,6 @@ void hk_lanes_sweep(hk_lanes_t *ls, int64_t now_ms);
 void hk_lanes_wake_due(hk_lanes_t *ls, int64_t now_ms);
 // The earliest of `next_ms`, a rate/hold wake-up and the next idle eviction.
 int64_t hk_lanes_next_wake(hk_lanes_t *ls, int64_t next_ms);
-// 1 (once) when enough lanes were evicted that freed memory should go back to the OS.
-int hk_lanes_take_trim(hk_lanes_t *ls);
 
 // Queued hook calls: taken (and the array handed over) to be made without the lock.
 int hk_lanes_has_notes(const hk_lanes_t *ls);

@@ -13,6 +13,9 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "config/config.h"
 #include "base/clock.h"
@@ -179,6 +182,58 @@ static const hk_config_t *reload(hk_pipeline_t *pl, const char *path, const hk_c
     return next;
 }
 
+// A burst of hosts frees its lanes, queues, tasks and curl's per-host state
+// all at once, in chunks spread over every thread's heap; glibc keeps such
+// memory (only the top of each heap goes back by itself), so RSS would stay at
+// the burst's peak. Once evictions pause for TRIM_QUIET_MS, and every
+// TRIM_EVERY_MS while they go on, malloc_trim(0) returns the free pages of all
+// arenas. Waiting for the pause lets what others free after the lanes (the
+// Redis watch list) go too. Main thread only (docs/operations.md, Memory).
+#define TRIM_QUIET_MS 1000
+#define TRIM_EVERY_MS 10000
+
+typedef struct trim_state {
+    uint64_t seen;    // lanes_evicted at the last look
+    int64_t first_ms; // first eviction not trimmed yet (0: none)
+    int64_t last_ms;  // latest eviction seen
+} trim_state_t;
+
+static void trim_after_evictions(trim_state_t *ts, int64_t now_ms)
+{
+    uint64_t evicted = hk_metric_get(lanes_evicted);
+    if (evicted != ts->seen) {
+        ts->seen = evicted;
+        ts->last_ms = now_ms;
+        if (!ts->first_ms)
+            ts->first_ms = now_ms;
+    }
+    if (!ts->first_ms ||
+        (now_ms - ts->last_ms < TRIM_QUIET_MS && now_ms - ts->first_ms < TRIM_EVERY_MS))
+        return;
+    ts->first_ms = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+// glibc raises its mmap and trim thresholds as the process frees large blocks
+// (up to 32 and 64 MB), and a thread arena then keeps that much free memory at
+// its top, which malloc_trim() does not reach: in it_hosts librdkafka's broker
+// thread kept ~2-3 MB so after the burst. Fixed thresholds stop that: blocks
+// from 4 MiB up are mapped on their own (fetch and job buffers stay below), and
+// an arena hands back its top past 1 MiB free. Left alone when the environment
+// sets glibc's tunables (docs/operations.md, Memory).
+static void malloc_setup(void)
+{
+#ifdef __GLIBC__
+    if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+        getenv("MALLOC_MMAP_THRESHOLD_"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+#endif
+}
+
 static void summary(int64_t *last_ms, uint64_t *last_done)
 {
     int64_t now = hk_clock_mono_ms();
@@ -216,6 +271,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    malloc_setup(); // before any thread allocates
     const char *path = NULL;
     int check_only = 0;
     int opt;
@@ -324,8 +380,10 @@ int main(int argc, char **argv)
 
     int64_t last_ms = hk_clock_mono_ms(), next_summary = last_ms + cfg->log_summary_ms;
     uint64_t last_done = 0;
+    trim_state_t trim = {0};
     while (!stop_signals) {
         hk_clock_sleep_ms(50);
+        trim_after_evictions(&trim, hk_clock_mono_ms());
         // Ready while the group gave us partitions to work on.
         if (admin)
             hk_admin_set_ready(admin, hk_pipeline_ready(pl));
