@@ -189,13 +189,17 @@ static const hk_config_t *reload(hk_pipeline_t *pl, const char *path, const hk_c
 // TRIM_EVERY_MS while they go on, malloc_trim(0) returns the free pages of all
 // arenas. Waiting for the pause lets what others free after the lanes (the
 // Redis watch list) go too. Main thread only (docs/operations.md, Memory).
+// What is freed late (curl's DNS entries go when a later transfer ends, Redis
+// replies in flight) misses that trim: one more follows TRIM_AGAIN_MS after it.
 #define TRIM_QUIET_MS 1000
 #define TRIM_EVERY_MS 10000
+#define TRIM_AGAIN_MS 4000
 
 typedef struct trim_state {
     uint64_t seen;    // lanes_evicted at the last look
     int64_t first_ms; // first eviction not trimmed yet (0: none)
     int64_t last_ms;  // latest eviction seen
+    int64_t again_ms; // the follow-up trim is due (0: none)
 } trim_state_t;
 
 static void trim_after_evictions(trim_state_t *ts, int64_t now_ms)
@@ -207,9 +211,12 @@ static void trim_after_evictions(trim_state_t *ts, int64_t now_ms)
         if (!ts->first_ms)
             ts->first_ms = now_ms;
     }
-    if (!ts->first_ms ||
-        (now_ms - ts->last_ms < TRIM_QUIET_MS && now_ms - ts->first_ms < TRIM_EVERY_MS))
+    int again = ts->again_ms && now_ms >= ts->again_ms;
+    if (!again && (!ts->first_ms ||
+                   (now_ms - ts->last_ms < TRIM_QUIET_MS && now_ms - ts->first_ms < TRIM_EVERY_MS)))
         return;
+    // A trim for evictions schedules its follow-up; the follow-up schedules none.
+    ts->again_ms = ts->first_ms ? now_ms + TRIM_AGAIN_MS : 0;
     ts->first_ms = 0;
 #ifdef __GLIBC__
     malloc_trim(0);
