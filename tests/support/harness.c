@@ -1172,6 +1172,9 @@ int hk_th_holds_partitions(void *path)
     return hk_th_partitions_held(path) > 0;
 }
 
+const char *const hk_th_replica_secret[4] = {HK_TH_R1_SECRET, HK_TH_R2_SECRET, HK_TH_R3_SECRET,
+                                             HK_TH_R4_SECRET};
+
 int hk_th_signer(const hk_sink_req_t *r, const char *const secrets[], int n)
 {
     char ts[24];
@@ -1187,6 +1190,11 @@ int hk_th_scene_start(hk_th_scene_t *sc, const char *const topics[])
     *sc = (hk_th_scene_t){.kafka = {.pid = 0, .stdin_fd = -1}};
     for (int i = 0; i < HK_TH_SCENE_HOOKDS; i++)
         sc->hookd[i] = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
+    return topics ? hk_th_scene_kafka(sc, topics) : 0;
+}
+
+int hk_th_scene_kafka(hk_th_scene_t *sc, const char *const topics[])
+{
     return hk_th_kafka_start(&sc->kafka, topics, sc->brokers, sizeof(sc->brokers));
 }
 

@@ -195,6 +195,17 @@ int hk_th_partitions_held(const char *path);
 // holds a partition.
 int hk_th_holds_partitions(void *path);
 
+// A signing secret each for up to four replicas, so that a sink given
+// HK_TH_REPLICA_SECRETS (HK_TH_SECRET and these) can tell who sent a request
+// (hk_th_signer with hk_th_replica_secret).
+#define HK_TH_R1_SECRET "whsec_1SwOdW7evseEX/gGPdKAPFMLMC3SeoLV"
+#define HK_TH_R2_SECRET "whsec_MqbuveAPxclFA9lOmN4+bPK8v3XwX02h"
+#define HK_TH_R3_SECRET "whsec_mAIrCDFADSQ+iTg6bkktQHwZhR1W/6JF"
+#define HK_TH_R4_SECRET "whsec_SA3552rxBv5PmFUTXAh+GMoY9ofqItOe"
+#define HK_TH_REPLICA_SECRETS                                                                      \
+    HK_TH_SECRET " " HK_TH_R1_SECRET " " HK_TH_R2_SECRET " " HK_TH_R3_SECRET " " HK_TH_R4_SECRET
+extern const char *const hk_th_replica_secret[4];
+
 // Which of `n` secrets signed the sink's request `r` (a replica each, when each
 // replica signs with its own): its index, -1 when none.
 int hk_th_signer(const hk_sink_req_t *r, const char *const secrets[], int n);
@@ -212,8 +223,10 @@ typedef struct hk_th_scene {
     hk_sink_t *sinks[HK_TH_SCENE_SINKS];    // NULL when not started
 } hk_th_scene_t;
 
-// Clears `sc` and starts its cluster with `topics` (as hk_th_kafka_start). 0 ok.
+// Clears `sc` and starts its cluster with `topics` (as hk_th_kafka_start); with
+// topics NULL the test starts it later with hk_th_scene_kafka. 0 ok.
 int hk_th_scene_start(hk_th_scene_t *sc, const char *const topics[]);
+int hk_th_scene_kafka(hk_th_scene_t *sc, const char *const topics[]);
 // Starts a sink with `opts` (secrets NULL: HK_TH_SECRET) that hk_th_scene_stop
 // stops; NULL with the reason in err when it does not start or all are taken.
 hk_sink_t *hk_th_scene_sink(hk_th_scene_t *sc, hk_sink_opts_t opts, char *err, size_t size);
