@@ -1233,35 +1233,9 @@ START_TEST(test_dls_replay_spans_chunks)
 }
 END_TEST
 
-// Every server of this run lives under one dir, removed at the end: a test that
-// fails inside a forked child cannot clean up its own.
-static char tmp[] = "/tmp/hk-pgstore-XXXXXX";
-
-static int before(void)
-{
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
-        perror("check_pgstore: temp dir");
-        return -1;
-    }
-    if (hk_pgsvc_start(&svc) != 0) {
-        fprintf(stderr, "check_pgstore: could not start postgres\n");
-        hk_th_rmtree(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static void after(int failed)
-{
-    (void)failed;
-    hk_pgsvc_destroy(&svc);
-    hk_th_rmtree(tmp);
-}
-
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
-    run->before = before;
-    run->after = after;
+    run->pg = &svc;
     Suite *s = suite_create("pgstore");
 
     TCase *tc = tcase_create("pg");

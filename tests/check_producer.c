@@ -115,16 +115,7 @@ static hk_task_t *failed_task(size_t value_len)
 // The records of `topic`, waiting up to 10 s for at least `n`; held until teardown.
 static hk_th_record_t *records(const char *topic, size_t n, size_t *got)
 {
-    hk_th_record_t *recs = NULL;
-    for (int i = 0; i < 100; i++) {
-        *got = hk_th_read_topic(brokers, topic, &recs);
-        if (*got >= n)
-            break;
-        hk_th_records_free(recs, *got);
-        recs = NULL;
-        hk_th_sleep_ms(100);
-    }
-    return hk_th_hold(HK_TH_HELD_RECS, recs, *got);
+    return hk_th_wait_records(brokers, topic, n, 10000, got);
 }
 
 static void wait_done(size_t n)

@@ -633,35 +633,9 @@ START_TEST(test_proxy_start_rejects_bad_options)
 }
 END_TEST
 
-// Every server of this run lives under one dir, removed at the end: a test that
-// fails inside a forked child cannot clean up its own.
-static char tmp[] = "/tmp/hkt-proxy-XXXXXX";
-
-static int before(void)
-{
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
-        perror("check_proxy: temp dir");
-        return -1;
-    }
-    if (hk_pgsvc_start(&pg) != 0) {
-        fprintf(stderr, "check_proxy: could not start postgres\n");
-        hk_th_rmtree(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static void after(int failed)
-{
-    (void)failed;
-    hk_pgsvc_destroy(&pg);
-    hk_th_rmtree(tmp);
-}
-
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
-    run->before = before;
-    run->after = after;
+    run->pg = &pg;
     Suite *s = suite_create("proxy");
     TCase *tc = tcase_create("redis");
     tcase_add_checked_fixture(tc, redis_setup, redis_teardown);

@@ -15,27 +15,17 @@
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
-static hk_th_proc_t kafka;
-static char brokers[512];
-static hk_th_proc_t hookd;
-static hk_sink_t *sink;
+static hk_th_scene_t sc;
 
 static void setup(void)
 {
-    hookd = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
-    sink = NULL;
     const char *topics[] = {"jobs:4", "jobs.dlq:1", "jobs.retry:4", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_start(&sc, topics), 0);
 }
 
 static void teardown(void)
 {
-    hk_th_stop(&hookd, 15000);
-    hk_th_kafka_stop(&kafka);
-    if (sink)
-        hk_sink_stop(sink);
-    sink = NULL;
-    hk_th_release_held();
+    hk_th_scene_stop(&sc, 15000);
 }
 
 static int is_busy(const hk_sink_req_t *r)
@@ -48,8 +38,8 @@ static int is_busy(const hk_sink_req_t *r)
 START_TEST(test_429_slows_the_lane_without_opening_the_breaker)
 {
     char err[256];
-    hk_sink_opts_t so = {.port = 0, .secrets = HK_TH_SECRET, .threads = 8, .seed = 42};
-    sink = hk_sink_start(&so, err, sizeof(err));
+    hk_sink_t *sink =
+        hk_th_scene_sink(&sc, (hk_sink_opts_t){.threads = 8, .seed = 42}, err, sizeof(err));
     ck_assert_msg(sink != NULL, "sink: %s", err);
     int port = hk_sink_port(sink);
 
@@ -57,8 +47,7 @@ START_TEST(test_429_slows_the_lane_without_opening_the_breaker)
     // 429s (p = 1/2 each) cannot exhaust it.
     char *env[] = {"HOOKD_RETRY_SCHEDULE=200ms", "HOOKD_RETRY_MAX_ATTEMPTS=40", NULL};
     const char *log = "it_backpressure_429.log";
-    unlink(log);
-    ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, NULL, log), 0);
+    ck_assert_int_eq(hk_th_scene_hookd(&sc, 0, env, NULL, log), 0);
     ck_assert_msg(hk_th_wait_for_log(log, "\"partitions_assigned\"", 1, 30000),
                   "hookd never got partitions (see %s)", log);
 
@@ -70,7 +59,7 @@ START_TEST(test_429_slows_the_lane_without_opening_the_breaker)
                            port, path, i) > 0);
     }
     int64_t t0 = hk_th_now_ms();
-    size_t acked = hk_th_produce(brokers, "jobs", values, NULL, JOBS);
+    size_t acked = hk_th_produce(sc.brokers, "jobs", values, NULL, JOBS);
     for (int i = 0; i < JOBS; i++)
         free(values[i]);
     free(values);

@@ -14,32 +14,25 @@
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 
+static hk_th_scene_t sc;
 static hk_sink_t *sink;
-static hk_th_proc_t kafka, hookd;
-static char brokers[512];
 static char conf_path[256];
 
 static void setup(void)
 {
-    char err[256];
-    hk_sink_opts_t so = {.port = 0, .secrets = HK_TH_SECRET, .threads = 4};
-    sink = hk_sink_start(&so, err, sizeof(err));
-    ck_assert_msg(sink != NULL, "sink: %s", err);
     const char *topics[] = {"jobs:2", "jobs.dlq:2", "jobs.retry:2", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
-    hookd.pid = 0;
+    ck_assert_int_eq(hk_th_scene_start(&sc, topics), 0);
+    char err[256];
+    sink = hk_th_scene_sink(&sc, (hk_sink_opts_t){.threads = 4}, err, sizeof(err));
+    ck_assert_msg(sink != NULL, "sink: %s", err);
     conf_path[0] = '\0';
 }
 
 static void teardown(void)
 {
-    if (hookd.pid > 0)
-        hk_th_stop(&hookd, 10000);
-    hk_th_kafka_stop(&kafka);
-    hk_sink_stop(sink);
+    hk_th_scene_stop(&sc, 10000);
     if (conf_path[0])
         unlink(conf_path);
-    hk_th_release_held();
 }
 
 // The harness's producer keeps librdkafka's 1,000,000-byte limit: this one
@@ -48,7 +41,7 @@ static void produce_big(const char *value)
 {
     char err[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "bootstrap.servers", sc.brokers, err, sizeof(err));
     rd_kafka_conf_set(conf, "message.max.bytes", "2000000", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     ck_assert_msg(rk != NULL, "producer: %s", err);
@@ -74,25 +67,20 @@ static char *big_job(const char *id, const char *url, size_t size, const char *e
     return hk_th_hold_mem(v);
 }
 
-// Waits for `n` records in the DLQ topic; returns them (held until teardown).
-static hk_th_record_t *dlq_records(size_t n, size_t *got)
+// Waits for the big job's offset to be committed, then for its one dead letter;
+// returns it (held until teardown).
+static hk_th_record_t *the_dead_letter(void)
 {
-    hk_th_record_t *recs = NULL;
-    *got = 0;
-    for (int i = 0; i < 600; i++) {
-        *got = hk_th_read_topic(brokers, "jobs.dlq", &recs);
-        if (*got >= n)
-            break;
-        hk_th_records_free(recs, *got);
-        recs = NULL;
-        hk_th_sleep_ms(100);
-    }
-    return hk_th_hold(HK_TH_HELD_RECS, recs, *got);
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 120000),
+                  "the big job's offset was never committed (its dead letter never went out)");
+    size_t n;
+    hk_th_record_t *recs = hk_th_wait_records(sc.brokers, "jobs.dlq", 1, 60000, &n);
+    ck_assert_uint_eq(n, 1);
+    return &recs[0];
 }
 
 static void start_hookd(const char *conf_text, char *const env[], const char *log)
 {
-    unlink(log); // the harness appends: count this run's lines only
     if (conf_text) {
         snprintf(conf_path, sizeof(conf_path), "/tmp/it_bigrecords-%d.conf", (int)getpid());
         FILE *f = fopen(conf_path, "w");
@@ -100,7 +88,7 @@ static void start_hookd(const char *conf_text, char *const env[], const char *lo
         fputs(conf_text, f);
         fclose(f);
     }
-    ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, conf_text ? conf_path : NULL, log), 0);
+    ck_assert_int_eq(hk_th_scene_hookd(&sc, 0, env, conf_text ? conf_path : NULL, log), 0);
 }
 
 START_TEST(test_a_dead_letter_over_a_megabyte_is_produced_whole)
@@ -109,14 +97,10 @@ START_TEST(test_a_dead_letter_over_a_megabyte_is_produced_whole)
     // default message.max.bytes; invalid (an ftp URL), so it is dead-lettered.
     start_hookd(NULL, NULL, "it_bigrecords_whole.log");
     produce_big(big_job("big-invalid", "ftp://127.0.0.1/x", 1040000, NULL));
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
-                  "the big job's offset was never committed (its dead letter never went out)");
-    size_t n;
-    hk_th_record_t *recs = dlq_records(1, &n);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-error-class"), "invalid");
-    ck_assert_uint_eq(recs[0].value_len, 1040000);
-    ck_assert_ptr_null(hk_th_header(&recs[0], "hookd-value-omitted"));
+    const hk_th_record_t *dl = the_dead_letter();
+    ck_assert_str_eq(hk_th_header(dl, "hookd-error-class"), "invalid");
+    ck_assert_uint_eq(dl->value_len, 1040000);
+    ck_assert_ptr_null(hk_th_header(dl, "hookd-value-omitted"));
     printf("it_bigrecords whole: a 1040000-byte dead letter produced whole, lag 0\n");
 }
 END_TEST
@@ -129,15 +113,11 @@ START_TEST(test_a_dead_letter_too_large_for_its_topic_goes_without_its_value)
 {
     start_hookd(small_topics_conf, NULL, "it_bigrecords_omitted.log");
     produce_big(big_job("big-invalid-2", "ftp://127.0.0.1/x", 300000, NULL));
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
-                  "the big job's offset was never committed");
-    size_t n;
-    hk_th_record_t *recs = dlq_records(1, &n);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-error-class"), "invalid");
-    ck_assert_uint_eq(recs[0].value_len, 0);
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-value-omitted"), "300000");
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-original-offset"), "0");
+    const hk_th_record_t *dl = the_dead_letter();
+    ck_assert_str_eq(hk_th_header(dl, "hookd-error-class"), "invalid");
+    ck_assert_uint_eq(dl->value_len, 0);
+    ck_assert_str_eq(hk_th_header(dl, "hookd-value-omitted"), "300000");
+    ck_assert_str_eq(hk_th_header(dl, "hookd-original-offset"), "0");
     ck_assert_int_eq(hk_th_log_count("it_bigrecords_omitted.log", "\"event\":\"record_too_large\""),
                      1);
 }
@@ -152,16 +132,12 @@ START_TEST(test_a_retry_record_too_large_for_its_topic_is_dead_lettered)
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/status/503", hk_sink_port(sink));
     produce_big(big_job("big-retry", url, 300000, "\"max_attempts\":3,"));
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 120000),
-                  "the big job's offset was never committed");
-    size_t n;
-    hk_th_record_t *recs = dlq_records(1, &n);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-error-class"), "exhausted");
-    const char *why = hk_th_header(&recs[0], "hookd-error");
+    const hk_th_record_t *dl = the_dead_letter();
+    ck_assert_str_eq(hk_th_header(dl, "hookd-error-class"), "exhausted");
+    const char *why = hk_th_header(dl, "hookd-error");
     ck_assert_msg(why && strstr(why, "refused by the retry topic") && strstr(why, "HTTP 503"),
                   "hookd-error: %s", why ? why : "(none)");
-    ck_assert_str_eq(hk_th_header(&recs[0], "hookd-value-omitted"), "300000");
+    ck_assert_str_eq(hk_th_header(dl, "hookd-value-omitted"), "300000");
     printf("it_bigrecords retry: %s\n", why);
 }
 END_TEST

@@ -20,49 +20,40 @@
 
 #define MIB (1024LL * 1024LL)
 
-static hk_th_proc_t kafka;
-static char brokers[512];
-static hk_th_proc_t hookd;
+static hk_th_scene_t sc;
+static hk_th_proc_t *const hookd = &sc.hookd[0]; // the one replica of each test
 static hk_sink_t *sink_a, *sink_b;
 
 static void setup(void)
 {
-    hookd = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
     sink_a = sink_b = NULL;
     const char *topics[] = {"jobs:8", "jobs.dlq:2", "jobs.retry:8", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_start(&sc, topics), 0);
 }
 
 // Runs after a failed assertion too: no child outlives its test.
 static void teardown(void)
 {
-    hk_th_stop(&hookd, 15000); // no-op when it is not running
-    hk_th_kafka_stop(&kafka);
-    if (sink_a)
-        hk_sink_stop(sink_a);
-    if (sink_b)
-        hk_sink_stop(sink_b);
+    hk_th_scene_stop(&sc, 15000);
     sink_a = sink_b = NULL;
 }
 
 static hk_sink_t *start_sink(int threads)
 {
     char err[256];
-    hk_sink_opts_t so = {.port = 0, .secrets = HK_TH_SECRET, .threads = threads};
-    hk_sink_t *s = hk_sink_start(&so, err, sizeof(err));
+    hk_sink_t *s = hk_th_scene_sink(&sc, (hk_sink_opts_t){.threads = threads}, err, sizeof(err));
     ck_assert_msg(s != NULL, "sink: %s", err);
     return s;
 }
 
 static void start_hookd(char *const env[], const char *conf, const char *log)
 {
-    unlink(log);
-    ck_assert_int_eq(hk_th_hookd_start(&hookd, brokers, env, conf, log), 0);
+    ck_assert_int_eq(hk_th_scene_hookd(&sc, 0, env, conf, log), 0);
 }
 
 static void stop_hookd_expect_exit_0(void)
 {
-    int status = hk_th_stop(&hookd, 20000);
+    int status = hk_th_stop(hookd, 20000);
     ck_assert_msg(hk_th_exited_ok(status), "hookd did not exit 0 after SIGTERM (status %d)",
                   status);
 }
@@ -70,7 +61,7 @@ static void stop_hookd_expect_exit_0(void)
 // 1 while hookd has not exited (reaps it when it has).
 static int hookd_running(void)
 {
-    return hookd.pid > 0 && hk_th_wait(&hookd, 0) == -1;
+    return hookd->pid > 0 && hk_th_wait(hookd, 0) == -1;
 }
 
 static void free_strs(char **v, size_t n)
@@ -85,12 +76,12 @@ static void free_strs(char **v, size_t n)
 // CPU hookd uses over `ms` of wall time, in percent of one core.
 static double cpu_percent_over(int ms)
 {
-    long long t0 = hk_th_proc_cpu_ticks(hookd.pid);
+    long long t0 = hk_th_proc_cpu_ticks(hookd->pid);
     int64_t w0 = hk_th_now_ms();
     hk_th_sleep_ms(ms);
-    long long t1 = hk_th_proc_cpu_ticks(hookd.pid);
+    long long t1 = hk_th_proc_cpu_ticks(hookd->pid);
     int64_t w1 = hk_th_now_ms();
-    ck_assert_msg(t0 >= 0 && t1 >= t0, "cannot read /proc/%d/stat", (int)hookd.pid);
+    ck_assert_msg(t0 >= 0 && t1 >= t0, "cannot read /proc/%d/stat", (int)hookd->pid);
     double cpu_s = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK);
     return cpu_s * 100.0 / ((double)(w1 - w0) / 1000.0);
 }
@@ -222,8 +213,8 @@ typedef struct backlog_progress {
 
 static void sample_rss(backlog_progress_t *pr)
 {
-    long long rss = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
-    long long hwm = hk_th_proc_status_bytes(hookd.pid, "VmHWM");
+    long long rss = hk_th_proc_status_bytes(hookd->pid, "VmRSS");
+    long long hwm = hk_th_proc_status_bytes(hookd->pid, "VmHWM");
     if (rss > pr->max_rss)
         pr->max_rss = rss;
     if (hwm > pr->hwm)
@@ -282,8 +273,8 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     ck_assert_msg(hk_th_wait_for_log(idle_log, "\"event\":\"partitions_assigned\"", 1, 30000),
                   "idle hookd never joined the group");
     hk_th_sleep_ms(1000);
-    long long base_rss = hk_th_proc_status_bytes(hookd.pid, "VmRSS");
-    long long base_hwm = hk_th_proc_status_bytes(hookd.pid, "VmHWM");
+    long long base_rss = hk_th_proc_status_bytes(hookd->pid, "VmRSS");
+    long long base_hwm = hk_th_proc_status_bytes(hookd->pid, "VmHWM");
     ck_assert_int_gt(base_rss, 0);
     stop_hookd_expect_exit_0();
 
@@ -297,7 +288,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
         ck_assert(asprintf(&keys[i], "key-%d", i % 1009) > 0);
     }
     int64_t p0 = hk_th_now_ms();
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, keys, BL_JOBS), BL_JOBS);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", values, keys, BL_JOBS), BL_JOBS);
     int64_t produce_ms = hk_th_now_ms() - p0;
     free_strs(values, BL_JOBS);
     free_strs(keys, BL_JOBS);
@@ -312,9 +303,9 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     hk_sink_stats(sink_a, &st);
     ck_assert_msg(done, "%llu of %d jobs delivered after %.0f s", (unsigned long long)st.unique_ok,
                   BL_JOBS, secs);
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 30000),
                   "committed offsets did not reach the end (lag %lld)",
-                  (long long)hk_th_group_lag(brokers, "hookd", "jobs"));
+                  (long long)hk_th_group_lag(sc.brokers, "hookd", "jobs"));
 
     // hookd's own view of the lag: the backlog while it ran, nothing once done
     // (it is refreshed every second).
@@ -428,7 +419,7 @@ START_TEST(test_idle_cpu_is_near_zero)
                            "{\"id\":\"open-%zu\",\"url\":\"http://127.0.0.1:%d/status/503\","
                            "\"max_attempts\":100}",
                            i, hk_sink_port(sinks[i % 2])) > 0);
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, NULL, n), n);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", values, NULL, n), n);
     free_strs(values, n);
     open_wait_t ow = {.log = log};
     for (int i = 0; i < 2; i++)
@@ -499,7 +490,7 @@ static void deliver_one(const char *id, const char *path)
     char *value;
     ck_assert(asprintf(&value, "{\"id\":\"%s\",\"url\":\"http://127.0.0.1:%d%s\"}", id,
                        hk_sink_port(sink_a), path) > 0);
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", &value, NULL, 1), 1);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", &value, NULL, 1), 1);
     free(value);
     delivered_t d = {sink_a, id};
     ck_assert_msg(hk_th_wait_for(id_delivered, &d, 20000), "job %s not delivered", id);
@@ -531,7 +522,7 @@ static json_t *hup_and_wait(const char *event, int nth)
 {
     char needle[64];
     snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event);
-    hk_th_kill(&hookd, SIGHUP);
+    hk_th_kill(hookd, SIGHUP);
     int got = hk_th_wait_for_log(HUP_LOG, needle, nth + 1, 2000);
     ck_assert_msg(hookd_running(), "hookd exited on SIGHUP");
     ck_assert_msg(got, "no %s line within 2 s of SIGHUP", event);

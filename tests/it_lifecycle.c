@@ -19,16 +19,9 @@
 #include "tests/support/harness.h"
 #include "tests/support/sink.h"
 #include "base/clock.h"
-#include "base/sign.h"
 
 #define N_TERM     20000 // jobs of the SIGTERM test
 #define N_REPLICAS 60000 // jobs of the replicas test
-
-// Each replica signs with its own secret, so the sink can tell who sent a request.
-#define R1_SECRET "whsec_1SwOdW7evseEX/gGPdKAPFMLMC3SeoLV"
-#define R2_SECRET "whsec_MqbuveAPxclFA9lOmN4+bPK8v3XwX02h"
-#define R3_SECRET "whsec_mAIrCDFADSQ+iTg6bkktQHwZhR1W/6JF"
-#define R4_SECRET "whsec_SA3552rxBv5PmFUTXAh+GMoY9ofqItOe"
 
 #define GRACE_MS      10000 // shutdown.grace_ms default
 #define MAX_REPLICAS  4
@@ -40,12 +33,12 @@ typedef struct jobs {
     size_t n;
 } jobs_t;
 
+static hk_th_scene_t sc;
+static hk_th_proc_t *const replicas = sc.hookd; // MAX_REPLICAS of them
 static hk_sink_t *sink;
-static hk_th_proc_t kafka;
-static jobs_t jobs; // the test's jobs; teardown frees them
-static hk_th_proc_t replicas[MAX_REPLICAS];
+static jobs_t jobs;                     // the test's jobs; teardown frees them
 static int exited_status[MAX_REPLICAS]; // wait status of a replica found dead, -1 if not
-static char brokers[512];
+_Static_assert(MAX_REPLICAS <= HK_TH_SCENE_HOOKDS, "a scene's replicas");
 
 // Fills `jobs` with n jobs with ids job-<n> and bodies {"n":<n>}, all to the sink's /slow/5.
 static void jobs_make(size_t n)
@@ -75,27 +68,19 @@ static void jobs_free(void)
 
 static void setup(void)
 {
+    ck_assert_int_eq(hk_th_scene_start(&sc, NULL), 0); // each test starts its cluster
     char err[256];
-    hk_sink_opts_t so = {.port = 0,
-                         .secrets =
-                             HK_TH_SECRET " " R1_SECRET " " R2_SECRET " " R3_SECRET " " R4_SECRET,
-                         .threads = 16};
-    sink = hk_sink_start(&so, err, sizeof(err));
+    sink = hk_th_scene_sink(&sc, (hk_sink_opts_t){.secrets = HK_TH_REPLICA_SECRETS, .threads = 16},
+                            err, sizeof(err));
     ck_assert_msg(sink != NULL, "sink: %s", err);
-    kafka = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
-    for (int i = 0; i < MAX_REPLICAS; i++) {
-        replicas[i] = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
+    for (int i = 0; i < MAX_REPLICAS; i++)
         exited_status[i] = -1;
-    }
 }
 
 // Runs after a failed assertion too: no child outlives the test.
 static void teardown(void)
 {
-    for (int i = 0; i < MAX_REPLICAS; i++)
-        hk_th_stop(&replicas[i], GRACE_MS + 5000);
-    hk_th_kafka_stop(&kafka);
-    hk_sink_stop(sink);
+    hk_th_scene_stop(&sc, GRACE_MS + 5000);
     jobs_free();
 }
 
@@ -166,11 +151,6 @@ static log_view_t log_view(const char *path, long len, const char *event, const 
     return v;
 }
 
-static int holds_partitions(void *arg)
-{
-    return log_view(arg, LONG_MAX, NULL, NULL).held > 0;
-}
-
 // The job number in a delivered body {"n":<n>}, -1 when there is none.
 static long long body_n(const hk_sink_req_t *r)
 {
@@ -187,9 +167,9 @@ static long long body_n(const hk_sink_req_t *r)
 START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothing)
 {
     const char *topics[] = {"jobs:8", "jobs.dlq:2", "jobs.retry:8", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     jobs_make(N_TERM);
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", jobs.values, jobs.keys, N_TERM), N_TERM);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", jobs.values, jobs.keys, N_TERM), N_TERM);
 
     // At most 2,000 jobs in flight, so that a SIGTERM at 25% leaves work undone even when
     // the sink is fast: what is in flight at SIGTERM is finished before the exit.
@@ -200,7 +180,7 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
     unlink(log2);
     hk_th_proc_t *hookd = &replicas[0];
     int64_t t0 = hk_th_now_ms();
-    ck_assert_int_eq(hk_th_hookd_start(hookd, brokers, env, NULL, log1), 0);
+    ck_assert_int_eq(hk_th_hookd_start(hookd, sc.brokers, env, NULL, log1), 0);
 
     uint64_t quarter = N_TERM / 4;
     ck_assert_msg(hk_th_wait_unique_ok(sink, quarter, 120000), "hookd never got going");
@@ -216,7 +196,7 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
                   status);
     hk_sink_stats_t at_exit;
     hk_sink_stats(sink, &at_exit);
-    int64_t lag_at_exit = hk_th_group_lag(brokers, "hookd", "jobs");
+    int64_t lag_at_exit = hk_th_group_lag(sc.brokers, "hookd", "jobs");
     log_view_t drained = log_view(log1, LONG_MAX, "intake_drained", "unfinished");
     log_view_t stopped = log_view(log1, LONG_MAX, "stopped", "shutdown_ms");
     printf("it_lifecycle sigterm: %llu delivered at SIGTERM, %llu at exit, exit after %lld ms "
@@ -231,11 +211,11 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
     ck_assert_int_eq(lag_at_exit, (int64_t)(N_TERM - at_exit.unique_ok));
 
     int64_t t_restart = hk_th_now_ms();
-    ck_assert_int_eq(hk_th_hookd_start(hookd, brokers, env, NULL, log2), 0);
+    ck_assert_int_eq(hk_th_hookd_start(hookd, sc.brokers, env, NULL, log2), 0);
     uint64_t all = N_TERM;
     ck_assert_msg(hk_th_wait_unique_ok(sink, all, 180000), "jobs lost after the restart");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 30000),
                   "offsets did not reach the end");
 
     hk_sink_stats_t st;
@@ -272,20 +252,6 @@ START_TEST(test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothin
     jobs_free();
 }
 END_TEST
-
-static const char *replica_secret[MAX_REPLICAS] = {R1_SECRET, R2_SECRET, R3_SECRET, R4_SECRET};
-
-// The replica whose secret signed request `r`, -1 when none.
-static int signer(const hk_sink_req_t *r)
-{
-    char ts[24];
-    snprintf(ts, sizeof(ts), "%lld", (long long)r->webhook_ts);
-    for (int i = 0; i < MAX_REPLICAS; i++)
-        if (hk_sign_verify(replica_secret[i], r->webhook_id, ts, r->body, r->body_len,
-                           r->signature) == 1)
-            return i;
-    return -1;
-}
 
 static const char *replica_log[MAX_REPLICAS] = {
     "it_lifecycle_replica1.log",
@@ -359,9 +325,9 @@ static int all_delivered_or_none_left(void *arg)
 START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
 {
     const char *topics[] = {"jobs:12", "jobs.dlq:2", "jobs.retry:4", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     jobs_make(N_REPLICAS);
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", jobs.values, jobs.keys, N_REPLICAS),
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", jobs.values, jobs.keys, N_REPLICAS),
                       N_REPLICAS);
 
     // A short session timeout so the killed replica's partitions move on within seconds;
@@ -372,10 +338,10 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
     ck_assert_ptr_nonnull(cf);
     fprintf(cf, "[kafka]\nrdkafka.session.timeout.ms = 6000\n");
     fclose(cf);
-    char *env[MAX_REPLICAS][5] = {{"HOOKD_SIGNING_SECRET=" R1_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R2_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R3_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R4_SECRET}};
+    char *env[MAX_REPLICAS][5] = {{"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R3_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R4_SECRET}};
     for (int i = 0; i < MAX_REPLICAS; i++) {
         env[i][1] = "HOOKD_DELIVERY_THREADS=1";
         env[i][2] = "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4";
@@ -387,14 +353,15 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
     mark_t m[M_CNT];
     mark_take(&m[M_START]);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(hk_th_hookd_start(&replicas[i], brokers, env[i], conf, replica_log[i]), 0);
+        ck_assert_int_eq(hk_th_hookd_start(&replicas[i], sc.brokers, env[i], conf, replica_log[i]),
+                         0);
 
     // Scale out.
     uint64_t scale_at = N_REPLICAS * 15 / 100;
     ck_assert_msg(hk_th_wait_unique_ok(sink, scale_at, 120000), "the replicas never got going");
     mark_take(&m[M_SCALE]);
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[3], brokers, env[3], conf, replica_log[3]), 0);
-    ck_assert_msg(hk_th_wait_for(holds_partitions, (void *)replica_log[3], 60000),
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[3], sc.brokers, env[3], conf, replica_log[3]), 0);
+    ck_assert_msg(hk_th_wait_for(hk_th_holds_partitions, (void *)replica_log[3], 60000),
                   "replica 4 never got a partition");
     int64_t t_joined = hk_th_now_ms();
     hk_th_sleep_ms(2000);
@@ -415,13 +382,13 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
     // Kill replica 2.
     for (int i = 1; i < MAX_REPLICAS; i++)
         assert_running(i, "before the SIGKILL");
-    ck_assert_msg(log_view(replica_log[1], LONG_MAX, NULL, NULL).held > 0,
+    ck_assert_msg(hk_th_partitions_held(replica_log[1]) > 0,
                   "replica 2 holds no partition: killing it proves nothing");
     mark_take(&m[M_KILL]);
     ck_assert_msg(m[M_KILL].st.unique_ok < N_REPLICAS, "the run ended before the kill");
     hk_th_kill(&replicas[1], SIGKILL);
     ck_assert_int_ne(hk_th_wait(&replicas[1], 10000), -1);
-    int64_t lag_at_kill = hk_th_group_lag(brokers, "hookd", "jobs");
+    int64_t lag_at_kill = hk_th_group_lag(sc.brokers, "hookd", "jobs");
     ck_assert_int_ge(lag_at_kill, 0);
 
     uint64_t all = N_REPLICAS;
@@ -430,7 +397,7 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
         assert_running(i, "after the SIGKILL");
     ck_assert_msg(done, "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 60000),
                   "offsets did not reach the end");
     mark_take(&m[M_END]);
     for (int i = 2; i < MAX_REPLICAS; i++)
@@ -445,7 +412,7 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
     // (revoked while alive): it kept every other partition it had until the kill.
     int32_t *part_of = malloc(N_REPLICAS * sizeof(int32_t));
     hk_th_record_t *recs;
-    size_t nrec = hk_th_read_topic(brokers, "jobs", &recs);
+    size_t nrec = hk_th_read_topic(sc.brokers, "jobs", &recs);
     ck_assert_uint_eq(nrec, N_REPLICAS);
     for (size_t i = 0; i < nrec; i++) {
         const char *at = strstr(recs[i].value, "\"n\":");
@@ -504,7 +471,7 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
         snprintf(want, sizeof(want), "job-%lld", seq);
         ck_assert_msg(strcmp(r->webhook_id, want) == 0, "job %lld delivered as %s", seq,
                       r->webhook_id);
-        int by = signer(r);
+        int by = hk_th_signer(r, hk_th_replica_secret, MAX_REPLICAS);
         ck_assert_msg(by >= 0, "job %lld signed by no replica's secret", seq);
         if (r->status < 200 || r->status > 299)
             continue;
@@ -647,9 +614,10 @@ static int rejoin_line(json_t *line, int64_t at_ms, void *arg)
 START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
 {
     const char *topics[] = {"jobs:8", "jobs.dlq:2", "jobs.retry:4", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     jobs_make(N_REJOIN);
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", jobs.values, jobs.keys, N_REJOIN), N_REJOIN);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", jobs.values, jobs.keys, N_REJOIN),
+                      N_REJOIN);
     const char *conf = "it_lifecycle_rejoin.conf";
     FILE *cf = fopen(conf, "w");
     ck_assert_ptr_nonnull(cf);
@@ -658,17 +626,17 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
     // Replica 1 is slow (4 transfers of 5 ms: ~800 jobs/s), so it always has jobs
     // finished since its last auto-commit, and holds few in flight, so its drain
     // ends long before its join; replica 2 finishes the rest quickly.
-    char *env1[] = {"HOOKD_SIGNING_SECRET=" R1_SECRET, "HOOKD_DELIVERY_THREADS=1",
+    char *env1[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET, "HOOKD_DELIVERY_THREADS=1",
                     "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4",
                     "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16", NULL};
-    char *env2[] = {"HOOKD_SIGNING_SECRET=" R2_SECRET, NULL};
+    char *env2[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET, NULL};
     const char *log1 = replica_log[0], *log2 = replica_log[1];
     unlink(log1);
     unlink(log2);
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env1, NULL, log1), 0);
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], sc.brokers, env1, NULL, log1), 0);
     uint64_t going = 1000;
     ck_assert_msg(hk_th_wait_unique_ok(sink, going, 120000), "replica 1 never got going");
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[1], brokers, env2, conf, log2), 0);
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[1], sc.brokers, env2, conf, log2), 0);
     ck_assert_msg(hk_th_wait_for_log(log1, "\"event\":\"partition_revoked\"", 1, 60000),
                   "replica 1 gave no partition to replica 2");
     // By now replica 1 has sent its JoinGroup (a commit sent before it is taken);
@@ -682,7 +650,7 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
                   status);
     uint64_t all = N_REJOIN;
     ck_assert_msg(hk_th_wait_unique_ok(sink, all, 120000), "jobs lost");
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 30000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 30000),
                   "offsets did not reach the end");
     hk_th_sleep_ms(500); // a late repeat would arrive here
     hk_sink_stats_t st;

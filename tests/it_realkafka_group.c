@@ -21,23 +21,16 @@
 #include "tests/support/harness.h"
 #include "tests/support/kcluster.h"
 #include "tests/support/sink.h"
-#include "base/sign.h"
 
 #define NODES        3
 #define GRACE_MS     10000
 #define MAX_REPLICAS 4
 
-// Each replica signs with its own secret, so the sink can tell who sent a request.
-#define R1_SECRET "whsec_1SwOdW7evseEX/gGPdKAPFMLMC3SeoLV"
-#define R2_SECRET "whsec_MqbuveAPxclFA9lOmN4+bPK8v3XwX02h"
-#define R3_SECRET "whsec_mAIrCDFADSQ+iTg6bkktQHwZhR1W/6JF"
-#define R4_SECRET "whsec_SA3552rxBv5PmFUTXAh+GMoY9ofqItOe"
-
 static hk_kc_t kc;
-static hk_th_proc_t kafka;
-static hk_th_proc_t replicas[MAX_REPLICAS];
-static char brokers[512];
+static hk_th_scene_t sc;
+static hk_th_proc_t *const replicas = sc.hookd; // MAX_REPLICAS of them
 static hk_sink_t *sink;
+_Static_assert(MAX_REPLICAS <= HK_TH_SCENE_HOOKDS, "a scene's replicas");
 static int node_down = -1; // a node this test stopped, started again at teardown
 
 // Every partition replicated on all three nodes, acks=all needing two of them.
@@ -49,28 +42,19 @@ static const char *CLUSTER_CONF = "min.insync.replicas=2\n"
 
 static void setup(void)
 {
+    ck_assert_int_eq(hk_th_scene_start(&sc, NULL), 0); // each test starts its topics
     char err[256];
-    hk_sink_opts_t so = {.port = 0,
-                         .secrets =
-                             HK_TH_SECRET " " R1_SECRET " " R2_SECRET " " R3_SECRET " " R4_SECRET,
-                         .threads = 32};
-    sink = hk_sink_start(&so, err, sizeof(err));
+    sink = hk_th_scene_sink(&sc, (hk_sink_opts_t){.secrets = HK_TH_REPLICA_SECRETS, .threads = 32},
+                            err, sizeof(err));
     ck_assert_msg(sink != NULL, "sink: %s", err);
-    kafka = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
-    for (int i = 0; i < MAX_REPLICAS; i++)
-        replicas[i] = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
 }
 
 static void teardown(void)
 {
-    for (int i = 0; i < MAX_REPLICAS; i++)
-        hk_th_stop(&replicas[i], GRACE_MS + 5000);
-    hk_th_kafka_stop(&kafka);
-    hk_sink_stop(sink);
+    hk_th_scene_stop(&sc, GRACE_MS + 5000);
     if (node_down >= 0 && kc.dir[0]) // the next test needs all three
         hk_kc_start_node(&kc, node_down);
     node_down = -1;
-    hk_th_release_held();
 }
 
 // The job number in a body {"n":<n>}, -1 when there is none.
@@ -139,7 +123,7 @@ static int moved_off(void *arg)
 {
     int node = *(int *)arg;
     leaders_t l;
-    l.n = hk_kc_leaders(brokers, hk_th_kafka_name("jobs"), l.of, FO_PARTS);
+    l.n = hk_kc_leaders(sc.brokers, hk_th_kafka_name("jobs"), l.of, FO_PARTS);
     if (l.n != FO_PARTS)
         return 0;
     for (int i = 0; i < l.n; i++)
@@ -151,7 +135,7 @@ static int moved_off(void *arg)
 START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
 {
     const char *topics[] = {"jobs:6", "jobs.dlq:2", "jobs.retry:3", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     // Kafka's own view of the topic: 3 replicas, min.insync.replicas 2.
     char args[1024];
     snprintf(args, sizeof(args), "kafka-topics --bootstrap-server %s --describe --topic %s",
@@ -166,7 +150,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     ck_assert_msg(cfgs && strstr(cfgs, "min.insync.replicas=2"), "kafka-configs: %s", cfgs);
 
     char **keys, **values = make_jobs(FO_JOBS, &keys, fo_path, "");
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, keys, FO_JOBS), FO_JOBS);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", values, keys, FO_JOBS), FO_JOBS);
     size_t n_dlq = (FO_JOBS + FO_EVERY - 1) / FO_EVERY;
 
     const char *log = "it_realkafka_failover.log";
@@ -174,13 +158,13 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     char *env[] = {"HOOKD_DELIVERY_THREADS=2", "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=16",
                    "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=2000", NULL};
     int64_t t0 = hk_th_now_ms();
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env, NULL, log), 0);
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], sc.brokers, env, NULL, log), 0);
     uint64_t quarter = FO_JOBS / 4;
     ck_assert_msg(hk_th_wait_unique_ok(sink, quarter, 240000), "hookd never got going");
 
     // The node leading the most jobs partitions.
     leaders_t l;
-    l.n = hk_kc_leaders(brokers, hk_th_kafka_name("jobs"), l.of, FO_PARTS);
+    l.n = hk_kc_leaders(sc.brokers, hk_th_kafka_name("jobs"), l.of, FO_PARTS);
     ck_assert_int_eq(l.n, FO_PARTS);
     // The victim leads some jobs partitions and, if any node does, a DLQ partition:
     // DLQ records in flight to it must survive (acks=all, idempotence).
@@ -189,7 +173,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
         if (l.of[i] >= 0 && l.of[i] < NODES)
             led[l.of[i]]++;
     int32_t dlq_leaders[2];
-    int nd = hk_kc_leaders(brokers, hk_th_kafka_name("jobs.dlq"), dlq_leaders, 2);
+    int nd = hk_kc_leaders(sc.brokers, hk_th_kafka_name("jobs.dlq"), dlq_leaders, 2);
     for (int i = 0; i < nd; i++)
         if (dlq_leaders[i] >= 0 && dlq_leaders[i] < NODES)
             dlq_of[dlq_leaders[i]]++;
@@ -201,7 +185,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     int dlq_led = dlq_of[victim];
     hk_sink_stats_t at_kill;
     hk_sink_stats(sink, &at_kill);
-    int64_t lag_at_kill = hk_th_group_lag(brokers, "hookd", "jobs");
+    int64_t lag_at_kill = hk_th_group_lag(sc.brokers, "hookd", "jobs");
     int64_t t_kill = hk_th_now_ms();
     ck_assert_int_eq(hk_kc_stop_node(&kc, victim), 0);
     node_down = victim;
@@ -221,7 +205,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
     uint64_t all = FO_JOBS - n_dlq;
     ck_assert_msg(hk_th_wait_unique_ok(sink, all, 300000), "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 60000),
                   "offsets did not reach the end");
 
     // Each DLQ job's record present; more records than attempts would be the
@@ -236,7 +220,7 @@ START_TEST(test_leader_sigkilled_mid_run_loses_nothing)
         attempts400[k] += reqs[i].status == 400;
     }
     hk_th_record_t *recs;
-    size_t nrec = hk_th_read_topic(brokers, "jobs.dlq", &recs);
+    size_t nrec = hk_th_read_topic(sc.brokers, "jobs.dlq", &recs);
     hk_th_hold(HK_TH_HELD_RECS, recs, nrec);
     unsigned *in_dlq = hk_th_hold_mem(calloc(FO_JOBS, sizeof(unsigned)));
     for (size_t i = 0; i < nrec; i++) {
@@ -290,7 +274,6 @@ END_TEST
 #define RP_JOBS  30000
 #define RP_PARTS 12
 
-static const char *replica_secret[MAX_REPLICAS] = {R1_SECRET, R2_SECRET, R3_SECRET, R4_SECRET};
 static const char *replica_log[MAX_REPLICAS] = {
     "it_realkafka_replica1.log", "it_realkafka_replica2.log", "it_realkafka_replica3.log",
     "it_realkafka_replica4.log"};
@@ -301,59 +284,28 @@ static const char *rp_path(size_t i)
     return "/slow/5";
 }
 
-// The replica whose secret signed request `r`, -1 when none.
-static int signer(const hk_sink_req_t *r)
+// When a replica's log says it last gave each jobs partition away while alive
+// (wall clock ms, 0 never). Assignments are logged as counts only: a member may
+// get a partition back after giving it away.
+typedef struct revokes {
+    int64_t last_ms[32];
+} revokes_t;
+
+static int note_revoke(json_t *line, int64_t at_ms, void *arg)
 {
-    char ts[24];
-    snprintf(ts, sizeof(ts), "%lld", (long long)r->webhook_ts);
-    for (int i = 0; i < MAX_REPLICAS; i++)
-        if (hk_sign_verify(replica_secret[i], r->webhook_id, ts, r->body, r->body_len,
-                           r->signature) == 1)
-            return i;
-    return -1;
+    revokes_t *rv = arg;
+    const char *t = json_string_value(json_object_get(line, "topic"));
+    json_int_t p = json_integer_value(json_object_get(line, "partition"));
+    if (t && strcmp(t, hk_th_kafka_name("jobs")) == 0 && p >= 0 && p < 32)
+        rv->last_ms[p] = at_ms;
+    return 0;
 }
 
-// How many partitions a replica's log says it holds, and when it last gave each
-// jobs partition away while alive (wall clock ms, 0 never). Assignments are
-// logged as counts only: a member may get a partition back after giving it away.
-typedef struct held {
-    int count; // jobs + retry partitions held
-    int64_t last_revoke_ms[32];
-} held_t;
-
-static held_t held_of(const char *path)
+static revokes_t revokes_of(const char *path)
 {
-    held_t h = {0};
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return h;
-    const char *jobs = hk_th_kafka_name("jobs");
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) >= 0) {
-        if (!strstr(line, "\"event\":\"partition"))
-            continue;
-        json_t *j = json_loads(line, 0, NULL);
-        const char *ev = json_string_value(json_object_get(j, "event"));
-        if (ev && strcmp(ev, "partitions_assigned") == 0) {
-            h.count += (int)json_integer_value(json_object_get(j, "count"));
-        } else if (ev && strcmp(ev, "partition_revoked") == 0) {
-            h.count--;
-            const char *t = json_string_value(json_object_get(j, "topic"));
-            json_int_t p = json_integer_value(json_object_get(j, "partition"));
-            if (t && strcmp(t, jobs) == 0 && p >= 0 && p < 32)
-                h.last_revoke_ms[p] = hk_th_log_ts(json_string_value(json_object_get(j, "ts")));
-        }
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    return h;
-}
-
-static int holds_partitions(void *arg)
-{
-    return held_of(arg).count > 0;
+    revokes_t rv = {0};
+    hk_th_log_each(path, "\"event\":\"partition_revoked\"", note_revoke, &rv);
+    return rv;
 }
 
 static void assert_running(int i, const char *when)
@@ -366,9 +318,9 @@ static void assert_running(int i, const char *when)
 START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
 {
     const char *topics[] = {"jobs:12", "jobs.dlq:2", "jobs.retry:4", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     char **keys, **values = make_jobs(RP_JOBS, &keys, rp_path, "");
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, keys, RP_JOBS), RP_JOBS);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", values, keys, RP_JOBS), RP_JOBS);
 
     // A short session so the killed member's partitions move on within seconds
     // (scripts/kafka lowers the broker's floor to 1 s); few transfers per replica so
@@ -378,10 +330,10 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     ck_assert_ptr_nonnull(cf);
     fprintf(cf, "[kafka]\nrdkafka.session.timeout.ms = 3000\n");
     fclose(cf);
-    char *env[MAX_REPLICAS][5] = {{"HOOKD_SIGNING_SECRET=" R1_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R2_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R3_SECRET},
-                                  {"HOOKD_SIGNING_SECRET=" R4_SECRET}};
+    char *env[MAX_REPLICAS][5] = {{"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R3_SECRET},
+                                  {"HOOKD_SIGNING_SECRET=" HK_TH_R4_SECRET}};
     for (int i = 0; i < MAX_REPLICAS; i++) {
         env[i][1] = "HOOKD_DELIVERY_THREADS=1";
         env[i][2] = "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4";
@@ -390,7 +342,8 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     }
     int64_t t0 = hk_th_now_ms();
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(hk_th_hookd_start(&replicas[i], brokers, env[i], conf, replica_log[i]), 0);
+        ck_assert_int_eq(hk_th_hookd_start(&replicas[i], sc.brokers, env[i], conf, replica_log[i]),
+                         0);
 
     // Scale out.
     uint64_t scale_at = RP_JOBS * 15 / 100;
@@ -398,8 +351,8 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     hk_sink_stats_t at_scale;
     hk_sink_stats(sink, &at_scale);
     int64_t t_scale = hk_th_now_ms();
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[3], brokers, env[3], conf, replica_log[3]), 0);
-    ck_assert_msg(hk_th_wait_for(holds_partitions, (void *)replica_log[3], 60000),
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[3], sc.brokers, env[3], conf, replica_log[3]), 0);
+    ck_assert_msg(hk_th_wait_for(hk_th_holds_partitions, (void *)replica_log[3], 60000),
                   "replica 4 never got a partition");
     int64_t t_joined = hk_th_now_ms();
     hk_th_sleep_ms(2000);
@@ -421,20 +374,20 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     // SIGKILL replica 2.
     for (int i = 1; i < MAX_REPLICAS; i++)
         assert_running(i, "before the SIGKILL");
-    ck_assert_msg(held_of(replica_log[1]).count > 0, "replica 2 holds no partition");
+    ck_assert_msg(hk_th_partitions_held(replica_log[1]) > 0, "replica 2 holds no partition");
     hk_sink_stats_t at_kill;
     hk_sink_stats(sink, &at_kill);
     ck_assert_msg(at_kill.unique_ok < RP_JOBS, "the run ended before the kill");
     int64_t t_kill = hk_th_now_ms();
     hk_th_kill(&replicas[1], SIGKILL);
     ck_assert_int_ne(hk_th_wait(&replicas[1], 10000), -1);
-    int64_t lag_at_kill = hk_th_group_lag(brokers, "hookd", "jobs");
+    int64_t lag_at_kill = hk_th_group_lag(sc.brokers, "hookd", "jobs");
     ck_assert_int_ge(lag_at_kill, 0);
 
     uint64_t all = RP_JOBS;
     ck_assert_msg(hk_th_wait_unique_ok(sink, all, 300000), "jobs lost");
     int64_t t_all = hk_th_now_ms();
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 60000),
                   "offsets did not reach the end");
     for (int i = 2; i < MAX_REPLICAS; i++)
         assert_running(i, "at the end");
@@ -442,7 +395,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     // Which partition each job is on.
     int32_t *part_of = hk_th_hold_mem(malloc(RP_JOBS * sizeof(int32_t)));
     hk_th_record_t *recs;
-    size_t nrec = hk_th_read_topic(brokers, "jobs", &recs);
+    size_t nrec = hk_th_read_topic(sc.brokers, "jobs", &recs);
     hk_th_hold(HK_TH_HELD_RECS, recs, nrec);
     ck_assert_uint_eq(nrec, RP_JOBS);
     for (size_t i = 0; i < nrec; i++) {
@@ -450,7 +403,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
         ck_assert(k >= 0 && k < RP_JOBS);
         part_of[k] = recs[i].partition;
     }
-    held_t killed = held_of(replica_log[1]);
+    revokes_t killed = revokes_of(replica_log[1]);
 
     // A repeat (2xx for a job already answered 2xx) is the crash's when replica 2
     // delivered it first, after it last gave that job's partition away (so it held
@@ -469,7 +422,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
         hk_sink_req_t *r = &reqs[i];
         long long k = body_n(r->body);
         ck_assert_msg(k >= 0 && k < RP_JOBS, "unexpected body %s", r->body);
-        int by = signer(r);
+        int by = hk_th_signer(r, hk_th_replica_secret, MAX_REPLICAS);
         ck_assert_msg(by >= 0, "job %lld signed by no replica's secret", k);
         if (r->status < 200 || r->status > 299)
             continue;
@@ -480,8 +433,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
             continue;
         }
         dups++;
-        if (i >= at_kill.requests && first_by[k] == 1 &&
-            first_at[k] > killed.last_revoke_ms[part_of[k]]) {
+        if (i >= at_kill.requests && first_by[k] == 1 && first_at[k] > killed.last_ms[part_of[k]]) {
             from_crash++;
         } else if (graceful++ == 0) {
             snprintf(first_graceful, sizeof(first_graceful),
@@ -493,7 +445,7 @@ START_TEST(test_replicas_repeat_only_the_killed_members_uncommitted_jobs)
     }
     hk_sink_stats_t st;
     hk_sink_stats(sink, &st);
-    int live_end = held_of(replica_log[2]).count + held_of(replica_log[3]).count;
+    int live_end = hk_th_partitions_held(replica_log[2]) + hk_th_partitions_held(replica_log[3]);
     printf("it_realkafka_replicas: %d jobs, lost %llu, duplicates %llu: %llu from the SIGKILL "
            "(lag at kill %lld), %llu from graceful moves; 2xx sent by replica 1..4: %llu %llu "
            "%llu %llu\n",
@@ -551,7 +503,7 @@ static void *sampler_main(void *arg)
     sampler_t *s = arg;
     while (atomic_load(&s->run)) {
         int64_t c[CO_PARTS];
-        if (hk_kc_committed(brokers, hk_th_kafka_name("hookd"), hk_th_kafka_name("jobs"), c,
+        if (hk_kc_committed(sc.brokers, hk_th_kafka_name("hookd"), hk_th_kafka_name("jobs"), c,
                             CO_PARTS) == CO_PARTS) {
             s->samples++;
             for (int p = 0; p < CO_PARTS; p++) {
@@ -581,19 +533,19 @@ static int committed_up_to_holes(void *arg)
 START_TEST(test_committed_offset_never_passes_an_unfinished_job)
 {
     const char *topics[] = {"jobs:4", "jobs.dlq:1", "jobs.retry:2", NULL};
-    ck_assert_int_eq(hk_th_kafka_start(&kafka, topics, brokers, sizeof(brokers)), 0);
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
     // Held jobs: the sink keeps them unanswered; each attempt times out after 5 s and
     // is retried in memory (its offset held) until the test lifts the rule.
     ck_assert_int_eq(hk_sink_set_rule(sink, "/held", 200, 3600000, NULL), 0);
     char **keys,
         **values = make_jobs(CO_JOBS, &keys, co_path, "\"timeout_ms\":5000,\"max_attempts\":100");
-    ck_assert_uint_eq(hk_th_produce(brokers, "jobs", values, keys, CO_JOBS), CO_JOBS);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", values, keys, CO_JOBS), CO_JOBS);
 
     sampler_t s = {.samples = 0};
     for (int p = 0; p < CO_PARTS; p++)
         s.first_held[p] = s.last[p] = -1;
     hk_th_record_t *recs;
-    size_t nrec = hk_th_read_topic(brokers, "jobs", &recs);
+    size_t nrec = hk_th_read_topic(sc.brokers, "jobs", &recs);
     hk_th_hold(HK_TH_HELD_RECS, recs, nrec);
     ck_assert_uint_eq(nrec, CO_JOBS);
     int with_hole = 0;
@@ -620,7 +572,7 @@ START_TEST(test_committed_offset_never_passes_an_unfinished_job)
                    "HOOKD_BREAKER_FAILURE_RATE=1", NULL};
     atomic_store(&s.run, 1);
     ck_assert_int_eq(pthread_create(&s.tid, NULL, sampler_main, &s), 0);
-    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], brokers, env, NULL, log), 0);
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], sc.brokers, env, NULL, log), 0);
     uint64_t others = CO_JOBS - n_held;
     int flowed = hk_th_wait_unique_ok(sink, others, 240000);
     // Committed as far as it may go, then a few more auto-commit rounds (1 s each)
@@ -658,7 +610,7 @@ START_TEST(test_committed_offset_never_passes_an_unfinished_job)
     ck_assert_int_eq(hk_sink_set_rule(sink, "/held", 0, 0, NULL), 0);
     uint64_t all = CO_JOBS;
     ck_assert_msg(hk_th_wait_unique_ok(sink, all, 120000), "held jobs never delivered");
-    ck_assert_msg(hk_th_wait_lag_zero(brokers, "hookd", "jobs", 60000),
+    ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 60000),
                   "offsets did not reach the end");
     int status = hk_th_stop(&replicas[0], GRACE_MS + 5000);
     ck_assert_msg(hk_th_exited_ok(status), "hookd did not exit 0 (status %d)", status);

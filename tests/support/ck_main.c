@@ -3,8 +3,11 @@
 #include "tests/support/ck_main.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "tests/support/harness.h"
 
 TCase *hk_ck_case(Suite *s, const char *name, int timeout_s, void (*setup)(void),
                   void (*teardown)(void), const TTest *test)
@@ -29,7 +32,11 @@ int main(void)
     if (run.curl)
         curl_global_init(CURL_GLOBAL_DEFAULT);
     int failed = 1;
-    if (!run.before || run.before() == 0) {
+    static char pg_tmp[] = "/tmp/hk-run-XXXXXX";
+    bool pg_up = run.pg && hk_th_pg_run_start(run.pg, pg_tmp, program_invocation_short_name) == 0;
+    if (run.pg && !pg_up) {
+        fprintf(stderr, "the suite's Postgres did not start: no test ran\n");
+    } else if (!run.before || run.before() == 0) {
         srunner_run_all(sr, run.print_from_env ? CK_ENV : CK_NORMAL);
         failed = srunner_ntests_failed(sr);
         if (run.after)
@@ -37,6 +44,8 @@ int main(void)
     } else {
         fprintf(stderr, "the suite's set-up failed: no test ran\n");
     }
+    if (pg_up)
+        hk_th_pg_run_stop(run.pg, pg_tmp);
     srunner_free(sr);
     if (run.curl)
         curl_global_cleanup();

@@ -17,6 +17,11 @@ typedef struct hk_ck_run {
     bool curl;
     // Print mode from CK_VERBOSITY (CK_ENV) instead of CK_NORMAL.
     bool print_from_env;
+    // A private Postgres for the whole run, started before `before` and stopped
+    // after `after` (hk_th_pg_run_start): every server of the run lives under one
+    // temp dir, its TMPDIR, removed at the end, since a test that fails inside a
+    // forked child cannot clean up its own.
+    struct hk_pgsvc *pg;
     // Once before the run (servers, temp dirs). Nonzero: no test runs and the
     // suite fails (before cleans up what it started itself).
     int (*before)(void);

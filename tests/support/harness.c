@@ -18,8 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/pgsvc.h"
 #include "tests/support/sink.h"
 #include "base/clock.h"
+#include "base/sign.h"
 
 extern char **environ;
 
@@ -1006,6 +1008,22 @@ int hk_th_wait_lag_zero(const char *brokers, const char *group, const char *topi
     return hk_th_wait_for(lag_is_zero, &w, timeout_ms);
 }
 
+hk_th_record_t *hk_th_wait_records(const char *brokers, const char *topic, size_t n, int timeout_ms,
+                                   size_t *got)
+{
+    int64_t deadline = hk_th_now_ms() + timeout_ms;
+    hk_th_record_t *recs = NULL;
+    for (;;) {
+        *got = hk_th_read_topic(brokers, topic, &recs);
+        if (*got >= n || hk_th_now_ms() >= deadline)
+            break;
+        hk_th_records_free(recs, *got);
+        recs = NULL;
+        hk_th_sleep_ms(100);
+    }
+    return hk_th_hold(HK_TH_HELD_RECS, recs, *got);
+}
+
 typedef struct held {
     hk_th_held_t kind;
     void *p;
@@ -1128,4 +1146,111 @@ int hk_th_log_each(const char *path, const char *needle, hk_th_log_fn *fn, void 
     free(line);
     fclose(f);
     return n;
+}
+
+static int count_held(json_t *line, int64_t at_ms, void *arg)
+{
+    (void)at_ms;
+    int *count = arg;
+    const char *ev = json_string_value(json_object_get(line, "event"));
+    if (ev && strcmp(ev, "partitions_assigned") == 0)
+        *count += (int)json_integer_value(json_object_get(line, "count"));
+    else if (ev && strcmp(ev, "partition_revoked") == 0)
+        (*count)--;
+    return 0;
+}
+
+int hk_th_partitions_held(const char *path)
+{
+    int count = 0;
+    hk_th_log_each(path, "\"event\":\"partition", count_held, &count);
+    return count;
+}
+
+int hk_th_holds_partitions(void *path)
+{
+    return hk_th_partitions_held(path) > 0;
+}
+
+const char *const hk_th_replica_secret[4] = {HK_TH_R1_SECRET, HK_TH_R2_SECRET, HK_TH_R3_SECRET,
+                                             HK_TH_R4_SECRET};
+
+int hk_th_signer(const hk_sink_req_t *r, const char *const secrets[], int n)
+{
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)r->webhook_ts);
+    for (int i = 0; i < n; i++)
+        if (hk_sign_verify(secrets[i], r->webhook_id, ts, r->body, r->body_len, r->signature) == 1)
+            return i;
+    return -1;
+}
+
+int hk_th_scene_start(hk_th_scene_t *sc, const char *const topics[])
+{
+    *sc = (hk_th_scene_t){.kafka = {.pid = 0, .stdin_fd = -1}};
+    for (int i = 0; i < HK_TH_SCENE_HOOKDS; i++)
+        sc->hookd[i] = (hk_th_proc_t){.pid = 0, .stdin_fd = -1};
+    return topics ? hk_th_scene_kafka(sc, topics) : 0;
+}
+
+int hk_th_scene_kafka(hk_th_scene_t *sc, const char *const topics[])
+{
+    return hk_th_kafka_start(&sc->kafka, topics, sc->brokers, sizeof(sc->brokers));
+}
+
+hk_sink_t *hk_th_scene_sink(hk_th_scene_t *sc, hk_sink_opts_t opts, char *err, size_t size)
+{
+    int i = 0;
+    while (i < HK_TH_SCENE_SINKS && sc->sinks[i])
+        i++;
+    if (i == HK_TH_SCENE_SINKS) {
+        snprintf(err, size, "a scene holds %d sinks at most", HK_TH_SCENE_SINKS);
+        return NULL;
+    }
+    if (!opts.secrets)
+        opts.secrets = HK_TH_SECRET;
+    sc->sinks[i] = hk_sink_start(&opts, err, size);
+    return sc->sinks[i];
+}
+
+int hk_th_scene_hookd(hk_th_scene_t *sc, int i, char *const env[], const char *config,
+                      const char *log)
+{
+    if (i < 0 || i >= HK_TH_SCENE_HOOKDS)
+        return -1;
+    unlink(log);
+    return hk_th_hookd_start(&sc->hookd[i], sc->brokers, env, config, log);
+}
+
+void hk_th_scene_stop(hk_th_scene_t *sc, int stop_ms)
+{
+    for (int i = 0; i < HK_TH_SCENE_HOOKDS; i++)
+        hk_th_stop(&sc->hookd[i], stop_ms); // no-op when not running
+    hk_th_kafka_stop(&sc->kafka);
+    for (int i = 0; i < HK_TH_SCENE_SINKS; i++) {
+        if (sc->sinks[i])
+            hk_sink_stop(sc->sinks[i]);
+        sc->sinks[i] = NULL;
+    }
+    hk_th_release_held();
+}
+
+int hk_th_pg_run_start(hk_pgsvc_t *pg, char *tmp, const char *who)
+{
+    if (mkdtemp(tmp) == NULL || chmod(tmp, 0755) != 0 || setenv("TMPDIR", tmp, 1) != 0) {
+        fprintf(stderr, "%s: temp dir: %s\n", who, strerror(errno));
+        return -1;
+    }
+    if (hk_pgsvc_start(pg) != 0) {
+        fprintf(stderr, "%s: could not start postgres\n", who);
+        hk_th_rmtree(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+void hk_th_pg_run_stop(hk_pgsvc_t *pg, const char *tmp)
+{
+    hk_pgsvc_destroy(pg);
+    hk_th_rmtree(tmp);
 }

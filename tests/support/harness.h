@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tests/support/sink.h"
+
 typedef struct hk_th_proc {
     pid_t pid;
     int stdin_fd;  // write end of the child's stdin pipe, -1 if none
@@ -109,6 +111,12 @@ size_t hk_th_read_topic(const char *brokers, const char *topic, hk_th_record_t *
 void hk_th_records_free(hk_th_record_t *recs, size_t n);
 const char *hk_th_header(const hk_th_record_t *rec, const char *name);
 
+// Waits up to timeout_ms (reading every 100 ms) for `topic` to hold at least `n`
+// records; returns the last read, held until hk_th_release_held(), with their
+// count in *got (n = 0: one read). For a test that waits for its dead letters.
+hk_th_record_t *hk_th_wait_records(const char *brokers, const char *topic, size_t n, int timeout_ms,
+                                   size_t *got);
+
 // Sum over partitions of (high watermark - committed offset of `group`), i.e. the
 // group's lag; -1 on error. Partitions with no commit count their whole length.
 int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topic);
@@ -153,7 +161,6 @@ int hk_th_log_count(const char *path, const char *needle);
 // 1 if they did.
 int hk_th_wait_for_log(const char *path, const char *needle, int n, int timeout_ms);
 
-typedef struct hk_sink_s hk_sink_t;
 // Waits up to timeout_ms for `sink` to have answered 2xx to at least `n` distinct
 // jobs (hk_sink_stats' unique_ok); 1 if it did.
 int hk_th_wait_unique_ok(hk_sink_t *sink, uint64_t n, int timeout_ms);
@@ -180,5 +187,64 @@ typedef int hk_th_log_fn(json_t *line, int64_t at_ms, void *arg);
 // skipped. Returns how many lines fn was given (the one that stopped the scan
 // included), -1 when `path` cannot be opened.
 int hk_th_log_each(const char *path, const char *needle, hk_th_log_fn *fn, void *arg);
+
+// Partitions a replica holds by its log `path`: what its partitions_assigned
+// lines count minus its partition_revoked lines (0 when there is no log).
+int hk_th_partitions_held(const char *path);
+// For hk_th_wait_for: 1 when the replica logging to `path` (a const char *)
+// holds a partition.
+int hk_th_holds_partitions(void *path);
+
+// A signing secret each for up to four replicas, so that a sink given
+// HK_TH_REPLICA_SECRETS (HK_TH_SECRET and these) can tell who sent a request
+// (hk_th_signer with hk_th_replica_secret).
+#define HK_TH_R1_SECRET "whsec_1SwOdW7evseEX/gGPdKAPFMLMC3SeoLV"
+#define HK_TH_R2_SECRET "whsec_MqbuveAPxclFA9lOmN4+bPK8v3XwX02h"
+#define HK_TH_R3_SECRET "whsec_mAIrCDFADSQ+iTg6bkktQHwZhR1W/6JF"
+#define HK_TH_R4_SECRET "whsec_SA3552rxBv5PmFUTXAh+GMoY9ofqItOe"
+#define HK_TH_REPLICA_SECRETS                                                                      \
+    HK_TH_SECRET " " HK_TH_R1_SECRET " " HK_TH_R2_SECRET " " HK_TH_R3_SECRET " " HK_TH_R4_SECRET
+extern const char *const hk_th_replica_secret[4];
+
+// Which of `n` secrets signed the sink's request `r` (a replica each, when each
+// replica signs with its own): its index, -1 when none.
+int hk_th_signer(const hk_sink_req_t *r, const char *const secrets[], int n);
+
+// A scenario: a Kafka cluster (hk_th_kafka_start), the sinks and the hookd
+// replicas of one test. A suite keeps one in a static, starts it from its setup
+// and stops it from its teardown, which runs after a failed assertion too, so no
+// child outlives its test.
+#define HK_TH_SCENE_SINKS  4
+#define HK_TH_SCENE_HOOKDS 4
+typedef struct hk_th_scene {
+    hk_th_proc_t kafka;
+    char brokers[512];
+    hk_th_proc_t hookd[HK_TH_SCENE_HOOKDS]; // pid 0 when not started
+    hk_sink_t *sinks[HK_TH_SCENE_SINKS];    // NULL when not started
+} hk_th_scene_t;
+
+// Clears `sc` and starts its cluster with `topics` (as hk_th_kafka_start); with
+// topics NULL the test starts it later with hk_th_scene_kafka. 0 ok.
+int hk_th_scene_start(hk_th_scene_t *sc, const char *const topics[]);
+int hk_th_scene_kafka(hk_th_scene_t *sc, const char *const topics[]);
+// Starts a sink with `opts` (secrets NULL: HK_TH_SECRET) that hk_th_scene_stop
+// stops; NULL with the reason in err when it does not start or all are taken.
+hk_sink_t *hk_th_scene_sink(hk_th_scene_t *sc, hk_sink_opts_t opts, char *err, size_t size);
+// Starts replica `i` with hk_th_hookd_start against the scene's cluster, its log
+// `log` emptied first (the harness appends: a test counts its own run's lines). 0 ok.
+int hk_th_scene_hookd(hk_th_scene_t *sc, int i, char *const env[], const char *config,
+                      const char *log);
+// Stops every replica (SIGTERM, SIGKILL after stop_ms), the cluster and the
+// sinks, and releases what the test held (hk_th_release_held).
+void hk_th_scene_stop(hk_th_scene_t *sc, int stop_ms);
+
+// A private Postgres for a whole run (what hk_ck_run_t's `pg` starts): a temp
+// dir made from the mkdtemp template `tmp` (filled in) becomes TMPDIR, so every
+// server the run starts lives under it and is removed with it, also those of a
+// test that failed inside a forked child. `who` names the suite in messages.
+// 0 ok; on failure what it made is removed.
+typedef struct hk_pgsvc hk_pgsvc_t;
+int hk_th_pg_run_start(hk_pgsvc_t *pg, char *tmp, const char *who);
+void hk_th_pg_run_stop(hk_pgsvc_t *pg, const char *tmp);
 
 #endif
