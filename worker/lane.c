@@ -13,10 +13,11 @@
 
 #include "retry/ratelimit.h"
 #include "base/clock.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
-#define BUCKETS   4096
+#define BUCKETS   4096 // of the lane table
 #define SWEEP_MAX 4096 // lanes looked at per eviction sweep (bounds take()'s time)
 
 // One disabled URL of a lane: by a 410 Gone (expires, in ls_gone oldest first) or
@@ -29,7 +30,7 @@ typedef struct gone {
 } gone_t;
 
 struct hk_lane {
-    hk_lane_t *hash_next;
+    hk_hash_node_t node; // in ls_tab, hashed by key
     hk_breaker_t *br;
     hk_aimd_t lim;
     int disabled;
@@ -60,7 +61,7 @@ struct hk_lane {
 
 struct hk_lanes {
     hk_lanes_opts_t ls_opts;
-    hk_lane_t *ls_tab[BUCKETS];
+    hk_hash_t ls_tab; // lanes by key (hk_lane.node)
     size_t ls_cnt;
     hk_link_t ls_idle;          // lanes without bound tasks, oldest idle first
     hk_link_t ls_gone;          // 410-disabled URLs, oldest first (gone_t.fifo)
@@ -76,12 +77,15 @@ static int64_t now_of(const hk_lanes_t *ls)
     return ls->ls_opts.clock_ms ? ls->ls_opts.clock_ms() : hk_clock_mono_ms();
 }
 
-static uint32_t hash_str(const char *s, uint32_t h)
+static hk_lane_t *lane_of(hk_hash_node_t *n)
 {
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    return n ? HK_CONTAINER_OF(n, hk_lane_t, node) : NULL;
 }
+
+// Every lane, in table order.
+#define EACH_LANE(ls, l)                                                                           \
+    for (hk_lane_t *l = lane_of(hk_hash_walk(&(ls)->ls_tab, NULL)); l;                             \
+         l = lane_of(hk_hash_walk(&(ls)->ls_tab, &l->node)))
 
 static void unpark(hk_lanes_t *ls, hk_lane_t *l)
 {
@@ -190,13 +194,7 @@ static int lane_evictable(const hk_lane_t *l, int64_t now_ms)
 
 static void lane_evict(hk_lanes_t *ls, hk_lane_t *l)
 {
-    uint32_t b = hash_str(l->key, 2166136261u) % BUCKETS;
-    for (hk_lane_t **pp = &ls->ls_tab[b]; *pp; pp = &(*pp)->hash_next) {
-        if (*pp == l) {
-            *pp = l->hash_next;
-            break;
-        }
-    }
+    hk_hash_remove(&ls->ls_tab, &l->node);
     hk_link_remove(&l->idle_link);
     if (!hk_link_alone(&l->rate_link))
         hk_link_remove(&l->rate_link);
@@ -243,10 +241,10 @@ void hk_lanes_unref(hk_lanes_t *ls, hk_lane_t *l, int64_t now_ms)
 
 hk_lane_t *hk_lanes_find(hk_lanes_t *ls, const char *key, int create, int force)
 {
-    uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
-    for (hk_lane_t *l = ls->ls_tab[b]; l; l = l->hash_next)
-        if (strcmp(l->key, key) == 0)
-            return l;
+    uint32_t hash = hk_hash_str(key);
+    for (hk_hash_node_t *n = hk_hash_first(&ls->ls_tab, hash); n; n = hk_hash_next(n))
+        if (strcmp(lane_of(n)->key, key) == 0)
+            return lane_of(n);
     if (!create)
         return NULL;
     int64_t now = now_of(ls);
@@ -283,8 +281,7 @@ hk_lane_t *hk_lanes_find(hk_lanes_t *ls, const char *key, int create, int force)
     hk_link_init(&l->rate_link);
     l->idle_since_ms = now;
     hk_link_insert_before(&ls->ls_idle, &l->idle_link);
-    l->hash_next = ls->ls_tab[b];
-    ls->ls_tab[b] = l;
+    hk_hash_insert(&ls->ls_tab, &l->node, hash);
     ls->ls_cnt++;
     note_add(ls, HK_LANE_NOTE_LANE, l, 0);
     return l;
@@ -455,6 +452,10 @@ hk_lanes_t *hk_lanes_new(const hk_lanes_opts_t *opts)
     hk_lanes_t *ls = calloc(1, sizeof(*ls));
     if (!ls)
         return NULL;
+    if (hk_hash_init(&ls->ls_tab, BUCKETS) < 0) {
+        free(ls);
+        return NULL;
+    }
     ls->ls_opts = *opts;
     hk_link_init(&ls->ls_idle);
     hk_link_init(&ls->ls_gone);
@@ -466,16 +467,16 @@ void hk_lanes_destroy(hk_lanes_t *ls)
 {
     if (!ls)
         return;
-    for (int b = 0; b < BUCKETS; b++) {
-        for (hk_lane_t *l = ls->ls_tab[b], *next; l; l = next) {
-            next = l->hash_next;
-            for (size_t i = 0; i < l->gone_cnt; i++)
-                free(l->gone[i]);
-            free(l->gone);
-            hk_breaker_destroy(l->br);
-            free(l);
-        }
+    for (hk_hash_node_t *n = hk_hash_walk(&ls->ls_tab, NULL), *next; n; n = next) {
+        next = hk_hash_walk(&ls->ls_tab, n);
+        hk_lane_t *l = lane_of(n);
+        for (size_t i = 0; i < l->gone_cnt; i++)
+            free(l->gone[i]);
+        free(l->gone);
+        hk_breaker_destroy(l->br);
+        free(l);
     }
+    hk_hash_fini(&ls->ls_tab);
     for (size_t i = 0; i < ls->ls_notes_cnt; i++)
         free(ls->ls_notes[i].endpoint);
     free(ls->ls_notes);
@@ -619,21 +620,20 @@ void hk_lanes_set_policy(hk_lanes_t *ls, const hk_breaker_opts_t *breaker,
     ls->ls_opts.breaker = *breaker;
     ls->ls_opts.aimd = *aimd;
     int64_t now = now_of(ls);
-    for (int b = 0; b < BUCKETS; b++) {
-        for (hk_lane_t *l = ls->ls_tab[b]; l; l = l->hash_next) {
-            l->lim.lim_opts.min = aimd->min;
-            l->lim.lim_opts.max = aimd->max;
-            l->lim.lim_opts.decrease = aimd->decrease;
-            if (l->lim.lim_limit < aimd->min)
-                l->lim.lim_limit = aimd->min;
-            if (l->lim.lim_limit > aimd->max)
-                l->lim.lim_limit = aimd->max;
-            if (hk_breaker_state(l->br, now) == HK_BREAKER_CLOSED)
-                lane_new_breaker(ls, l);
-            else
-                l->br_stale = 1;
-            unpark(ls, l); // a larger limit frees slots
-        }
+    EACH_LANE(ls, l)
+    {
+        l->lim.lim_opts.min = aimd->min;
+        l->lim.lim_opts.max = aimd->max;
+        l->lim.lim_opts.decrease = aimd->decrease;
+        if (l->lim.lim_limit < aimd->min)
+            l->lim.lim_limit = aimd->min;
+        if (l->lim.lim_limit > aimd->max)
+            l->lim.lim_limit = aimd->max;
+        if (hk_breaker_state(l->br, now) == HK_BREAKER_CLOSED)
+            lane_new_breaker(ls, l);
+        else
+            l->br_stale = 1;
+        unpark(ls, l); // a larger limit frees slots
     }
 }
 
@@ -730,31 +730,29 @@ void hk_lanes_remote_open(hk_lanes_t *ls, const char *key, int64_t until_ms)
 json_t *hk_lanes_json(hk_lanes_t *ls, int64_t now_ms)
 {
     json_t *arr = json_array();
-    for (int b = 0; b < BUCKETS; b++) {
-        for (hk_lane_t *l = ls->ls_tab[b]; l; l = l->hash_next) {
-            hk_breaker_snapshot_t s;
-            hk_breaker_snapshot(l->br, now_ms, &s);
-            int64_t open_for = s.state == HK_BREAKER_OPEN && s.open_until_ms > now_ms
-                                   ? s.open_until_ms - now_ms
-                                   : 0;
-            json_t *gone = json_array();
-            for (size_t i = 0; i < l->gone_cnt; i++)
-                json_array_append_new(gone, json_string(l->gone[i]->url));
-            json_t *o = json_pack(
-                "{s:s,s:s,s:f,s:i,s:I,s:I,s:i,s:i,s:I,s:b,s:o,s:I,s:I}", "endpoint", l->key,
-                "state", hk_breaker_state_name(s.state), "failure_rate", s.failure_rate, "calls",
-                s.calls, "trips", (json_int_t)s.trips, "next_probe_in_ms", (json_int_t)open_for,
-                "in_flight", hk_aimd_in_flight(&l->lim), "limit", hk_aimd_limit(&l->lim), "queued",
-                (json_int_t)l->queued, "disabled", l->disabled, "disabled_urls", gone, "delivered",
-                (json_int_t)l->delivered, "failed", (json_int_t)l->failed);
-            if (o) {
-                json_object_set_new(o, "hold_ms",
-                                    json_integer(l->hold_until_ms > now_ms
-                                                     ? (json_int_t)(l->hold_until_ms - now_ms)
-                                                     : 0));
-                json_object_set_new(o, "kept", json_boolean(lane_kept(l)));
-                json_array_append_new(arr, o);
-            }
+    EACH_LANE(ls, l)
+    {
+        hk_breaker_snapshot_t s;
+        hk_breaker_snapshot(l->br, now_ms, &s);
+        int64_t open_for =
+            s.state == HK_BREAKER_OPEN && s.open_until_ms > now_ms ? s.open_until_ms - now_ms : 0;
+        json_t *gone = json_array();
+        for (size_t i = 0; i < l->gone_cnt; i++)
+            json_array_append_new(gone, json_string(l->gone[i]->url));
+        json_t *o = json_pack(
+            "{s:s,s:s,s:f,s:i,s:I,s:I,s:i,s:i,s:I,s:b,s:o,s:I,s:I}", "endpoint", l->key, "state",
+            hk_breaker_state_name(s.state), "failure_rate", s.failure_rate, "calls", s.calls,
+            "trips", (json_int_t)s.trips, "next_probe_in_ms", (json_int_t)open_for, "in_flight",
+            hk_aimd_in_flight(&l->lim), "limit", hk_aimd_limit(&l->lim), "queued",
+            (json_int_t)l->queued, "disabled", l->disabled, "disabled_urls", gone, "delivered",
+            (json_int_t)l->delivered, "failed", (json_int_t)l->failed);
+        if (o) {
+            json_object_set_new(o, "hold_ms",
+                                json_integer(l->hold_until_ms > now_ms
+                                                 ? (json_int_t)(l->hold_until_ms - now_ms)
+                                                 : 0));
+            json_object_set_new(o, "kept", json_boolean(lane_kept(l)));
+            json_array_append_new(arr, o);
         }
     }
     return arr;
@@ -768,8 +766,7 @@ size_t hk_lanes_count(const hk_lanes_t *ls)
 size_t hk_lanes_gone_count(hk_lanes_t *ls)
 {
     size_t gone = 0;
-    for (int b = 0; b < BUCKETS; b++)
-        for (hk_lane_t *l = ls->ls_tab[b]; l; l = l->hash_next)
-            gone += l->gone_cnt;
+    EACH_LANE(ls, l)
+    gone += l->gone_cnt;
     return gone;
 }

@@ -12,18 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
-#define BUCKETS 4096
+#define BUCKETS 4096 // of each table
 
 typedef struct tenant tenant_t;
 typedef hk_sched_queue_t queue_t;
 
 struct tenant {
-    tenant_t *hash_next;
-    hk_link_t ready; // READY queues (queue_t.ring); the first is served next
-    hk_link_t ring;  // in s_tenants while it has READY queues
+    hk_hash_node_t node; // in s_tenant_tab, hashed by name
+    hk_link_t ready;     // READY queues (queue_t.ring); the first is served next
+    hk_link_t ring;      // in s_tenants while it has READY queues
     size_t queues;
     char name[];
 };
@@ -31,7 +32,7 @@ struct tenant {
 enum { Q_IDLE, Q_READY, Q_PARKED };
 
 struct hk_sched_queue {
-    queue_t *hash_next;
+    hk_hash_node_t node; // in s_queue_tab, hashed by (tenant, lane)
     tenant_t *tenant;
     hk_lane_t *lane;
     hk_task_t *head;
@@ -46,7 +47,7 @@ struct hk_sched_queue {
 // (queued, in a delivery thread, or delayed); the others wait here in offset order.
 typedef struct chain chain_t;
 struct chain {
-    chain_t *hash_next;
+    hk_hash_node_t node; // in s_chains, hashed by key
     int active;
     hk_task_t *head; // waiting, not yet active
     hk_task_t **tail;
@@ -56,9 +57,7 @@ struct chain {
 struct hk_sched {
     hk_lanes_t *s_lanes;
     size_t s_max_lanes; // for the lanes_full log line
-    tenant_t *s_tenant_tab[BUCKETS];
-    queue_t *s_queue_tab[BUCKETS];
-    chain_t *s_chains[BUCKETS];
+    hk_hash_t s_tenant_tab, s_queue_tab, s_chains;
     size_t s_queues_cnt, s_tenants_cnt, s_chains_cnt;
     hk_link_t s_tenants; // tenants with READY queues; the first is served next
     size_t s_queued;     // tasks in queues
@@ -71,11 +70,19 @@ struct hk_sched {
     int s_at_cap_logged;
 };
 
-static uint32_t hash_str(const char *s, uint32_t h)
+static tenant_t *tenant_of(hk_hash_node_t *n)
 {
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    return n ? HK_CONTAINER_OF(n, tenant_t, node) : NULL;
+}
+
+static queue_t *queue_of(hk_hash_node_t *n)
+{
+    return n ? HK_CONTAINER_OF(n, queue_t, node) : NULL;
+}
+
+static chain_t *chain_of(hk_hash_node_t *n)
+{
+    return n ? HK_CONTAINER_OF(n, chain_t, node) : NULL;
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -91,53 +98,45 @@ static void *xcalloc(size_t n, size_t size)
 
 static tenant_t *tenant_find(hk_sched_t *s, const char *name)
 {
-    uint32_t b = hash_str(name, 2166136261u) % BUCKETS;
-    for (tenant_t *t = s->s_tenant_tab[b]; t; t = t->hash_next)
-        if (strcmp(t->name, name) == 0)
-            return t;
+    uint32_t hash = hk_hash_str(name);
+    for (hk_hash_node_t *n = hk_hash_first(&s->s_tenant_tab, hash); n; n = hk_hash_next(n))
+        if (strcmp(tenant_of(n)->name, name) == 0)
+            return tenant_of(n);
     size_t len = strlen(name);
     tenant_t *t = xcalloc(1, sizeof(*t) + len + 1);
     memcpy(t->name, name, len + 1);
     hk_link_init(&t->ready);
     hk_link_init(&t->ring);
-    t->hash_next = s->s_tenant_tab[b];
-    s->s_tenant_tab[b] = t;
+    hk_hash_insert(&s->s_tenant_tab, &t->node, hash);
     s->s_tenants_cnt++;
     return t;
 }
 
 static void tenant_free(hk_sched_t *s, tenant_t *t)
 {
-    uint32_t b = hash_str(t->name, 2166136261u) % BUCKETS;
-    for (tenant_t **pp = &s->s_tenant_tab[b]; *pp; pp = &(*pp)->hash_next) {
-        if (*pp == t) {
-            *pp = t->hash_next;
-            break;
-        }
-    }
+    hk_hash_remove(&s->s_tenant_tab, &t->node);
     free(t);
     s->s_tenants_cnt--;
 }
 
-static uint32_t queue_bucket(const tenant_t *t, const hk_lane_t *l)
+static uint32_t queue_hash(const tenant_t *t, const hk_lane_t *l)
 {
-    return (uint32_t)(((uintptr_t)t * 31u) ^ ((uintptr_t)l >> 4)) % BUCKETS;
+    return (uint32_t)(((uintptr_t)t * 31u) ^ ((uintptr_t)l >> 4));
 }
 
 static queue_t *queue_find(hk_sched_t *s, tenant_t *t, hk_lane_t *l)
 {
-    uint32_t b = queue_bucket(t, l);
-    for (queue_t *q = s->s_queue_tab[b]; q; q = q->hash_next)
-        if (q->tenant == t && q->lane == l)
-            return q;
+    uint32_t hash = queue_hash(t, l);
+    for (hk_hash_node_t *n = hk_hash_first(&s->s_queue_tab, hash); n; n = hk_hash_next(n))
+        if (queue_of(n)->tenant == t && queue_of(n)->lane == l)
+            return queue_of(n);
     queue_t *q = xcalloc(1, sizeof(*q));
     q->tenant = t;
     q->lane = l;
     q->tail = &q->head;
     q->state = Q_IDLE;
     hk_link_init(&q->ring);
-    q->hash_next = s->s_queue_tab[b];
-    s->s_queue_tab[b] = q;
+    hk_hash_insert(&s->s_queue_tab, &q->node, hash);
     t->queues++;
     s->s_queues_cnt++;
     return q;
@@ -147,13 +146,7 @@ static queue_t *queue_find(hk_sched_t *s, tenant_t *t, hk_lane_t *l)
 // tenant with it when that was the tenant's last queue.
 static void queue_free(hk_sched_t *s, queue_t *q)
 {
-    uint32_t b = queue_bucket(q->tenant, q->lane);
-    for (queue_t **pp = &s->s_queue_tab[b]; *pp; pp = &(*pp)->hash_next) {
-        if (*pp == q) {
-            *pp = q->hash_next;
-            break;
-        }
-    }
+    hk_hash_remove(&s->s_queue_tab, &q->node);
     tenant_t *t = q->tenant;
     free(q);
     s->s_queues_cnt--;
@@ -358,31 +351,24 @@ static hk_task_t *heap_remove(hk_sched_t *s, size_t i)
 
 static chain_t *chain_get(hk_sched_t *s, const char *key)
 {
-    uint32_t b = hash_str(key, 2166136261u) % BUCKETS;
-    for (chain_t *c = s->s_chains[b]; c; c = c->hash_next)
-        if (strcmp(c->key, key) == 0)
-            return c;
+    uint32_t hash = hk_hash_str(key);
+    for (hk_hash_node_t *n = hk_hash_first(&s->s_chains, hash); n; n = hk_hash_next(n))
+        if (strcmp(chain_of(n)->key, key) == 0)
+            return chain_of(n);
     size_t len = strlen(key);
     chain_t *c = xcalloc(1, sizeof(*c) + len + 1);
     memcpy(c->key, key, len + 1);
     c->tail = &c->head;
-    c->hash_next = s->s_chains[b];
-    s->s_chains[b] = c;
+    hk_hash_insert(&s->s_chains, &c->node, hash);
     s->s_chains_cnt++;
     return c;
 }
 
 static void chain_free(hk_sched_t *s, chain_t *c)
 {
-    uint32_t b = hash_str(c->key, 2166136261u) % BUCKETS;
-    for (chain_t **pp = &s->s_chains[b]; *pp; pp = &(*pp)->hash_next) {
-        if (*pp == c) {
-            *pp = c->hash_next;
-            free(c);
-            s->s_chains_cnt--;
-            return;
-        }
-    }
+    hk_hash_remove(&s->s_chains, &c->node);
+    free(c);
+    s->s_chains_cnt--;
 }
 
 // Puts an active task where it belongs: the delay heap when it has a due time,
@@ -543,6 +529,14 @@ hk_sched_t *hk_sched_new(hk_lanes_t *ls, size_t max_lanes)
     hk_sched_t *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    if (hk_hash_init(&s->s_tenant_tab, BUCKETS) < 0 || hk_hash_init(&s->s_queue_tab, BUCKETS) < 0 ||
+        hk_hash_init(&s->s_chains, BUCKETS) < 0) {
+        hk_hash_fini(&s->s_tenant_tab);
+        hk_hash_fini(&s->s_queue_tab);
+        hk_hash_fini(&s->s_chains);
+        free(s);
+        return NULL;
+    }
     s->s_lanes = ls;
     s->s_max_lanes = max_lanes;
     hk_link_init(&s->s_tenants);
@@ -554,30 +548,33 @@ void hk_sched_destroy(hk_sched_t *s)
 {
     if (!s)
         return;
-    for (int b = 0; b < BUCKETS; b++) {
-        for (queue_t *q = s->s_queue_tab[b], *next; q; q = next) {
-            next = q->hash_next;
-            while (q->head) {
-                hk_task_t *task = q->head;
-                q->head = task->next;
-                hk_task_destroy(task);
-            }
-            free(q);
+    for (hk_hash_node_t *n = hk_hash_walk(&s->s_queue_tab, NULL), *next; n; n = next) {
+        next = hk_hash_walk(&s->s_queue_tab, n);
+        queue_t *q = queue_of(n);
+        while (q->head) {
+            hk_task_t *task = q->head;
+            q->head = task->next;
+            hk_task_destroy(task);
         }
-        for (tenant_t *t = s->s_tenant_tab[b], *next; t; t = next) {
-            next = t->hash_next;
-            free(t);
-        }
-        for (chain_t *c = s->s_chains[b], *next; c; c = next) {
-            next = c->hash_next;
-            while (c->head) {
-                hk_task_t *task = c->head;
-                c->head = task->next;
-                hk_task_destroy(task);
-            }
-            free(c);
-        }
+        free(q);
     }
+    for (hk_hash_node_t *n = hk_hash_walk(&s->s_tenant_tab, NULL), *next; n; n = next) {
+        next = hk_hash_walk(&s->s_tenant_tab, n);
+        free(tenant_of(n));
+    }
+    for (hk_hash_node_t *n = hk_hash_walk(&s->s_chains, NULL), *next; n; n = next) {
+        next = hk_hash_walk(&s->s_chains, n);
+        chain_t *c = chain_of(n);
+        while (c->head) {
+            hk_task_t *task = c->head;
+            c->head = task->next;
+            hk_task_destroy(task);
+        }
+        free(c);
+    }
+    hk_hash_fini(&s->s_tenant_tab);
+    hk_hash_fini(&s->s_queue_tab);
+    hk_hash_fini(&s->s_chains);
     for (hk_task_t *task = s->s_waiting, *next; task; task = next) {
         next = task->next;
         hk_task_destroy(task);
@@ -598,21 +595,20 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
 {
     hk_task_t *removed = NULL;
     // Tasks waiting on their key chain: not active (nor bound), so just unlinked.
-    for (int b = 0; b < BUCKETS; b++) {
-        for (chain_t *c = s->s_chains[b]; c; c = c->hash_next) {
-            hk_task_t **pp = &c->head;
-            c->tail = &c->head;
-            while (*pp) {
-                hk_task_t *task = *pp;
-                if (task_of(task, topic, partition)) {
-                    *pp = task->next;
-                    task->chain = NULL;
-                    task->next = removed;
-                    removed = task;
-                } else {
-                    pp = &task->next;
-                    c->tail = pp;
-                }
+    for (chain_t *c = chain_of(hk_hash_walk(&s->s_chains, NULL)); c;
+         c = chain_of(hk_hash_walk(&s->s_chains, &c->node))) {
+        hk_task_t **pp = &c->head;
+        c->tail = &c->head;
+        while (*pp) {
+            hk_task_t *task = *pp;
+            if (task_of(task, topic, partition)) {
+                *pp = task->next;
+                task->chain = NULL;
+                task->next = removed;
+                removed = task;
+            } else {
+                pp = &task->next;
+                c->tail = pp;
             }
         }
     }
@@ -631,35 +627,34 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
             s->s_waiting_tail = pp;
         }
     }
-    for (int b = 0; b < BUCKETS; b++) {
-        for (queue_t *q = s->s_queue_tab[b]; q; q = q->hash_next) {
-            hk_task_t *keep = NULL, **ktail = &keep;
-            size_t kept = 0, dropped = 0;
-            while (q->head) {
-                hk_task_t *task = q->head;
-                q->head = task->next;
-                task->next = NULL;
-                if (task_of(task, topic, partition)) {
-                    task->next = removed;
-                    removed = task;
-                    dropped++;
-                } else {
-                    *ktail = task;
-                    ktail = &task->next;
-                    kept++;
-                }
+    for (queue_t *q = queue_of(hk_hash_walk(&s->s_queue_tab, NULL)); q;
+         q = queue_of(hk_hash_walk(&s->s_queue_tab, &q->node))) {
+        hk_task_t *keep = NULL, **ktail = &keep;
+        size_t kept = 0, dropped = 0;
+        while (q->head) {
+            hk_task_t *task = q->head;
+            q->head = task->next;
+            task->next = NULL;
+            if (task_of(task, topic, partition)) {
+                task->next = removed;
+                removed = task;
+                dropped++;
+            } else {
+                *ktail = task;
+                ktail = &task->next;
+                kept++;
             }
-            q->head = keep;
-            q->tail = kept ? ktail : &q->head; // never the local `keep`
-            q->cnt = kept;
-            hk_lane_add_queued(q->lane, -(long)dropped);
-            s->s_queued -= dropped;
-            if (kept == 0 && q->state != Q_IDLE) {
-                if (q->state == Q_PARKED)
-                    hk_link_remove(&q->ring);
-                queue_unready(q);
-                q->state = Q_IDLE;
-            }
+        }
+        q->head = keep;
+        q->tail = kept ? ktail : &q->head; // never the local `keep`
+        q->cnt = kept;
+        hk_lane_add_queued(q->lane, -(long)dropped);
+        s->s_queued -= dropped;
+        if (kept == 0 && q->state != Q_IDLE) {
+            if (q->state == Q_PARKED)
+                hk_link_remove(&q->ring);
+            queue_unready(q);
+            q->state = Q_IDLE;
         }
     }
     // Filter the delay heap, then rebuild it.
