@@ -15,17 +15,6 @@ static atomic_int log_level = HK_LOG_INFO;
 static atomic_int log_full_urls = 0;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-int hk_log_set_level_name(const char *name)
-{
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(name, level_names[i]) == 0) {
-            atomic_store(&log_level, i);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 void hk_log_set_level(hk_log_level_t level)
 {
     atomic_store(&log_level, (int)level);

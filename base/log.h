@@ -14,8 +14,7 @@ typedef enum hk_log_level {
     HK_LOG_ERROR,
 } hk_log_level_t;
 
-// Sets the minimum level written. Parses "debug", "info", "warn", "error"; -1 if unknown.
-int hk_log_set_level_name(const char *name);
+// Sets the minimum level written (log.level, parsed by config).
 void hk_log_set_level(hk_log_level_t level);
 int hk_log_enabled(hk_log_level_t level);
 

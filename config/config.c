@@ -94,7 +94,6 @@ static bool cf_check_topic(const char *value, char *why, size_t why_size);
 static bool cf_check_topic_or_empty(const char *value, char *why, size_t why_size);
 static bool cf_check_cidrs(const char *value, char *why, size_t why_size);
 static bool cf_check_secrets(const char *value, char *why, size_t why_size);
-static bool cf_check_log_level(const char *value, char *why, size_t why_size);
 static bool cf_check_listen(const char *value, char *why, size_t why_size);
 static int cf_auto_threads(void);
 static bool cf_check_rate(const char *value, char *why, size_t why_size);
@@ -172,6 +171,11 @@ static const cf_enum_name_t cf_http2_names[] = {{"auto", HK_HTTP2_AUTO},
                                                 {"off", HK_HTTP2_OFF},
                                                 {"prior_knowledge", HK_HTTP2_PRIOR_KNOWLEDGE},
                                                 {NULL, 0}};
+static const cf_enum_name_t cf_log_level_names[] = {{"debug", HK_LOG_DEBUG},
+                                                    {"info", HK_LOG_INFO},
+                                                    {"warn", HK_LOG_WARN},
+                                                    {"error", HK_LOG_ERROR},
+                                                    {NULL, 0}};
 // [endpoint] http2 = "" (the default) takes delivery.http2.
 static const cf_enum_name_t cf_endpoint_http2_names[] = {
     {"", HK_HTTP2_UNSET},
@@ -272,7 +276,7 @@ static const cf_row_t cf_rows[] = {
     CF_INT64_ROW("dispatch", "hold_429_ms", dispatch_hold_429_ms, CF_MS, "1000", 1, 600000,
                  CF_NO_RELOAD),
 
-    CF_STR_ROW("log", "level", log_level, "info", CF_RELOAD, cf_check_log_level),
+    CF_ENUM_ROW("log", "level", log_level, hk_log_level_t, "info", CF_RELOAD, cf_log_level_names),
     CF_INT_ROW("log", "summary_ms", log_summary_ms, CF_MS, "5000", 0, 3600000, CF_RELOAD),
     CF_BOOL_ROW("log", "full_urls", log_full_urls, "false", CF_RELOAD),
 
@@ -362,8 +366,6 @@ static const struct {
 } cf_bool_words[] = {
     {"true", 1}, {"false", 0}, {"yes", 1}, {"no", 0}, {"on", 1}, {"off", 0}, {"1", 1}, {"0", 0},
 };
-
-static const char *const cf_log_levels[] = {"debug", "info", "warn", "error"};
 
 // Key names whose values are credentials: the dump hides them. A name matches when
 // it contains one of these words (any case), or, for an rdkafka.<prop> key, when
@@ -603,15 +605,6 @@ static bool cf_check_secrets(const char *value, char *why, size_t why_size)
         p += len;
     }
     return true;
-}
-
-static bool cf_check_log_level(const char *value, char *why, size_t why_size)
-{
-    for (size_t i = 0; i < sizeof(cf_log_levels) / sizeof(cf_log_levels[0]); i++)
-        if (strcmp(value, cf_log_levels[i]) == 0)
-            return true;
-    hk_err_set(why, why_size, "must be one of debug, info, warn, error");
-    return false;
 }
 
 // delivery.threads = auto: one per CPU this process may run on (affinity and

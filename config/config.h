@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/log.h" // hk_log_level_t (log.level)
+
 // A name/value pair: `[kafka] rdkafka.<property>` pass-through, per-tenant secrets.
 typedef struct hk_kv {
     char *key;
@@ -132,10 +134,10 @@ typedef struct hk_config {
     int64_t dispatch_hold_429_ms; // a 429 without Retry-After holds its lane this long
 
     // [log]
-    char *log_level;    // debug, info, warn, error
-    int log_summary_ms; // periodic summary line; 0 = off
-    int log_full_urls;  // 0: logs and /v1/lanes show scheme://host:port only (paths and
-                        // queries can carry tokens); 1: whole URLs
+    hk_log_level_t log_level; // debug, info, warn, error
+    int log_summary_ms;       // periodic summary line; 0 = off
+    int log_full_urls;        // 0: logs and /v1/lanes show scheme://host:port only (paths and
+                              // queries can carry tokens); 1: whole URLs
 
     // [shutdown]
     int shutdown_grace_ms;

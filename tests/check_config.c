@@ -161,7 +161,7 @@ START_TEST(test_defaults_without_file)
     ck_assert_ptr_null(cfg->endpoints);
     ck_assert_uint_eq(cfg->endpoints_cnt, 0);
     ck_assert_ptr_null(hk_config_endpoint(cfg, "https://api.example.com:443"));
-    ck_assert_str_eq(cfg->log_level, "info");
+    ck_assert_int_eq(cfg->log_level, HK_LOG_INFO);
     ck_assert_int_eq(cfg->log_summary_ms, 5000);
     ck_assert_int_eq(cfg->shutdown_grace_ms, 10000);
     ck_assert_str_eq(cfg->admin_listen, "127.0.0.1:9464");
@@ -302,7 +302,7 @@ START_TEST(test_crlf_line_endings_are_accepted)
 {
     load_ok("[delivery]\r\nthreads = 4\r\n[log]\r\nlevel = warn\r\n", NULL);
     ck_assert_int_eq(cfg->delivery_threads, 4);
-    ck_assert_str_eq(cfg->log_level, "warn");
+    ck_assert_int_eq(cfg->log_level, HK_LOG_WARN);
 }
 END_TEST
 
@@ -344,7 +344,7 @@ START_TEST(test_env_names_are_upper_section_and_key)
     ck_assert_str_eq(cfg->signing_secret, SECRET32);
     ck_assert_int_eq(cfg->limits_max_inflight_jobs, 123);
     ck_assert_int_eq(cfg->limits_max_inflight_bytes, 2147483648LL);
-    ck_assert_str_eq(cfg->log_level, "error");
+    ck_assert_int_eq(cfg->log_level, HK_LOG_ERROR);
     ck_assert_int_eq(cfg->shutdown_grace_ms, 60000);
     ck_assert_str_eq(cfg->admin_listen, "");
 }
@@ -515,11 +515,12 @@ END_TEST
 START_TEST(test_every_log_level_is_accepted)
 {
     const char *levels[] = {"debug", "info", "warn", "error"};
+    const hk_log_level_t values[] = {HK_LOG_DEBUG, HK_LOG_INFO, HK_LOG_WARN, HK_LOG_ERROR};
     for (size_t i = 0; i < 4; i++) {
         char text[64];
         snprintf(text, sizeof(text), "[log]\nlevel = %s\n", levels[i]);
         load_ok(text, NULL);
-        ck_assert_str_eq(cfg->log_level, levels[i]);
+        ck_assert_int_eq(cfg->log_level, values[i]);
         reset_cfg();
     }
 }
@@ -1632,7 +1633,7 @@ START_TEST(test_section_headers_are_read_whole)
     // Comments after the header, indentation and CRLF are fine.
     load_ok("  [delivery] ; threads\r\nthreads = 5\r\n[log]\t# level\nlevel = warn\n", NULL);
     ck_assert_int_eq(cfg->delivery_threads, 5);
-    ck_assert_str_eq(cfg->log_level, "warn");
+    ck_assert_int_eq(cfg->log_level, HK_LOG_WARN);
     reset_cfg();
 
     // Anything else after the ']' is refused rather than ignored.

@@ -170,7 +170,7 @@ static const hk_config_t *reload(hk_pipeline_t *pl, const char *path, const hk_c
                "the running config");
         return cur;
     }
-    hk_log_set_level_name(next->log_level);
+    hk_log_set_level(next->log_level);
     hk_log_set_full_urls(next->log_full_urls);
     hk_pipeline_reload(pl, next, cur);
     hk_log(HK_LOG_INFO, "config_reloaded", "{s:o}", "changed", changed_keys(cur, next));
@@ -313,7 +313,7 @@ int main(int argc, char **argv)
         hk_config_destroy(cfg);
         return 0;
     }
-    hk_log_set_level_name(cfg->log_level);
+    hk_log_set_level(cfg->log_level);
     hk_log_set_full_urls(cfg->log_full_urls);
 
     struct sigaction sa = {0};
