@@ -115,7 +115,13 @@ static char *tls_pem(X509 *x, EVP_PKEY *key)
                : PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
     char *data = NULL;
     long len = BIO_get_mem_data(bio, &data);
-    char *out = ok == 1 && len > 0 ? strndup(data, (size_t)len) : NULL;
+    // The BIO's memory is not NUL-terminated: copied by length (strndup would
+    // look for a NUL past it, which ASan's strict_string_checks reports).
+    char *out = ok == 1 && len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (out) {
+        memcpy(out, data, (size_t)len);
+        out[len] = '\0';
+    }
     BIO_free(bio);
     return out;
 }
