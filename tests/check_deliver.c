@@ -47,6 +47,11 @@ typedef struct rx {
     int handshake_failures;
     int close_after_ms; // > 0: close each connection this long after its first answer
     int conns;          // connections accepted
+    // Connection threads still running and their sockets: rx_stop shuts the
+    // sockets down and waits for the threads, which read rx, before freeing it.
+    int live;
+    int live_fds[RX_MAX];
+    pthread_cond_t gone;
 } rx_t;
 
 typedef struct rx_conn {
@@ -125,7 +130,16 @@ out:
         SSL_shutdown(ssl);
         SSL_free(ssl);
     }
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < RX_MAX; i++)
+        if (rx->live_fds[i] == c->fd) {
+            rx->live_fds[i] = -1;
+            break;
+        }
     close(c->fd);
+    rx->live--;
+    pthread_cond_broadcast(&rx->gone);
+    pthread_mutex_unlock(&rx->lock);
     free(c);
     return NULL;
 }
@@ -139,6 +153,12 @@ static void *rx_main(void *arg)
             return NULL; // closed by rx_stop
         pthread_mutex_lock(&rx->lock);
         rx->conns++;
+        rx->live++;
+        for (int i = 0; i < RX_MAX; i++)
+            if (rx->live_fds[i] < 0) {
+                rx->live_fds[i] = fd;
+                break;
+            }
         pthread_mutex_unlock(&rx->lock);
         rx_conn_t *c = malloc(sizeof(*c));
         *c = (rx_conn_t){.rx = rx, .fd = fd};
@@ -153,6 +173,9 @@ static rx_t *rx_start(SSL_CTX *tls)
     rx_t *rx = calloc(1, sizeof(*rx));
     rx->tls = tls;
     pthread_mutex_init(&rx->lock, NULL);
+    pthread_cond_init(&rx->gone, NULL);
+    for (int i = 0; i < RX_MAX; i++)
+        rx->live_fds[i] = -1;
     rx->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ck_assert_int_eq(bind(rx->fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -177,6 +200,14 @@ static void rx_stop(rx_t *rx)
     shutdown(rx->fd, SHUT_RDWR);
     close(rx->fd);
     pthread_join(rx->tid, NULL);
+    pthread_mutex_lock(&rx->lock);
+    for (int i = 0; i < RX_MAX; i++)
+        if (rx->live_fds[i] >= 0)
+            shutdown(rx->live_fds[i], SHUT_RDWR);
+    while (rx->live > 0)
+        pthread_cond_wait(&rx->gone, &rx->lock);
+    pthread_mutex_unlock(&rx->lock);
+    pthread_cond_destroy(&rx->gone);
     for (size_t i = 0; i < rx->reqs_cnt; i++)
         free(rx->reqs[i]);
     if (rx->tls)
