@@ -34,6 +34,7 @@
 #include "base/metrics.h"
 #include "worker/prom.h"
 #include "base/err.h"
+#include "base/endpoint.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
@@ -327,7 +328,7 @@ static int endpoint_key(const char *raw, char *key, size_t key_size)
 {
     if (raw[0] == '\0' || !strstr(raw, "://"))
         return -1;
-    if (hk_dispatch_endpoint_of(raw, key, key_size) != 0)
+    if (hk_endpoint_of(raw, key, key_size) != 0)
         return -1;
     if (strncmp(key, "http://", 7) != 0 && strncmp(key, "https://", 8) != 0)
         return -1;

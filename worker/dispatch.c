@@ -24,9 +24,6 @@
 
 #define MAX_WORKERS 256
 
-_Static_assert(HK_DISPATCH_ENDPOINT_MAX == HK_ENDPOINT_KEY_MAX, "one endpoint key size");
-_Static_assert(HK_DISPATCH_HOST_MAX == HK_ENDPOINT_HOST_MAX, "one host size");
-
 typedef struct worker {
     hk_dispatch_wake_cb *wake;
     void *arg;
@@ -52,11 +49,6 @@ struct hk_dispatch_s {
 static int64_t now_of(const hk_dispatch_t *d)
 {
     return d->d_opts.clock_ms ? d->d_opts.clock_ms() : hk_clock_mono_ms();
-}
-
-int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size)
-{
-    return hk_endpoint_of(url, out, out_size);
 }
 
 // Makes the lanes' queued hook calls, without the lock.
@@ -335,8 +327,8 @@ void hk_dispatch_set_policy(hk_dispatch_t *d, const hk_breaker_opts_t *breaker,
 
 int hk_dispatch_endpoint_disable(hk_dispatch_t *d, const char *target, int disabled)
 {
-    char key[HK_DISPATCH_ENDPOINT_MAX];
-    if (hk_dispatch_endpoint_of(target, key, sizeof(key)) != 0)
+    char key[HK_ENDPOINT_KEY_MAX];
+    if (hk_endpoint_of(target, key, sizeof(key)) != 0)
         return -1;
     pthread_mutex_lock(&d->d_lock);
     int rc = hk_lanes_disable(d->d_lanes, key, target, disabled);
@@ -348,7 +340,7 @@ int hk_dispatch_peer_disabled(hk_dispatch_t *d, const char *url, const char *ip,
 {
     if (!hk_lanes_any_disabled(d->d_lanes) || !url || !ip)
         return 0;
-    char key[HK_DISPATCH_ENDPOINT_MAX];
+    char key[HK_ENDPOINT_KEY_MAX];
     if (hk_endpoint_peer_key(url, ip, port, key, sizeof(key)) != 0)
         return 0;
     pthread_mutex_lock(&d->d_lock);
@@ -359,8 +351,8 @@ int hk_dispatch_peer_disabled(hk_dispatch_t *d, const char *url, const char *ip,
 
 int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
 {
-    char key[HK_DISPATCH_ENDPOINT_MAX];
-    if (hk_dispatch_endpoint_of(endpoint, key, sizeof(key)) != 0)
+    char key[HK_ENDPOINT_KEY_MAX];
+    if (hk_endpoint_of(endpoint, key, sizeof(key)) != 0)
         snprintf(key, sizeof(key), "%s", endpoint);
     pthread_mutex_lock(&d->d_lock);
     hk_lane_t *l = hk_lanes_reset(d->d_lanes, key);
@@ -381,8 +373,8 @@ int hk_dispatch_breaker_reset(hk_dispatch_t *d, const char *endpoint)
 
 void hk_dispatch_set_rate(hk_dispatch_t *d, const char *endpoint, double rate, int burst)
 {
-    char key[HK_DISPATCH_ENDPOINT_MAX];
-    if (hk_dispatch_endpoint_of(endpoint, key, sizeof(key)) != 0)
+    char key[HK_ENDPOINT_KEY_MAX];
+    if (hk_endpoint_of(endpoint, key, sizeof(key)) != 0)
         return;
     pthread_mutex_lock(&d->d_lock);
     hk_lanes_set_rate(d->d_lanes, key, rate, burst);

@@ -176,20 +176,6 @@ hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d);
 // Tasks queued or delayed (not in a delivery thread).
 size_t hk_dispatch_queued(hk_dispatch_t *d);
 
-// The longest endpoint key: "https://" + a 255-byte host (DNS names stop at 253)
-// + ":65535" + NUL. Size key buffers with it.
-#define HK_DISPATCH_HOST_MAX     255
-#define HK_DISPATCH_ENDPOINT_MAX (8 + HK_DISPATCH_HOST_MAX + 6 + 1)
-
-// The endpoint key of a URL: "scheme://host:port", the identity lanes, rules and
-// shared state use. The host is normalised once, here: lower case, trailing dots
-// dropped, IP literals canonical (IPv4 in any spelling curl accepts - decimal,
-// octal, hex, short forms - as dotted quad; IPv4-mapped IPv6 as the IPv4 address;
-// other IPv6 as inet_ntop writes it, in brackets), and "localhost" as 127.0.0.1;
-// the port in decimal, the default filled in. 0 ok, -1 not a usable URL (or a
-// host longer than HK_DISPATCH_HOST_MAX).
-int hk_dispatch_endpoint_of(const char *url, char *out, size_t out_size);
-
 // Rules that name an address also apply to the address actually connected: 1
 // when the endpoint "scheme://<ip>:<port>" (scheme from `url`) is disabled, so a
 // transfer for `url` that reached that peer under another name must not be sent.

@@ -1,5 +1,5 @@
 // libFuzzer harness for endpoint identity and the SSRF guard. Selector byte 0:
-//  - even: the rest is a URL for hk_dispatch_endpoint_of(); a key it returns is
+//  - even: the rest is a URL for hk_endpoint_of(); a key it returns is
 //    NUL-terminated, fits the buffer, and is a fixed point (the key of a key is
 //    itself), with small buffers too;
 //  - odd: the rest is an allow list for hk_netguard_new(); when it parses, each
@@ -10,14 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/dispatch.h"
+#include "base/endpoint.h"
 #include "base/netguard.h"
 
 static void check_endpoint(const char *url, size_t out_size)
 {
     char out[512], again[512];
     memset(out, 'X', sizeof out);
-    if (hk_dispatch_endpoint_of(url, out, out_size) != 0)
+    if (hk_endpoint_of(url, out, out_size) != 0)
         return;
     if (!memchr(out, '\0', out_size))
         abort();
@@ -29,7 +29,7 @@ static void check_endpoint(const char *url, size_t out_size)
     // holding a '%' are left out of the fixed-point check until that is fixed.
     if (strchr(out, '%'))
         return;
-    if (hk_dispatch_endpoint_of(out, again, sizeof again) != 0 || strcmp(out, again) != 0)
+    if (hk_endpoint_of(out, again, sizeof again) != 0 || strcmp(out, again) != 0)
         abort();
 }
 
