@@ -21,6 +21,7 @@
 #include "tests/support/pgsvc.h"
 #include "tests/support/sink.h"
 #include "base/clock.h"
+#include "base/err.h"
 #include "base/sign.h"
 
 extern char **environ;
@@ -1204,7 +1205,7 @@ hk_sink_t *hk_th_scene_sink(hk_th_scene_t *sc, hk_sink_opts_t opts, char *err, s
     while (i < HK_TH_SCENE_SINKS && sc->sinks[i])
         i++;
     if (i == HK_TH_SCENE_SINKS) {
-        snprintf(err, size, "a scene holds %d sinks at most", HK_TH_SCENE_SINKS);
+        hk_err_set(err, size, "a scene holds %d sinks at most", HK_TH_SCENE_SINKS);
         return NULL;
     }
     if (!opts.secrets)

@@ -19,7 +19,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "base/err.h"
 
 #define READ_SIZE   16384        // one recv() per readable socket per turn
 #define QUEUE_CAP   (256 * 1024) // bytes queued per direction before the proxy stops reading
@@ -102,16 +103,6 @@ struct hkt_proxy_s {
     uint64_t rng;
 };
 
-static void fail(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (err == NULL || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -150,7 +141,7 @@ static int listen_on(int port, int *bound, char *err, size_t errsz)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        fail(err, errsz, "proxy: socket: %s", strerror(errno));
+        hk_err_set(err, errsz, "proxy: socket: %s", strerror(errno));
         return -1;
     }
     // Up after down must rebind while the old connections sit in TIME_WAIT.
@@ -161,7 +152,7 @@ static int listen_on(int port, int *bound, char *err, size_t errsz)
     socklen_t len = sizeof(sa);
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 128) != 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        fail(err, errsz, "proxy: cannot listen on 127.0.0.1:%d: %s", port, strerror(errno));
+        hk_err_set(err, errsz, "proxy: cannot listen on 127.0.0.1:%d: %s", port, strerror(errno));
         close(fd);
         return -1;
     }
@@ -511,18 +502,18 @@ static void free_proxy(hkt_proxy_t *p)
 hkt_proxy_t *hkt_proxy_start(const hkt_proxy_opts_t *opts, char *err, size_t errsz)
 {
     if (opts == NULL || opts->upstream_host == NULL || opts->upstream_host[0] == '\0') {
-        fail(err, errsz, "proxy: an upstream host is required");
+        hk_err_set(err, errsz, "proxy: an upstream host is required");
         return NULL;
     }
     if (opts->port < 0 || opts->port > 65535 || opts->upstream_port < 1 ||
         opts->upstream_port > 65535) {
-        fail(err, errsz,
-             "proxy: ports must be 0..65535 (listen) and 1..65535 (upstream), got %d and %d",
-             opts->port, opts->upstream_port);
+        hk_err_set(err, errsz,
+                   "proxy: ports must be 0..65535 (listen) and 1..65535 (upstream), got %d and %d",
+                   opts->port, opts->upstream_port);
         return NULL;
     }
     if (opts->max_conns < 0 || opts->max_conns > 65536) {
-        fail(err, errsz, "proxy: max_conns must be 0..65536, got %d", opts->max_conns);
+        hk_err_set(err, errsz, "proxy: max_conns must be 0..65536, got %d", opts->max_conns);
         return NULL;
     }
     char service[8];
@@ -532,15 +523,15 @@ hkt_proxy_t *hkt_proxy_start(const hkt_proxy_opts_t *opts, char *err, size_t err
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(opts->upstream_host, service, &hints, &ai);
     if (gai != 0 || ai == NULL) {
-        fail(err, errsz, "proxy: upstream host \"%s\" does not resolve: %s", opts->upstream_host,
-             gai_strerror(gai));
+        hk_err_set(err, errsz, "proxy: upstream host \"%s\" does not resolve: %s",
+                   opts->upstream_host, gai_strerror(gai));
         return NULL;
     }
 
     hkt_proxy_t *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         freeaddrinfo(ai);
-        fail(err, errsz, "proxy: out of memory");
+        hk_err_set(err, errsz, "proxy: out of memory");
         return NULL;
     }
     memcpy(&p->upstream, ai->ai_addr, ai->ai_addrlen);
@@ -557,7 +548,7 @@ hkt_proxy_t *hkt_proxy_start(const hkt_proxy_opts_t *opts, char *err, size_t err
     p->conns = calloc((size_t)p->max_conns, sizeof(*p->conns));
     p->pfd = calloc(2 + 2 * (size_t)p->max_conns, sizeof(*p->pfd));
     if (p->wake_fd < 0 || p->conns == NULL || p->pfd == NULL) {
-        fail(err, errsz, "proxy: out of memory or file descriptors");
+        hk_err_set(err, errsz, "proxy: out of memory or file descriptors");
         free_proxy(p);
         return NULL;
     }
@@ -568,7 +559,7 @@ hkt_proxy_t *hkt_proxy_start(const hkt_proxy_opts_t *opts, char *err, size_t err
     }
     int rc = pthread_create(&p->thread, NULL, proxy_main, p);
     if (rc != 0) {
-        fail(err, errsz, "proxy: cannot start its thread: %s", strerror(rc));
+        hk_err_set(err, errsz, "proxy: cannot start its thread: %s", strerror(rc));
         free_proxy(p);
         return NULL;
     }
@@ -696,7 +687,7 @@ static int up_locked(hkt_proxy_t *p, char *err, size_t errsz)
     p->up_failed = 0;
     sync_locked(p);
     if (p->up_failed) {
-        fail(err, errsz, "%s", p->up_err);
+        hk_err_set(err, errsz, "%s", p->up_err);
         return -1;
     }
     return 0;

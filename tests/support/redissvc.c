@@ -3,6 +3,7 @@
 // happens to hold the port is never mistaken for ours), and an exit-time sweep.
 #include "tests/support/redissvc.h"
 #include "tests/support/harness.h"
+#include "base/err.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,17 +42,6 @@ struct hk_redissvc_s {
 
 static hk_redissvc_t *live[SVC_MAX_LIVE];
 static int sweep_registered;
-
-__attribute__((format(printf, 3, 4))) static void errf(char *err, size_t err_size, const char *fmt,
-                                                       ...)
-{
-    if (!err || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
 
 // Check ends a failed forked test with _exit(): neither teardown nor atexit run,
 // and only the server dies (PR_SET_PDEATHSIG). Directories are named after the
@@ -202,7 +192,7 @@ static int spawn(hk_redissvc_t *svc, char *err, size_t err_size)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        errf(err, err_size, "fork: %s", strerror(errno));
+        hk_err_set(err, err_size, "fork: %s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -227,16 +217,16 @@ static int spawn(hk_redissvc_t *svc, char *err, size_t err_size)
     int64_t end = hk_th_now_ms() + SVC_READY_MS;
     while (hk_th_now_ms() < end) {
         if (reap(svc, 0)) {
-            errf(err, err_size, "redis-server on port %d exited at start (see %s)", svc->rs_port,
-                 logfile);
+            hk_err_set(err, err_size, "redis-server on port %d exited at start (see %s)",
+                       svc->rs_port, logfile);
             return -1;
         }
         if (answers(svc))
             return 0;
         hk_th_sleep_ms(10);
     }
-    errf(err, err_size, "redis-server on port %d did not answer within %d ms", svc->rs_port,
-         SVC_READY_MS);
+    hk_err_set(err, err_size, "redis-server on port %d did not answer within %d ms", svc->rs_port,
+               SVC_READY_MS);
     hk_redissvc_stop(svc);
     return -1;
 }
@@ -245,14 +235,14 @@ hk_redissvc_t *hk_redissvc_start(const hk_redissvc_opts_t *opts, char *err, size
 {
     hk_redissvc_t *svc = calloc(1, sizeof(*svc));
     if (!svc) {
-        errf(err, err_size, "out of memory");
+        hk_err_set(err, err_size, "out of memory");
         return NULL;
     }
     svc->rs_owner = getpid();
     remove_stale_dirs();
     snprintf(svc->rs_dir, sizeof(svc->rs_dir), SVC_TMP "/" SVC_PREFIX "%d-XXXXXX", (int)getpid());
     if (!mkdtemp(svc->rs_dir)) {
-        errf(err, err_size, "mkdtemp: %s", strerror(errno));
+        hk_err_set(err, err_size, "mkdtemp: %s", strerror(errno));
         free(svc);
         return NULL;
     }
@@ -282,7 +272,7 @@ hk_redissvc_t *hk_redissvc_start(const hk_redissvc_opts_t *opts, char *err, size
             return svc;
         }
     }
-    errf(err, err_size, "%s", why);
+    hk_err_set(err, err_size, "%s", why);
     hk_redissvc_destroy(svc);
     return NULL;
 }

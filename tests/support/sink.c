@@ -10,6 +10,7 @@
 // them; the daemon is made the same way on every reopen after a refusal.
 #include "tests/support/sink.h"
 #include "base/clock.h"
+#include "base/err.h"
 
 #include "base/sign.h"
 
@@ -21,7 +22,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -137,19 +137,7 @@ struct hk_sink_s {
     size_t pfds_cap;
 };
 
-static void sink_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static struct MHD_Daemon *sink_daemon(hk_sink_t *sink, int port);
-
-static void sink_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-    if (errstr == NULL || errstr_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t sink_mono_ms(void)
 {
@@ -989,14 +977,14 @@ static int sink_parse_secrets(hk_sink_t *sink, const char *secrets, char *errstr
             free(s);
             if (arr != NULL)
                 sink->secrets = arr;
-            sink_err(errstr, errstr_size, "sink: out of memory");
+            hk_err_set(errstr, errstr_size, "sink: out of memory");
             return -1;
         }
         sink->secrets = arr;
         sink->secrets[sink->nsecrets++] = s;
         char why[256];
         if (hk_sign_check_secret(s, why, sizeof why) != 0) {
-            sink_err(errstr, errstr_size, "sink: secret %zu: %s", sink->nsecrets, why);
+            hk_err_set(errstr, errstr_size, "sink: secret %zu: %s", sink->nsecrets, why);
             return -1;
         }
         p += len;
@@ -1061,12 +1049,12 @@ static void sink_free(hk_sink_t *sink)
 hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr_size)
 {
     if (opts->port < 0 || opts->port > 65535 || opts->threads < 0 || opts->threads > 1024) {
-        sink_err(errstr, errstr_size, "sink: port must be 0..65535 and threads 0..1024");
+        hk_err_set(errstr, errstr_size, "sink: port must be 0..65535 and threads 0..1024");
         return NULL;
     }
     hk_sink_t *sink = calloc(1, sizeof *sink);
     if (sink == NULL) {
-        sink_err(errstr, errstr_size, "sink: out of memory");
+        hk_err_set(errstr, errstr_size, "sink: out of memory");
         return NULL;
     }
     pthread_mutex_init(&sink->mu, NULL);
@@ -1096,7 +1084,7 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     }
     if (opts->tls != 0) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            sink_err(errstr, errstr_size, "sink: this libmicrohttpd was built without TLS");
+            hk_err_set(errstr, errstr_size, "sink: this libmicrohttpd was built without TLS");
             sink_free(sink);
             return NULL;
         }
@@ -1108,7 +1096,7 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
         sink->tls_kind = opts->tls;
     }
     if (pthread_create(&sink->timer, NULL, sink_timer_main, sink) != 0) {
-        sink_err(errstr, errstr_size, "sink: cannot start the timer thread");
+        hk_err_set(errstr, errstr_size, "sink: cannot start the timer thread");
         sink_free(sink);
         return NULL;
     }
@@ -1119,9 +1107,9 @@ hk_sink_t *hk_sink_start(const hk_sink_opts_t *opts, char *errstr, size_t errstr
     sink->log_requests = opts->log_requests;
     sink->mhd = sink_daemon(sink, opts->port);
     if (sink->mhd == NULL) {
-        sink_err(errstr, errstr_size,
-                 "sink: cannot listen on 127.0.0.1:%d (port in use, or out of resources)",
-                 opts->port);
+        hk_err_set(errstr, errstr_size,
+                   "sink: cannot listen on 127.0.0.1:%d (port in use, or out of resources)",
+                   opts->port);
         hk_sink_stop(sink);
         return NULL;
     }

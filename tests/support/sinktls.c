@@ -11,11 +11,12 @@
 #include <openssl/x509v3.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/err.h"
 
 #define TLS_HOUR_S 3600L
 #define TLS_DAY_S  (24 * TLS_HOUR_S)
@@ -27,25 +28,20 @@ struct hk_sinktls_s {
     char *key_pem;
 };
 
-static void tls_err(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void tls_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+// Appends OpenSSL's own reason for the failure just written to errstr (by
+// hk_err_set), when it left one, and clears its error queue.
+static void tls_reason(char *errstr, size_t errstr_size)
 {
-    if (errstr == NULL || errstr_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-    // OpenSSL's own reason, when it left one.
     unsigned long e = ERR_get_error();
-    if (e != 0 && n >= 0 && (size_t)n + 3 < errstr_size) {
+    ERR_clear_error();
+    if (e == 0 || errstr == NULL || errstr_size == 0)
+        return;
+    size_t n = strlen(errstr);
+    if (n + 3 < errstr_size) {
         char why[256];
         ERR_error_string_n(e, why, sizeof why);
-        snprintf(errstr + n, errstr_size - (size_t)n, " (%s)", why);
+        snprintf(errstr + n, errstr_size - n, " (%s)", why);
     }
-    ERR_clear_error();
 }
 
 // One extension by its config-file text ("critical,CA:TRUE"). 0 ok, -1 not.
@@ -129,7 +125,7 @@ static char *tls_pem(X509 *x, EVP_PKEY *key)
 hk_sinktls_t *hk_sinktls_new(hk_sinktls_kind_t kind, char *errstr, size_t errstr_size)
 {
     if (kind != HK_SINKTLS_GOOD && kind != HK_SINKTLS_EXPIRED && kind != HK_SINKTLS_WRONG_HOST) {
-        tls_err(errstr, errstr_size, "sink: unknown TLS mode %d", (int)kind);
+        hk_err_set(errstr, errstr_size, "sink: unknown TLS mode %d", (int)kind);
         return NULL;
     }
     hk_sinktls_t *tls = calloc(1, sizeof *tls);
@@ -137,12 +133,14 @@ hk_sinktls_t *hk_sinktls_new(hk_sinktls_kind_t kind, char *errstr, size_t errstr
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *ca = NULL, *cert = NULL;
     if (tls == NULL || ca_key == NULL || key == NULL) {
-        tls_err(errstr, errstr_size, "sink: cannot make a P-256 key");
+        hk_err_set(errstr, errstr_size, "sink: cannot make a P-256 key");
+        tls_reason(errstr, errstr_size);
         goto fail;
     }
     ca = tls_cert(ca_key, "hookd-testkit sink CA", NULL, NULL, -TLS_HOUR_S, TLS_YEAR_S, NULL);
     if (ca == NULL) {
-        tls_err(errstr, errstr_size, "sink: cannot make the CA certificate");
+        hk_err_set(errstr, errstr_size, "sink: cannot make the CA certificate");
+        tls_reason(errstr, errstr_size);
         goto fail;
     }
     // The expired one was valid for a day, until yesterday; the wrong host's is
@@ -154,14 +152,16 @@ hk_sinktls_t *hk_sinktls_new(hk_sinktls_kind_t kind, char *errstr, size_t errstr
     const char *cn = kind == HK_SINKTLS_WRONG_HOST ? "wrong-host.invalid" : "localhost";
     cert = tls_cert(key, cn, ca, ca_key, from, to, san);
     if (cert == NULL) {
-        tls_err(errstr, errstr_size, "sink: cannot make the server certificate");
+        hk_err_set(errstr, errstr_size, "sink: cannot make the server certificate");
+        tls_reason(errstr, errstr_size);
         goto fail;
     }
     tls->ca_pem = tls_pem(ca, NULL);
     tls->cert_pem = tls_pem(cert, NULL);
     tls->key_pem = tls_pem(NULL, key);
     if (tls->ca_pem == NULL || tls->cert_pem == NULL || tls->key_pem == NULL) {
-        tls_err(errstr, errstr_size, "sink: out of memory writing the certificates");
+        hk_err_set(errstr, errstr_size, "sink: out of memory writing the certificates");
+        tls_reason(errstr, errstr_size);
         goto fail;
     }
     X509_free(ca);
@@ -209,12 +209,12 @@ const char *hk_sinktls_key_pem(const hk_sinktls_t *tls)
 int hk_sinktls_write(const char *pem, const char *path, char *errstr, size_t errstr_size)
 {
     if (pem == NULL || path == NULL || *path == '\0') {
-        tls_err(errstr, errstr_size, "sink: no CA to write (TLS is off) or no path");
+        hk_err_set(errstr, errstr_size, "sink: no CA to write (TLS is off) or no path");
         return -1;
     }
     FILE *f = fopen(path, "w");
     if (f == NULL) {
-        tls_err(errstr, errstr_size, "sink: cannot write %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "sink: cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     size_t len = strlen(pem);
@@ -222,6 +222,6 @@ int hk_sinktls_write(const char *pem, const char *path, char *errstr, size_t err
     if (fclose(f) != 0)
         rc = -1;
     if (rc != 0)
-        tls_err(errstr, errstr_size, "sink: cannot write %s: %s", path, strerror(errno));
+        hk_err_set(errstr, errstr_size, "sink: cannot write %s: %s", path, strerror(errno));
     return rc;
 }

@@ -5,6 +5,7 @@
 // started with, so the installed kit and the in-tree suites run the same code.
 #include "hookd/testkit.h"
 
+#include "base/err.h"
 #include "tests/support/harness.h"
 #include "tests/support/pgsvc.h"
 #include "tests/support/redissvc.h"
@@ -15,7 +16,6 @@
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,19 +24,6 @@
 
 #define KIT_MAX_ENV      48
 #define KIT_MAX_REPLICAS 32
-
-static void kit_err(char *err, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void kit_err(char *err, size_t size, const char *fmt, ...)
-{
-    if (err == NULL || size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-}
 
 // ---- sink: hkt_sink_t is the hk_sink_t itself ----
 
@@ -204,16 +191,16 @@ hkt_proc_t *hkt_hookd_start(const char *hookd_bin, const char *brokers, char *co
 {
     const char *bin = hookd_bin ? hookd_bin : hk_th_hookd_bin();
     if (access(bin, X_OK) != 0) {
-        kit_err(err, err_size, "hookd: cannot run %s (%s); set HOOKD_BIN", bin, strerror(errno));
+        hk_err_set(err, err_size, "hookd: cannot run %s (%s); set HOOKD_BIN", bin, strerror(errno));
         return NULL;
     }
     hkt_proc_t *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        kit_err(err, err_size, "hookd: out of memory");
+        hk_err_set(err, err_size, "hookd: out of memory");
         return NULL;
     }
     if (hk_th_hookd_start_bin(&p->p, bin, brokers, env, config, log) != 0) {
-        kit_err(err, err_size, "hookd: cannot start %s: %s", bin, strerror(errno));
+        hk_err_set(err, err_size, "hookd: cannot start %s: %s", bin, strerror(errno));
         free(p);
         return NULL;
     }
@@ -286,13 +273,13 @@ hkt_kafka_t *hkt_kafka_mock_start(const char *const topics[], char *err, size_t 
 {
     hkt_kafka_t *k = calloc(1, sizeof *k);
     if (k == NULL) {
-        kit_err(err, err_size, "kafka: out of memory");
+        hk_err_set(err, err_size, "kafka: out of memory");
         return NULL;
     }
     if (hk_th_kafka_start(&k->mock, topics, k->bootstraps, sizeof k->bootstraps) != 0) {
         const char *bin = hk_th_mockkafka_bin();
-        kit_err(err, err_size, "kafka: the mock cluster (%s) did not start; set HOOKD_MOCKKAFKA",
-                bin ? bin : "hookd-mockkafka not found");
+        hk_err_set(err, err_size, "kafka: the mock cluster (%s) did not start; set HOOKD_MOCKKAFKA",
+                   bin ? bin : "hookd-mockkafka not found");
         free(k);
         return NULL;
     }
@@ -356,7 +343,7 @@ static int kafka_create_topics(const char *brokers, const char *const topics[], 
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, e, sizeof e);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (rk == NULL) {
-        kit_err(err, err_size, "kafka: %s", e);
+        hk_err_set(err, err_size, "kafka: %s", e);
         rd_kafka_conf_destroy(conf);
         return -1;
     }
@@ -370,7 +357,7 @@ static int kafka_create_topics(const char *brokers, const char *const topics[], 
         snprintf(name, sizeof name, "%.*s", (int)len, topics[n]);
         nt[n] = rd_kafka_NewTopic_new(name, colon ? atoi(colon + 1) : 1, -1, e, sizeof e);
         if (nt[n] == NULL) {
-            kit_err(err, err_size, "kafka: topic %s: %s", name, e);
+            hk_err_set(err, err_size, "kafka: topic %s: %s", name, e);
             rc = -1;
             break;
         }
@@ -384,8 +371,8 @@ static int kafka_create_topics(const char *brokers, const char *const topics[], 
         rd_kafka_AdminOptions_destroy(opt);
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
         if (ev == NULL || rd_kafka_event_error(ev)) {
-            kit_err(err, err_size, "kafka: CreateTopics: %s",
-                    ev ? rd_kafka_event_error_string(ev) : "no answer");
+            hk_err_set(err, err_size, "kafka: CreateTopics: %s",
+                       ev ? rd_kafka_event_error_string(ev) : "no answer");
             rc = -1;
         } else {
             size_t cnt;
@@ -393,9 +380,9 @@ static int kafka_create_topics(const char *brokers, const char *const topics[], 
                 rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
             for (size_t i = 0; i < cnt; i++) {
                 if (rd_kafka_topic_result_error(res[i])) {
-                    kit_err(err, err_size, "kafka: create %s: %s",
-                            rd_kafka_topic_result_name(res[i]),
-                            rd_kafka_topic_result_error_string(res[i]));
+                    hk_err_set(err, err_size, "kafka: create %s: %s",
+                               rd_kafka_topic_result_name(res[i]),
+                               rd_kafka_topic_result_error_string(res[i]));
                     rc = -1;
                 }
             }
@@ -414,12 +401,12 @@ hkt_kafka_t *hkt_kafka_real_start(int nodes, const char *const topics[], char *e
 {
     const char *script = hk_th_kafka_script();
     if (script == NULL) {
-        kit_err(err, err_size, "kafka: no kafka script found; set HOOKD_KAFKA_SCRIPT");
+        hk_err_set(err, err_size, "kafka: no kafka script found; set HOOKD_KAFKA_SCRIPT");
         return NULL;
     }
     hkt_kafka_t *k = calloc(1, sizeof *k);
     if (k == NULL) {
-        kit_err(err, err_size, "kafka: out of memory");
+        hk_err_set(err, err_size, "kafka: out of memory");
         return NULL;
     }
     k->real = 1;
@@ -431,7 +418,7 @@ hkt_kafka_t *hkt_kafka_real_start(int nodes, const char *const topics[], char *e
     if (!hk_th_exited_ok(st) ||
         kv_line(out, "KAFKA_BOOTSTRAP", k->bootstraps, sizeof k->bootstraps) != 0 ||
         kv_line(out, "KAFKA_DIR", k->dir, sizeof k->dir) != 0) {
-        kit_err(err, err_size, "kafka: %s up failed (its messages are on stderr)", script);
+        hk_err_set(err, err_size, "kafka: %s up failed (its messages are on stderr)", script);
         free(out);
         hkt_kafka_stop(k);
         return NULL;
@@ -493,13 +480,13 @@ hkt_pg_t *hkt_pg_start(char *err, size_t err_size)
 {
     hkt_pg_t *pg = calloc(1, sizeof *pg);
     if (pg == NULL) {
-        kit_err(err, err_size, "postgres: out of memory");
+        hk_err_set(err, err_size, "postgres: out of memory");
         return NULL;
     }
     if (hk_pgsvc_start(&pg->s) != 0) {
-        kit_err(err, err_size,
-                "postgres: did not start (its log is on stderr; $HK_PG_BINDIR "
-                "names the server's bin dir)");
+        hk_err_set(err, err_size,
+                   "postgres: did not start (its log is on stderr; $HK_PG_BINDIR "
+                   "names the server's bin dir)");
         hk_pgsvc_destroy(&pg->s);
         free(pg);
         return NULL;
@@ -660,8 +647,8 @@ static int replica_start(hkt_scenario_t *sc, int i, char *const extra[], char *e
         return -1;
     int timeout = sc->opts.start_timeout_ms > 0 ? sc->opts.start_timeout_ms : 30000;
     if (!hk_th_wait_for(admin_answers, sc->replicas[i], timeout) || sc->replicas[i]->p.pid == 0) {
-        kit_err(err, err_size, "hookd replica %d did not come up within %d ms (log: %s)", i,
-                timeout, log);
+        hk_err_set(err, err_size, "hookd replica %d did not come up within %d ms (log: %s)", i,
+                   timeout, log);
         return -1;
     }
     return 0;
@@ -681,28 +668,28 @@ hkt_scenario_t *hkt_scenario_start(const hkt_scenario_opts_t *opts, char *err, s
 {
     hkt_scenario_t *sc = calloc(1, sizeof *sc);
     if (sc == NULL) {
-        kit_err(err, err_size, "scenario: out of memory");
+        hk_err_set(err, err_size, "scenario: out of memory");
         return NULL;
     }
     if (opts != NULL)
         sc->opts = *opts;
     sc->n = sc->opts.replicas > 0 ? sc->opts.replicas : 1;
     if (sc->n > KIT_MAX_REPLICAS) {
-        kit_err(err, err_size, "scenario: at most %d replicas", KIT_MAX_REPLICAS);
+        hk_err_set(err, err_size, "scenario: at most %d replicas", KIT_MAX_REPLICAS);
         free(sc);
         return NULL;
     }
     sc->bin = sc->opts.hookd_bin ? sc->opts.hookd_bin : hk_th_hookd_bin();
     if (access(sc->bin, X_OK) != 0) {
-        kit_err(err, err_size, "scenario: cannot run hookd at %s (%s); set HOOKD_BIN", sc->bin,
-                strerror(errno));
+        hk_err_set(err, err_size, "scenario: cannot run hookd at %s (%s); set HOOKD_BIN", sc->bin,
+                   strerror(errno));
         free(sc);
         return NULL;
     }
     const char *tmp = getenv("TMPDIR");
     snprintf(sc->dir, sizeof sc->dir, "%s/hkt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(sc->dir) == NULL) {
-        kit_err(err, err_size, "scenario: mkdtemp %s: %s", sc->dir, strerror(errno));
+        hk_err_set(err, err_size, "scenario: mkdtemp %s: %s", sc->dir, strerror(errno));
         sc->dir[0] = '\0';
         hkt_scenario_stop(sc);
         return NULL;
@@ -714,7 +701,7 @@ hkt_scenario_t *hkt_scenario_start(const hkt_scenario_opts_t *opts, char *err, s
         char ca[300];
         snprintf(ca, sizeof ca, "%s/sink-ca.pem", sc->dir);
         if (hkt_sink_write_ca(sc->sink, ca) != 0) {
-            kit_err(err, err_size, "scenario: cannot write %s: %s", ca, strerror(errno));
+            hk_err_set(err, err_size, "scenario: cannot write %s: %s", ca, strerror(errno));
             goto fail;
         }
         snprintf(sc->ca_env, sizeof sc->ca_env, "HOOKD_DELIVERY_CA_FILE=%s", ca);
