@@ -2,9 +2,9 @@
 // permanent failures, the abort past max_failure_ratio, a SIGKILL mid-batch
 // resumed from the checkpoint, a Postgres outage that pauses the batch while
 // webhooks flow, four replicas migrating one fresh database, and a dead-letter
-// replay with hookctl. One Postgres server for the suite (started in main), one
-// fresh database, mock Kafka cluster and sink per test; hookd logs are
-// it_batch_*.log in the working dir.
+// replay with hookctl. One Postgres server for the suite (the runner's,
+// hk_ck_run_t.pg, under the run's TMPDIR), one fresh database, mock Kafka
+// cluster and sink per test; hookd logs are it_batch_*.log in the working dir.
 #include <check.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -1176,27 +1176,11 @@ START_TEST(test_dead_letters_replayed_after_the_endpoint_is_fixed)
 }
 END_TEST
 
-static int before(void)
-{
-    if (hk_pgsvc_start(&pgs) != 0) {
-        fprintf(stderr, "it_batch: could not start Postgres\n");
-        return -1;
-    }
-    return 0;
-}
-
-static void after(int failed)
-{
-    (void)failed;
-    hk_pgsvc_destroy(&pgs);
-}
-
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
     // The Postgres server is a child of this process: tests must run in it too.
     run->nofork = true;
-    run->before = before;
-    run->after = after;
+    run->pg = &pgs;
     Suite *s = suite_create("it_batch");
     TCase *tc = tcase_create("batch");
     tcase_set_timeout(tc, 600);

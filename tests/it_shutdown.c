@@ -26,8 +26,7 @@
 #define N_JOBS  300
 #define STOP_MS 30000
 
-static hk_pgsvc_t pgs; // the suite's server (a child of this process: CK_NOFORK)
-static int pg_up;
+static hk_pgsvc_t pgs; // the run's server (hk_ck_run_t.pg; a child of this process: CK_NOFORK)
 static hk_sink_t *sink;
 static hk_th_proc_t kafka, hookd;
 static hk_redissvc_t *redis;
@@ -121,7 +120,6 @@ static void deliver_then_sigterm(const char *name, char *const env[])
 static const char *pg_env(const char *db)
 {
     char conninfo[512];
-    ck_assert_msg(pg_up, "Postgres did not start");
     ck_assert_int_eq(hk_pgsvc_create_db(&pgs, db, conninfo, sizeof(conninfo)), 0);
     return fmt("HOOKD_POSTGRES_URL=%s", conninfo);
 }
@@ -263,25 +261,11 @@ START_TEST(test_unknown_tenant_default_uses_the_default_secret)
 }
 END_TEST
 
-// A Postgres that does not start fails only the tests that need it (pg_up).
-static int before(void)
-{
-    pg_up = hk_pgsvc_start(&pgs) == 0;
-    return 0;
-}
-
-static void after(int failed)
-{
-    (void)failed;
-    hk_pgsvc_destroy(&pgs);
-}
-
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
     // The Postgres server is a child of this process: tests must run in it too.
     run->nofork = true;
-    run->before = before;
-    run->after = after;
+    run->pg = &pgs;
     Suite *s = suite_create("it_shutdown");
     TCase *tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 600);
