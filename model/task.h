@@ -18,9 +18,10 @@
 #include "model/job.h"
 
 // What a task is: a webhook job from Kafka (it comes back to intake, whose offset
-// tracker commits it), or an item of a Postgres batch (it comes back to its batch;
-// never the retry topic, never a key chain, never Redis dedupe). Every place where
-// the two behave differently reads this.
+// tracker commits it), or an item of a Postgres batch (it comes back to its batch,
+// task->owner; never the retry topic, never a key chain, never Redis dedupe, never
+// taken by a partition's revoke). Every place where the two behave differently
+// reads this.
 typedef enum hk_task_kind {
     HK_TASK_WEBHOOK = 0,
     HK_TASK_BATCH_ITEM,
@@ -31,7 +32,10 @@ struct hk_task {
     hk_task_t *next;     // intrusive link for whichever queue holds the task
     hk_task_kind_t kind; // HK_TASK_WEBHOOK unless worker/batch.c made it an item
 
-    const char *topic; // source topic (points into the config): jobs or retry topic
+    // Source position: what intake consumed (topic points into the config: jobs or
+    // retry topic). A batch item carries its batch job's position, for logs only:
+    // its batch, not intake, takes it back (see `owner`).
+    const char *topic;
     int32_t partition;
     int64_t offset;
     uint64_t generation; // assignment generation the offset belongs to
@@ -80,18 +84,14 @@ struct hk_task {
 
     size_t mem_bytes; // memory held by the task and its job
 
-    // Batch items (kind HK_TASK_BATCH_ITEM, worker/batch.c): topic is
-    // HK_TASK_ITEM_TOPIC, partition the batch's number in this process and offset
-    // the item's index (which batch's items to cancel or pull back); NULL/-1 otherwise.
-    void *batch;          // the batch the item belongs to
+    // Batch items (kind HK_TASK_BATCH_ITEM, worker/batch.c); NULL/-1 otherwise.
+    // `owner` is the batch the item goes back to: the dispatcher and the delivery
+    // threads pull back or cancel one batch's items by it (hk_dispatch_remove_owned,
+    // hk_deliver_cancel_owned) without knowing what a batch is.
+    void *owner;
     const char *batch_id; // its id (lives as long as the batch)
     int32_t item_idx;     // the item's index in the batch, -1 for other tasks
 };
-
-// The `topic` of batch items: never a Kafka topic name (those cannot hold '#').
-// It names which batch's items a cancel or pull-back means; what an item *is*
-// is task->kind.
-#define HK_TASK_ITEM_TOPIC "#batch-item"
 
 // Copies key and value into one allocation with the task. NULL on ENOMEM.
 hk_task_t *hk_task_new(const char *topic, int32_t partition, int64_t offset, uint64_t generation,

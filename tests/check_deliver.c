@@ -299,6 +299,8 @@ typedef struct pool {
     pthread_mutex_t lock;
     hk_task_t *done; // finished tasks, newest first
     size_t done_cnt;
+    hk_task_t *cancelled; // tasks back from hk_deliver_cancel*, newest first
+    size_t cancelled_cnt;
 } pool_t;
 
 static pool_t pool;
@@ -312,6 +314,18 @@ static void on_done(hk_task_t *task, void *arg)
     task->next = p->done;
     p->done = task;
     p->done_cnt++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+// A cancelled transfer gives its lane slot back, as worker/pipeline.c does.
+static void on_cancel(hk_task_t *task, void *arg)
+{
+    pool_t *p = arg;
+    hk_dispatch_abandon(p->dispatch, task);
+    pthread_mutex_lock(&p->lock);
+    task->next = p->cancelled;
+    p->cancelled = task;
+    p->cancelled_cnt++;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -357,6 +371,7 @@ static void pool_start(const char *delivery_extra, const char *extra)
                            .dispatch = pool.dispatch,
                            .guard = pool.guard,
                            .on_done = on_done,
+                           .on_cancel = on_cancel,
                            .arg = &pool};
     pool.dl = hk_deliver_start(&o, err, sizeof(err));
     ck_assert_msg(pool.dl != NULL, "%s", err);
@@ -371,6 +386,11 @@ static void pool_stop(void)
         hk_task_destroy(t);
     }
     pool.done_cnt = 0;
+    while (pool.cancelled) {
+        hk_task_t *t = pool.cancelled;
+        pool.cancelled = t->next;
+        hk_task_destroy(t);
+    }
     hk_dispatch_destroy(pool.dispatch);
     hk_netguard_destroy(pool.guard);
     hk_config_destroy(pool.cfg);
@@ -380,7 +400,8 @@ static void pool_stop(void)
 
 static int64_t offset_seq;
 
-static void submit(const char *json)
+// A webhook task of partition 0 of "jobs" for `json`.
+static hk_task_t *task_of(const char *json)
 {
     char reason[512];
     hk_task_t *task = hk_task_new("jobs", 0, offset_seq++, 1, NULL, 0, json, strlen(json));
@@ -390,7 +411,12 @@ static void submit(const char *json)
     hk_job_t *job = hk_job_parse(json, strlen(json), &src, &defs, reason, sizeof(reason));
     ck_assert_msg(job != NULL, "%s", reason);
     hk_task_set_job(task, job);
-    hk_dispatch_submit(pool.dispatch, task);
+    return task;
+}
+
+static void submit(const char *json)
+{
+    hk_dispatch_submit(pool.dispatch, task_of(json));
 }
 
 static int done_reached(void *arg)
@@ -612,6 +638,62 @@ START_TEST(test_receiver_closing_idle_connections_neither_spins_nor_loses_jobs)
 }
 END_TEST
 
+static int active_is(void *arg)
+{
+    return hk_deliver_active(pool.dl) == *(size_t *)arg;
+}
+
+// A batch's cancel takes exactly its own items' transfers, and a revoke of the
+// partition its batch job came from takes that partition's webhooks but not the
+// items that carry its position: those are their batch's to cancel. The receiver
+// accepts connections (the kernel's backlog) and never answers, so all four
+// transfers stay in flight until cancelled.
+START_TEST(test_cancel_by_owner_takes_only_that_batchs_items)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    socklen_t al = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    pool_start("max_transfers_per_thread = 4", "");
+    int batch_a, batch_b; // two batches: only their addresses matter
+    hk_task_t *t[4];
+    for (int i = 0; i < 4; i++) {
+        char json[256];
+        snprintf(json, sizeof(json),
+                 "{\"id\":\"x%d\",\"url\":\"http://127.0.0.1:%d/x\",\"timeout_ms\":120000}", i,
+                 ntohs(a.sin_port));
+        t[i] = task_of(json); // all four from partition 0 of "jobs"
+    }
+    t[0]->kind = t[1]->kind = HK_TASK_BATCH_ITEM;
+    t[0]->owner = &batch_a;
+    t[1]->owner = &batch_b;
+    for (int i = 0; i < 4; i++)
+        hk_dispatch_submit(pool.dispatch, t[i]);
+    size_t want = 4;
+    ck_assert_msg(hk_th_wait_for(active_is, &want, 30000), "%zu transfers in flight",
+                  hk_deliver_active(pool.dl));
+
+    hk_deliver_cancel_owned(pool.dl, NULL); // no owner: nothing
+    ck_assert_uint_eq(pool.cancelled_cnt, 0);
+    hk_deliver_cancel_owned(pool.dl, &batch_a);
+    ck_assert_uint_eq(pool.cancelled_cnt, 1); // on_cancel ran before the call returned
+    ck_assert_ptr_eq(pool.cancelled, t[0]);
+    ck_assert_int_eq(t[0]->cancelled, 1);
+    ck_assert_uint_eq(hk_deliver_active(pool.dl), 3);
+
+    hk_deliver_cancel(pool.dl, "jobs", 0);
+    ck_assert_uint_eq(pool.cancelled_cnt, 3);
+    for (hk_task_t *c = pool.cancelled; c; c = c->next)
+        ck_assert_msg(c != t[1], "the revoke cancelled batch b's item");
+    ck_assert_uint_eq(hk_deliver_active(pool.dl), 1); // batch b's item, still sending
+    ck_assert_uint_eq(pool.done_cnt, 0);
+    pool_stop();
+    close(fd);
+}
+END_TEST
+
 // ---- TLS ----
 
 static cert_t ca, wrong_ca, leaf, expired, client;
@@ -765,6 +847,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_signing_failure_fails_permanent_and_sends_nothing);
     tcase_add_test(tc, test_one_handle_serves_each_method_as_its_own_request);
     tcase_add_test(tc, test_receiver_closing_idle_connections_neither_spins_nor_loses_jobs);
+    tcase_add_test(tc, test_cancel_by_owner_takes_only_that_batchs_items);
     suite_add_tcase(s, tc);
     TCase *tls = tcase_create("tls");
     tcase_set_timeout(tls, 60);

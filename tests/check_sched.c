@@ -3,7 +3,8 @@
 // a parked queue is skipped until its lane unparks it; delayed tasks come out in
 // due order and only when due; one task per ordering key is active and the next
 // follows on release; a revoke removes exactly its partition's tasks, waiting
-// ones included; batch items (task->kind) are never chained nor handed off.
+// ones included; batch items (task->kind) are never chained nor handed off, and a
+// batch pulls back exactly its own items (task->owner), which no revoke takes.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,50 @@ START_TEST(test_sched_batch_items_are_never_chained_nor_handed_off)
 }
 END_TEST
 
+// A batch pulls back its own items, queued or waiting for a retry, and no other
+// batch's; a revoke of the partition the batches came from takes its webhooks and
+// none of the items, although they carry that partition's position.
+START_TEST(test_sched_owner_removal_takes_exactly_its_batch_items)
+{
+    int batch_a, batch_b; // two batches: only their addresses matter
+    hk_task_t *a1 = task_for("http://a.example/", "t", NULL, 0, 1);
+    hk_task_t *a2 = task_for("http://b.example/", "t", NULL, 0, 2);
+    hk_task_t *b1 = task_for("http://a.example/", "t", NULL, 0, 3);
+    hk_task_t *w = task_for("http://a.example/", "t", NULL, 0, 4);
+    a1->kind = a2->kind = b1->kind = HK_TASK_BATCH_ITEM;
+    a1->owner = a2->owner = &batch_a;
+    b1->owner = &batch_b;
+    hk_sched_add(s, a1, 0, 0);
+    hk_sched_add(s, a2, fake_now + 1000, 0); // a retry, in the delay heap
+    hk_sched_add(s, b1, 0, 0);
+    hk_sched_add(s, w, 0, 0);
+
+    ck_assert_ptr_null(hk_sched_remove_owned(s, NULL, fake_now)); // webhooks have no owner
+    ck_assert_uint_eq(hk_sched_queued(s), 4);
+
+    hk_task_t *gone = hk_sched_remove_owned(s, &batch_a, fake_now);
+    int n = 0;
+    for (hk_task_t *t = gone, *nx; t; t = nx, n++) {
+        nx = t->next;
+        ck_assert_msg(t == a1 || t == a2, "took offset %lld", (long long)t->offset);
+        hk_task_destroy(t);
+    }
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(hk_sched_next_due(s), INT64_MAX);
+    ck_assert_uint_eq(hk_sched_queued(s), 2);
+
+    hk_task_t *revoked = hk_sched_remove_partition(s, "jobs", 0, fake_now);
+    ck_assert_ptr_eq(revoked, w);
+    ck_assert_ptr_null(revoked->next);
+    hk_task_destroy(revoked);
+
+    ck_assert_ptr_eq(next(), b1);
+    ck_assert_ptr_null(next());
+    done(b1);
+    ck_assert_uint_eq(hk_sched_queued(s), 0);
+}
+END_TEST
+
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
     (void)run;
@@ -270,6 +315,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_sched_one_task_per_ordering_key_and_the_next_follows_on_release);
     tcase_add_test(tc, test_sched_revoke_removes_exactly_its_partition);
     tcase_add_test(tc, test_sched_batch_items_are_never_chained_nor_handed_off);
+    tcase_add_test(tc, test_sched_owner_removal_takes_exactly_its_batch_items);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -15,6 +15,7 @@
 #include "store/dlstore.h"
 #include "store/migrate.h"
 #include "store/pg.h"
+#include "worker/batchplan.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -34,17 +35,15 @@ struct batch {
     batch_t *next;
     hk_task_t *task; // the batch job's own task
     const hk_job_t *job;
-    int32_t no; // partition of its item tasks
     bstate_t state;
 
-    uint8_t *status; // per item: 0 not terminal, else hk_item_status_t (stored or pending)
-    int64_t succeeded, failed, skipped; // terminal items, stored and pending
-    int64_t cursor;                     // items [0, cursor) are all terminal
-    size_t next_idx;                    // next index to consider sending
-    int in_flight;                      // item tasks out (dispatcher, delivery, producer)
-    int64_t resumed;                    // items found terminal in Postgres at open
+    // Which items are terminal (stored or pending), the counters, the cursor and
+    // whether the failure ratio was passed (then nothing more is sent).
+    hk_batchplan_t *plan;
+    size_t next_idx; // next index to consider sending
+    int in_flight;   // item tasks out (dispatcher, delivery, producer)
+    int64_t resumed; // items found terminal in Postgres at open
 
-    int aborting;          // failure ratio passed: send nothing more
     int abort_swept;       // queued items were taken back and the rest marked skipped
     int suspend;           // hand back without finishing (revoke, shutdown)
     int suspend_swept;     // queued items were taken back
@@ -89,7 +88,6 @@ struct hk_batch_s {
     int pg_was_up;
     int pg_stalled; // a checkpoint failed: send no new items until one succeeds
     batch_t *batches;
-    int32_t next_no;
     msg_t *dls, **dls_tail; // dead letters waiting to be inserted
     size_t dls_cnt;
 };
@@ -214,7 +212,7 @@ void hk_batch_record_dead_letter(hk_batch_t *b, const hk_task_t *task)
 static batch_t *batch_of_task(hk_batch_t *b, const hk_task_t *task)
 {
     for (batch_t *bt = b->batches; bt; bt = bt->next)
-        if (bt == task->batch)
+        if (bt == task->owner)
             return bt;
     return NULL;
 }
@@ -254,22 +252,21 @@ static int pg_ready(hk_batch_t *b)
     return 0;
 }
 
-static void add_pending(batch_t *bt, int32_t idx, hk_item_status_t st, int attempts,
-                        int http_status, const char *error)
+// Item `idx` is terminal: the plan counts it, and it waits for the next
+// checkpoint. Returns what the plan made of it (HK_BATCHPLAN_ABORT: this failure
+// passed the ratio).
+static hk_batchplan_rec_t add_pending(batch_t *bt, int32_t idx, hk_item_status_t st, int attempts,
+                                      int http_status, const char *error)
 {
-    if (bt->status[idx])
-        return; // terminal already (cannot happen: each item is out once)
-    bt->status[idx] = (uint8_t)st;
-    if (st == HK_ITEM_SUCCEEDED) {
-        bt->succeeded++;
+    hk_batchplan_rec_t rec = hk_batchplan_record(bt->plan, (size_t)idx, st);
+    if (rec == HK_BATCHPLAN_IGNORED)
+        return rec; // terminal already (cannot happen: each item is out once)
+    if (st == HK_ITEM_SUCCEEDED)
         hk_metric_add(batch_items_succeeded, 1);
-    } else if (st == HK_ITEM_FAILED) {
-        bt->failed++;
+    else if (st == HK_ITEM_FAILED)
         hk_metric_add(batch_items_failed, 1);
-    } else {
-        bt->skipped++;
+    else
         hk_metric_add(batch_items_skipped, 1);
-    }
     if (bt->pending_cnt == bt->pending_cap) {
         bt->pending_cap = bt->pending_cap ? bt->pending_cap * 2 : 64;
         bt->pending = realloc(bt->pending, bt->pending_cap * sizeof(*bt->pending));
@@ -283,20 +280,7 @@ static void add_pending(batch_t *bt, int32_t idx, hk_item_status_t st, int attem
         .http_status = http_status,
         .error = error && error[0] ? strdup(error) : NULL,
     };
-    while (bt->cursor < (int64_t)bt->job->items_cnt && bt->status[bt->cursor])
-        bt->cursor++;
-}
-
-static int64_t terminal(const batch_t *bt)
-{
-    return bt->succeeded + bt->failed + bt->skipped;
-}
-
-static const char *final_status(const batch_t *bt)
-{
-    if (bt->aborting)
-        return "aborted";
-    return bt->failed ? "completed_with_failures" : "completed";
+    return rec;
 }
 
 // Writes the pending items, counters and cursor (and `status` unless NULL) in one
@@ -308,7 +292,8 @@ static int flush(hk_batch_t *b, batch_t *bt, const char *status)
         return -1;
     }
     char err[512];
-    if (hk_ckpt_flush(b->pg, bt->job->id, bt->job->tenant, bt->pending, bt->pending_cnt, bt->cursor,
+    hk_batchplan_counts_t c = hk_batchplan_counts(bt->plan);
+    if (hk_ckpt_flush(b->pg, bt->job->id, bt->job->tenant, bt->pending, bt->pending_cnt, c.cursor,
                       status, err, sizeof(err)) != 0) {
         hk_metric_add(pg_errors, 1);
         hk_log(HK_LOG_WARN, "checkpoint_failed", "{s:s,s:s,s:I,s:s}", "batch", bt->job->id,
@@ -320,9 +305,9 @@ static int flush(hk_batch_t *b, batch_t *bt, const char *status)
     for (size_t i = 0; i < bt->pending_cnt; i++)
         free((char *)bt->pending[i].error);
     hk_log(HK_LOG_DEBUG, "checkpoint", "{s:s,s:I,s:I,s:I,s:I,s:I}", "batch", bt->job->id, "items",
-           (json_int_t)bt->pending_cnt, "cursor", (json_int_t)bt->cursor, "succeeded",
-           (json_int_t)bt->succeeded, "failed", (json_int_t)bt->failed, "skipped",
-           (json_int_t)bt->skipped);
+           (json_int_t)bt->pending_cnt, "cursor", (json_int_t)c.cursor, "succeeded",
+           (json_int_t)c.succeeded, "failed", (json_int_t)c.failed, "skipped",
+           (json_int_t)c.skipped);
     bt->pending_cnt = 0;
     bt->last_flush_ms = hk_clock_mono_ms();
     b->pg_stalled = 0;
@@ -335,7 +320,7 @@ static void batch_free(batch_t *bt)
     for (size_t i = 0; i < bt->pending_cnt; i++)
         free((char *)bt->pending[i].error);
     free(bt->pending);
-    free(bt->status);
+    hk_batchplan_destroy(bt->plan);
     free(bt);
 }
 
@@ -364,7 +349,10 @@ static void hand_back(hk_batch_t *b, batch_t *bt, int cancelled)
 }
 
 // An item task for item `idx`: the item as a standalone webhook job (so a dead
-// letter carries a job a replay can send on its own), keyed like the batch.
+// letter carries a job a replay can send on its own), keyed like the batch. Its
+// kind says it is an item and its owner is the batch, which is how the
+// dispatcher and the delivery threads find it to pull back or cancel; its source
+// position is the batch job's (logs only).
 static hk_task_t *item_task(batch_t *bt, size_t idx)
 {
     const hk_job_t *item = &bt->job->items[idx];
@@ -373,8 +361,8 @@ static hk_task_t *item_task(batch_t *bt, size_t idx)
     if (!value)
         return NULL;
     hk_task_t *parent = bt->task;
-    hk_task_t *t = hk_task_new(HK_TASK_ITEM_TOPIC, bt->no, (int64_t)idx, 0, parent->key,
-                               parent->key_len, value, len);
+    hk_task_t *t = hk_task_new(parent->topic, parent->partition, parent->offset, parent->generation,
+                               parent->key, parent->key_len, value, len);
     if (!t) {
         free(value);
         return NULL;
@@ -398,7 +386,7 @@ static hk_task_t *item_task(batch_t *bt, size_t idx)
     t->origin_partition = parent->origin_partition;
     t->origin_offset = parent->origin_offset;
     t->kind = HK_TASK_BATCH_ITEM;
-    t->batch = bt;
+    t->owner = bt;
     t->batch_id = bt->job->id;
     t->item_idx = (int32_t)idx;
     return t;
@@ -431,18 +419,12 @@ static int open_batch(hk_batch_t *b, batch_t *bt)
         }
         return 0;
     }
-    for (size_t i = 0; i < job->items_cnt; i++)
-        bt->status[i] = st.item_status[i];
-    bt->succeeded = st.succeeded;
-    bt->failed = st.failed;
-    bt->skipped = st.skipped;
-    bt->resumed = terminal(bt);
-    bt->cursor = 0;
-    while (bt->cursor < (int64_t)job->items_cnt && bt->status[bt->cursor])
-        bt->cursor++;
-    bt->next_idx = (size_t)bt->cursor;
+    hk_batchplan_resume(bt->plan, st.item_status, st.succeeded, st.failed, st.skipped,
+                        strcmp(st.status, "aborted") == 0);
+    hk_batchplan_counts_t c = hk_batchplan_counts(bt->plan);
+    bt->resumed = c.terminal;
+    bt->next_idx = (size_t)c.cursor;
     int done_before = strcmp(st.status, "running") != 0;
-    bt->aborting = strcmp(st.status, "aborted") == 0;
     hk_ckpt_batch_free(&st);
     bt->state = B_RUNNING;
     bt->last_flush_ms = hk_clock_mono_ms();
@@ -450,7 +432,7 @@ static int open_batch(hk_batch_t *b, batch_t *bt)
     hk_metric_add(batch_items_resumed, (uint64_t)bt->resumed);
     hk_log(HK_LOG_INFO, bt->resumed ? "batch_resumed" : "batch_started", "{s:s,s:s,s:I,s:I,s:I}",
            "batch", job->id, "tenant", job->tenant, "items", (json_int_t)job->items_cnt,
-           "terminal_already", (json_int_t)bt->resumed, "cursor", (json_int_t)bt->cursor);
+           "terminal_already", (json_int_t)bt->resumed, "cursor", (json_int_t)c.cursor);
     if (done_before) {
         // Finished before, but its offset was not committed: nothing to send.
         hk_log(HK_LOG_INFO, "batch_already_finished", "{s:s,s:s}", "batch", job->id, "tenant",
@@ -467,7 +449,7 @@ static int open_batch(hk_batch_t *b, batch_t *bt)
 static void sweep_abort(hk_batch_t *b, batch_t *bt)
 {
     bt->abort_swept = 1;
-    hk_task_t *list = hk_dispatch_remove_partition(b->opts.dispatch, HK_TASK_ITEM_TOPIC, bt->no);
+    hk_task_t *list = hk_dispatch_remove_owned(b->opts.dispatch, bt);
     while (list) {
         hk_task_t *t = list;
         list = t->next;
@@ -484,7 +466,7 @@ static void sweep_abort(hk_batch_t *b, batch_t *bt)
         }
     }
     for (size_t i = bt->next_idx; i < bt->job->items_cnt; i++)
-        if (!bt->status[i])
+        if (!hk_batchplan_status(bt->plan, i))
             add_pending(bt, (int32_t)i, HK_ITEM_SKIPPED, 0, 0, "batch aborted before it was sent");
     bt->next_idx = bt->job->items_cnt;
 }
@@ -500,15 +482,11 @@ static void item_back(hk_batch_t *b, hk_task_t *t)
     bt->in_flight--;
     if (!t->cancelled) {
         int ok = t->outcome == HK_OUTCOME_DELIVERED;
-        add_pending(bt, t->item_idx, ok ? HK_ITEM_SUCCEEDED : HK_ITEM_FAILED, t->attempts,
-                    t->http_status, ok ? NULL : t->error);
-        if (!ok && !bt->aborting &&
-            (double)bt->failed > bt->job->max_failure_ratio * (double)bt->job->items_cnt) {
-            bt->aborting = 1;
+        if (add_pending(bt, t->item_idx, ok ? HK_ITEM_SUCCEEDED : HK_ITEM_FAILED, t->attempts,
+                        t->http_status, ok ? NULL : t->error) == HK_BATCHPLAN_ABORT)
             hk_log(HK_LOG_WARN, "batch_aborting", "{s:s,s:I,s:I,s:f}", "batch", bt->job->id,
-                   "failed", (json_int_t)bt->failed, "items", (json_int_t)bt->job->items_cnt,
-                   "max_failure_ratio", bt->job->max_failure_ratio);
-        }
+                   "failed", (json_int_t)hk_batchplan_counts(bt->plan).failed, "items",
+                   (json_int_t)bt->job->items_cnt, "max_failure_ratio", bt->job->max_failure_ratio);
     }
     hk_task_destroy(t);
 }
@@ -538,8 +516,7 @@ static int step(hk_batch_t *b, batch_t *bt, int64_t now)
     if (bt->suspend) {
         if (!bt->suspend_swept) {
             bt->suspend_swept = 1;
-            hk_task_t *list =
-                hk_dispatch_remove_partition(b->opts.dispatch, HK_TASK_ITEM_TOPIC, bt->no);
+            hk_task_t *list = hk_dispatch_remove_owned(b->opts.dispatch, bt);
             while (list) {
                 hk_task_t *t = list;
                 list = t->next;
@@ -549,26 +526,27 @@ static int step(hk_batch_t *b, batch_t *bt, int64_t now)
         }
         if (bt->in_flight > 0 && now >= bt->suspend_until && !bt->cancelled) {
             bt->cancelled = 1;
-            b->opts.cancel(bt->no, b->opts.arg);
+            b->opts.cancel(bt, b->opts.arg);
         }
         if (bt->in_flight > 0)
             return 0;
         if (bt->pending_cnt)
             flush(b, bt, NULL); // best effort: what is not written is sent again
         hk_log(HK_LOG_INFO, "batch_suspended", "{s:s,s:I,s:I}", "batch", bt->job->id, "terminal",
-               (json_int_t)terminal(bt), "items", (json_int_t)bt->job->items_cnt);
+               (json_int_t)hk_batchplan_counts(bt->plan).terminal, "items",
+               (json_int_t)bt->job->items_cnt);
         hand_back(b, bt, 1);
         return 1;
     }
 
-    if (bt->aborting && !bt->abort_swept)
+    if (hk_batchplan_aborting(bt->plan) && !bt->abort_swept)
         sweep_abort(b, bt);
 
     // Send more, unless Postgres is failing us (the batch pauses until it is back).
-    while (!bt->aborting && !b->pg_stalled && bt->in_flight < cfg->batch_concurrency &&
-           bt->next_idx < bt->job->items_cnt) {
+    while (!hk_batchplan_aborting(bt->plan) && !b->pg_stalled &&
+           bt->in_flight < cfg->batch_concurrency && bt->next_idx < bt->job->items_cnt) {
         size_t idx = bt->next_idx++;
-        if (bt->status[idx])
+        if (hk_batchplan_status(bt->plan, idx))
             continue;
         hk_task_t *t = item_task(bt, idx);
         if (!t) {
@@ -579,15 +557,16 @@ static int step(hk_batch_t *b, batch_t *bt, int64_t now)
         hk_dispatch_submit(b->opts.dispatch, t);
     }
 
-    if (bt->in_flight == 0 && terminal(bt) == (int64_t)bt->job->items_cnt) {
-        const char *status = final_status(bt);
+    if (bt->in_flight == 0 && hk_batchplan_complete(bt->plan)) {
+        const char *status = hk_batchplan_final_status(bt->plan);
         if (flush(b, bt, status) != 0)
             return 0; // Postgres is away: try again later
+        hk_batchplan_counts_t c = hk_batchplan_counts(bt->plan);
         hk_metric_add(batches_finished, 1);
         hk_log(HK_LOG_INFO, "batch_finished", "{s:s,s:s,s:I,s:I,s:I,s:I}", "batch", bt->job->id,
                "status", status, "items", (json_int_t)bt->job->items_cnt, "succeeded",
-               (json_int_t)bt->succeeded, "failed", (json_int_t)bt->failed, "skipped",
-               (json_int_t)bt->skipped);
+               (json_int_t)c.succeeded, "failed", (json_int_t)c.failed, "skipped",
+               (json_int_t)c.skipped);
         hand_back(b, bt, 0);
         return 1;
     }
@@ -641,9 +620,9 @@ static void take_msg(hk_batch_t *b, msg_t *m)
         batch_t *bt = xcalloc(1, sizeof(*bt));
         bt->task = m->task;
         bt->job = m->task->job;
-        bt->no = b->next_no++;
         bt->state = B_OPENING;
-        bt->status = xcalloc(bt->job->items_cnt ? bt->job->items_cnt : 1, 1);
+        if (!(bt->plan = hk_batchplan_new(bt->job->items_cnt, bt->job->max_failure_ratio)))
+            abort();
         bt->next_idx = 0;
         // Appended: batches are worked in the order they came.
         batch_t **pp = &b->batches;

@@ -16,9 +16,12 @@
 // The same thread also records dead letters in the dead_letters table, since it
 // owns the connection (best effort: the DLQ topic stays the record of truth).
 //
-// Item tasks are ordinary tasks with task->batch set, topic HK_TASK_ITEM_TOPIC,
-// partition the batch's number here and offset the item's index. Every item task
-// the runner hands out comes back to it exactly once, through hk_batch_item_done().
+// Item tasks are ordinary tasks of kind HK_TASK_BATCH_ITEM with task->owner the
+// batch (the dispatcher pulls them back and the delivery threads cancel them by
+// it) and the batch job's source position (logs only: a revoke of that partition
+// does not take them). Every item task the runner hands out comes back to it
+// exactly once, through hk_batch_item_done(). The run's decisions (terminal
+// items, cursor, abort, final status) are worker/batchplan.h's.
 #ifndef HK_BATCH_H
 #define HK_BATCH_H
 
@@ -33,9 +36,9 @@ typedef struct hk_batch_s hk_batch_t;
 // Hands a task back: a batch task that is terminal (task->outcome delivered) or
 // given up (task->cancelled: revoked or shutting down, not to be committed).
 typedef void hk_batch_task_cb(hk_task_t *task, void *arg);
-// Cancels the in-flight transfers of batch `no`'s items (hk_deliver_cancel with
-// HK_TASK_ITEM_TOPIC, no); they come back through hk_batch_item_done, cancelled.
-typedef void hk_batch_cancel_cb(int32_t no, void *arg);
+// Cancels the in-flight transfers of the items owned by `owner`
+// (hk_deliver_cancel_owned); they come back through hk_batch_item_done, cancelled.
+typedef void hk_batch_cancel_cb(const void *owner, void *arg);
 
 typedef struct hk_batch_opts {
     const hk_config_t *cfg;

@@ -97,8 +97,9 @@ struct hk_deliver_s {
     int dl_threads_cnt;
     atomic_int dl_run;
     pthread_mutex_t dl_cancel_lock; // one cancel request at a time
-    char dl_cancel_topic[256];
+    char dl_cancel_topic[256];      // with the partition; "" when by owner
     int32_t dl_cancel_partition;
+    const void *dl_cancel_owner;        // a batch's items (task->owner)
     atomic_uint_fast64_t dl_cancel_seq; // bumped per request
     int dl_ep_tls;                      // some [endpoint] sets ca_file, client_cert or http2
     char *dl_default_ca;                // curl's built-in CA bundle (CURLINFO_CAINFO), or NULL
@@ -634,13 +635,25 @@ static void reap(dl_thread_t *th)
     }
 }
 
-// Drops this thread's transfers of (topic, partition); on the delivery thread.
-static void cancel_matching(dl_thread_t *th, const char *topic, int32_t partition)
+// Whether a cancel request means this task: a revoked partition's webhooks (a
+// batch item carries its batch's source position, but its batch cancels it), or
+// one owner's items.
+static int cancel_means(const hk_deliver_t *dl, const hk_task_t *task)
+{
+    if (!dl->dl_cancel_topic[0])
+        return task->owner == dl->dl_cancel_owner;
+    return task->kind == HK_TASK_WEBHOOK && task->partition == dl->dl_cancel_partition &&
+           strcmp(task->topic, dl->dl_cancel_topic) == 0;
+}
+
+// Drops this thread's transfers the pending cancel request means; on the delivery
+// thread.
+static void cancel_matching(dl_thread_t *th)
 {
     for (int i = 0; i < th->slots_cnt; i++) {
         dl_slot_t *slot = &th->slots[i];
         hk_task_t *task = slot->task;
-        if (!task || task->partition != partition || strcmp(task->topic, topic) != 0)
+        if (!task || !cancel_means(th->dl, task))
             continue;
         curl_multi_remove_handle(th->multi, slot->easy);
         slot->task = NULL;
@@ -648,7 +661,7 @@ static void cancel_matching(dl_thread_t *th, const char *topic, int32_t partitio
         atomic_fetch_sub(&th->active, 1);
         task->cancelled = 1;
         hk_log(HK_LOG_INFO, "transfer_cancelled", "{s:s,s:s,s:i,s:I}", "id", task->job->id, "topic",
-               topic, "partition", (int)partition, "offset", (json_int_t)task->offset);
+               task->topic, "partition", (int)task->partition, "offset", (json_int_t)task->offset);
         if (th->dl->dl_opts.on_cancel)
             th->dl->dl_opts.on_cancel(task, th->dl->dl_opts.arg);
         else
@@ -656,11 +669,15 @@ static void cancel_matching(dl_thread_t *th, const char *topic, int32_t partitio
     }
 }
 
-void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition)
+// Posts a cancel request (the topic, or "" with an owner) to every thread and
+// waits until each has served it.
+static void cancel_request(hk_deliver_t *dl, const char *topic, int32_t partition,
+                           const void *owner)
 {
     pthread_mutex_lock(&dl->dl_cancel_lock);
     snprintf(dl->dl_cancel_topic, sizeof(dl->dl_cancel_topic), "%s", topic);
     dl->dl_cancel_partition = partition;
+    dl->dl_cancel_owner = owner;
     uint64_t seq = atomic_fetch_add(&dl->dl_cancel_seq, 1) + 1;
     for (int t = 0; t < dl->dl_threads_cnt; t++)
         wake(&dl->dl_threads[t]);
@@ -670,6 +687,18 @@ void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition)
         }
     }
     pthread_mutex_unlock(&dl->dl_cancel_lock);
+}
+
+void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition)
+{
+    if (topic && topic[0])
+        cancel_request(dl, topic, partition, NULL);
+}
+
+void hk_deliver_cancel_owned(hk_deliver_t *dl, const void *owner)
+{
+    if (owner) // webhooks have none: never "every webhook"
+        cancel_request(dl, "", -1, owner);
 }
 
 static void *thread_main(void *arg)
@@ -684,7 +713,7 @@ static void *thread_main(void *arg)
     while (atomic_load(&dl->dl_run)) {
         uint64_t seq = atomic_load(&dl->dl_cancel_seq);
         if (seq != atomic_load(&th->cancel_done)) {
-            cancel_matching(th, dl->dl_cancel_topic, dl->dl_cancel_partition);
+            cancel_matching(th);
             atomic_store(&th->cancel_done, seq);
         }
         // 1. Fill free slots. curl_multi_add_handle arms a 0 ms timer, which step

@@ -39,11 +39,16 @@ typedef struct hk_deliver_opts {
 // curl_global_init() must have been called.
 hk_deliver_t *hk_deliver_start(const hk_deliver_opts_t *opts, char *errstr, size_t errstr_size);
 
-// Cancels every transfer in progress for (topic, partition) (a revoked partition
-// whose in-flight work outlived the revoke wait): each task goes to on_cancel
-// with task->cancelled set. Returns once every thread has done so.
+// Cancels every webhook transfer in progress for (topic, partition) (a revoked
+// partition whose in-flight work outlived the revoke wait): each task goes to
+// on_cancel with task->cancelled set. Batch items are left alone, whatever source
+// position they carry. Returns once every thread has done so.
 // Any thread but a delivery thread.
 void hk_deliver_cancel(hk_deliver_t *dl, const char *topic, int32_t partition);
+
+// The same for every transfer whose task->owner is `owner` (a batch's items, once
+// its suspend wait is over). A NULL owner cancels nothing.
+void hk_deliver_cancel_owned(hk_deliver_t *dl, const void *owner);
 
 // Transfers in progress across all threads.
 size_t hk_deliver_active(hk_deliver_t *dl);

@@ -433,6 +433,14 @@ hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int
     return removed;
 }
 
+hk_task_t *hk_dispatch_remove_owned(hk_dispatch_t *d, const void *owner)
+{
+    pthread_mutex_lock(&d->d_lock);
+    hk_task_t *removed = hk_sched_remove_owned(d->d_sched, owner, now_of(d));
+    unlock_and_wake(d, (worker_t){0});
+    return removed;
+}
+
 hk_task_t *hk_dispatch_remove_delayed(hk_dispatch_t *d)
 {
     pthread_mutex_lock(&d->d_lock);

@@ -162,9 +162,15 @@ void hk_dispatch_remote_open(hk_dispatch_t *d, const char *endpoint, int64_t unt
 // none), kept (a rule keeps the lane: disabled, rate, disabled URLs).
 json_t *hk_dispatch_lanes_json(hk_dispatch_t *d, int64_t now_ms);
 
-// Removes every queued or delayed task of (topic, partition) (revoked) and
-// returns them as a list linked through task->next.
+// Removes every queued or delayed webhook task of (topic, partition) (revoked) and
+// returns them as a list linked through task->next. Batch items are left alone,
+// whatever source position they carry: their batch pulls them back.
 hk_task_t *hk_dispatch_remove_partition(hk_dispatch_t *d, const char *topic, int32_t partition);
+
+// Removes every queued or delayed task whose task->owner is `owner` (a batch
+// pulling back its items: suspended or aborted) and returns them linked through
+// task->next. A NULL owner removes nothing.
+hk_task_t *hk_dispatch_remove_owned(hk_dispatch_t *d, const void *owner);
 
 // Removes every delayed task (inline retries, breaker deferrals) and returns them
 // linked through task->next, each with its due_ms kept (for a hand-off to the

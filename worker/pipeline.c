@@ -431,10 +431,10 @@ static void on_batch_dead_letter(hk_task_t *task, void *arg)
     hk_producer_dead_letter(pl->producer, task);
 }
 
-static void on_batch_cancel(int32_t no, void *arg)
+static void on_batch_cancel(const void *owner, void *arg)
 {
     hk_pipeline_t *pl = arg;
-    hk_deliver_cancel(pl->deliver, HK_TASK_ITEM_TOPIC, no);
+    hk_deliver_cancel_owned(pl->deliver, owner);
 }
 
 static void on_revoking(const char *topic, int32_t partition, void *arg)

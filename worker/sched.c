@@ -585,13 +585,25 @@ void hk_sched_destroy(hk_sched_t *s)
     free(s);
 }
 
-static int task_of(const hk_task_t *task, const char *topic, int32_t partition)
+// Which tasks a removal takes: a revoked partition's webhooks, or one owner's
+// (a batch's) items.
+typedef struct match {
+    const char *topic; // with partition; NULL when by owner
+    int32_t partition;
+    const void *owner;
+} match_t;
+
+static int task_of(const hk_task_t *task, const match_t *m)
 {
-    return task->partition == partition && strcmp(task->topic, topic) == 0;
+    if (!m->topic)
+        return task->owner == m->owner;
+    // A batch item carries its batch job's source position, but a revoke does not
+    // take it: its batch pulls it back (hk_sched_remove_owned).
+    return task->kind == HK_TASK_WEBHOOK && task->partition == m->partition &&
+           strcmp(task->topic, m->topic) == 0;
 }
 
-hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t partition,
-                                     int64_t now_ms)
+static hk_task_t *remove_matching(hk_sched_t *s, const match_t *m, int64_t now_ms)
 {
     hk_task_t *removed = NULL;
     // Tasks waiting on their key chain: not active (nor bound), so just unlinked.
@@ -601,7 +613,7 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
         c->tail = &c->head;
         while (*pp) {
             hk_task_t *task = *pp;
-            if (task_of(task, topic, partition)) {
+            if (task_of(task, m)) {
                 *pp = task->next;
                 task->chain = NULL;
                 task->next = removed;
@@ -617,7 +629,7 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
     s->s_waiting_tail = &s->s_waiting;
     for (hk_task_t **pp = &s->s_waiting; *pp;) {
         hk_task_t *task = *pp;
-        if (task_of(task, topic, partition)) {
+        if (task_of(task, m)) {
             *pp = task->next;
             s->s_waiting_cnt--;
             task->next = removed;
@@ -635,7 +647,7 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
             hk_task_t *task = q->head;
             q->head = task->next;
             task->next = NULL;
-            if (task_of(task, topic, partition)) {
+            if (task_of(task, m)) {
                 task->next = removed;
                 removed = task;
                 dropped++;
@@ -661,7 +673,7 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
     size_t kept = 0;
     for (size_t i = 0; i < s->s_heap_cnt; i++) {
         hk_task_t *task = s->s_heap[i];
-        if (task_of(task, topic, partition)) {
+        if (task_of(task, m)) {
             task->heap_idx = SIZE_MAX;
             task->next = removed;
             removed = task;
@@ -679,6 +691,19 @@ hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t p
         hk_sched_release(s, task);
     }
     return removed;
+}
+
+hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t partition,
+                                     int64_t now_ms)
+{
+    return remove_matching(s, &(match_t){.topic = topic, .partition = partition}, now_ms);
+}
+
+hk_task_t *hk_sched_remove_owned(hk_sched_t *s, const void *owner, int64_t now_ms)
+{
+    if (!owner) // webhooks have none: never "every webhook"
+        return NULL;
+    return remove_matching(s, &(match_t){.owner = owner}, now_ms);
 }
 
 hk_task_t *hk_sched_remove_delayed(hk_sched_t *s, int64_t now_ms)

@@ -74,9 +74,11 @@ int hk_sched_has_waiting(const hk_sched_t *s);
 // Tasks that an OPEN breaker of `l` deferred are due now (breaker reset). How many.
 size_t hk_sched_release_deferred(hk_sched_t *s, const hk_lane_t *l, int64_t now_ms);
 
-// See hk_dispatch_remove_partition / hk_dispatch_remove_delayed.
+// See hk_dispatch_remove_partition / hk_dispatch_remove_owned /
+// hk_dispatch_remove_delayed.
 hk_task_t *hk_sched_remove_partition(hk_sched_t *s, const char *topic, int32_t partition,
                                      int64_t now_ms);
+hk_task_t *hk_sched_remove_owned(hk_sched_t *s, const void *owner, int64_t now_ms);
 hk_task_t *hk_sched_remove_delayed(hk_sched_t *s, int64_t now_ms);
 
 // Queued + delayed + waiting for a lane.
