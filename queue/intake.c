@@ -31,6 +31,7 @@
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
 #define HOLD_MAX_MS            2000 // see in_hold_since
 #define POLL_BATCH_MAX         32   // messages taken per loop turn, see more_now
+#define CLOSE_MIN_MS           3000 // see close_consumer
 
 typedef struct part {
     hk_offsets_t *ot;     // NULL when not assigned to us
@@ -95,8 +96,12 @@ struct hk_intake_s {
     // wait REVOKE_SETTLE_MS, refused revoke commits become orphans and new partitions
     // settle (docs/architecture.md, "The mock cluster and a real one").
     int in_mock;
-    int in_cluster_known; // in_mock is set (see detect_cluster)
-    int in_assigned_once; // an assignment callback came (see hk_intake_destroy)
+    int in_cluster_known;          // in_mock is set (see detect_cluster)
+    int in_assigned_once;          // an assignment callback came (see hk_intake_destroy)
+    int in_close_given_up;         // the close outlasted the grace period (see close_consumer)
+    int64_t in_close_deadline_ms;  // monotonic; see close_consumer
+    int in_bc_pending;             // commit_bounded's commit is unanswered
+    rd_kafka_resp_err_t in_bc_err; // and its answer
     // A JoinGroup of ours may be in flight: from a revoke, or a commit refused as
     // the group rebalances, until the next assignment. hookd makes no commit of its
     // own then (outside the revoke callback, where none is): the coordinator
@@ -455,6 +460,42 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
     return n;
 }
 
+// The result of commit_bounded's commit; on the intake thread.
+static void bounded_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    hk_intake_t *in = opaque;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        part_t *p = part_get(in, offsets->elems[i].topic, offsets->elems[i].partition);
+        if (p && offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            p->committed = offsets->elems[i].offset;
+    }
+    in->in_bc_err = err;
+    in->in_bc_pending = 0;
+}
+
+// Commits `offsets` and waits for the answer until in_close_deadline_ms. A
+// synchronous commit made while the group rebalances waits for the join to end
+// (on Kafka, until every member has rejoined): inside the close (the revoke it
+// causes) that wait would outlast every stop timeout. A commit not answered in
+// time stays in flight; the close waits for it as long as it may.
+static rd_kafka_resp_err_t commit_bounded(hk_intake_t *in, rd_kafka_topic_partition_list_t *offsets)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(in->in_rk);
+    in->in_bc_pending = 1;
+    in->in_bc_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(in->in_rk, offsets, q, bounded_commit_done, in);
+    if (!err) {
+        while (in->in_bc_pending && hk_clock_mono_ms() < in->in_close_deadline_ms)
+            rd_kafka_queue_poll_callback(q, 20);
+        err = in->in_bc_pending ? RD_KAFKA_RESP_ERR__TIMED_OUT : in->in_bc_err;
+    }
+    in->in_bc_pending = 0;
+    rd_kafka_queue_destroy(q);
+    return err;
+}
+
 // Commits, synchronously, the highest finished offset of each of `parts` that is
 // past what was last stored, and stores it too, so librdkafka's own commit on
 // unassign cannot write an older stored offset back. A commit refused because
@@ -481,6 +522,16 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
         if (err)
             hk_log(HK_LOG_WARN, "offsets_store_failed", "{s:s,s:s}", "when", when, "error",
                    rd_kafka_err2str(err));
+        // While closing, a commit waits at most until the close's deadline (see
+        // close_consumer and commit_bounded).
+        if (in->in_closing) {
+            err = commit_bounded(in, commit);
+            if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                hk_log(HK_LOG_WARN, "commit_failed", "{s:s,s:s}", "when", when, "error",
+                       rd_kafka_err2str(err));
+            rd_kafka_topic_partition_list_destroy(commit);
+            return err && err != RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : n;
+        }
         err = rd_kafka_commit(in->in_rk, commit, 0);
         // A group between assignment and the next join refuses commits until every
         // member has its assignment (the mock cluster does, briefly): try again
@@ -1006,6 +1057,35 @@ static int more_now(hk_intake_t *in)
            hk_metric_get(inflight_bytes) < in->in_cfg->limits_max_inflight_bytes;
 }
 
+// Revokes (committing) and leaves the group, within what is left of the grace
+// period (at least CLOSE_MIN_MS). rd_kafka_consumer_close alone can block for a
+// whole session.timeout.ms (45 s) while the group rebalances, which outlasts
+// every supervisor's stop timeout: the close runs on a queue of its own, served
+// here (so the rebalance callback still runs on this thread) until it is done or
+// the time is up. A close given up leaves the group to the session timeout and
+// the partitions' last commits as they are (their jobs come back, never lost).
+static void close_consumer(hk_intake_t *in, int64_t deadline)
+{
+    int64_t now = hk_clock_mono_ms();
+    int64_t close_deadline = deadline > now + CLOSE_MIN_MS ? deadline : now + CLOSE_MIN_MS;
+    in->in_close_deadline_ms = close_deadline;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(in->in_rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(in->in_rk, q);
+    if (error) {
+        hk_log(HK_LOG_WARN, "consumer_close_failed", "{s:s}", "error",
+               rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else {
+        while (!rd_kafka_consumer_closed(in->in_rk) && hk_clock_mono_ms() < close_deadline)
+            rd_kafka_queue_poll_callback(q, 50);
+    }
+    in->in_close_given_up = !rd_kafka_consumer_closed(in->in_rk);
+    if (in->in_close_given_up)
+        hk_log(HK_LOG_WARN, "consumer_close_given_up", "{s:i,s:s}", "after_ms",
+               (int)(hk_clock_mono_ms() - now), "why", "the group is still rebalancing");
+    rd_kafka_queue_destroy(q);
+}
+
 void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
 {
     in->in_producer = producer;
@@ -1086,7 +1166,7 @@ void hk_intake_run(hk_intake_t *in, hk_producer_t *producer)
     hk_log(HK_LOG_INFO, "intake_drained", "{s:I,s:i}", "unfinished",
            (json_int_t)atomic_load(&in->in_inflight), "drain_ms", (int)(hk_clock_mono_ms() - t0));
     in->in_closing = 1;
-    rd_kafka_consumer_close(in->in_rk); // revokes (committing) and leaves the group
+    close_consumer(in, deadline);
 }
 
 void hk_intake_stop(hk_intake_t *in)
@@ -1152,6 +1232,12 @@ void hk_intake_destroy(hk_intake_t *in)
     if (in->in_closing && !in->in_assigned_once) {
         hk_log(HK_LOG_INFO, "consumer_left_undestroyed", "{s:s}", "why",
                "closed before its first assignment (librdkafka < 2.3 would abort)");
+        return;
+    }
+    // A close given up is still running inside librdkafka, and rd_kafka_destroy
+    // would wait for it: the process is exiting, leave the handle to the exit.
+    if (in->in_close_given_up) {
+        hk_log(HK_LOG_INFO, "consumer_left_undestroyed", "{s:s}", "why", "its close was given up");
         return;
     }
     if (in->in_rk)

@@ -600,7 +600,10 @@ static int rejoin_line(json_t *line, int64_t at_ms, void *arg)
     return 0;
 }
 
-#define N_REJOIN 20000
+#define N_REJOIN        20000
+#define REJOIN_GRACE_MS 20000 // replica 1's shutdown.grace_ms
+#define HK_STR_(x)      #x
+#define HK_STR(x)       HK_STR_(x)
 
 // Replica 1 holds every partition; replica 2 joins, so replica 1 revokes some and
 // joins again to hand them over, and gets SIGTERM while that join is under way (the
@@ -626,9 +629,14 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
     // Replica 1 is slow (4 transfers of 5 ms: ~800 jobs/s), so it always has jobs
     // finished since its last auto-commit, and holds few in flight, so its drain
     // ends long before its join; replica 2 finishes the rest quickly.
-    char *env1[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET, "HOOKD_DELIVERY_THREADS=1",
+    // The mock's join took up to 8.7 s on a loaded machine: a grace period of 20 s
+    // keeps the join inside it (what a longer join costs is the next test's).
+    char *env1[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET,
+                    "HOOKD_DELIVERY_THREADS=1",
                     "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4",
-                    "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16", NULL};
+                    "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16",
+                    "HOOKD_SHUTDOWN_GRACE_MS=" HK_STR(REJOIN_GRACE_MS),
+                    NULL};
     char *env2[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET, NULL};
     const char *log1 = replica_log[0], *log2 = replica_log[1];
     unlink(log1);
@@ -645,7 +653,7 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
     hk_sink_stats_t at_term;
     hk_sink_stats(sink, &at_term);
     hk_th_kill(&replicas[0], SIGTERM);
-    int status = hk_th_wait(&replicas[0], GRACE_MS + 5000);
+    int status = hk_th_wait(&replicas[0], REJOIN_GRACE_MS + 8000);
     ck_assert_msg(hk_th_exited_ok(status), "replica 1 did not exit 0 after SIGTERM (status %d)",
                   status);
     uint64_t all = N_REJOIN;
@@ -676,6 +684,82 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
 }
 END_TEST
 
+#define N_LONGJOIN        4000
+#define LONGJOIN_GRACE_MS 1000  // replica 1's shutdown.grace_ms
+#define LONGJOIN_HB_MS    20000 // replica 2's heartbeat: how long replica 1's join lasts
+
+// Replica 1 gets SIGTERM during a join that outlasts its grace period by far:
+// replica 2 only learns of the rebalance at its next heartbeat, 20 s away. The
+// stop must still end within the grace period plus the few seconds the final
+// commit and the close may add (a supervisor's stop timeout is grace + a margin),
+// not when the group settles. rd_kafka_consumer_close alone waited for the join
+// (and may wait up to session.timeout.ms), and so did a synchronous revoke commit
+// inside the close. Nothing is lost: replica 2 delivers whatever replica 1 left
+// once the group has settled. On the mock cluster a join ends within ~5 s on its
+// own, so there the test passes either way: the proof is its run on real Kafka
+// (scripts/test's real-Kafka stage), where it caught both.
+START_TEST(test_sigterm_during_a_join_longer_than_the_grace_period_still_exits_in_time)
+{
+    const char *topics[] = {"jobs:8", "jobs.dlq:2", "jobs.retry:4", NULL};
+    ck_assert_int_eq(hk_th_scene_kafka(&sc, topics), 0);
+    jobs_make(N_LONGJOIN);
+    ck_assert_uint_eq(hk_th_produce(sc.brokers, "jobs", jobs.values, jobs.keys, N_LONGJOIN),
+                      N_LONGJOIN);
+    const char *conf1 = "it_lifecycle_longjoin1.conf", *conf2 = "it_lifecycle_longjoin2.conf";
+    FILE *cf = fopen(conf1, "w");
+    ck_assert_ptr_nonnull(cf);
+    // Short session: the coordinator drops replica 1 soon after it is gone.
+    fprintf(cf, "[kafka]\nrdkafka.session.timeout.ms = 6000\n");
+    fclose(cf);
+    ck_assert_ptr_nonnull(cf = fopen(conf2, "w"));
+    fprintf(cf, "[kafka]\nrdkafka.heartbeat.interval.ms = %d\nrdkafka.session.timeout.ms = %d\n",
+            LONGJOIN_HB_MS, 3 * LONGJOIN_HB_MS);
+    fclose(cf);
+    char grace[64];
+    snprintf(grace, sizeof grace, "HOOKD_SHUTDOWN_GRACE_MS=%d", LONGJOIN_GRACE_MS);
+    // Replica 1 is slow (see the test above), so it is still at work when it joins.
+    char *env1[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET,
+                    "HOOKD_DELIVERY_THREADS=1",
+                    "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4",
+                    "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16",
+                    grace,
+                    NULL};
+    char *env2[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET, NULL};
+    const char *log1 = replica_log[0], *log2 = replica_log[1];
+    unlink(log1);
+    unlink(log2);
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[0], sc.brokers, env1, conf1, log1), 0);
+    ck_assert_msg(hk_th_wait_unique_ok(sink, 200, 120000), "replica 1 never got going");
+    ck_assert_int_eq(hk_th_hookd_start(&replicas[1], sc.brokers, env2, conf2, log2), 0);
+    ck_assert_msg(hk_th_wait_for_log(log1, "\"event\":\"partition_revoked\"", 1, 60000),
+                  "replica 1 gave no partition to replica 2");
+    hk_th_sleep_ms(300); // replica 1 is in its next join now, which replica 2 holds open
+    int64_t t0 = hk_th_now_ms();
+    hk_th_kill(&replicas[0], SIGTERM);
+    // Grace, then at most 2 s for the shutdown commit and 3 s for the close, plus a
+    // margin for a loaded machine; the join itself lasts ~20 s.
+    int bound_ms = LONGJOIN_GRACE_MS + 2000 + 3000 + 4000;
+    int status = hk_th_wait(&replicas[0], bound_ms);
+    int64_t took = hk_th_now_ms() - t0;
+    printf("it_lifecycle longjoin: replica 1 exited %lld ms after SIGTERM (grace %d ms, bound %d "
+           "ms, status %d); close given up: %s\n",
+           (long long)took, LONGJOIN_GRACE_MS, bound_ms, status,
+           hk_th_wait_for_log(log1, "\"event\":\"consumer_close_given_up\"", 1, 0) ? "yes" : "no");
+    ck_assert_msg(hk_th_exited_ok(status),
+                  "replica 1 did not exit 0 within %d ms of SIGTERM (status %d): its stop "
+                  "waited for the group",
+                  bound_ms, status);
+    ck_assert_msg(hk_th_wait_unique_ok(sink, N_LONGJOIN, 180000), "jobs lost");
+    hk_sink_stats_t st;
+    hk_sink_stats(sink, &st);
+    ck_assert_uint_eq(st.unique_ok, N_LONGJOIN);
+    ck_assert_uint_eq(st.bad_signature, 0);
+    status = hk_th_stop(&replicas[1], GRACE_MS + 5000);
+    ck_assert_msg(hk_th_exited_ok(status), "replica 2 did not exit 0 (status %d)", status);
+    jobs_free();
+}
+END_TEST
+
 Suite *hk_test_suite(hk_ck_run_t *run)
 {
     run->nofork = true;
@@ -686,6 +770,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_sigterm_mid_run_then_restart_loses_nothing_and_duplicates_nothing);
     tcase_add_test(tc, test_replicas_scale_out_drain_and_crash_without_losing_jobs);
     tcase_add_test(tc, test_sigterm_during_its_rejoin_repeats_nothing);
+    tcase_add_test(tc, test_sigterm_during_a_join_longer_than_the_grace_period_still_exits_in_time);
     suite_add_tcase(s, tc);
     return s;
 }
