@@ -179,7 +179,7 @@ int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size)
 // Decimal text of v into out (at least 21 bytes), NUL-terminated; its length.
 // The hot path signs every attempt: snprintf's format machinery costs more than
 // the digits.
-static int sign_format_i64(int64_t v, char *out)
+int hk_sign_timestamp_text(int64_t v, char out[HK_SIGN_TIMESTAMP_MAX])
 {
     char tmp[24];
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -205,8 +205,8 @@ int hk_sign_header(const char *secrets, const char *id, int64_t timestamp, const
     if (secrets == NULL || id == NULL || out == NULL || (body == NULL && body_len > 0))
         return HK_SIGN_EINVAL;
 
-    char ts[24];
-    int ts_len = sign_format_i64(timestamp, ts);
+    char ts[HK_SIGN_TIMESTAMP_MAX];
+    int ts_len = hk_sign_timestamp_text(timestamp, ts);
     unsigned char key[SIGN_KEY_MAX];
     size_t len = 0;
     int entries = 0;

@@ -31,6 +31,12 @@ int hk_sign_check_secret(const char *secret, char *errstr, size_t errstr_size);
 // base64 after whsec_", "decodes to 15 bytes"), which never quotes the secret.
 int hk_sign_check_secret_n(const char *secret, size_t len, char *why, size_t why_size);
 
+// The decimal text of a webhook-timestamp (seconds), as it is signed: the
+// header value and the signed content must be the same digits. Returns its
+// length; out holds the text and a NUL.
+#define HK_SIGN_TIMESTAMP_MAX 24
+int hk_sign_timestamp_text(int64_t seconds, char out[HK_SIGN_TIMESTAMP_MAX]);
+
 // Writes the webhook-signature header value for `secrets` (one or more whsec_
 // secrets separated by spaces: one "v1,<sig>" each, space separated) into out.
 // Returns the length written (> 0), or HK_SIGN_EINVAL / HK_SIGN_ETOOBIG with out

@@ -375,6 +375,22 @@ START_TEST(test_sign_timestamp_is_decimal_seconds)
     ck_assert_int_eq(
         hk_sign_verify(REF_SECRET, REF_ID, "-9223372036854775808", REF_BODY, strlen(REF_BODY), out),
         1);
+    // The header's text is the signed text (deliver writes webhook-timestamp with it).
+    static const struct {
+        int64_t v;
+        const char *text;
+    } cases[] = {{0, "0"},
+                 {7, "7"},
+                 {10, "10"},
+                 {1796650883, "1796650883"},
+                 {-1, "-1"},
+                 {INT64_MAX, "9223372036854775807"},
+                 {INT64_MIN, "-9223372036854775808"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ts[HK_SIGN_TIMESTAMP_MAX];
+        ck_assert_int_eq(hk_sign_timestamp_text(cases[i].v, ts), (int)strlen(cases[i].text));
+        ck_assert_str_eq(ts, cases[i].text);
+    }
 }
 END_TEST
 

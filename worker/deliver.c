@@ -368,22 +368,6 @@ static void set_method(CURL *e, const hk_job_t *job)
     }
 }
 
-// The decimal seconds of webhook-timestamp, without snprintf (every attempt).
-static void format_seconds(int64_t secs, char out[24])
-{
-    char tmp[24];
-    uint64_t u = secs < 0 ? 0 : (uint64_t)secs; // the wall clock is past 1970
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    int len = 0;
-    while (n)
-        out[len++] = tmp[--n];
-    out[len] = '\0';
-}
-
 static void start(dl_thread_t *th, hk_task_t *task)
 {
     const hk_config_t *cfg = th->dl->dl_opts.cfg;
@@ -425,8 +409,8 @@ static void start(dl_thread_t *th, hk_task_t *task)
         }
         signed_ = 1;
     }
-    char ts[24];
-    format_seconds(now / 1000, ts);
+    char ts[HK_SIGN_TIMESTAMP_MAX];
+    hk_sign_timestamp_text(now / 1000, ts); // the digits the signature covers
 
     // Headers: the job's own first, then the ones hookd owns (the parser rejected
     // job headers that would collide with them). Sized from the strings themselves.
