@@ -91,8 +91,9 @@ typedef struct log_view {
     int revoke_commits; // revoked partitions whose finished offsets the broker refused to commit
     unsigned revoked;   // bit p: jobs partition p was revoked (p < 32)
     unsigned refused;   // bit p: ... and the broker refused that revoke's commit
-    int has_event;      // `event` was seen
-    json_int_t last;    // its `field`, the last time it was logged
+    int64_t revoked_at[32]; // when jobs partition p was last revoked (epoch ms, its "ts")
+    int has_event;          // `event` was seen
+    json_int_t last;        // its `field`, the last time it was logged
 } log_view_t;
 
 // Reads the first `len` bytes of a hookd log (LONG_MAX: all of it): partitions held,
@@ -127,6 +128,7 @@ static log_view_t log_view(const char *path, long len, const char *event, const 
             json_int_t finished = json_integer_value(json_object_get(j, "finished"));
             if (topic && strcmp(topic, hk_th_kafka_name("jobs")) == 0 && p >= 0 && p < 32) {
                 v.revoked |= 1u << p;
+                v.revoked_at[p] = hk_th_log_ts(json_string_value(json_object_get(j, "ts")));
                 if (finished > committed && !json_is_true(json_object_get(j, "lost"))) {
                     v.refused |= 1u << p;
                     v.revoke_commits++;
@@ -491,7 +493,13 @@ START_TEST(test_replicas_scale_out_drain_and_crash_without_losing_jobs)
         long long again_ms = r->at_ms - m[M_KILL].wall_ms;
         fprintf(rf, "%lld %d %d %lld %d %lld %s\n", seq, part, first_by[seq] + 1, first_ms, by + 1,
                 again_ms, phase[ph]);
-        int from_crash = ph == 3 && first_by[seq] == 1 && !(lv[1].revoked & (1u << part));
+        // From the crash: the killed replica (2) delivered it while it held the
+        // partition for the last time (after its last revoke of it, which committed
+        // what had finished before), and it came again after the kill. The
+        // partition may have moved away from replica 2 and back before the kill.
+        int from_crash =
+            ph == 3 && first_by[seq] == 1 &&
+            (!(lv[1].revoked & (1u << part)) || first_at[seq] > lv[1].revoked_at[part]);
         if (from_crash)
             continue;
         // The replica that first delivered it gave the partition away, committed what it
