@@ -24,8 +24,9 @@
 #define REVOKE_WAIT_MAX_MS     5000
 #define REVOKE_SETTLE_MS       500 // see revoke(); mock cluster only
 #define COMMIT_RETRY_MS        20
-#define ASSIGN_SETTLE_MS       1000  // see part_t.settle_until; mock cluster only
-#define ORPHAN_TTL_MS          30000 // refused revoke commits are tried again this long (mock)
+#define ASSIGN_SETTLE_MS       1000   // see part_t.settle_until; mock cluster only
+#define ORPHAN_TTL_MS          30000  // refused revoke commits are tried again this long (mock)
+#define LOST_ORPHAN_TTL_MS     600000 // a lost partition's finished offset is kept this long
 #define ORPHAN_RETRY_MS        100
 #define COMMITTED_WAIT_MS      2000 // OffsetFetch (rd_kafka_committed) timeout
 #define ASSIGN_AFTER_REVOKE_MS 2000 // see in_assign_then_join
@@ -47,9 +48,12 @@ typedef struct part {
 } part_t;
 
 // A revoked partition's finished offset the mock cluster refused to commit during
-// the revoke: committed once this member has rejoined (see in_rejoining), unless the
-// group's committed offset is already there. Any such commit is safe from loss:
-// every offset below it finished here. The new owner settles meanwhile.
+// the revoke, or a lost partition's (the group dropped us: after a broker outage
+// longer than the session, say): committed once this member has rejoined (see
+// in_rejoining), unless the group's committed offset is already there, and where
+// the partition comes back to us, where its fetch starts (see assign_from_orphans).
+// Any such commit or start is safe from loss: every offset below it finished here.
+// The new owner settles meanwhile.
 typedef struct orphan {
     struct orphan *next;
     char topic[256];
@@ -629,13 +633,13 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         if (!p || !p->ot)
             continue;
         int64_t finished = hk_offsets_committable(p->ot);
-        if (in->in_mock && !lost && finished > p->committed) {
+        if ((lost || in->in_mock) && finished > p->committed && finished >= 0) {
             orphan_t *o = calloc(1, sizeof(*o));
             if (o) {
                 snprintf(o->topic, sizeof(o->topic), "%s", parts->elems[i].topic);
                 o->partition = parts->elems[i].partition;
                 o->offset = finished;
-                o->until_ms = hk_clock_mono_ms() + ORPHAN_TTL_MS;
+                o->until_ms = hk_clock_mono_ms() + (lost ? LOST_ORPHAN_TTL_MS : ORPHAN_TTL_MS);
                 o->next = in->in_orphans;
                 in->in_orphans = o;
             }
@@ -667,6 +671,25 @@ static void detect_cluster(hk_intake_t *in)
     rd_kafka_mem_free(in->in_rk, cluster);
 }
 
+// Partitions that come back to us with an orphan (above) start where we had
+// finished, not at the group's committed offset, which the lost session never
+// moved: without this, everything finished since the last commit before an outage
+// longer than the session was sent again. A start below the group's committed
+// offset (another member went further meanwhile) only repeats; one above it skips
+// only what finished here. The orphan itself is committed once the join is over.
+static void assign_from_orphans(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
+{
+    for (orphan_t *o = in->in_orphans; o; o = o->next) {
+        rd_kafka_topic_partition_t *e =
+            rd_kafka_topic_partition_list_find(parts, o->topic, o->partition);
+        if (!e || e->offset != RD_KAFKA_OFFSET_INVALID)
+            continue;
+        e->offset = o->offset;
+        hk_log(HK_LOG_INFO, "assigned_from_finished", "{s:s,s:i,s:I}", "topic", o->topic,
+               "partition", (int)o->partition, "offset", (json_int_t)o->offset);
+    }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -690,6 +713,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         in->in_assigned_once = 1;
         assign(in, parts);
+        assign_from_orphans(in, parts);
         hk_log(HK_LOG_INFO, "partitions_assigned", "{s:i,s:s}", "count", parts->cnt, "protocol",
                rd_kafka_rebalance_protocol(rk));
         if (cooperative)
