@@ -35,16 +35,18 @@
 #define CLOSE_MIN_MS           3000 // see close_consumer
 
 typedef struct part {
-    hk_offsets_t *ot;     // NULL when not assigned to us
-    uint64_t gen;         // generation of the current assignment
-    int64_t stored;       // last offset handed to rd_kafka_offsets_store
-    int64_t committed;    // last offset this consumer committed itself (revoke), -1 none
-    int dirty;            // finished offsets since the last store
-    int span_over;        // span past limits.max_partition_span (hysteresis at 80%)
-    int paused;           // paused at the broker (by us)
-    int64_t held_until;   // retry topic: head not due before this (monotonic ms), 0 = not held
-    int64_t settle_until; // just assigned (mock cluster): paused until then, then seeks to the
-                          // committed offset (the last owner may still be committing), 0 = settled
+    hk_offsets_t *ot;      // NULL when not assigned to us
+    uint64_t gen;          // generation of the current assignment
+    int64_t stored;        // last offset handed to rd_kafka_offsets_store
+    int64_t committed;     // last offset this consumer committed itself (revoke), -1 none
+    int dirty;             // finished offsets since the last store
+    int span_over;         // span past limits.max_partition_span (hysteresis at 80%)
+    int paused;            // paused at the broker (by us)
+    int64_t held_until;    // retry topic: head not due before this (monotonic ms), 0 = not held
+    int64_t settle_until;  // just assigned (mock cluster): paused until then, then seeks to the
+                           // committed offset (the last owner may still be committing), 0 = settled
+    hk_offsets_t *lost_ot; // came back after it was lost: its old tracker (see handle)
+    long lost_skipped;     // records skipped as finished before the loss
 } part_t;
 
 // A revoked partition's finished offset the mock cluster refused to commit during
@@ -60,6 +62,7 @@ typedef struct orphan {
     int32_t partition;
     int64_t offset;
     int64_t until_ms;
+    hk_offsets_t *ot; // a lost partition's tracker: what finished beyond `offset`
 } orphan_t;
 
 // The two topics intake consumes: jobs, and hookd's own retry topic.
@@ -326,6 +329,7 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
         if (!p->ot)
             atomic_fetch_add(&in->in_assigned, 1);
         hk_offsets_destroy(p->ot);
+        hk_offsets_destroy(p->lost_ot);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
         *p = (part_t){.ot = hk_offsets_new(),
@@ -401,6 +405,7 @@ static void orphan_done(hk_intake_t *in, orphan_t *o, const char *event, const c
             break;
         }
     }
+    hk_offsets_destroy(o->ot);
     free(o);
 }
 
@@ -633,13 +638,19 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         if (!p || !p->ot)
             continue;
         int64_t finished = hk_offsets_committable(p->ot);
-        if ((lost || in->in_mock) && finished > p->committed && finished >= 0) {
+        orphan_t *keep = NULL;
+        int beyond = lost && finished >= 0 && hk_offsets_last(p->ot) >= finished;
+        if (finished >= 0 && (((lost || in->in_mock) && finished > p->committed) || beyond)) {
             orphan_t *o = calloc(1, sizeof(*o));
             if (o) {
                 snprintf(o->topic, sizeof(o->topic), "%s", parts->elems[i].topic);
                 o->partition = parts->elems[i].partition;
                 o->offset = finished;
                 o->until_ms = hk_clock_mono_ms() + (lost ? LOST_ORPHAN_TTL_MS : ORPHAN_TTL_MS);
+                // What finished past the first unfinished offset (behind a DLQ job
+                // waiting for the broker, say) is skipped if the partition comes back.
+                if (beyond)
+                    keep = o;
                 o->next = in->in_orphans;
                 in->in_orphans = o;
             }
@@ -648,7 +659,11 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
                parts->elems[i].topic, "partition", parts->elems[i].partition, "committed",
                (json_int_t)p->committed, "finished", (json_int_t)hk_offsets_committable(p->ot),
                "abandoned", (int)hk_offsets_unfinished(p->ot), "lost", lost);
-        hk_offsets_destroy(p->ot);
+        if (keep)
+            keep->ot = p->ot;
+        else
+            hk_offsets_destroy(p->ot);
+        hk_offsets_destroy(p->lost_ot);
         atomic_fetch_sub(&in->in_assigned, 1);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
@@ -685,8 +700,15 @@ static void assign_from_orphans(hk_intake_t *in, rd_kafka_topic_partition_list_t
         if (!e || e->offset != RD_KAFKA_OFFSET_INVALID)
             continue;
         e->offset = o->offset;
-        hk_log(HK_LOG_INFO, "assigned_from_finished", "{s:s,s:i,s:I}", "topic", o->topic,
-               "partition", (int)o->partition, "offset", (json_int_t)o->offset);
+        part_t *p = part_get(in, o->topic, o->partition);
+        if (p && o->ot) {
+            p->lost_ot = o->ot; // see handle
+            p->lost_skipped = 0;
+            o->ot = NULL;
+        }
+        hk_log(HK_LOG_INFO, "assigned_from_finished", "{s:s,s:i,s:I,s:I}", "topic", o->topic,
+               "partition", (int)o->partition, "offset", (json_int_t)o->offset, "finished_up_to",
+               (json_int_t)(p && p->lost_ot ? hk_offsets_last(p->lost_ot) : o->offset - 1));
     }
 }
 
@@ -934,6 +956,33 @@ static int64_t restore_retry(const hk_intake_t *in, hk_task_t *task, rd_kafka_me
     return wait > 0 ? hk_clock_mono_ms() + wait : 0;
 }
 
+// A partition that came back after it was lost (see assign_from_orphans) starts
+// at its first unfinished offset; records past it that had finished here before
+// the loss (delivered, dead-lettered or sent to the retry topic, each
+// acknowledged) are not sent again: they are finished at once. Once the fetch is
+// past the old tracker's last offset, the tracker goes. 1 when `offset` was
+// skipped (the caller already added it to p->ot).
+static int skip_finished(hk_intake_t *in, part_t *p, const char *topic, int32_t partition,
+                         int64_t offset)
+{
+    if (offset > hk_offsets_last(p->lost_ot)) {
+        hk_log(HK_LOG_INFO, "lost_partition_caught_up", "{s:s,s:i,s:I,s:I}", "topic", topic,
+               "partition", (int)partition, "skipped", (json_int_t)p->lost_skipped, "at",
+               (json_int_t)offset);
+        hk_offsets_destroy(p->lost_ot);
+        p->lost_ot = NULL;
+        return 0;
+    }
+    if (!hk_offsets_was_finished(p->lost_ot, offset))
+        return 0;
+    if (hk_offsets_finish(p->ot, offset) == 0) {
+        p->dirty = 1;
+        update_span(in, p);
+    }
+    p->lost_skipped++;
+    return 1;
+}
+
 static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
 {
     if (msg->err) {
@@ -962,6 +1011,10 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
         hk_log(HK_LOG_ERROR, "message_not_tracked", "{s:s,s:i,s:I,s:s}", "topic", topic,
                "partition", (int)msg->partition, "offset", (json_int_t)msg->offset, "error",
                task ? "offset not increasing" : "out of memory");
+        hk_task_destroy(task);
+        return;
+    }
+    if (p->lost_ot && skip_finished(in, p, topic, msg->partition, msg->offset)) {
         hk_task_destroy(task);
         return;
     }
@@ -1273,8 +1326,10 @@ void hk_intake_destroy(hk_intake_t *in)
         free(o);
     }
     for (int t = 0; t < T_CNT; t++) {
-        for (int i = 0; i < in->in_topics[t].cnt; i++)
+        for (int i = 0; i < in->in_topics[t].cnt; i++) {
             hk_offsets_destroy(in->in_topics[t].parts[i].ot);
+            hk_offsets_destroy(in->in_topics[t].parts[i].lost_ot);
+        }
         free(in->in_topics[t].parts);
     }
     pthread_mutex_destroy(&in->in_lock);

@@ -17,6 +17,7 @@ struct hk_offsets_s {
     size_t ot_cnt;        // entries in the ring
     size_t ot_unfinished; // entries not finished
     int64_t ot_last;      // last offset added, -1 if none
+    int64_t ot_first;     // first offset added, -1 if none
 };
 
 hk_offsets_t *hk_offsets_new(void)
@@ -31,6 +32,7 @@ hk_offsets_t *hk_offsets_new(void)
         return NULL;
     }
     ot->ot_last = -1;
+    ot->ot_first = -1;
     return ot;
 }
 
@@ -74,12 +76,14 @@ int hk_offsets_add(hk_offsets_t *ot, int64_t offset)
     ot->ot_cnt++;
     ot->ot_unfinished++;
     ot->ot_last = offset;
+    if (ot->ot_first < 0)
+        ot->ot_first = offset;
     return 0;
 }
 
-int hk_offsets_finish(hk_offsets_t *ot, int64_t offset)
+// The index of the first entry at or past offset (ot_cnt when none).
+static size_t lower_bound(const hk_offsets_t *ot, int64_t offset)
 {
-    // Binary search: entries are sorted by offset.
     size_t lo = 0, hi = ot->ot_cnt;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -88,6 +92,12 @@ int hk_offsets_finish(hk_offsets_t *ot, int64_t offset)
         else
             hi = mid;
     }
+    return lo;
+}
+
+int hk_offsets_finish(hk_offsets_t *ot, int64_t offset)
+{
+    size_t lo = lower_bound(ot, offset); // entries are sorted by offset
     if (lo == ot->ot_cnt || at(ot, lo)->offset != offset || at(ot, lo)->finished)
         return -1;
     at(ot, lo)->finished = 1;
@@ -115,4 +125,19 @@ size_t hk_offsets_span(const hk_offsets_t *ot)
 size_t hk_offsets_unfinished(const hk_offsets_t *ot)
 {
     return ot->ot_unfinished;
+}
+
+int hk_offsets_was_finished(const hk_offsets_t *ot, int64_t offset)
+{
+    if (ot->ot_first < 0 || offset < ot->ot_first || offset > ot->ot_last)
+        return 0;
+    if (offset < hk_offsets_committable(ot))
+        return 1; // consumed here and finished: popped off the head
+    size_t i = lower_bound(ot, offset);
+    return i < ot->ot_cnt && at(ot, i)->offset == offset && at(ot, i)->finished;
+}
+
+int64_t hk_offsets_last(const hk_offsets_t *ot)
+{
+    return ot->ot_last;
 }

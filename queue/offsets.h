@@ -34,4 +34,12 @@ size_t hk_offsets_span(const hk_offsets_t *ot);
 // Offsets consumed and not finished.
 size_t hk_offsets_unfinished(const hk_offsets_t *ot);
 
+// 1 when `offset` was added here and finished (committed or not), 0 otherwise
+// (never added, a gap, or not finished). Used to skip, when a lost partition comes
+// back, what this process had already finished beyond its committable offset.
+int hk_offsets_was_finished(const hk_offsets_t *ot, int64_t offset);
+
+// The last offset added, -1 if none.
+int64_t hk_offsets_last(const hk_offsets_t *ot);
+
 #endif

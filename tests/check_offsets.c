@@ -88,6 +88,35 @@ static uint64_t rng_next(uint64_t *s)
 // Property: across random interleavings of consume and finish (with gaps), the
 // committable offset never exceeds the smallest unfinished offset, never goes
 // backwards, and equals last+1 once everything finished.
+// What a lost partition's tracker answers when the partition comes back: finished
+// offsets (popped or still behind an unfinished head) are 1; unfinished ones, gaps
+// and offsets never added here (before the first, after the last) are 0.
+START_TEST(test_was_finished_answers_for_popped_held_gaps_and_outside)
+{
+    hk_offsets_t *ot = hk_offsets_new();
+    ck_assert_int_eq(hk_offsets_was_finished(ot, 0), 0);
+    ck_assert_int_eq(hk_offsets_last(ot), -1);
+    const int64_t added[] = {10, 11, 12, 14, 15, 16, 20};
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
+        ck_assert_int_eq(hk_offsets_add(ot, added[i]), 0);
+    ck_assert_int_eq(hk_offsets_finish(ot, 10), 0);
+    ck_assert_int_eq(hk_offsets_finish(ot, 11), 0); // 10, 11 popped: committable 12
+    ck_assert_int_eq(hk_offsets_finish(ot, 15), 0); // held behind 12
+    ck_assert_int_eq(hk_offsets_finish(ot, 20), 0);
+    ck_assert_int_eq(hk_offsets_committable(ot), 12);
+    ck_assert_int_eq(hk_offsets_last(ot), 20);
+    const struct {
+        int64_t offset;
+        int want;
+    } cases[] = {{9, 0},  {10, 1}, {11, 1}, {12, 0}, {13, 0}, {14, 0},
+                 {15, 1}, {16, 0}, {17, 0}, {19, 0}, {20, 1}, {21, 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(hk_offsets_was_finished(ot, cases[i].offset) == cases[i].want,
+                      "offset %lld: want %d", (long long)cases[i].offset, cases[i].want);
+    hk_offsets_destroy(ot);
+}
+END_TEST
+
 START_TEST(test_property_commit_never_passes_unfinished)
 {
     uint64_t seed = 0x5eed0000u + (uint64_t)_i;
@@ -152,6 +181,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_out_of_order_completion_holds_at_first_unfinished);
     tcase_add_test(tc, test_gaps_in_offsets_are_allowed);
     tcase_add_test(tc, test_rejects_non_increasing_and_unknown_offsets);
+    tcase_add_test(tc, test_was_finished_answers_for_popped_held_gaps_and_outside);
     tcase_add_loop_test(tc, test_property_commit_never_passes_unfinished, 0, 4);
     suite_add_tcase(s, tc);
     return s;
