@@ -610,8 +610,6 @@ static int rejoin_line(json_t *line, int64_t at_ms, void *arg)
 
 #define N_REJOIN        20000
 #define REJOIN_GRACE_MS 20000 // replica 1's shutdown.grace_ms
-#define HK_STR_(x)      #x
-#define HK_STR(x)       HK_STR_(x)
 
 // Replica 1 holds every partition; replica 2 joins, so replica 1 revokes some and
 // joins again to hand them over, and gets SIGTERM while that join is under way (the
@@ -643,7 +641,7 @@ START_TEST(test_sigterm_during_its_rejoin_repeats_nothing)
                     "HOOKD_DELIVERY_THREADS=1",
                     "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4",
                     "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16",
-                    "HOOKD_SHUTDOWN_GRACE_MS=" HK_STR(REJOIN_GRACE_MS),
+                    "HOOKD_SHUTDOWN_GRACE_MS=" HK_TH_STR(REJOIN_GRACE_MS),
                     NULL};
     char *env2[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET, NULL};
     const char *log1 = replica_log[0], *log2 = replica_log[1];
@@ -723,14 +721,12 @@ START_TEST(test_sigterm_during_a_join_longer_than_the_grace_period_still_exits_i
     fprintf(cf, "[kafka]\nrdkafka.heartbeat.interval.ms = %d\nrdkafka.session.timeout.ms = %d\n",
             LONGJOIN_HB_MS, 3 * LONGJOIN_HB_MS);
     fclose(cf);
-    char grace[64];
-    snprintf(grace, sizeof grace, "HOOKD_SHUTDOWN_GRACE_MS=%d", LONGJOIN_GRACE_MS);
     // Replica 1 is slow (see the test above), so it is still at work when it joins.
     char *env1[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R1_SECRET,
                     "HOOKD_DELIVERY_THREADS=1",
                     "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=4",
                     "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=16",
-                    grace,
+                    "HOOKD_SHUTDOWN_GRACE_MS=" HK_TH_STR(LONGJOIN_GRACE_MS),
                     NULL};
     char *env2[] = {"HOOKD_SIGNING_SECRET=" HK_TH_R2_SECRET, NULL};
     const char *log1 = replica_log[0], *log2 = replica_log[1];

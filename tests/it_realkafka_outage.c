@@ -27,8 +27,6 @@
 #define JOBS_PARTS   8
 #define GRACE_MS     10000
 #define MAX_INFLIGHT 2000 // limits.max_inflight_jobs
-#define HK_STR_(x)   #x
-#define HK_STR(x)    HK_STR_(x)
 
 static hk_kc_t kc;
 static hk_th_proc_t kafka, hookd;
@@ -206,7 +204,7 @@ START_TEST(test_broker_down_10s_loses_nothing_and_readyz_follows)
     // failing jobs' many attempts.
     char *env[] = {"HOOKD_DELIVERY_THREADS=2",
                    "HOOKD_DELIVERY_MAX_TRANSFERS_PER_THREAD=16",
-                   "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=" HK_STR(MAX_INFLIGHT),
+                   "HOOKD_LIMITS_MAX_INFLIGHT_JOBS=" HK_TH_STR(MAX_INFLIGHT),
                    "HOOKD_RETRY_INLINE_MAX_MS=0",
                    "HOOKD_RETRY_SCHEDULE=1s",
                    "HOOKD_BREAKER_WINDOW=1000",

@@ -124,6 +124,10 @@ int64_t hk_th_group_lag(const char *brokers, const char *group, const char *topi
 // committed by `group`); 1 if it was.
 int hk_th_wait_lag_zero(const char *brokers, const char *group, const char *topic, int timeout_ms);
 
+// A numeric macro as a string literal, for "NAME=" HK_TH_STR(VALUE) in an env list.
+#define HK_TH_STR_(x) #x
+#define HK_TH_STR(x)  HK_TH_STR_(x)
+
 int64_t hk_th_now_ms(void);
 
 // A "Name:   123 kB" field of /proc/<pid>/status in bytes; -1 when unreadable.
