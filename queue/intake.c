@@ -469,17 +469,23 @@ static long unfinished(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
     return n;
 }
 
+// Records, per partition, the offsets a commit's answer says were committed.
+static void note_committed(hk_intake_t *in, const rd_kafka_topic_partition_list_t *offsets)
+{
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        part_t *p = part_get(in, offsets->elems[i].topic, offsets->elems[i].partition);
+        if (p && offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            p->committed = offsets->elems[i].offset;
+    }
+}
+
 // The result of commit_bounded's commit; on the intake thread.
 static void bounded_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
     hk_intake_t *in = opaque;
-    for (int i = 0; offsets && i < offsets->cnt; i++) {
-        part_t *p = part_get(in, offsets->elems[i].topic, offsets->elems[i].partition);
-        if (p && offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-            p->committed = offsets->elems[i].offset;
-    }
+    note_committed(in, offsets);
     in->in_bc_err = err;
     in->in_bc_pending = 0;
 }
@@ -555,11 +561,7 @@ static int commit_now(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, c
                    rd_kafka_err2str(err));
             n = 0;
         } else {
-            for (int i = 0; i < commit->cnt; i++) {
-                part_t *p = part_get(in, commit->elems[i].topic, commit->elems[i].partition);
-                if (p && commit->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-                    p->committed = commit->elems[i].offset;
-            }
+            note_committed(in, commit);
         }
     }
     rd_kafka_topic_partition_list_destroy(commit);
