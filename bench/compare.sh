@@ -10,7 +10,7 @@
 #   HOOKD       the hookd binary (default build/hookd), e.g. an older build for a
 #               before/after run in the same session
 # Every hookd run also prints its CPU (utime+stime) per 1000 jobs; the plain and TLS
-# sections end with their median.
+# sections end with their median and the floor line (wrk's own CPU per request).
 # Build first (scripts/build). Quote ratios from one run: the machine is shared.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +43,31 @@ cpu_report() {
                   NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
     rm -f "$cpu_dir"/*
 }
+# The CPU floor of the HTTP exchange itself on this machine, in the same run:
+# wrk -t1 -c64 (the ceiling's client: HTTP and nothing else, no Kafka, no JSON,
+# no signing) against the same nginx sink for WRK_DURATION, with the CPU
+# (utime+stime from /proc) of wrk and of the sink's worker per 1000 requests.
+# hookd's CPU per job cannot go below wrk's per request: it makes the same
+# send and receive, and does the job's work on top. BENCH_TLS=1 measures it over
+# the TLS listener.
+floor() {
+    local port=${BENCH_SINK_PORT:-18080} work; work=$(mktemp -d)
+    "$bench/sink.sh" start "$port" "$work/sink.log"
+    local url=http://127.0.0.1:$port/hook
+    [ -n "${BENCH_TLS:-}" ] && url=https://127.0.0.1:$((port + 1))/hook
+    local ngx; ngx=$(pgrep -P "$(cat "/tmp/bench-sink-$port/nginx.pid")" | head -1)
+    local n0; n0=$(awk '{ print $14 + $15 }' "/proc/$ngx/stat")
+    # wrk's whole CPU, exit included: the children's times of the shell that waited for it.
+    local wt; wt=$(sh -c 'wrk -t1 -c64 -d"$1" -s "$2" "$3" > "$4"; awk "{ print \$16 + \$17 }" /proc/$$/stat' \
+        sh "${WRK_DURATION:-5s}" "$bench/wrk_post.lua" "$url" "$work/wrk.out")
+    local n1; n1=$(awk '{ print $14 + $15 }' "/proc/$ngx/stat")
+    "$bench/sink.sh" stop "$port" > /dev/null
+    awk -v wt="$wt" -v nt=$((n1 - n0)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ { n = $1 } /Requests\/sec/ { rate = $2 }
+        END { if (n > 0) printf "floor: wrk -t1 -c64 n=%d rate=%.0f/s wrk_cpu_ms_per_1000=%.1f sink_cpu_ms_per_1000=%.1f\n",
+              n, rate, wt * 1000 / hz / (n / 1000), nt * 1000 / hz / (n / 1000) }' "$work/wrk.out"
+    rm -rf "$work"
+}
 cpu_watch & watcher=$!
 trap 'kill $watcher 2>/dev/null; rm -rf "$cpu_dir"' EXIT
 skip=" ${SKIP:-} "
@@ -51,12 +76,12 @@ echo "# hookd bench $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --shor
 if [[ $skip != *" plain "* ]]; then
     echo "## HTTP/1.1"
     "$bench/compare.sh" "$n" "$parts" "$rounds" -- "${cmd[@]}"
-    sleep 0.3; cpu_report
+    sleep 0.3; cpu_report; floor
 fi
 if [[ $skip != *" tls "* ]]; then
     echo "## HTTPS (TLS, h2 by ALPN)"
     BENCH_TLS=1 "$bench/compare.sh" "$n" "$parts" "$rounds" -- "${cmd[@]}"
-    sleep 0.3; cpu_report
+    sleep 0.3; cpu_report; BENCH_TLS=1 floor
 fi
 
 # One run; prints run.sh's line plus hookd's CPU (utime+stime, sampled from /proc
