@@ -49,7 +49,8 @@ cpu_report() {
 # (utime+stime from /proc) of wrk and of the sink's worker per 1000 requests.
 # hookd's CPU per job cannot go below wrk's per request: it makes the same
 # send and receive, and does the job's work on top. BENCH_TLS=1 measures it over
-# the TLS listener.
+# the TLS listener. Then the same through libcurl alone (curl_floor): the
+# difference to wrk is libcurl's own cost per request.
 floor() {
     local port=${BENCH_SINK_PORT:-18080} work; work=$(mktemp -d)
     "$bench/sink.sh" start "$port" "$work/sink.log"
@@ -61,11 +62,18 @@ floor() {
     local wt; wt=$(sh -c 'wrk -t1 -c64 -d"$1" -s "$2" "$3" > "$4"; awk "{ print \$16 + \$17 }" /proc/$$/stat' \
         sh "${WRK_DURATION:-5s}" "$bench/wrk_post.lua" "$url" "$work/wrk.out")
     local n1; n1=$(awk '{ print $14 + $15 }' "/proc/$ngx/stat")
-    "$bench/sink.sh" stop "$port" > /dev/null
     awk -v wt="$wt" -v nt=$((n1 - n0)) -v hz="$(getconf CLK_TCK)" '
         /requests in/ { n = $1 } /Requests\/sec/ { rate = $2 }
         END { if (n > 0) printf "floor: wrk -t1 -c64 n=%d rate=%.0f/s wrk_cpu_ms_per_1000=%.1f sink_cpu_ms_per_1000=%.1f\n",
               n, rate, wt * 1000 / hz / (n / 1000), nt * 1000 / hz / (n / 1000) }' "$work/wrk.out"
+    # The same exchange through libcurl alone (bench/curl_floor.c: one thread, 64
+    # in flight, socket API + epoll like hookd's delivery threads, nothing else).
+    local cf; cf=$(dirname "$HOOKD")/curl_floor
+    if [ -x "$cf" ]; then
+        printf 'floor: '
+        CURL_FLOOR_CA_FILE=/tmp/bench-sink-$port/cert.pem "$cf" "$url" "${CURL_FLOOR_REQUESTS:-300000}" 64 || true
+    fi
+    "$bench/sink.sh" stop "$port" > /dev/null
     rm -rf "$work"
 }
 cpu_watch & watcher=$!
