@@ -828,7 +828,7 @@ static void note_starts(hk_intake_t *in, json_t *root)
     json_object_foreach(parts, key, jp)
     {
         long i = strtol(key, NULL, 10);
-        if (i < 0 || i >= tp->cnt || !tp->parts[i].ot || tp->parts[i].group_at >= 0)
+        if (i < 0 || i >= tp->cnt || !tp->parts[i].ot || tp->parts[i].group_at != -1)
             continue;
         const char *state = json_string_value(json_object_get(jp, "fetch_state"));
         json_t *c = json_object_get(jp, "committed_offset");
