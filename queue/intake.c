@@ -47,7 +47,14 @@ typedef struct part {
                            // committed offset (the last owner may still be committing), 0 = settled
     hk_offsets_t *lost_ot; // came back after it was lost: its old tracker (see handle)
     long lost_skipped;     // records skipped as finished before the loss
+    // Where this assignment's fetch starts, as librdkafka's statistics show it once
+    // its OffsetFetch is answered (see note_starts): the group's committed offset,
+    // START_LOW where the group has none and auto.offset.reset is earliest, -1 not
+    // known (yet). What is finished before the first stored offset (update_lag).
+    int64_t group_at;
 } part_t;
+
+#define START_LOW (-2) // part_t.group_at: from the low watermark
 
 // A revoked partition's finished offset the mock cluster refused to commit during
 // the revoke, or a lost partition's (the group dropped us: after a broker outage
@@ -105,6 +112,7 @@ struct hk_intake_s {
     int in_mock;
     int in_cluster_known;          // in_mock is set (see detect_cluster)
     int in_assigned_once;          // an assignment callback came (see hk_intake_destroy)
+    int in_reset_earliest;         // auto.offset.reset is earliest (see part_t.group_at)
     int in_close_given_up;         // the close outlasted the grace period (see close_consumer)
     int64_t in_close_deadline_ms;  // monotonic; see close_consumer
     int in_bc_pending;             // commit_bounded's commit is unanswered
@@ -336,6 +344,7 @@ static void assign(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts)
                       .gen = ++in->in_gen_seq,
                       .stored = -1,
                       .committed = -1,
+                      .group_at = -1,
                       .settle_until = in->in_mock ? hk_clock_mono_ms() + ASSIGN_SETTLE_MS : 0};
     }
     in->in_fc_dirty = 1; // new partitions start paused (settling, or over a limit)
@@ -371,8 +380,10 @@ static void settle(hk_intake_t *in, int64_t now)
         }
         p->settle_until = 0;
         in->in_fc_dirty = 1;
-        if (!err && !e->err && e->offset >= 0)
+        if (!err && !e->err && e->offset >= 0) {
             rd_kafka_topic_partition_list_add(seek, e->topic, e->partition)->offset = e->offset;
+            p->group_at = e->offset;
+        }
     }
     if (seek->cnt) {
         rd_kafka_error_t *error = rd_kafka_seek_partitions(in->in_rk, seek, 5000);
@@ -669,7 +680,7 @@ static void revoke(hk_intake_t *in, rd_kafka_topic_partition_list_t *parts, int 
         atomic_fetch_sub(&in->in_assigned, 1);
         if (p->paused)
             hk_metric_add(paused_partitions, -1);
-        *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1, .committed = -1};
+        *p = (part_t){.gen = ++in->in_gen_seq, .stored = -1, .committed = -1, .group_at = -1};
     }
 }
 
@@ -703,6 +714,8 @@ static void assign_from_orphans(hk_intake_t *in, rd_kafka_topic_partition_list_t
             continue;
         e->offset = o->offset;
         part_t *p = part_get(in, o->topic, o->partition);
+        if (p)
+            p->group_at = o->offset; // no OffsetFetch: librdkafka's committed_offset is older
         if (p && o->ot) {
             p->lost_ot = o->ot; // see handle
             p->lost_skipped = 0;
@@ -800,6 +813,32 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
+// From librdkafka's statistics, where each assigned jobs partition's fetch
+// starts (part_t.group_at): its committed_offset is the group's, read by the
+// OffsetFetch librdkafka makes on assignment, once its fetch_state is "active"
+// (before that it may still hold an earlier assignment's). Reading it here costs
+// no request: a rd_kafka_committed in the loop would wait for the coordinator.
+static void note_starts(hk_intake_t *in, json_t *root)
+{
+    topic_parts_t *tp = &in->in_topics[T_JOBS];
+    json_t *parts =
+        json_object_get(json_object_get(json_object_get(root, "topics"), tp->name), "partitions");
+    const char *key;
+    json_t *jp;
+    json_object_foreach(parts, key, jp)
+    {
+        long i = strtol(key, NULL, 10);
+        if (i < 0 || i >= tp->cnt || !tp->parts[i].ot || tp->parts[i].group_at != -1)
+            continue;
+        const char *state = json_string_value(json_object_get(jp, "fetch_state"));
+        json_t *c = json_object_get(jp, "committed_offset");
+        if (!state || strcmp(state, "active") != 0 || !json_is_integer(c))
+            continue;
+        int64_t committed = json_integer_value(c);
+        tp->parts[i].group_at = committed >= 0 ? committed : in->in_reset_earliest ? START_LOW : -1;
+    }
+}
+
 // librdkafka keeps an assignment while every broker is away, so neither the
 // group nor the error callback says when the cluster is back. Its statistics
 // (every second, served by the consumer poll) list each broker's connection
@@ -809,8 +848,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
     (void)rk;
-    (void)opaque;
     json_t *root = json_loadb(json, json_len, 0, NULL);
+    note_starts(opaque, root);
     json_t *brokers = json_object_get(root, "brokers"), *b;
     const char *name;
     int up = 0, in_use = 0;
@@ -896,6 +935,12 @@ hk_intake_t *hk_intake_new(const hk_config_t *cfg, const char *brokers, char *er
         return NULL;
     }
     rd_kafka_poll_set_consumer(in->in_rk);
+    char reset[32];
+    size_t reset_size = sizeof(reset);
+    if (rd_kafka_conf_get(rd_kafka_conf(in->in_rk), "auto.offset.reset", reset, &reset_size) ==
+        RD_KAFKA_CONF_OK)
+        in->in_reset_earliest = strcmp(reset, "smallest") == 0 || strcmp(reset, "earliest") == 0 ||
+                                strcmp(reset, "beginning") == 0;
 
     in->in_topics[T_JOBS].name = cfg->kafka_topic;
     in->in_topics[T_RETRY].name = cfg->kafka_retry_topic;
@@ -1071,14 +1116,20 @@ static void handle(hk_intake_t *in, rd_kafka_message_t *msg)
 }
 
 // hookd_consumer_lag: over the assigned jobs partitions, messages between what is
-// finished (the offset stored for commit; before any, the fetch position) and the
-// high watermark. Watermarks are librdkafka's cached ones: no broker round trip.
+// finished and the high watermark. Finished: the offset stored for commit; before
+// any, where this assignment's fetch started (part_t.group_at: what was taken
+// since is not finished); while that is not known yet, the fetch position. A
+// partition with none of them (its OffsetFetch unanswered, no statistics since,
+// nothing consumed) is left out: counted from its low watermark, a takeover of
+// committed partitions reported their whole history as lag for as long as no
+// new message came, and replicas are scaled on this gauge. Watermarks are
+// librdkafka's cached ones: no broker round trip.
 static void update_lag(hk_intake_t *in)
 {
     topic_parts_t *tp = &in->in_topics[T_JOBS];
     rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(tp->cnt);
     for (int i = 0; i < tp->cnt; i++)
-        if (tp->parts[i].ot && tp->parts[i].stored < 0)
+        if (tp->parts[i].ot && tp->parts[i].stored < 0 && tp->parts[i].group_at == -1)
             rd_kafka_topic_partition_list_add(pos, tp->name, i);
     if (pos->cnt)
         rd_kafka_position(in->in_rk, pos);
@@ -1092,8 +1143,13 @@ static void update_lag(hk_intake_t *in)
         int64_t done = p->stored;
         if (done < 0) {
             rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_find(pos, tp->name, i);
-            done = e && e->offset >= 0 ? e->offset : lo;
+            done = p->group_at == START_LOW ? lo
+                   : p->group_at >= 0       ? p->group_at
+                   : e && e->offset >= 0    ? e->offset
+                                            : -1;
         }
+        if (done < 0)
+            continue;
         if (hi > done)
             lag += hi - done;
     }
