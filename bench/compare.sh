@@ -92,24 +92,10 @@ if [[ $skip != *" tls "* ]]; then
     sleep 0.3; cpu_report; BENCH_TLS=1 floor
 fi
 
-# One run; prints run.sh's line plus hookd's CPU (utime+stime, sampled from /proc
-# until it exits, start-up, intake and signing included) per 1000 jobs.
+# One run with hookd's CPU per 1000 jobs (bench/run-cpu.sh).
 run_cpu() {
     local name=$1; shift
-    local out; out=$(mktemp)
-    "$bench/run.sh" "$name" "$n" "$parts" -- "${cmd[@]}" "$@" > "$out" 2>&1 &
-    local rp=$! pid='' ticks=0 t
-    while kill -0 "$rp" 2>/dev/null; do
-        [ -z "$pid" ] && pid=$(pgrep -f "^$HOOKD -c" | head -1 || true)
-        if [ -n "$pid" ] && t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null); then
-            ticks=$t
-        fi
-        sleep 0.1
-    done
-    wait "$rp" || true
-    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" \
-        '/ n=/ { printf "%s cpu_ms_per_1000=%.1f\n", $0, t * 1000 / hz / (n / 1000) }' "$out"
-    rm -f "$out"
+    BENCH_DIR=$bench "$root/bench/run-cpu.sh" "$name" "$n" "$parts" -- "${cmd[@]}" "$@"
 }
 
 if [[ $skip != *" scaling "* ]]; then

@@ -40,21 +40,9 @@ echo "# libcurl A/B $(date -Is) $(nproc) CPUs, $(git -C "$root" rev-parse --shor
 http2=()
 [ -n "${HTTP2:-}" ] && http2=(HOOKD_DELIVERY_HTTP2="$HTTP2")
 out=$tmp/runs.txt
-one() {  # NAME LIBDIR: run.sh's line plus hookd's CPU (utime+stime) per 1000 jobs
-    local name=$1 lib=$2 log; log=$(mktemp -p "$tmp")
-    env ${lib:+LD_LIBRARY_PATH=$lib} "$bench/run.sh" "$name" "$n" "$parts" -- \
-        "$root/bench/hookd-bench.sh" "${http2[@]}" > "$log" 2>&1 &
-    local rp=$! pid='' ticks=0 t
-    while kill -0 "$rp" 2>/dev/null; do
-        [ -z "$pid" ] && pid=$(pgrep -f "^$HOOKD -c" | head -1 || true)
-        if [ -n "$pid" ] && t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null); then
-            ticks=$t
-        fi
-        sleep 0.1
-    done
-    wait "$rp" || true
-    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" \
-        '/ n=/ { printf "%s cpu_ms_per_1000=%.1f\n", $0, t * 1000 / hz / (n / 1000) }' "$log" | tee -a "$out"
+one() {  # NAME LIBDIR: run.sh's line plus hookd's CPU per 1000 jobs (bench/run-cpu.sh)
+    env ${2:+LD_LIBRARY_PATH=$2} HOOKD="$HOOKD" BENCH_DIR="$bench" "$root/bench/run-cpu.sh" "$1" "$n" "$parts" -- \
+        "$root/bench/hookd-bench.sh" "${http2[@]}" | tee -a "$out"
 }
 for _ in $(seq "$rounds"); do
     one system ""

@@ -173,24 +173,6 @@ static int64_t summary_last(const char *log, const char *field)
     return r;
 }
 
-// --- hookd's admin /metrics -----------------------------------------------------------
-
-// The value of an unlabelled gauge from GET /metrics; -1 when unavailable.
-static long long metric_value(int port, const char *name)
-{
-    char url[64], *body = NULL;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    long long v = -1;
-    if (hk_th_http("GET", url, 2000, &body) == 200 && body) {
-        size_t len = strlen(name);
-        for (const char *l = body; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-            if (strncmp(l, name, len) == 0 && l[len] == ' ' && sscanf(l + len, "%lld", &v) == 1)
-                break;
-    }
-    free(body);
-    return v;
-}
-
 // --- 1. a backlog far beyond the limits ---------------------------------------------
 
 // The 100,000; under ASan (whose pass checks memory errors, not the RSS
@@ -227,12 +209,12 @@ static int backlog_delivered(void *arg)
     sample_rss(pr);
     if (!pr->admin_port)
         pr->admin_port = hk_th_admin_port("it_flow_backlog.log");
-    long long inflight = pr->admin_port ? metric_value(pr->admin_port, "hookd_inflight_jobs") : -1;
+    long long inflight = pr->admin_port ? hk_th_metric(pr->admin_port, "hookd_inflight_jobs") : -1;
     if (inflight >= 0) {
         pr->metric_samples++;
         if (inflight > pr->max_inflight)
             pr->max_inflight = inflight;
-        long long lag = metric_value(pr->admin_port, "hookd_consumer_lag");
+        long long lag = hk_th_metric(pr->admin_port, "hookd_consumer_lag");
         if (lag > pr->max_lag)
             pr->max_lag = lag;
     }
@@ -312,7 +294,7 @@ START_TEST(test_backlog_stays_under_memory_bound_and_everything_is_delivered)
     long long lag_end = -1;
     for (int i = 0; i < 40 && lag_end != 0; i++) {
         hk_th_sleep_ms(100);
-        lag_end = metric_value(pr.admin_port, "hookd_consumer_lag");
+        lag_end = hk_th_metric(pr.admin_port, "hookd_consumer_lag");
     }
 
     // The peak, just before SIGTERM.

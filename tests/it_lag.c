@@ -36,22 +36,6 @@ static void teardown(void)
     hk_th_scene_stop(&sc, 15000);
 }
 
-// The value of an unlabelled gauge from GET /metrics; -1 when unavailable.
-static long long metric_value(int port, const char *name)
-{
-    char url[64], *body = NULL;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    long long v = -1;
-    if (hk_th_http("GET", url, 2000, &body) == 200 && body) {
-        size_t len = strlen(name);
-        for (const char *l = body; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-            if (strncmp(l, name, len) == 0 && l[len] == ' ' && sscanf(l + len, "%lld", &v) == 1)
-                break;
-    }
-    free(body);
-    return v;
-}
-
 // Produces n jobs (ids prefixed `tag`) to the sink's /lag path, keyed over every partition.
 static void produce(const char *tag, size_t n)
 {
@@ -91,7 +75,7 @@ START_TEST(test_takeover_reports_lag_from_the_committed_offset)
     long long idle_max = -1, idle_last = -1;
     int samples = 0;
     for (int i = 0; i < 16; i++) {
-        long long v = metric_value(port, "hookd_consumer_lag");
+        long long v = hk_th_metric(port, "hookd_consumer_lag");
         if (v >= 0) {
             samples++;
             idle_last = v;
@@ -110,7 +94,7 @@ START_TEST(test_takeover_reports_lag_from_the_committed_offset)
     long long busy_max = -1;
     int64_t until = hk_th_now_ms() + 2 * DELAY_MS;
     do {
-        long long v = metric_value(port, "hookd_consumer_lag");
+        long long v = hk_th_metric(port, "hookd_consumer_lag");
         busy_max = v > busy_max ? v : busy_max;
         hk_th_sleep_ms(100);
     } while (hk_th_now_ms() < until);
@@ -120,7 +104,7 @@ START_TEST(test_takeover_reports_lag_from_the_committed_offset)
     ck_assert_msg(hk_th_wait_lag_zero(sc.brokers, "hookd", "jobs", 30000),
                   "replica 2 did not commit the new jobs");
     long long end = -1;
-    for (int i = 0; i < 100 && (end = metric_value(port, "hookd_consumer_lag")) != 0; i++)
+    for (int i = 0; i < 100 && (end = hk_th_metric(port, "hookd_consumer_lag")) != 0; i++)
         hk_th_sleep_ms(100);
 
     printf("it_lag: replica 2 holds %d partitions after a takeover of %d committed jobs: "

@@ -918,6 +918,21 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+long long hk_th_metric(int port, const char *name)
+{
+    char url[64], *body = NULL;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    long long v = -1;
+    if (hk_th_http("GET", url, 2000, &body) == 200 && body) {
+        size_t len = strlen(name);
+        for (const char *l = body; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+            if (strncmp(l, name, len) == 0 && l[len] == ' ' && sscanf(l + len, "%lld", &v) == 1)
+                break;
+    }
+    free(body);
+    return v;
+}
+
 long hk_th_http(const char *method, const char *url, int timeout_ms, char **body)
 {
     return hk_th_http_auth(method, url, NULL, timeout_ms, body);

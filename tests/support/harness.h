@@ -158,6 +158,9 @@ long hk_th_http(const char *method, const char *url, int timeout_ms, char **body
 // The same with "Authorization: Bearer <token>" (none when token is NULL).
 long hk_th_http_auth(const char *method, const char *url, const char *token, int timeout_ms,
                      char **body);
+// The value of an unlabelled metric on hookd's admin /metrics at 127.0.0.1:port;
+// -1 when there is no answer or no such line.
+long long hk_th_metric(int port, const char *name);
 
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
