@@ -32,7 +32,6 @@
 #include "retry/backoff.h"
 #include "base/sign.h"
 #include "base/netguard.h"
-#include "base/sign.h"
 
 typedef enum cf_type {
     CF_INT,     // int field

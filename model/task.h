@@ -15,7 +15,6 @@
 #include "retry/classify.h"
 #include "model/job.h"
 #include "base/endpoint.h"
-#include "model/job.h"
 
 // What a task is: a webhook job from Kafka (it comes back to intake, whose offset
 // tracker commits it), or an item of a Postgres batch (it comes back to its batch,

@@ -15,7 +15,6 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "base/clock.h"
 
 #define PG_BACKOFF_FIRST_MS 100
 #define PG_CLIENT_GRACE_MS  5000 // the client waits this much longer than statement_timeout

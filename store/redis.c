@@ -27,9 +27,6 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/err.h"
-#include "base/clock.h"
-#include "base/log.h"
-#include "base/metrics.h"
 
 #define RD_BACKOFF_MIN_MS   100
 #define RD_BACKOFF_MAX_MS   5000

@@ -35,8 +35,6 @@
 #include "worker/prom.h"
 #include "base/err.h"
 #include "base/endpoint.h"
-#include "base/log.h"
-#include "base/metrics.h"
 
 // A slow client holds one connection for ADMIN_REQUEST_DEADLINE_MS at most, and
 // one address holds ADMIN_MAX_PER_IP of ADMIN_MAX_CONNECTIONS: probes and scrapes

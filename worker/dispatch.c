@@ -15,11 +15,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "base/clock.h"
 #include "base/endpoint.h"
 #include "worker/lane.h"
-#include "base/log.h"
-#include "base/metrics.h"
 #include "worker/sched.h"
 
 #define MAX_WORKERS 256
