@@ -2,8 +2,10 @@
 // under rd_lock and link them onto a FIFO; the thread takes up to
 // HK_REDIS_BATCH_MAX at a time, appends one command per request (plus one MGET
 // when the breaker poll is due), reads the replies in order and completes each
-// request. Nodes come from chunks allocated on first need and reused until stop,
-// so the hot path allocates nothing once warmed up.
+// request. Nodes come from chunks allocated on first need and reused, so the hot
+// path allocates nothing once warmed up; after a burst, once no request has come
+// for RD_POOL_IDLE_MS and none is out, the thread keeps one chunk and frees the
+// rest (a burst may have taken up to queue_max nodes, ~9 MB at the default).
 //
 // rd_up is only 1 while the thread holds a connection with the scripts loaded, and
 // is changed under rd_lock together with the queue: a request is either refused at
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@
 #define RD_BACKOFF_MIN_MS   100
 #define RD_BACKOFF_MAX_MS   5000
 #define RD_CHUNK            256   // request nodes allocated at once
+#define RD_POOL_IDLE_MS     2000  // no request this long: the pool shrinks to one chunk
 #define RD_ERROR_LOG_MS     10000 // at most one redis_error line per this period
 #define RD_RATE_IDLE_PAD_MS 1000  // hookd:rate:* lives this long past its TAT
 #define RD_STR2(x)          #x
@@ -154,6 +158,8 @@ struct hk_redis_s {
     rq_t *rd_free;
     int rd_used; // nodes queued or in flight
     rd_chunk_t *rd_chunks;
+    atomic_size_t rd_chunk_cnt; // changed under rd_lock, read lock-free by hk_redis_stats()
+    int64_t rd_last_submit_ms;  // monotonic: the pool shrinks RD_POOL_IDLE_MS after it
     rd_watch_t **rd_watch;
     size_t rd_watch_cnt, rd_watch_cap;
     rd_watch_t *rd_watch_tab[RD_WATCH_BUCKETS];
@@ -255,17 +261,33 @@ static void fail_list(hk_redis_t *r, rq_t *head)
     pool_put(r, head);
 }
 
+// Chunks (~150 KB) are mapped, not taken from malloc: glibc would keep a freed
+// chunk in its heap until some malloc_trim, mapped ones go back to the kernel the
+// moment the pool shrinks.
+static rd_chunk_t *chunk_new(void)
+{
+    void *p =
+        mmap(NULL, sizeof(rd_chunk_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void chunk_free(rd_chunk_t *ch)
+{
+    munmap(ch, sizeof(*ch));
+}
+
 // Under rd_lock: a free node, or NULL when the queue is at its bound.
 static rq_t *pool_get_locked(hk_redis_t *r)
 {
     if (r->rd_used >= r->rd_queue_max)
         return NULL;
     if (!r->rd_free) {
-        rd_chunk_t *ch = malloc(sizeof(*ch));
+        rd_chunk_t *ch = chunk_new();
         if (!ch)
             return NULL;
         ch->ch_next = r->rd_chunks;
         r->rd_chunks = ch;
+        r->rd_chunk_cnt++;
         for (int i = 0; i < RD_CHUNK; i++) {
             ch->ch_rq[i].rq_next = r->rd_free;
             r->rd_free = &ch->ch_rq[i];
@@ -300,6 +322,7 @@ static void submit(hk_redis_t *r, const rq_t *tmpl, const char *a, const char *b
     }
 
     pthread_mutex_lock(&r->rd_lock);
+    r->rd_last_submit_ms = hk_clock_mono_ms();
     rq_t *rq = NULL;
     int full = 0;
     if (!r->rd_stopping && atomic_load_explicit(&r->rd_up, memory_order_relaxed)) {
@@ -750,6 +773,24 @@ static void run_batch(hk_redis_t *r, rq_t *head, size_t poll_n)
     }
 }
 
+// Under rd_lock, with no node out (rd_used 0, so every node is on rd_free):
+// keeps the newest chunk, frees the others and rebuilds the free list from it.
+static void pool_shrink_locked(hk_redis_t *r)
+{
+    rd_chunk_t *keep = r->rd_chunks;
+    for (rd_chunk_t *ch = keep->ch_next, *next; ch; ch = next) {
+        next = ch->ch_next;
+        chunk_free(ch);
+    }
+    keep->ch_next = NULL;
+    r->rd_chunk_cnt = 1;
+    r->rd_free = NULL;
+    for (int i = 0; i < RD_CHUNK; i++) {
+        keep->ch_rq[i].rq_next = r->rd_free;
+        r->rd_free = &keep->ch_rq[i];
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Thread
 
@@ -782,6 +823,14 @@ static void *thread_main(void *arg)
                 until = r->rd_next_connect_ms;
             else if (r->rd_watch_cnt > 0)
                 until = r->rd_next_poll_ms;
+            // Same for the request pool, once the burst is over (see the top).
+            if (r->rd_chunk_cnt > 1 && r->rd_used == 0) {
+                int64_t shrink_at = r->rd_last_submit_ms + RD_POOL_IDLE_MS;
+                if (now >= shrink_at)
+                    pool_shrink_locked(r);
+                else if (until < 0 || shrink_at < until)
+                    until = shrink_at;
+            }
             if (until < 0) {
                 pthread_cond_wait(&r->rd_wake, &r->rd_lock);
             } else {
@@ -1086,7 +1135,7 @@ void hk_redis_stop(hk_redis_t *r)
     atomic_store(&hk_metrics.redis_configured, 0);
     for (rd_chunk_t *ch = r->rd_chunks, *next; ch; ch = next) {
         next = ch->ch_next;
-        free(ch);
+        chunk_free(ch);
     }
     for (size_t i = 0; i < r->rd_watch_cnt; i++) {
         free(r->rd_watch[i]->w_endpoint);
@@ -1121,6 +1170,7 @@ void hk_redis_stats(const hk_redis_t *r, hk_redis_stats_t *st)
     st->queue_full = atomic_load(&r->rd_queue_full);
     st->connects = atomic_load(&r->rd_connects);
     st->script_loads = atomic_load(&r->rd_script_loads);
+    st->pool_nodes = atomic_load(&r->rd_chunk_cnt) * RD_CHUNK;
 }
 
 void hk_redis_claim(hk_redis_t *r, const char *tenant, const char *key, hk_redis_claim_cb *cb,

@@ -81,6 +81,7 @@ typedef struct hk_redis_stats {
     uint64_t queue_full;   // of which because the queue was full
     uint64_t connects;     // connections established (scripts loaded)
     uint64_t script_loads; // SCRIPT LOAD rounds (one per connection, plus NOSCRIPT reloads)
+    size_t pool_nodes;     // request nodes allocated (free or out); one chunk's worth when idle
 } hk_redis_stats_t;
 void hk_redis_stats(const hk_redis_t *r, hk_redis_stats_t *st);
 

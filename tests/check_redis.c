@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "store/redis.h"
@@ -522,6 +523,59 @@ START_TEST(test_10000_claims_are_pipelined_in_few_round_trips)
     free(args);
     hk_redis_stop(a);
     hk_redis_stop(b);
+}
+END_TEST
+
+// A burst takes as many request nodes as it has requests out at once (up to
+// queue_max, ~9 MB at the default); the pool gives them back once the client has
+// had no request for 2 s, keeping one chunk of 256. Not during the burst: the
+// peak check fails when the pool shrinks whenever no node is out (tried with
+// RD_POOL_IDLE_MS 0: 256 nodes at the peak).
+START_TEST(test_request_pool_shrinks_to_one_chunk_after_a_burst)
+{
+    // hookd's malloc settings (worker/main.c, malloc_setup): blocks under 4 MiB
+    // come from the heap, where a freed one stays until a trim.
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+    hk_redis_t *a = client_at("replica-a");
+    many_t *m = calloc(1, sizeof(*m));
+    many_arg_t *args = calloc(MANY, sizeof(*args));
+    hk_redis_stats_t st;
+    claim_many(a, m, args);
+    hk_redis_stats(a, &st);
+    size_t peak = st.pool_nodes;
+    ck_assert_msg(peak > 256, "the burst of %d claims used only %zu nodes", MANY, peak);
+    long long rss_peak = hk_th_proc_status_bytes(getpid(), "VmRSS");
+    int64_t t0 = hk_th_now_ms();
+    while (hk_th_now_ms() - t0 < 10000) {
+        hk_redis_stats(a, &st);
+        if (st.pool_nodes <= 256)
+            break;
+        hk_th_sleep_ms(100);
+    }
+    int64_t took = hk_th_now_ms() - t0;
+    long long rss_after = hk_th_proc_status_bytes(getpid(), "VmRSS");
+    fprintf(stderr,
+            "check_redis: pool %zu nodes after %d claims, %zu after %lld ms idle; RSS %+.2f MB\n",
+            peak, MANY, st.pool_nodes, (long long)took, (double)(rss_after - rss_peak) / 1e6);
+    ck_assert_msg(st.pool_nodes == 256, "pool still %zu nodes %lld ms after the burst",
+                  st.pool_nodes, (long long)took);
+    // The nodes go back to the kernel, not only to the heap: each holds a
+    // 512-byte name, so the freed ones were at least (peak - 256) * 512 bytes.
+    long long freed_min = (long long)(peak - 256) * 512;
+    ck_assert_msg(rss_peak - rss_after >= freed_min / 2,
+                  "RSS went from %lld to %lld bytes when the pool shrank by %zu nodes", rss_peak,
+                  rss_after, peak - 256);
+    // And it grows again for the next burst, every claim answered.
+    claim_many(a, m, args);
+    for (int i = 0; i < MANY; i++)
+        ck_assert_msg(m->results[i] == HK_CLAIM_BUSY || m->results[i] == HK_CLAIM_OK,
+                      "claim k%d = %d after the shrink", i, m->results[i]);
+    hk_redis_stats(a, &st);
+    ck_assert_uint_eq(st.unknown, 0);
+    free(m);
+    free(args);
+    hk_redis_stop(a);
 }
 END_TEST
 
@@ -1183,6 +1237,7 @@ Suite *hk_test_suite(hk_ck_run_t *run)
     tcase_add_test(tc, test_done_marker_lives_dedupe_ttl_s);
     tcase_add_test(tc, test_dedupe_keys_of_colliding_tenants_are_distinct);
     tcase_add_test(tc, test_10000_claims_are_pipelined_in_few_round_trips);
+    tcase_add_test(tc, test_request_pool_shrinks_to_one_chunk_after_a_burst);
     tcase_add_test(tc, test_permits_shared_by_two_replicas_follow_rate_and_burst);
     tcase_add_test(tc, test_permits_are_unknown_when_redis_is_down);
     tcase_add_test(tc, test_breaker_opened_by_one_replica_reaches_the_other_once);
