@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -215,12 +216,20 @@ static int spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const c
         envp[k++] = env[i];
     envp[k] = NULL;
 
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         free(envp);
         return -1;
     }
     if (pid == 0) {
+        // The child dies with the thread that started it: a test killed by ctest's
+        // timeout (or SIGKILL) has no teardown, and a hookd left running would load
+        // the machine and hold its group for the suites after it. Parent already gone
+        // between fork and prctl: nothing would signal us.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         dup2(in[0], STDIN_FILENO);
         close(in[1]);
         int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);

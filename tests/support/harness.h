@@ -18,7 +18,10 @@ typedef struct hk_th_proc {
 } hk_th_proc_t;
 
 // Starts argv[0] with the current environment plus `env` ("NAME=value", NULL
-// terminated; may be NULL), stdout+stderr appended to `log`.
+// terminated; may be NULL), stdout+stderr appended to `log`. The child gets
+// SIGKILL when the thread that started it exits (PR_SET_PDEATHSIG), so a test
+// killed before its teardown leaves no process behind: start long-lived
+// children from the test's own thread, not from a short-lived helper thread.
 int hk_th_spawn(hk_th_proc_t *p, char *const argv[], char *const env[], const char *log);
 // Waits up to timeout_ms; returns the wait status, or -1 on timeout.
 int hk_th_wait(hk_th_proc_t *p, int timeout_ms);
