@@ -405,6 +405,12 @@ static int rebalancing(rd_kafka_resp_err_t err)
            err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID;
 }
 
+static void orphan_free(orphan_t *o)
+{
+    hk_offsets_destroy(o->ot);
+    free(o);
+}
+
 static void orphan_done(hk_intake_t *in, orphan_t *o, const char *event, const char *why)
 {
     hk_log(strcmp(event, "orphan_commit_failed") ? HK_LOG_INFO : HK_LOG_WARN, event,
@@ -416,8 +422,7 @@ static void orphan_done(hk_intake_t *in, orphan_t *o, const char *event, const c
             break;
         }
     }
-    hk_offsets_destroy(o->ot);
-    free(o);
+    orphan_free(o);
 }
 
 // Tries again the revoke commits the broker refused (see orphan_t), between joins.
@@ -1381,7 +1386,7 @@ void hk_intake_destroy(hk_intake_t *in)
     while (in->in_orphans) {
         orphan_t *o = in->in_orphans;
         in->in_orphans = o->next;
-        free(o);
+        orphan_free(o); // a lost partition's may still hold its tracker
     }
     for (int t = 0; t < T_CNT; t++) {
         for (int i = 0; i < in->in_topics[t].cnt; i++) {
