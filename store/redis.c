@@ -3,8 +3,8 @@
 // HK_REDIS_BATCH_MAX at a time, appends one command per request (plus one MGET
 // when the breaker poll is due), reads the replies in order and completes each
 // request. Nodes come from chunks allocated on first need and reused, so the hot
-// path allocates nothing once warmed up; after a burst, once no request has come
-// for RD_POOL_IDLE_MS and none is out, the thread keeps one chunk and frees the
+// path allocates nothing once warmed up; after a burst, once the thread has taken
+// no request for RD_POOL_IDLE_MS and none is out, it keeps one chunk and frees the
 // rest (a burst may have taken up to queue_max nodes, ~9 MB at the default).
 //
 // rd_up is only 1 while the thread holds a connection with the scripts loaded, and
@@ -159,7 +159,7 @@ struct hk_redis_s {
     int rd_used; // nodes queued or in flight
     rd_chunk_t *rd_chunks;
     atomic_size_t rd_chunk_cnt; // changed under rd_lock, read lock-free by hk_redis_stats()
-    int64_t rd_last_submit_ms;  // monotonic: the pool shrinks RD_POOL_IDLE_MS after it
+    int64_t rd_last_batch_ms;   // monotonic: the pool shrinks RD_POOL_IDLE_MS after it
     rd_watch_t **rd_watch;
     size_t rd_watch_cnt, rd_watch_cap;
     rd_watch_t *rd_watch_tab[RD_WATCH_BUCKETS];
@@ -322,7 +322,6 @@ static void submit(hk_redis_t *r, const rq_t *tmpl, const char *a, const char *b
     }
 
     pthread_mutex_lock(&r->rd_lock);
-    r->rd_last_submit_ms = hk_clock_mono_ms();
     rq_t *rq = NULL;
     int full = 0;
     if (!r->rd_stopping && atomic_load_explicit(&r->rd_up, memory_order_relaxed)) {
@@ -825,7 +824,7 @@ static void *thread_main(void *arg)
                 until = r->rd_next_poll_ms;
             // Same for the request pool, once the burst is over (see the top).
             if (r->rd_chunk_cnt > 1 && r->rd_used == 0) {
-                int64_t shrink_at = r->rd_last_submit_ms + RD_POOL_IDLE_MS;
+                int64_t shrink_at = r->rd_last_batch_ms + RD_POOL_IDLE_MS;
                 if (now >= shrink_at)
                     pool_shrink_locked(r);
                 else if (until < 0 || shrink_at < until)
@@ -847,6 +846,7 @@ static void *thread_main(void *arg)
         for (rq_t *rq = head; rq && n < HK_REDIS_BATCH_MAX; rq = rq->rq_next, n++)
             tail = rq;
         if (tail) {
+            r->rd_last_batch_ms = now; // the thread's clock: submit reads none
             r->rd_head = tail->rq_next;
             if (!r->rd_head)
                 r->rd_tail = NULL;
