@@ -70,26 +70,11 @@ static void teardown(void)
     hk_th_release_held();
 }
 
-// The value of the sample `series` (name with its labels, as rendered) in a
-// /metrics body; -1 when absent.
-static double metric(const char *body, const char *series)
-{
-    size_t len = strlen(series);
-    for (const char *p = body; p && *p;) {
-        if (strncmp(p, series, len) == 0 && p[len] == ' ')
-            return strtod(p + len + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
 // Live lanes: hookd_lanes, or (a build without it, for the before figures) the
 // number of per-endpoint hookd_lane_limit series.
 static double lanes_of(const char *body)
 {
-    double v = metric(body, "hookd_lanes");
+    double v = hk_th_metric_in(body, "hookd_lanes");
     if (v >= 0)
         return v;
     v = 0;
@@ -204,9 +189,10 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
     for (int i = 0; i < 1200; i++) {
         free(body);
         body = scrape(admin, &len);
-        if (body && metric(body, "hookd_inflight_jobs") > warm_inflight_max)
-            warm_inflight_max = metric(body, "hookd_inflight_jobs");
-        if (body && metric(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") >= warm &&
+        if (body && hk_th_metric_in(body, "hookd_inflight_jobs") > warm_inflight_max)
+            warm_inflight_max = hk_th_metric_in(body, "hookd_inflight_jobs");
+        if (body &&
+            hk_th_metric_in(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") >= warm &&
             lanes_of(body) <= 1 && (lanes_of(body) == 0 || i > 100))
             break;
         hk_th_sleep_ms(100);
@@ -246,9 +232,10 @@ START_TEST(test_a_hundred_thousand_hosts_leave_no_trace)
             double lanes = lanes_of(body);
             if (lanes > lanes_max)
                 lanes_max = lanes;
-            if (metric(body, "hookd_inflight_jobs") > inflight_max)
-                inflight_max = metric(body, "hookd_inflight_jobs");
-            blocked = metric(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") - warm;
+            if (hk_th_metric_in(body, "hookd_inflight_jobs") > inflight_max)
+                inflight_max = hk_th_metric_in(body, "hookd_inflight_jobs");
+            blocked =
+                hk_th_metric_in(body, "hookd_jobs_dead_lettered_total{class=\"blocked\"}") - warm;
             if (blocked >= n && !all_done_ms)
                 all_done_ms = hk_th_now_ms();
             // Done when the lanes are gone, or (if they never go) 10 s after the last job.

@@ -76,15 +76,6 @@ typedef struct probe {
     char body_503[256];   // the body of the first 503
 } probe_t;
 
-static long long metric(const char *text, const char *name)
-{
-    size_t len = strlen(name);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, name, len) == 0 && p[len] == ' ')
-            return atoll(p + len + 1);
-    return -1;
-}
-
 static void *probe_main(void *arg)
 {
     probe_t *pr = arg;
@@ -96,8 +87,8 @@ static void *probe_main(void *arg)
         long st = hk_th_http("GET", url, 2000, &body);
         int64_t now = hk_th_now_ms();
         char *m = NULL;
-        int unreachable =
-            hk_th_http("GET", murl, 2000, &m) == 200 && metric(m, "hookd_kafka_unreachable") == 1;
+        int unreachable = hk_th_http("GET", murl, 2000, &m) == 200 &&
+                          hk_th_metric_in(m, "hookd_kafka_unreachable") == 1;
         free(m);
         pthread_mutex_lock(&pr->lock);
         pr->last = (int)st;
@@ -269,9 +260,9 @@ START_TEST(test_broker_down_10s_loses_nothing_and_readyz_follows)
     snprintf(murl, sizeof(murl), "http://127.0.0.1:%d/metrics", pr.port);
     ck_assert_int_eq(hk_th_http("GET", murl, 5000, &m), 200);
     hk_th_hold_mem(m);
-    ck_assert_int_ge(metric(m, "hookd_kafka_unreachable_total"), 1);
-    ck_assert_int_eq(metric(m, "hookd_kafka_unreachable"), 0);
-    ck_assert_int_ge(metric(m, "hookd_kafka_brokers_up"), 1);
+    ck_assert_int_ge((long long)hk_th_metric_in(m, "hookd_kafka_unreachable_total"), 1);
+    ck_assert_int_eq((long long)hk_th_metric_in(m, "hookd_kafka_unreachable"), 0);
+    ck_assert_int_ge((long long)hk_th_metric_in(m, "hookd_kafka_brokers_up"), 1);
     ck_assert_msg(done, "jobs lost: %llu of %zu delivered", (unsigned long long)delivered(),
                   N_JOBS - n_dlq);
     ck_assert_msg(lag0, "offsets did not reach the end: lag %lld (jobs) %lld (retry)",

@@ -196,21 +196,6 @@ static char *metrics_get(int port, const char *token)
     return body;
 }
 
-// The value of the sample written exactly as `series` (name plus labels as
-// hookd renders them) in an exposition; -1 when there is none.
-static double metric(const char *text, const char *series)
-{
-    size_t len = strlen(series);
-    for (const char *p = text; p && *p;) {
-        if (strncmp(p, series, len) == 0 && p[len] == ' ')
-            return strtod(p + len + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
 // "http://127.0.0.1:<port>" of a sink (held).
 static char *endpoint_of(hk_sink_t *s)
 {
@@ -577,7 +562,7 @@ START_TEST(test_job_delivered_by_a_killed_replica_is_not_sent_again_by_the_next)
     assert_running(3, "at the end");
     int port_b = admin_port(log_b);
     char *metrics_b = metrics_get(port_b, NULL);
-    double suppressed_metric = metric(metrics_b, "hookd_duplicates_suppressed_total");
+    double suppressed_metric = hk_th_metric_in(metrics_b, "hookd_duplicates_suppressed_total");
     int suppressed_log = hk_th_log_count(log_b, "\"duplicate_suppressed\"");
 
     hk_sink_stats_t st, cst;
@@ -939,7 +924,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
         hk_sink_stats(sink, &st);
         seen[s] = st.unique_ok;
         up_at[s] = hk_th_now_ms() - t_gone;
-        up[s] = metric(metrics_get(port, NULL), "hookd_redis_up");
+        up[s] = hk_th_metric_in(metrics_get(port, NULL), "hookd_redis_up");
     }
     int64_t wait = t_stop + OUT_DOWN_MS - hk_th_now_ms();
     if (wait > 0)
@@ -951,7 +936,7 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
     int64_t t_restart = hk_th_now_ms();
     int back = hk_th_wait_for_log(log, "\"redis_up\"", 2, 15000); // the first one is the start
     int64_t t_up = hk_th_now_ms(), t_up_wall = hk_clock_wall_ms();
-    double up_after = metric(metrics_get(port, NULL), "hookd_redis_up");
+    double up_after = hk_th_metric_in(metrics_get(port, NULL), "hookd_redis_up");
     hk_sink_stats_t at_up;
     hk_sink_stats(sink, &at_up);
 
@@ -987,8 +972,8 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
            (unsigned long long)at_restart.unique_ok,
            (unsigned long long)(at_restart.unique_ok - at_stop.unique_ok),
            (double)(t_down_end - t_stop) / 1000.0, (unsigned long long)at_up.unique_ok,
-           (double)(t_up - t_restart) / 1000.0, metric(m_before, "hookd_redis_up"), up[0], up[1],
-           up[2], up[3], (long long)up_at[0], (long long)up_at[1], (long long)up_at[2],
+           (double)(t_up - t_restart) / 1000.0, hk_th_metric_in(m_before, "hookd_redis_up"), up[0],
+           up[1], up[2], up[3], (long long)up_at[0], (long long)up_at[1], (long long)up_at[2],
            (long long)up_at[3], (long long)(t_gone - t_stop), up_after, downs,
            downs
                ? fmt("the first %+lld ms after it exited", (long long)(t_down_logged - t_gone_wall))
@@ -996,7 +981,8 @@ START_TEST(test_redis_outage_keeps_deliveries_flowing_and_recovers)
            downs_all, ups, (unsigned long long)st.unique_ok, (unsigned long long)st.duplicate_ok,
            markers, rate_before, rate_during);
 
-    ck_assert_msg(metric(m_before, "hookd_redis_up") == 1, "hookd_redis_up was not 1 before");
+    ck_assert_msg(hk_th_metric_in(m_before, "hookd_redis_up") == 1,
+                  "hookd_redis_up was not 1 before");
     ck_assert_msg(at_restart.unique_ok < OUT_JOBS, "the run ended during the outage");
     // The gauge says so once hookd must have noticed: the samples read at least
     // OUT_NOTICE_MS after the server was gone (the last two, unless stopping it took
@@ -1069,10 +1055,10 @@ static int mx_settled(void *arg)
         char series[128];
         snprintf(series, sizeof(series), "hookd_jobs_dead_lettered_total{class=\"%s\"}",
                  classes[i]);
-        dead += metric(body, series);
+        dead += hk_th_metric_in(body, series);
     }
     int ok = dead == w->want_dead &&
-             metric(body, "hookd_deliveries_total{outcome=\"delivered\"}") == MX_OK;
+             hk_th_metric_in(body, "hookd_deliveries_total{outcome=\"delivered\"}") == MX_OK;
     free(body);
     return ok;
 }
@@ -1149,11 +1135,11 @@ START_TEST(test_metrics_agree_with_the_sink_and_pass_promtool)
                 other++;
         }
         text = metrics_get(port, NULL);
-        if (metric(text, "hookd_deliveries_total{outcome=\"delivered\"}") == s2xx &&
-            metric(text, "hookd_deliveries_total{outcome=\"permanent\"}") == s404 &&
-            metric(text, "hookd_deliveries_total{outcome=\"retryable\"}") == s503 &&
-            metric(text, "hookd_delivery_attempts_total") == nreq &&
-            metric(text, "hookd_delivery_duration_seconds_count") == nreq)
+        if (hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"delivered\"}") == s2xx &&
+            hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"permanent\"}") == s404 &&
+            hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"retryable\"}") == s503 &&
+            hk_th_metric_in(text, "hookd_delivery_attempts_total") == nreq &&
+            hk_th_metric_in(text, "hookd_delivery_duration_seconds_count") == nreq)
             break;
         if (hk_th_now_ms() >= end)
             break;
@@ -1172,21 +1158,21 @@ START_TEST(test_metrics_agree_with_the_sink_and_pass_promtool)
         else
             d_other++;
     }
-    double m_del = metric(text, "hookd_deliveries_total{outcome=\"delivered\"}");
-    double m_perm = metric(text, "hookd_deliveries_total{outcome=\"permanent\"}");
-    double m_retr = metric(text, "hookd_deliveries_total{outcome=\"retryable\"}");
-    double m_gone = metric(text, "hookd_deliveries_total{outcome=\"gone\"}");
-    double m_att = metric(text, "hookd_delivery_attempts_total");
-    double m_jdel = metric(text, "hookd_jobs_delivered_total");
-    double m_cons = metric(text, "hookd_jobs_consumed_total");
-    double m_dperm = metric(text, "hookd_jobs_dead_lettered_total{class=\"permanent\"}");
-    double m_dexh = metric(text, "hookd_jobs_dead_lettered_total{class=\"exhausted\"}");
-    double m_dretr = metric(text, "hookd_jobs_dead_lettered_total{class=\"retryable\"}");
-    double m_dgone = metric(text, "hookd_jobs_dead_lettered_total{class=\"gone\"}");
-    double m_dinv = metric(text, "hookd_jobs_dead_lettered_total{class=\"invalid\"}");
-    double m_count = metric(text, "hookd_delivery_duration_seconds_count");
-    double m_rconf = metric(text, "hookd_redis_configured");
-    double m_rup = metric(text, "hookd_redis_up");
+    double m_del = hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"delivered\"}");
+    double m_perm = hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"permanent\"}");
+    double m_retr = hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"retryable\"}");
+    double m_gone = hk_th_metric_in(text, "hookd_deliveries_total{outcome=\"gone\"}");
+    double m_att = hk_th_metric_in(text, "hookd_delivery_attempts_total");
+    double m_jdel = hk_th_metric_in(text, "hookd_jobs_delivered_total");
+    double m_cons = hk_th_metric_in(text, "hookd_jobs_consumed_total");
+    double m_dperm = hk_th_metric_in(text, "hookd_jobs_dead_lettered_total{class=\"permanent\"}");
+    double m_dexh = hk_th_metric_in(text, "hookd_jobs_dead_lettered_total{class=\"exhausted\"}");
+    double m_dretr = hk_th_metric_in(text, "hookd_jobs_dead_lettered_total{class=\"retryable\"}");
+    double m_dgone = hk_th_metric_in(text, "hookd_jobs_dead_lettered_total{class=\"gone\"}");
+    double m_dinv = hk_th_metric_in(text, "hookd_jobs_dead_lettered_total{class=\"invalid\"}");
+    double m_count = hk_th_metric_in(text, "hookd_delivery_duration_seconds_count");
+    double m_rconf = hk_th_metric_in(text, "hookd_redis_configured");
+    double m_rup = hk_th_metric_in(text, "hookd_redis_up");
     char *prom = NULL;
     int prom_ok = promtool_check(text, &prom);
 
@@ -1269,7 +1255,8 @@ typedef struct deferred_wait {
 static int deferred_reached(void *arg)
 {
     deferred_wait_t *w = arg;
-    w->seen = metric(metrics_get(w->port, ADMIN_TOKEN), "hookd_deferred_open_breaker_total");
+    w->seen =
+        hk_th_metric_in(metrics_get(w->port, ADMIN_TOKEN), "hookd_deferred_open_breaker_total");
     return w->seen >= w->want;
 }
 

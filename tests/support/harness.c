@@ -927,17 +927,26 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+double hk_th_metric_in(const char *text, const char *series)
+{
+    size_t len = strlen(series);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, series, len) == 0 && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
 long long hk_th_metric(int port, const char *name)
 {
     char url[64], *body = NULL;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     long long v = -1;
-    if (hk_th_http("GET", url, 2000, &body) == 200 && body) {
-        size_t len = strlen(name);
-        for (const char *l = body; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-            if (strncmp(l, name, len) == 0 && l[len] == ' ' && sscanf(l + len, "%lld", &v) == 1)
-                break;
-    }
+    if (hk_th_http("GET", url, 2000, &body) == 200 && body)
+        v = (long long)hk_th_metric_in(body, name);
     free(body);
     return v;
 }

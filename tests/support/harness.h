@@ -164,6 +164,9 @@ long hk_th_http_auth(const char *method, const char *url, const char *token, int
 // The value of an unlabelled metric on hookd's admin /metrics at 127.0.0.1:port;
 // -1 when there is no answer or no such line.
 long long hk_th_metric(int port, const char *name);
+// The value of the sample written exactly as `series` (name plus labels as hookd
+// renders them) in a /metrics exposition; -1 when there is none.
+double hk_th_metric_in(const char *text, const char *series);
 
 // Counts lines of file `path` containing `needle`.
 int hk_th_log_count(const char *path, const char *needle);
