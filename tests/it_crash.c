@@ -133,10 +133,6 @@ Suite *hk_test_suite(hk_ck_run_t *run)
 {
     run->nofork = true;
     Suite *s = suite_create("it_crash");
-    TCase *tc = tcase_create("crash");
-    tcase_set_timeout(tc, 500);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_sigkill_mid_run_loses_nothing_and_keeps_ids);
-    suite_add_tcase(s, tc);
+    hk_ck_case(s, "crash", 500, setup, teardown, test_sigkill_mid_run_loses_nothing_and_keeps_ids);
     return s;
 }

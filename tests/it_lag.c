@@ -128,10 +128,6 @@ Suite *hk_test_suite(hk_ck_run_t *run)
 {
     run->nofork = true;
     Suite *s = suite_create("it_lag");
-    TCase *tc = tcase_create("lag");
-    tcase_set_timeout(tc, 300);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_takeover_reports_lag_from_the_committed_offset);
-    suite_add_tcase(s, tc);
+    hk_ck_case(s, "lag", 300, setup, teardown, test_takeover_reports_lag_from_the_committed_offset);
     return s;
 }
